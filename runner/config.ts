@@ -73,6 +73,8 @@ export interface RestoreConfig extends CommonConfig {
   dryRun: boolean;
   snapshot: boolean;
   allowUnverified: boolean;
+  /** Identifies one restore request; a request already completed in DEST is not run again. */
+  requestId: string | undefined;
 }
 
 export type RunnerConfig = BackupConfig | VerifyConfig | ListConfig | PruneConfig | RestoreConfig;
@@ -156,6 +158,7 @@ const commandFlags: Record<CommandName, { summary: string; usage: string; flags:
       { name: 'dry-run', kind: 'bool', help: 'print what would be added, replaced and removed; change nothing' },
       { name: 'snapshot', kind: 'bool', negatable: true, help: 'archive the current target into DEST before restoring (--no-snapshot to skip)', defaultText: 'on' },
       { name: 'allow-unverified', kind: 'bool', help: 'restore an archive that has no checksum/manifest sidecars (made by another tool)' },
+      { name: 'request-id', kind: 'string', metavar: 'ID', help: 'run this restore request once: when DEST records ID as done, exit 0 without restoring again' },
     ],
   },
 };
@@ -278,9 +281,19 @@ function requireValue(values: RawValues, name: string, command: CommandName): st
   return v;
 }
 
+export interface ParseOptions {
+  /** Relative paths are resolved against this directory. */
+  cwd?: string;
+  /** Check that directory flags exist (off only for checking rendered manifests away from the pod). */
+  checkPaths?: boolean;
+}
+
+let checkPaths = true;
+
 /** Resolves a directory flag to an absolute path and checks that it exists and is a directory. */
 export function existingDirectory(flag: string, value: string, cwd: string): string {
   const resolved = path.resolve(cwd, value);
+  if (!checkPaths) return resolved;
   if (!existsSync(resolved)) throw new UsageError(`--${flag} ${resolved} does not exist; create it or mount the volume there`);
   if (!statSync(resolved).isDirectory()) throw new UsageError(`--${flag} ${resolved} is not a directory`);
   return resolved;
@@ -420,7 +433,16 @@ function buildRestore(values: RawValues, positionals: string[], cwd: string): Re
     dryRun: bool(values, 'dry-run'),
     snapshot: bool(values, 'snapshot', true),
     allowUnverified: bool(values, 'allow-unverified'),
+    requestId: parseRequestId(str(values, 'request-id')),
   };
+}
+
+function parseRequestId(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(value)) {
+    throw new UsageError(`--request-id must be 1-64 letters, digits, ".", "_" or "-", got "${value}"`);
+  }
+  return value;
 }
 
 const builders: Record<CommandName, (values: RawValues, positionals: string[], cwd: string) => RunnerConfig> = {
@@ -438,8 +460,17 @@ const builders: Record<CommandName, (values: RawValues, positionals: string[], c
 export function parseCommandLine(
   argv: readonly string[],
   env: Record<string, string | undefined>,
-  cwd: string = process.cwd(),
+  options: ParseOptions = {},
 ): ParsedCommandLine {
+  checkPaths = options.checkPaths ?? true;
+  try {
+    return parseWith(argv, env, options.cwd ?? process.cwd());
+  } finally {
+    checkPaths = true;
+  }
+}
+
+function parseWith(argv: readonly string[], env: Record<string, string | undefined>, cwd: string): ParsedCommandLine {
   const [first, ...rest] = argv;
   if (first === undefined || first === '--help' || first === '-h' || first === 'help') {
     const topic = first === 'help' ? rest[0] : undefined;
