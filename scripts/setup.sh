@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 missing=()
 for tool in busybox zstd pigz tar gzip unzip unshare time; do
-  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+  type -P "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if ((${#missing[@]})); then
   packages=()
