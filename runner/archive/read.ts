@@ -1,0 +1,76 @@
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { Compression } from '../config.js';
+import { IntegrityError, RunnerError } from '../errors.js';
+import { createDecompressor } from './compress.js';
+import { TarReader, type TarVisitor } from './tar-reader.js';
+
+export interface ReadResult {
+  /** SHA-256 of the archive file as read. */
+  sha256: string;
+  archiveBytes: number;
+  tarBytes: number;
+  entries: number;
+}
+
+export interface ReadProgress {
+  archiveBytes: number;
+  tarBytes: number;
+  entries: number;
+}
+
+const MiB = 1024 * 1024;
+
+/**
+ * Reads an archive file once, end to end: hashes the bytes as stored, decompresses them,
+ * parses every tar entry to the end-of-archive marker and hands entries to the visitor.
+ * Decompression errors and truncation become IntegrityError (exit 3).
+ */
+export async function readArchive(
+  file: string,
+  compression: Compression,
+  visitor: TarVisitor,
+  onProgress?: (progress: ReadProgress) => void,
+): Promise<ReadResult & { reader: TarReader }> {
+  const hash = createHash('sha256');
+  let archiveBytes = 0;
+  const reader = new TarReader(visitor);
+  const tap = new Transform({
+    highWaterMark: 4 * MiB,
+    transform(chunk: Buffer, _encoding, done) {
+      hash.update(chunk);
+      archiveBytes += chunk.length;
+      done(null, chunk);
+    },
+  });
+  const decompressor = createDecompressor(compression);
+  const consume = async (source: AsyncIterable<Buffer>) => {
+    for await (const chunk of source) {
+      reader.write(chunk);
+      onProgress?.({ archiveBytes, tarBytes: reader.bytes, entries: reader.entries });
+    }
+  };
+  const input = fs.createReadStream(file, { highWaterMark: MiB });
+  try {
+    if (decompressor) await pipeline(input, tap, decompressor, consume);
+    else await pipeline(input, tap, consume);
+  } catch (error) {
+    throw asIntegrityError(error, compression);
+  }
+  reader.end();
+  return { sha256: hash.digest('hex'), archiveBytes, tarBytes: reader.bytes, entries: reader.entries, reader };
+}
+
+function asIntegrityError(error: unknown, compression: Compression): unknown {
+  if (error instanceof RunnerError) return error;
+  const e = error as NodeJS.ErrnoException;
+  if (typeof e?.code === 'string' && (e.code.startsWith('Z_') || e.code.startsWith('ZSTD_') || e.code.startsWith('ERR_ZLIB') || e.code === 'ERR__ZSTD')) {
+    return new IntegrityError(`archive is corrupt: ${compression} data error (${e.message})`, 'CORRUPT');
+  }
+  if (e?.message && /unexpected end of file|incorrect header check|invalid|corrupt|checksum|zstd/i.test(e.message) && !e.syscall) {
+    return new IntegrityError(`archive is corrupt: ${compression} data error (${e.message})`, 'CORRUPT');
+  }
+  return error;
+}
