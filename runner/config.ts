@@ -1,6 +1,7 @@
 import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { UsageError } from './errors.js';
+import { validateSchedule } from './freshness.js';
 
 /**
  * The runner's whole configuration surface: every command, every flag, its environment
@@ -386,6 +387,7 @@ function buildVerify(values: RawValues, positionals: string[], cwd: string): Ver
   const schedule = str(values, 'schedule');
   const graceText = str(values, 'grace');
   const timeZone = str(values, 'time-zone') ?? 'Etc/UTC';
+  if (schedule !== undefined) validateSchedule(schedule, timeZone);
   const freshness = schedule
     ? { schedule, timeZone, graceSeconds: graceText === undefined ? 3600 : parseDuration('grace', graceText) }
     : undefined;

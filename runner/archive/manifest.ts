@@ -55,3 +55,19 @@ export interface Manifest {
   durationSeconds: number;
   verification?: Verification;
 }
+
+/** Pretty JSON with one line per file, so a manifest of many files stays readable and diffable. */
+export function serializeManifest(manifest: Manifest): string {
+  const { files, ...head } = manifest;
+  const headText = JSON.stringify(head, null, 2);
+  const fileLines = files.map((f) => `    ${JSON.stringify(f)}`).join(',\n');
+  return `${headText.slice(0, -2)},\n  "files": [\n${fileLines}${files.length ? '\n' : ''}  ]\n}\n`;
+}
+
+export function parseManifest(text: string): Manifest {
+  const value = JSON.parse(text) as Manifest;
+  if (typeof value !== 'object' || value === null || !Array.isArray(value.files) || typeof value.sha256 !== 'string') {
+    throw new Error('not a pvc-backup manifest');
+  }
+  return value;
+}

@@ -198,24 +198,29 @@ export class TarPacker {
   }
 
   private header(fields: { path: string; type: string; size: number; mode: number; uid: number; gid: number; mtime: number; linkpath?: string }): void {
+    const linkpath = fields.linkpath ?? '';
+    // Names that plain ustar cannot hold exactly go into a pax header; the ustar fields then get
+    // a short ASCII stand-in (never ustar's prefix split, which tars read back differently).
+    const longPath = !fitsUstar(fields.path);
+    const longLink = !fitsUstar(linkpath);
     const block = Buffer.alloc(BLOCK);
     const header = new Header({
-      path: fields.path,
+      path: longPath ? standIn(fields.path) : fields.path,
       type: fields.type as never,
       size: fields.size,
       mode: fields.mode,
       uid: fields.uid,
       gid: fields.gid,
       mtime: new Date(fields.mtime * 1000),
-      linkpath: fields.linkpath ?? '',
+      linkpath: longLink ? standIn(linkpath) : linkpath,
       uname: '',
       gname: '',
     });
-    if (header.encode(block)) {
-      // Long or non-ASCII names and links, and numbers too large for ustar, go into a pax header.
+    const numbersNeedPax = header.encode(block);
+    if (longPath || longLink || numbersNeedPax) {
       const pax = new Pax({
         path: fields.path,
-        linkpath: fields.linkpath || undefined,
+        linkpath: linkpath || undefined,
         size: fields.size > 0o77777777777 ? fields.size : undefined,
         uid: fields.uid > 0o7777777 ? fields.uid : undefined,
         gid: fields.gid > 0o7777777 ? fields.gid : undefined,
@@ -259,6 +264,14 @@ export class TarPacker {
     this.out = Buffer.allocUnsafe(BATCH);
     this.pos = 0;
   }
+}
+
+function fitsUstar(name: string): boolean {
+  return name.length < 100 && /^[\x20-\x7e]*$/.test(name);
+}
+
+function standIn(name: string): string {
+  return name.replace(/[^\x20-\x7e]/g, '_').slice(0, 99);
 }
 
 const UNREADABLE_HINT = 'fix its permissions, run as root (the chart adds CAP_DAC_READ_SEARCH), exclude it with --exclude, or pass --skip-unreadable';

@@ -1,0 +1,73 @@
+import fs from 'node:fs';
+import { OperationError, describeSystemError } from '../errors.js';
+import { humanBytes } from '../log.js';
+import { type ExcludeMatcher, entryKind, specialFileName, walkTree } from './walk.js';
+
+export interface SourceScan {
+  entries: number;
+  files: number;
+  bytes: number;
+  /** Entries that cannot be archived: unreadable, special files. */
+  problems: { path: string; problem: string }[];
+  /** Nothing but the root (and an empty lost+found, which every fresh ext4 volume has). */
+  empty: boolean;
+}
+
+/**
+ * A metadata-only walk of the source before anything is written: sizes for the free-space
+ * check and progress, and every entry that could not be archived, so a run fails (or warns)
+ * before it starts instead of at the end.
+ */
+export function scanSource(source: string, exclude: ExcludeMatcher): SourceScan {
+  const scan: SourceScan = { entries: 0, files: 0, bytes: 0, problems: [], empty: true };
+  for (const entry of walkTree(source, exclude)) {
+    if (entry.error) {
+      if (entry.error.code !== 'ENOENT') scan.problems.push({ path: `./${entry.rel}`, problem: describeSystemError(entry.error).replace(/ \(.*\)$/, '') });
+      continue;
+    }
+    const stat = entry.stat!;
+    scan.entries++;
+    if (entry.rel !== '' && entry.rel !== 'lost+found') scan.empty = false;
+    const kind = entryKind(stat);
+    if (kind === undefined) {
+      scan.problems.push({ path: `./${entry.rel}`, problem: `is a ${specialFileName(stat)}` });
+      continue;
+    }
+    if (kind === 'file') {
+      scan.files++;
+      scan.bytes += stat.size;
+      try {
+        fs.accessSync(entry.abs, fs.constants.R_OK);
+      } catch (error) {
+        scan.problems.push({ path: `./${entry.rel}`, problem: describeSystemError(error).replace(/ \(.*\)$/, '') });
+      }
+    }
+  }
+  return scan;
+}
+
+export function describeProblems(problems: { path: string; problem: string }[]): string {
+  const shown = problems.slice(0, 3).map((p) => `${p.path} ${p.problem.startsWith('is ') ? p.problem : `(${p.problem})`}`);
+  const more = problems.length > 3 ? ` and ${problems.length - 3} more` : '';
+  return `${shown.join(', ')}${more}`;
+}
+
+/**
+ * Fails early when the backup volume clearly cannot hold the archive. The archive size is
+ * estimated from the previous archive's compression ratio (+20 %), or, with no history, as
+ * half the source for compressed and the full source for uncompressed archives.
+ */
+export function checkFreeSpace(dest: string, sourceBytes: number, estimatedRatio: number | undefined, compressed: boolean): void {
+  const stats = fs.statfsSync(dest);
+  const free = stats.bavail * stats.bsize;
+  const ratio = estimatedRatio ?? (compressed ? 2 : 1);
+  const needed = Math.ceil((sourceBytes / Math.max(ratio, 1)) * (estimatedRatio ? 1.2 : 1));
+  if (needed > free) {
+    throw new OperationError(
+      `not enough space on the backup volume: the source holds ${humanBytes(sourceBytes)} and the archive needs about ${humanBytes(needed)}, ` +
+        `but ${dest} has ${humanBytes(free)} free; lower keep-last, delete old archives or enlarge the volume (storage.size)`,
+      'NO_SPACE',
+    );
+  }
+}
+

@@ -1,0 +1,108 @@
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import type { Compression } from '../config.js';
+import { OperationError, describeSystemError } from '../errors.js';
+import { humanBytes } from '../log.js';
+import { createCompressor } from './compress.js';
+import type { ManifestFile } from './manifest.js';
+import { type PackWarning, TarPacker } from './pack.js';
+import type { ExcludeMatcher } from './walk.js';
+
+export interface WriteOptions {
+  source: string;
+  exclude: ExcludeMatcher;
+  skipUnreadable: boolean;
+  compression: Compression;
+  level: number | undefined;
+  /** The hidden partial file to create (must not exist). */
+  file: string;
+  /** Expected source size, for the out-of-space message. */
+  sourceBytes: number;
+  signal?: AbortSignal;
+  onProgress?: (p: { bytesRead: number; files: number; archiveBytes: number }) => void;
+}
+
+export interface WrittenArchive {
+  sha256: string;
+  archiveBytes: number;
+  tarBytes: number;
+  totalBytes: number;
+  files: ManifestFile[];
+  warnings: PackWarning[];
+}
+
+/** Appends compressed bytes to the file and hashes them; remembers the first failure for the writer loop. */
+class ArchiveFile {
+  readonly hash = createHash('sha256');
+  bytes = 0;
+  failure: unknown;
+
+  constructor(private readonly fd: number) {}
+
+  append = (chunk: Buffer): void => {
+    if (this.failure) return;
+    try {
+      let offset = 0;
+      while (offset < chunk.length) offset += fs.writeSync(this.fd, chunk, offset, chunk.length - offset);
+      this.hash.update(chunk);
+      this.bytes += chunk.length;
+    } catch (error) {
+      this.failure = error;
+    }
+  };
+}
+
+/**
+ * Streams the source tree into a new archive file in one pass: tar packing (with per-file
+ * hashes) → compression → file, hashing the archive bytes on the way. The file is fsynced
+ * before this returns. Memory stays bounded: ~1 MiB chunks and a bounded compression queue.
+ */
+export async function writeArchive(options: WriteOptions): Promise<WrittenArchive> {
+  const fd = fs.openSync(options.file, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o644);
+  const out = new ArchiveFile(fd);
+  const packer = new TarPacker({ source: options.source, exclude: options.exclude, skipUnreadable: options.skipUnreadable });
+  const onAbort = () => packer.abort(new OperationError('backup stopped by a signal', 'STOPPED'));
+  options.signal?.addEventListener('abort', onAbort, { once: true });
+  const checkOutput = () => {
+    if (out.failure) throw outputError(out.failure, out.bytes, options.sourceBytes);
+  };
+  try {
+    const compressor = createCompressor(options.compression, options.level, out.append);
+    for (const chunk of packer.chunks()) {
+      await compressor.write(chunk);
+      checkOutput();
+      options.onProgress?.({ bytesRead: packer.bytesRead, files: packer.files.length, archiveBytes: out.bytes });
+    }
+    await compressor.end();
+    checkOutput();
+    try {
+      fs.fsyncSync(fd);
+    } catch (error) {
+      throw outputError(error, out.bytes, options.sourceBytes);
+    }
+  } finally {
+    options.signal?.removeEventListener('abort', onAbort);
+    fs.closeSync(fd);
+  }
+  return {
+    sha256: out.hash.digest('hex'),
+    archiveBytes: out.bytes,
+    tarBytes: packer.tarBytes,
+    totalBytes: packer.files.reduce((sum, f) => sum + (f.type === 'file' ? f.size : 0), 0),
+    files: packer.files,
+    warnings: packer.warnings,
+  };
+}
+
+function outputError(error: unknown, written: number, sourceBytes: number): OperationError {
+  const code = (error as NodeJS.ErrnoException)?.code;
+  if (code === 'ENOSPC' || code === 'EDQUOT') {
+    return new OperationError(
+      `the backup volume is full: the archive had reached ${humanBytes(written)} (source holds ${humanBytes(sourceBytes)}) when writing failed; ` +
+        'free space (lower keep-last or delete old archives) or give the backup volume more room (storage.size)',
+      'NO_SPACE',
+      { cause: error },
+    );
+  }
+  return new OperationError(`writing the archive failed: ${describeSystemError(error)}`, 'WRITE_FAILED', { cause: error });
+}

@@ -1,0 +1,207 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { checkArchive } from '../archive/check.js';
+import { formatChecksumFile } from '../archive/hash.js';
+import { MANIFEST_FORMAT, type Manifest, serializeManifest } from '../archive/manifest.js';
+import { checkFreeSpace, describeProblems, scanSource } from '../archive/preflight.js';
+import { excludeMatcher } from '../archive/walk.js';
+import { type WrittenArchive, writeArchive } from '../archive/write.js';
+import type { BackupConfig } from '../config.js';
+import type { RunContext } from '../context.js';
+import { OperationError } from '../errors.js';
+import { ProgressReporter, humanBytes } from '../log.js';
+import { fsyncDirectory, removeLeftoverPartials, writeFileAtomic } from '../store/atomic.js';
+import { listArchives, readManifest } from '../store/catalog.js';
+import { acquireLock, logLockWarnings } from '../store/lock.js';
+import { archiveFileName, manifestName, partialName, sha256Name } from '../store/naming.js';
+import { pruneArchives } from './prune.js';
+
+export interface BackupSummary {
+  archive: string;
+  bytesIn: number;
+  bytesOut: number;
+  files: number;
+  entries: number;
+  sha256: string;
+  durationSeconds: number;
+  warnings: number;
+}
+
+/**
+ * One backup run, as ordered steps: lock → clean leftovers → preflight → write (tar →
+ * compress → hidden partial, hashed in the same pass) → verify the partial → publish
+ * (sidecars, then rename) → prune → unlock. Anything that needs undoing is registered with
+ * the cleanup list the moment it exists, so a failure or a signal leaves nothing half-made.
+ */
+export async function runBackup(config: BackupConfig, ctx: RunContext): Promise<BackupSummary> {
+  const { log } = ctx;
+  const started = ctx.now();
+  const lock = await acquireLock(config.dest, { command: 'backup', staleSeconds: config.lockStaleSeconds, onWarning: logLockWarnings(log) });
+  const forgetLock = ctx.cleanup.add('release the lock', () => lock.releaseSync());
+  try {
+    await removeLeftovers(config.dest, ctx);
+    const exclude = excludeMatcher(config.excludes);
+    const scan = await preflight(config, exclude, ctx);
+    const name = chooseName(config, started);
+    log.info('backup.start', `backing up ${config.source} (${humanBytes(scan.bytes)} in ${scan.files} files) into ${name}`, {
+      archive: name,
+      source: config.source,
+      dest: config.dest,
+      compression: config.compression,
+      level: config.level,
+      sourceBytes: scan.bytes,
+      files: scan.files,
+    });
+    const partial = path.join(config.dest, partialName(name));
+    const forgetPartial = ctx.cleanup.add('remove the partial archive', () => fs.rmSync(partial, { force: true }));
+    const written = await write(config, exclude, partial, scan.bytes, ctx);
+    for (const warning of written.warnings) log.warn('backup.file-warning', `${warning.path}: ${warning.problem}`, { ...warning });
+    const manifest = buildManifest(config, name, started, written, ctx);
+    await verifyPartial(partial, config, manifest, ctx);
+    manifest.durationSeconds = round((ctx.now().getTime() - started.getTime()) / 1000);
+    await publish(config.dest, name, partial, manifest, ctx);
+    forgetPartial();
+    if (config.keepLast !== undefined) await pruneArchives(config.dest, config.prefix, config.keepLast, { dryRun: false, log });
+    const summary: BackupSummary = {
+      archive: name,
+      bytesIn: written.totalBytes,
+      bytesOut: written.archiveBytes,
+      files: written.files.filter((f) => f.type === 'file').length,
+      entries: written.files.length,
+      sha256: written.sha256,
+      durationSeconds: round((ctx.now().getTime() - started.getTime()) / 1000),
+      warnings: written.warnings.length,
+    };
+    log.info(
+      'backup.done',
+      `backup ${name} complete: ${humanBytes(summary.bytesIn)} in ${summary.files} files -> ${humanBytes(summary.bytesOut)} in ${summary.durationSeconds}s` +
+        (summary.warnings ? ` (${summary.warnings} files changed or skipped while reading; see warnings)` : ''),
+      { ...summary },
+    );
+    return summary;
+  } finally {
+    await lock.release();
+    forgetLock();
+  }
+}
+
+async function removeLeftovers(dest: string, ctx: RunContext): Promise<void> {
+  const removed = await removeLeftoverPartials(dest);
+  for (const name of removed) ctx.log.warn('backup.leftover-removed', `removed ${name}, left over by an interrupted run`, { file: name });
+}
+
+async function preflight(config: BackupConfig, exclude: ReturnType<typeof excludeMatcher>, ctx: RunContext) {
+  const scan = scanSource(config.source, exclude);
+  if (scan.problems.length > 0) {
+    const list = describeProblems(scan.problems);
+    if (!config.skipUnreadable) {
+      throw new OperationError(
+        `${scan.problems.length} entries in ${config.source} cannot be archived: ${list}; fix permissions, exclude them with --exclude, or pass --skip-unreadable to skip them with a warning`,
+        'SOURCE_UNREADABLE',
+      );
+    }
+    ctx.log.warn('backup.skipping', `skipping ${scan.problems.length} entries that cannot be archived: ${list}`, { count: scan.problems.length });
+  }
+  if (scan.empty && !config.allowEmpty) {
+    throw new OperationError(
+      `source ${config.source} is empty; refusing to make an empty archive that would push real backups out of keep-last (is the volume mounted?). Pass --allow-empty if this is intended`,
+      'EMPTY_SOURCE',
+    );
+  }
+  const previous = (await listArchives(config.dest, config.prefix))[0];
+  const previousManifest = previous ? await readManifest(config.dest, previous.name).catch(() => undefined) : undefined;
+  const ratio = previousManifest && previousManifest.archiveBytes > 0 ? previousManifest.totalBytes / previousManifest.archiveBytes : undefined;
+  checkFreeSpace(config.dest, scan.bytes, config.compression === 'none' ? 1 : ratio, config.compression !== 'none');
+  return scan;
+}
+
+/** The run's start time in UTC names the archive; a name already taken in that second gets -2, -3, … */
+function chooseName(config: BackupConfig, started: Date): string {
+  for (let sequence = 1; ; sequence++) {
+    const name = archiveFileName(config.prefix, started, config.compression, sequence);
+    const taken = [name, partialName(name), sha256Name(name), manifestName(name)].some((n) => fs.existsSync(path.join(config.dest, n)));
+    if (!taken) return name;
+  }
+}
+
+async function write(config: BackupConfig, exclude: ReturnType<typeof excludeMatcher>, partial: string, sourceBytes: number, ctx: RunContext): Promise<WrittenArchive> {
+  let progress = { bytesRead: 0, files: 0, archiveBytes: 0 };
+  const reporter = new ProgressReporter(ctx.log, 'backup.progress', config.progressSeconds, () => ({
+    bytes: progress.bytesRead,
+    files: progress.files,
+    message: `read ${humanBytes(progress.bytesRead)} of ${humanBytes(sourceBytes)} in ${progress.files} files, archive ${humanBytes(progress.archiveBytes)}`,
+  })).start();
+  try {
+    return await writeArchive({
+      source: config.source,
+      exclude,
+      skipUnreadable: config.skipUnreadable,
+      compression: config.compression,
+      level: config.level,
+      file: partial,
+      sourceBytes,
+      signal: ctx.signal,
+      onProgress: (p) => (progress = p),
+    });
+  } finally {
+    reporter.stop();
+  }
+}
+
+function buildManifest(config: BackupConfig, name: string, started: Date, written: WrittenArchive, ctx: RunContext): Manifest {
+  return {
+    format: MANIFEST_FORMAT,
+    prefix: config.prefix,
+    archive: name,
+    createdAt: started.toISOString(),
+    source: config.source,
+    compression: config.compression,
+    level: config.level,
+    archiveBytes: written.archiveBytes,
+    sha256: written.sha256,
+    tarBytes: written.tarBytes,
+    entryCount: written.files.length,
+    totalBytes: written.totalBytes,
+    excludes: config.excludes,
+    warnings: written.warnings,
+    runnerVersion: ctx.version,
+    durationSeconds: 0,
+    files: written.files,
+  };
+}
+
+/** Reads the new archive back completely before it gets its name: a bad archive never becomes visible. */
+async function verifyPartial(partial: string, config: BackupConfig, manifest: Manifest, ctx: RunContext): Promise<void> {
+  const started = Date.now();
+  let read = 0;
+  const reporter = new ProgressReporter(ctx.log, 'backup.verify-progress', config.progressSeconds, () => ({
+    bytes: read,
+    files: 0,
+    message: `verifying: ${humanBytes(read)} of ${humanBytes(manifest.tarBytes)} read back`,
+  })).start();
+  try {
+    await checkArchive(partial, config.compression, { label: manifest.archive, sha256: manifest.sha256, manifest }, { onProgress: (p) => (read = p.tarBytes) });
+  } finally {
+    reporter.stop();
+  }
+  manifest.verification = { at: ctx.now().toISOString(), ok: true };
+  ctx.log.info('backup.verified', `${manifest.archive} verified: ${manifest.entryCount} entries, sha256 ${manifest.sha256}`, {
+    archive: manifest.archive,
+    seconds: round((Date.now() - started) / 1000),
+  });
+}
+
+/** Checksum and manifest first (each written atomically), then the archive's rename makes it visible. */
+async function publish(dest: string, name: string, partial: string, manifest: Manifest, ctx: RunContext): Promise<void> {
+  const sidecars = [sha256Name(name), manifestName(name)].map((n) => path.join(dest, n));
+  const forgetSidecars = ctx.cleanup.add('remove the sidecars', () => sidecars.forEach((f) => fs.rmSync(f, { force: true })));
+  await writeFileAtomic(dest, sha256Name(name), formatChecksumFile(manifest.sha256, name));
+  await writeFileAtomic(dest, manifestName(name), serializeManifest(manifest));
+  fs.renameSync(partial, path.join(dest, name));
+  forgetSidecars();
+  await fsyncDirectory(dest);
+}
+
+function round(n: number): number {
+  return Math.round(n * 100) / 100;
+}

@@ -1,0 +1,141 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { checkArchive } from '../archive/check.js';
+import { parseChecksumFile } from '../archive/hash.js';
+import { type Manifest, serializeManifest } from '../archive/manifest.js';
+import type { VerifyConfig } from '../config.js';
+import type { RunContext } from '../context.js';
+import { IntegrityError, OperationError, RunnerError, describeSystemError } from '../errors.js';
+import { judgeFreshness } from '../freshness.js';
+import { ProgressReporter, humanBytes } from '../log.js';
+import { writeFileAtomic } from '../store/atomic.js';
+import { type ArchiveInfo, findArchive, listArchives, readManifest } from '../store/catalog.js';
+import { manifestName, sha256Name } from '../store/naming.js';
+
+export interface VerifyOutcome {
+  archive: string;
+  ok: boolean;
+  error?: string;
+}
+
+/**
+ * Reads the selected archives back completely and compares them with their sidecars; records
+ * the result in each manifest; then, with --schedule, checks that the newest archive is not
+ * overdue. Takes no lock: a long verify must not block backups, and an archive pruned
+ * meanwhile is reported and skipped.
+ */
+export async function runVerify(config: VerifyConfig, ctx: RunContext): Promise<VerifyOutcome[]> {
+  const { log } = ctx;
+  const selected = await select(config);
+  const outcomes: VerifyOutcome[] = [];
+  for (const archive of selected) {
+    const outcome = await verifyOne(config, archive, ctx);
+    if (outcome) outcomes.push(outcome);
+  }
+  const failed = outcomes.filter((o) => !o.ok);
+  if (outcomes.length > 0) {
+    log.info('verify.done', `${outcomes.length - failed.length} of ${outcomes.length} archives verified`, {
+      verified: outcomes.length - failed.length,
+      failed: failed.length,
+    });
+  }
+  const stale = config.freshness ? await checkFresh(config, ctx).catch((error: unknown) => error) : undefined;
+  if (stale) ctx.log.error('verify.missing', (stale as Error).message, { code: (stale as RunnerError).code });
+  if (failed.length === 1) throw new IntegrityError(failed[0]!.error!, 'VERIFY_FAILED');
+  if (failed.length > 1) throw new IntegrityError(`${failed.length} archives failed verification: ${failed.map((f) => f.archive).join(', ')}`, 'VERIFY_FAILED');
+  if (stale) throw stale;
+  return outcomes;
+}
+
+async function select(config: VerifyConfig): Promise<ArchiveInfo[]> {
+  const { selection } = config;
+  if (selection.kind === 'archive') return [await findArchive(config.dest, config.prefix, selection.name)];
+  const all = await listArchives(config.dest, config.prefix);
+  if (selection.kind === 'all') return all;
+  if (all.length === 0 && config.freshness) return [];
+  if (all.length === 0) return [await findArchive(config.dest, config.prefix, 'latest')];
+  return [all[0]!];
+}
+
+async function verifyOne(config: VerifyConfig, archive: ArchiveInfo, ctx: RunContext): Promise<VerifyOutcome | undefined> {
+  const file = path.join(config.dest, archive.name);
+  const started = Date.now();
+  let read = 0;
+  const reporter = new ProgressReporter(ctx.log, 'verify.progress', config.progressSeconds, () => ({
+    bytes: read,
+    files: 0,
+    message: `verifying ${archive.name}: ${humanBytes(read)} of ${humanBytes(archive.size)}`,
+  })).start();
+  let manifest: Manifest | undefined;
+  try {
+    const sha256 = await readChecksum(config.dest, archive.name);
+    manifest = await readManifest(config.dest, archive.name);
+    if (!manifest) throw new IntegrityError(`${archive.name} has no ${manifestName(archive.name)}; it was not made by pvc-backup or its manifest was deleted`, 'NO_MANIFEST');
+    const result = await checkArchive(file, archive.compression, { label: archive.name, sha256, manifest }, { onProgress: (p) => (read = p.archiveBytes) });
+    await record(config.dest, archive.name, manifest, { at: ctx.now().toISOString(), ok: true });
+    ctx.log.info('verify.ok', `${archive.name} verified: ${result.entries} entries, ${humanBytes(result.totalBytes)}, sha256 ${result.sha256}`, {
+      archive: archive.name,
+      entries: result.entries,
+      bytes: result.totalBytes,
+      sha256: result.sha256,
+      seconds: Math.round((Date.now() - started) / 10) / 100,
+    });
+    return { archive: archive.name, ok: true };
+  } catch (error) {
+    if (!fs.existsSync(file)) {
+      ctx.log.warn('verify.vanished', `${archive.name} was deleted while being verified (pruned by a backup?); skipped`, { archive: archive.name });
+      return undefined;
+    }
+    if (!(error instanceof IntegrityError)) {
+      throw error instanceof RunnerError ? error : new OperationError(`verifying ${archive.name} failed: ${describeSystemError(error)}`, 'VERIFY_IO');
+    }
+    if (manifest) await record(config.dest, archive.name, manifest, { at: ctx.now().toISOString(), ok: false, error: error.message }).catch(() => undefined);
+    ctx.log.error('verify.failed', error.message, { archive: archive.name, code: error.code });
+    return { archive: archive.name, ok: false, error: error.message };
+  } finally {
+    reporter.stop();
+  }
+}
+
+async function readChecksum(dest: string, name: string): Promise<string> {
+  let text: string;
+  try {
+    text = await fs.promises.readFile(path.join(dest, sha256Name(name)), 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new IntegrityError(`${name} has no ${sha256Name(name)} checksum file; it was not made by pvc-backup or the checksum was deleted`, 'NO_CHECKSUM');
+    }
+    throw error;
+  }
+  return parseChecksumFile(text, name);
+}
+
+/** Stores the verification result in the manifest, unless the archive is gone by now. */
+async function record(dest: string, name: string, manifest: Manifest, verification: Manifest['verification']): Promise<void> {
+  if (!fs.existsSync(path.join(dest, name))) return;
+  await writeFileAtomic(dest, manifestName(name), serializeManifest({ ...manifest, verification }));
+}
+
+/** Fails (exit 1) when the newest archive is older than the last run the schedule expected by now. */
+async function checkFresh(config: VerifyConfig, ctx: RunContext): Promise<void> {
+  const freshness = config.freshness!;
+  const [newest] = await listArchives(config.dest, config.prefix);
+  const now = ctx.now();
+  const verdict = judgeFreshness(freshness, newest?.time, now);
+  const fields = {
+    schedule: freshness.schedule,
+    timeZone: freshness.timeZone,
+    graceSeconds: freshness.graceSeconds,
+    expectedSince: verdict.expectedSince.toISOString(),
+    newest: newest?.name,
+  };
+  if (verdict.fresh) {
+    ctx.log.info('verify.fresh', `newest archive ${newest!.name} is not older than the last scheduled run (${verdict.expectedSince.toISOString()})`, fields);
+    return;
+  }
+  const what = newest ? `the newest archive ${newest.name} is from ${newest.time.toISOString()}` : `there is no archive with prefix ${config.prefix}`;
+  throw new OperationError(
+    `backups are missing: ${what}, but schedule "${freshness.schedule}" (${freshness.timeZone}) expected one since ${verdict.expectedSince.toISOString()}; check the backup CronJob's recent Jobs and their logs`,
+    'BACKUP_MISSING',
+  );
+}
