@@ -34,12 +34,25 @@ export interface BackupSummary {
  * the cleanup list the moment it exists, so a failure or a signal leaves nothing half-made.
  */
 export async function runBackup(config: BackupConfig, ctx: RunContext): Promise<BackupSummary> {
-  const { log } = ctx;
-  const started = ctx.now();
-  const lock = await acquireLock(config.dest, { command: 'backup', staleSeconds: config.lockStaleSeconds, onWarning: logLockWarnings(log) });
+  const lock = await acquireLock(config.dest, { command: 'backup', staleSeconds: config.lockStaleSeconds, onWarning: logLockWarnings(ctx.log) });
   const forgetLock = ctx.cleanup.add('release the lock', () => lock.releaseSync());
   try {
     await removeLeftovers(config.dest, ctx);
+    return await backupUnderLock(config, ctx);
+  } finally {
+    await lock.release();
+    forgetLock();
+  }
+}
+
+/**
+ * The backup steps after the lock: for callers that already hold the directory lock (restore
+ * takes its pre-restore snapshot this way).
+ */
+export async function backupUnderLock(config: BackupConfig, ctx: RunContext): Promise<BackupSummary> {
+  const { log } = ctx;
+  const started = ctx.now();
+  {
     const exclude = excludeMatcher(config.excludes);
     const scan = await preflight(config, exclude, ctx);
     const name = chooseName(config, started);
@@ -79,9 +92,6 @@ export async function runBackup(config: BackupConfig, ctx: RunContext): Promise<
       { ...summary },
     );
     return summary;
-  } finally {
-    await lock.release();
-    forgetLock();
   }
 }
 
