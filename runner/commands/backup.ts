@@ -52,47 +52,45 @@ export async function runBackup(config: BackupConfig, ctx: RunContext): Promise<
 export async function backupUnderLock(config: BackupConfig, ctx: RunContext): Promise<BackupSummary> {
   const { log } = ctx;
   const started = ctx.now();
-  {
-    const exclude = excludeMatcher(config.excludes);
-    const scan = await preflight(config, exclude, ctx);
-    const name = chooseName(config, started);
-    log.info('backup.start', `backing up ${config.source} (${humanBytes(scan.bytes)} in ${scan.files} files) into ${name}`, {
-      archive: name,
-      source: config.source,
-      dest: config.dest,
-      compression: config.compression,
-      level: config.level,
-      sourceBytes: scan.bytes,
-      files: scan.files,
-    });
-    const partial = path.join(config.dest, partialName(name));
-    const forgetPartial = ctx.cleanup.add('remove the partial archive', () => fs.rmSync(partial, { force: true }));
-    const written = await write(config, exclude, partial, scan.bytes, ctx);
-    for (const warning of written.warnings) log.warn('backup.file-warning', `${warning.path}: ${warning.problem}`, { ...warning });
-    const manifest = buildManifest(config, name, started, written, ctx);
-    await verifyPartial(partial, config, manifest, ctx);
-    manifest.durationSeconds = round((ctx.now().getTime() - started.getTime()) / 1000);
-    await publish(config.dest, name, partial, manifest, ctx);
-    forgetPartial();
-    if (config.keepLast !== undefined) await pruneArchives(config.dest, config.prefix, config.keepLast, { dryRun: false, log });
-    const summary: BackupSummary = {
-      archive: name,
-      bytesIn: written.totalBytes,
-      bytesOut: written.archiveBytes,
-      files: written.files.filter((f) => f.type === 'file').length,
-      entries: written.files.length,
-      sha256: written.sha256,
-      durationSeconds: round((ctx.now().getTime() - started.getTime()) / 1000),
-      warnings: written.warnings.length,
-    };
-    log.info(
-      'backup.done',
-      `backup ${name} complete: ${humanBytes(summary.bytesIn)} in ${summary.files} files -> ${humanBytes(summary.bytesOut)} in ${summary.durationSeconds}s` +
-        (summary.warnings ? ` (${summary.warnings} files changed or skipped while reading; see warnings)` : ''),
-      { ...summary },
-    );
-    return summary;
-  }
+  const exclude = excludeMatcher(config.excludes);
+  const scan = await preflight(config, exclude, ctx);
+  const name = chooseName(config, started);
+  log.info('backup.start', `backing up ${config.source} (${humanBytes(scan.bytes)} in ${scan.files} files) into ${name}`, {
+    archive: name,
+    source: config.source,
+    dest: config.dest,
+    compression: config.compression,
+    level: config.level,
+    sourceBytes: scan.bytes,
+    files: scan.files,
+  });
+  const partial = path.join(config.dest, partialName(name));
+  const forgetPartial = ctx.cleanup.add('remove the partial archive', () => fs.rmSync(partial, { force: true }));
+  const written = await write(config, exclude, partial, scan.bytes, ctx);
+  for (const warning of written.warnings) log.warn('backup.file-warning', `${warning.path}: ${warning.problem}`, { ...warning });
+  const manifest = buildManifest(config, name, started, written, ctx);
+  await verifyPartial(partial, config, manifest, ctx);
+  manifest.durationSeconds = round((ctx.now().getTime() - started.getTime()) / 1000);
+  await publish(config.dest, name, partial, manifest, ctx);
+  forgetPartial();
+  if (config.keepLast !== undefined) await pruneArchives(config.dest, config.prefix, config.keepLast, { dryRun: false, log });
+  const summary: BackupSummary = {
+    archive: name,
+    bytesIn: written.totalBytes,
+    bytesOut: written.archiveBytes,
+    files: written.files.filter((f) => f.type === 'file').length,
+    entries: written.files.length,
+    sha256: written.sha256,
+    durationSeconds: round((ctx.now().getTime() - started.getTime()) / 1000),
+    warnings: written.warnings.length,
+  };
+  log.info(
+    'backup.done',
+    `backup ${name} complete: ${humanBytes(summary.bytesIn)} in ${summary.files} files -> ${humanBytes(summary.bytesOut)} in ${summary.durationSeconds}s` +
+      (summary.warnings ? ` (${summary.warnings} files changed or skipped while reading; see warnings)` : ''),
+    { ...summary },
+  );
+  return summary;
 }
 
 async function removeLeftovers(dest: string, ctx: RunContext): Promise<void> {
