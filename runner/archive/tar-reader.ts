@@ -157,15 +157,17 @@ export class TarReader {
       this.state = { kind: 'meta', type, remaining: size, padding, parts: [] };
       return;
     }
+    // node-tar's Header lets the ustar linkpath field (and a ustar prefix) win over the pax
+    // values it was given, so the extended path and linkpath are applied here, last.
     const entry: TarEntry = {
-      path: header.path ?? '',
+      path: this.extended?.path ?? header.path ?? '',
       type,
       size: type === 'Directory' || type === 'SymbolicLink' || type === 'Link' ? 0 : size,
       mode: header.mode ?? 0,
       uid: header.uid ?? 0,
       gid: header.gid ?? 0,
       mtime: header.mtime ? Math.floor(header.mtime.getTime() / 1000) : 0,
-      linkpath: header.linkpath ?? '',
+      linkpath: this.extended?.linkpath ?? header.linkpath ?? '',
       offset: this.bytes,
     };
     this.extended = undefined;
