@@ -98,6 +98,9 @@ class StreamingZstd implements Compressor {
   }
 
   async end(): Promise<void> {
+    // Node compresses a chunk still queued when end() is called with ZSTD_e_end, and then its
+    // final flush ends a second, empty frame. Letting the queue empty first keeps one frame.
+    await new Promise<void>((resolve, reject) => this.stream.write(Buffer.alloc(0), (error) => (error ? reject(error) : resolve())));
     this.stream.end();
     await once(this.stream, 'end');
     if (this.failure) throw this.failure;
