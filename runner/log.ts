@@ -17,7 +17,11 @@ function textValue(value: unknown): string {
 
 export function formatLine(format: LogFormat, level: Level, event: string, message: string, fields: Fields = {}, now = new Date()): string {
   const time = now.toISOString();
-  if (format === 'json') return JSON.stringify({ time, level, event, msg: message, ...fields });
+  if (format === 'json') {
+    // A field named like one of the line's own keys must not overwrite it.
+    const { time: _time, level: _level, event: _event, msg: _msg, ...rest } = fields;
+    return JSON.stringify({ time, level, event, msg: message, ...rest });
+  }
   const extras = Object.entries(fields)
     .filter(([, v]) => v !== undefined)
     .map(([k, v]) => `${k}=${textValue(v)}`)

@@ -60,7 +60,7 @@ export async function backupUnderLock(config: BackupConfig, ctx: RunContext): Pr
     source: config.source,
     dest: config.dest,
     compression: config.compression,
-    level: config.level,
+    compressionLevel: config.level,
     sourceBytes: scan.bytes,
     files: scan.files,
   });
