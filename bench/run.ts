@@ -1,0 +1,309 @@
+/**
+ * `npm run bench`: pvc-backup side by side with tar/gzip/pigz/zstd on one dataset.
+ *
+ * Environment: BENCH_PROFILE (small|medium|large, default medium; large with --memory),
+ * BENCH_RUNS (default 1; median when > 1), BENCH_ONLY / BENCH_SKIP (regexes on row labels),
+ * BENCH_WORKDIR (default /tmp/pvc-backup-bench/work), BENCH_DATA_DIR (default
+ * /tmp/pvc-backup-bench/data-<profile>), BENCH_KEEP=1 (keep scratch), BENCH_PRETOUCH=0.
+ * `--memory` (or BENCH_MEMORY=1): only our zstd backup and restore, for peak RSS.
+ */
+import { existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { defaultDatasetDir, ensureDataset, PROFILES, type DatasetInfo, type ProfileName } from './dataset.js';
+import { cleanupMeasure, failureText, logPhases, measure, median, pretouchRam, shellQuote as q, warmCache, writeOnlySeconds, type Measurement } from './measure.js';
+import { evaluateTargets, renderTable, writeResults, type Header, type Kind, type RowResult } from './report.js';
+
+const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const NODE = path.join(REPO, 'node_modules/.bin/node');
+const CLI = path.join(REPO, 'dist/runner/cli.js');
+const PREFIX = 'bench';
+
+interface Settings {
+  profile: ProfileName;
+  memoryMode: boolean;
+  runs: number;
+  only?: RegExp;
+  skip?: RegExp;
+  workdir: string;
+  dataDir: string;
+  keep: boolean;
+  pretouch: boolean;
+}
+
+function settings(): Settings {
+  const env = process.env;
+  const memoryMode = process.argv.includes('--memory') || env.BENCH_MEMORY === '1';
+  const profile = (env.BENCH_PROFILE || (memoryMode ? 'large' : 'medium')) as ProfileName;
+  if (!PROFILES[profile]) throw new Error(`BENCH_PROFILE must be small, medium or large, got "${profile}"`);
+  const runs = Number(env.BENCH_RUNS || 1);
+  if (!Number.isInteger(runs) || runs < 1) throw new Error(`BENCH_RUNS must be a positive integer, got "${env.BENCH_RUNS}"`);
+  return {
+    profile,
+    memoryMode,
+    runs,
+    only: env.BENCH_ONLY ? new RegExp(env.BENCH_ONLY, 'i') : undefined,
+    skip: env.BENCH_SKIP ? new RegExp(env.BENCH_SKIP, 'i') : undefined,
+    workdir: path.resolve(env.BENCH_WORKDIR || '/tmp/pvc-backup-bench/work'),
+    dataDir: path.resolve(env.BENCH_DATA_DIR || defaultDatasetDir(profile)),
+    keep: env.BENCH_KEEP === '1',
+    pretouch: env.BENCH_PRETOUCH !== '0',
+  };
+}
+
+// ---------------------------------------------------------------- rows
+
+/** What a create row leaves behind: the archive, and for our runner its backup directory. */
+interface Product {
+  file: string;
+  dest: string;
+  by: string;
+}
+
+interface Row {
+  label: string;
+  kind: Kind;
+  ours: boolean;
+  /** The command for one run, given a fresh empty scratch dir; a string result is a reason it cannot run. */
+  prepare(dir: string): Promise<{ command: string; product?: () => Product | undefined; input?: Product } | string>;
+  /** Keep the product after measuring (a later row reads it). */
+  keepProduct?: boolean;
+}
+
+type Ctx = { data: DatasetInfo; settings: Settings; products: Map<string, Product>; failures: Map<string, string>; scratch: string };
+
+const runner = (args: string): string => `${q(NODE)} ${q(CLI)} ${args} --log-format json`;
+
+/** The archive our runner wrote into a backup directory (the newest with that extension). */
+function findArchive(dest: string, ext: string): Product | undefined {
+  const names = existsSync(dest) ? readdirSync(dest).filter((n) => n.startsWith(`${PREFIX}-`) && n.endsWith(ext)).sort() : [];
+  const name = names.pop();
+  return name ? { file: path.join(dest, name), dest, by: 'pvc-backup' } : undefined;
+}
+
+function oursBackup(compression: 'gzip' | 'zstd'): Row {
+  return {
+    label: `create: pvc-backup ${compression}`,
+    kind: 'create',
+    ours: true,
+    keepProduct: true,
+    prepare: async (dir) => ({
+      command: `${runner(`backup --source ${q(ctx().data.dir)} --dest ${q(dir)} --prefix ${PREFIX} --compression ${compression}`)} && sync`,
+      product: () => findArchive(dir, compression === 'gzip' ? '.tar.gz' : '.tar.zst'),
+    }),
+  };
+}
+
+function refCreate(label: string, ext: string, pipeline: (data: string, out: string) => string, keepProduct = false): Row {
+  return {
+    label,
+    kind: 'create',
+    ours: false,
+    keepProduct,
+    prepare: async (dir) => {
+      const file = path.join(dir, `archive${ext}`);
+      return { command: `${pipeline(q(ctx().data.dir), q(file))} && sync`, product: () => (existsSync(file) ? { file, dest: dir, by: label.replace(/^create: /, '') } : undefined) };
+    },
+  };
+}
+
+/** A verify/restore row reading the archive of the first create row in `sources` that has one. */
+function reading(label: string, kind: Kind, ours: boolean, sources: string[], command: (input: Product, dir: string) => string): Row {
+  return {
+    label,
+    kind,
+    ours,
+    prepare: async (dir) => {
+      const input = await need(sources);
+      if (typeof input === 'string') return input;
+      return { command: command(input, dir), input };
+    },
+  };
+}
+
+/** A fresh empty extraction target inside the row's scratch dir. */
+function target(dir: string): string {
+  const t = path.join(dir, 'target');
+  mkdirSync(t);
+  return q(t);
+}
+
+const GZIP_SOURCES = ['create: pvc-backup gzip', 'create: GNU tar czf'];
+const ZSTD_SOURCES = ['create: pvc-backup zstd', 'create: tar | zstd -3 -T0'];
+
+function allRows(): Row[] {
+  const oursVerify = (p: Product): string => runner(`verify --dest ${q(p.dest)} --prefix ${PREFIX} --latest`);
+  const oursRestore = (p: Product, dir: string): string =>
+    `${runner(`restore --dest ${q(p.dest)} --prefix ${PREFIX} --archive ${q(path.basename(p.file))} --target ${target(dir)} --no-snapshot`)} && sync`;
+  return [
+    oursBackup('gzip'),
+    oursBackup('zstd'),
+    refCreate('create: busybox tar czf', '.tar.gz', (d, f) => `busybox tar czf ${f} -C ${d} .`),
+    refCreate('create: GNU tar czf', '.tar.gz', (d, f) => `tar czf ${f} -C ${d} .`, true),
+    refCreate('create: tar | pigz -6 -p 2', '.tar.gz', (d, f) => `tar cf - -C ${d} . | pigz -6 -p 2 > ${f}`),
+    refCreate('create: tar | zstd -3 -T0 | tee | sha256sum', '.tar.zst', (d, f) => `tar cf - -C ${d} . | zstd -3 -T0 -q -c | tee ${f} | sha256sum > ${f}.sha256`),
+    refCreate('create: tar | zstd -3 -T0', '.tar.zst', (d, f) => `tar cf - -C ${d} . | zstd -3 -T0 -q -c > ${f}`, true),
+    reading('verify: pvc-backup gzip', 'verify', true, GZIP_SOURCES.slice(0, 1), oursVerify),
+    reading('verify: gzip -t', 'verify', false, GZIP_SOURCES, (p) => `gzip -t ${q(p.file)}`),
+    reading('verify: pvc-backup zstd', 'verify', true, ZSTD_SOURCES.slice(0, 1), oursVerify),
+    reading('verify: zstd -t', 'verify', false, ZSTD_SOURCES, (p) => `zstd -t -q ${q(p.file)}`),
+    reading('restore: pvc-backup gzip', 'restore', true, GZIP_SOURCES.slice(0, 1), oursRestore),
+    reading('restore: busybox tar xzf', 'restore', false, GZIP_SOURCES, (p, dir) => `busybox tar xzf ${q(p.file)} -C ${target(dir)} && sync`),
+    reading('restore: GNU tar xzf', 'restore', false, GZIP_SOURCES, (p, dir) => `tar xzf ${q(p.file)} -C ${target(dir)} && sync`),
+    reading('restore: pvc-backup zstd', 'restore', true, ZSTD_SOURCES.slice(0, 1), oursRestore),
+    reading('restore: zstd -dc | tar xf', 'restore', false, ZSTD_SOURCES, (p, dir) => `zstd -dc -q ${q(p.file)} | tar xf - -C ${target(dir)} && sync`),
+  ];
+}
+
+function selectedRows(s: Settings): Row[] {
+  const rows = allRows();
+  if (s.memoryMode) return rows.filter((r) => r.label === 'create: pvc-backup zstd' || r.label === 'restore: pvc-backup zstd');
+  return rows.filter((r) => (!s.only || s.only.test(r.label)) && !(s.skip && s.skip.test(r.label)));
+}
+
+// ---------------------------------------------------------------- running
+
+let context: Ctx | undefined;
+const ctx = (): Ctx => context!;
+let scratchDirs = 0;
+
+function freshDir(label: string): string {
+  const slug = label.replace(/[^a-z0-9]+/gi, '-').replace(/^-|-$/g, '').toLowerCase();
+  const dir = path.join(ctx().scratch, `${String(++scratchDirs).padStart(3, '0')}-${slug}`);
+  mkdirSync(dir, { recursive: true });
+  return dir;
+}
+
+/**
+ * The archive of the first source row that has one. When none has (e.g. BENCH_ONLY selected
+ * only restore rows), the sources are run in order, untimed, until one writes an archive.
+ */
+async function need(sources: string[]): Promise<Product | string> {
+  const { products, failures } = ctx();
+  for (const s of sources) {
+    const p = products.get(s);
+    if (p) return p;
+  }
+  for (const s of sources.filter((l) => !failures.has(l))) {
+    const row = allRows().find((r) => r.label === s)!;
+    const prep = await row.prepare(freshDir(`${s} (prerequisite)`));
+    if (typeof prep === 'string') {
+      failures.set(s, prep);
+      continue;
+    }
+    const m = await measure(prep.command);
+    const p = m.exitCode === 0 ? prep.product?.() : undefined;
+    if (p) {
+      products.set(s, p);
+      return p;
+    }
+    failures.set(s, m.exitCode === 0 ? 'no archive written' : failureText(m));
+  }
+  const last = sources[sources.length - 1]!;
+  return `failed (needs ${last.replace(/^create: /, '')}: ${failures.get(last)})`;
+}
+
+async function runRow(row: Row, runs: number): Promise<RowResult> {
+  const { data, products, failures } = ctx();
+  const result: RowResult = { label: row.label, kind: row.kind, ours: row.ours, command: '', status: 'ok', runs: [] };
+  const ms: Measurement[] = [];
+  let product: Product | undefined;
+  for (let i = 0; i < runs; i++) {
+    const prep = await row.prepare(freshDir(row.label));
+    if (typeof prep === 'string') return fail(result, prep);
+    result.command = prep.command;
+    if (prep.input && prep.input.by !== 'pvc-backup') result.input = `the archive made by ${prep.input.by}`;
+    const m = await measure(prep.command);
+    if (m.exitCode !== 0) return fail(result, failureText(m));
+    ms.push(m);
+    if (prep.product) {
+      const p = prep.product();
+      if (!p) return fail(result, 'failed (exit 0 but no archive found)');
+      if (product && product.dest !== p.dest) rmSync(product.dest, { recursive: true, force: true }); // older run's archive: not needed
+      product = p;
+    }
+  }
+  result.runs = ms.map((m) => m.seconds);
+  result.seconds = median(result.runs);
+  result.mbPerSecond = data.bytes / 1e6 / result.seconds;
+  result.cpuSeconds = median(ms.map((m) => m.cpuSeconds));
+  result.peakRssKiB = median(ms.map((m) => m.peakRssKiB));
+  if (row.ours) {
+    result.phases = logPhases(ms[ms.length - 1]!.stdout);
+    const writeOnly = ms.map((m) => writeOnlySeconds(logPhases(m.stdout), m.seconds)).filter((v): v is number => v !== undefined && v > 0);
+    if (row.kind === 'create' && writeOnly.length === ms.length) result.writeOnlySeconds = median(writeOnly);
+  }
+  if (product) {
+    result.archiveBytes = statSync(product.file).size;
+    result.ratio = data.bytes / result.archiveBytes;
+    if (row.keepProduct) products.set(row.label, product);
+    else rmSync(product.dest, { recursive: true, force: true }); // a single archive: cheap to delete now
+  }
+  failures.delete(row.label);
+  return result;
+
+  function fail(r: RowResult, error: string): RowResult {
+    failures.set(row.label, error);
+    return { ...r, status: 'failed', error };
+  }
+}
+
+/** The write-phase-only row derived from our backup's log, when the runner logs phase durations. */
+function writePhaseRow(r: RowResult): RowResult | undefined {
+  const seconds = r.writeOnlySeconds;
+  if (r.status !== 'ok' || seconds === undefined) return undefined;
+  const { data } = ctx();
+  return { ...r, label: `${r.label} (write phase only, from log)`, derived: true, seconds, runs: [], mbPerSecond: data.bytes / 1e6 / seconds, peakRssKiB: undefined, cpuSeconds: undefined };
+}
+
+function log(text: string): void {
+  process.stderr.write(`${text}\n`);
+}
+
+async function main(): Promise<void> {
+  const s = settings();
+  mkdirSync(s.workdir, { recursive: true });
+  for (const old of readdirSync(s.workdir).filter((n) => n.startsWith('scratch-'))) {
+    log(`removing leftover ${path.join(s.workdir, old)} (deleting many files slows this disk for a while)`);
+    rmSync(path.join(s.workdir, old), { recursive: true, force: true });
+  }
+  const started = Date.now();
+  log(`dataset ${s.profile} in ${s.dataDir} ...`);
+  const data = ensureDataset(PROFILES[s.profile], s.dataDir);
+  log(`  ${data.bytes} bytes in ${data.files} files (${data.generated ? `generated in ${((Date.now() - started) / 1000).toFixed(1)} s` : 'already present'})`);
+  context = { data, settings: s, products: new Map(), failures: new Map(), scratch: path.join(s.workdir, `scratch-${Date.now()}`) };
+  if (!existsSync(CLI)) log(`note: ${CLI} is missing (npm run build); pvc-backup rows will fail`);
+  if (s.pretouch) {
+    const bytes = Math.min(3 * data.bytes, 0.5 * os.freemem());
+    log(`pre-touching ${(bytes / 2 ** 30).toFixed(1)} GiB of RAM: ${(await pretouchRam(bytes)).seconds.toFixed(1)} s`);
+  }
+  log(`warming the page cache: ${(await warmCache(data.dir)).seconds.toFixed(1)} s`);
+
+  const rows = selectedRows(s);
+  const loadBefore = os.loadavg()[0]!;
+  const results: RowResult[] = [];
+  for (const [i, row] of rows.entries()) {
+    const r = await runRow(row, s.runs);
+    log(`[${i + 1}/${rows.length}] ${r.label}: ${r.status === 'ok' ? `${r.seconds!.toFixed(2)} s, ${r.mbPerSecond!.toFixed(1)} MB/s, ${(r.peakRssKiB! / 1024).toFixed(1)} MiB` : r.error}`);
+    results.push(r);
+    const derived = writePhaseRow(r);
+    if (derived) results.push(derived);
+  }
+
+  const header: Header = { profile: s.profile, mode: s.memoryMode ? 'memory' : 'full', datasetDir: data.dir, datasetBytes: data.bytes, datasetFiles: data.files, runs: s.runs, loadAverage: [loadBefore, os.loadavg()[0]!] };
+  const targets = evaluateTargets(results, !s.memoryMode);
+  const table = renderTable(header, results, targets);
+  writeResults(path.join(s.workdir, 'results.json'), header, results, targets);
+  writeFileSync(path.join(s.workdir, 'results.md'), table);
+  process.stdout.write(`\n${table}\nresults: ${path.join(s.workdir, 'results.json')}\n`);
+
+  if (s.keep) log(`kept scratch in ${ctx().scratch}`);
+  else {
+    log('removing scratch outputs ...');
+    rmSync(ctx().scratch, { recursive: true, force: true });
+  }
+  cleanupMeasure();
+}
+
+await main();
