@@ -275,7 +275,7 @@ async function main(): Promise<void> {
   context = { data, settings: s, products: new Map(), failures: new Map(), scratch: path.join(s.workdir, `scratch-${Date.now()}`) };
   if (!existsSync(CLI)) log(`note: ${CLI} is missing (npm run build); pvc-backup rows will fail`);
   if (s.pretouch) {
-    const bytes = Math.min(3 * data.bytes, 0.5 * os.freemem());
+    const bytes = Math.min(3 * data.bytes, 0.5 * os.freemem(), 8 * 2 ** 30);
     log(`pre-touching ${(bytes / 2 ** 30).toFixed(1)} GiB of RAM: ${(await pretouchRam(bytes)).seconds.toFixed(1)} s`);
   }
   log(`warming the page cache: ${(await warmCache(data.dir)).seconds.toFixed(1)} s`);
