@@ -1,0 +1,70 @@
+import { open, readdir, rename, unlink } from 'node:fs/promises';
+import path from 'node:path';
+import { isPartialName, partialName } from './naming.js';
+
+/**
+ * Crash-safe writes into the backup directory. A file appears under its final name only
+ * once its bytes are on disk: it is written as `.<name>.partial`, fsynced, renamed into
+ * place, and the directory is fsynced so the rename itself survives a power cut.
+ */
+
+/** Flushes a directory's entries (creations, renames, deletions) to disk. */
+export async function fsyncDirectory(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } catch (error) {
+    // Some file systems (and platforms) cannot fsync a directory; the rename is still atomic there.
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== 'EINVAL' && code !== 'ENOTSUP' && code !== 'EISDIR' && code !== 'EBADF') throw error;
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Writes `data` to `dir/name` atomically: readers see the old file (or none) until the new
+ * one is complete. Replaces an existing file of that name. On failure the partial file is
+ * removed and the error rethrown; the final name is never left half-written.
+ */
+export async function writeFileAtomic(dir: string, name: string, data: string | Uint8Array, options: { mode?: number } = {}): Promise<void> {
+  if (name.includes('/') || name === '' || name === '.' || name === '..') throw new Error(`writeFileAtomic: "${name}" is not a plain file name`);
+  const partial = path.join(dir, partialName(name));
+  let committed = false;
+  try {
+    const handle = await open(partial, 'w', options.mode ?? 0o644);
+    try {
+      await handle.writeFile(data);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(partial, path.join(dir, name));
+    committed = true;
+    await fsyncDirectory(dir);
+  } catch (error) {
+    if (!committed) await unlink(partial).catch(() => undefined);
+    throw error;
+  }
+}
+
+/**
+ * Deletes every leftover `.<name>.partial` regular file directly in `dir` and returns the
+ * names removed (sorted). Call it only while holding the directory lock: then no other run
+ * is writing, and every partial is debris of a run that was killed.
+ */
+export async function removeLeftoverPartials(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { withFileTypes: true });
+  const removed: string[] = [];
+  for (const entry of entries) {
+    if (!entry.isFile() || !isPartialName(entry.name)) continue;
+    try {
+      await unlink(path.join(dir, entry.name));
+      removed.push(entry.name);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    }
+  }
+  if (removed.length > 0) await fsyncDirectory(dir);
+  return removed.sort();
+}

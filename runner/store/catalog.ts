@@ -1,0 +1,183 @@
+import { readFile, readdir, stat } from 'node:fs/promises';
+import path from 'node:path';
+import type { Manifest } from '../archive/manifest.js';
+import type { Compression } from '../config.js';
+import { IntegrityError, UsageError } from '../errors.js';
+import {
+  type ArchiveName,
+  compareNewestFirst,
+  compressionFromExtension,
+  manifestName,
+  parseArchiveName,
+  sha256Name,
+} from './naming.js';
+
+/**
+ * What is in a backup directory: the archives of one prefix, newest first, with their
+ * sidecars and a summary of their manifests. Only names that parse with the naming pattern
+ * and whose prefix equals the requested prefix exactly count (prefix `backup` never includes
+ * `backup-pre-restore-…`); partials, the lock and anything else are invisible here.
+ */
+
+export type VerificationState = 'verified' | 'failed' | 'unverified' | 'no-manifest';
+
+export interface ManifestSummary {
+  entryCount: number | undefined;
+  totalBytes: number | undefined;
+  verification: VerificationState;
+  /** ISO time of the last verification, when the manifest records one. */
+  verifiedAt?: string;
+  /** Why the last verification failed. */
+  error?: string;
+  /** Set when the manifest exists but cannot be read or parsed (the state is then 'failed'). */
+  manifestError?: string;
+}
+
+export interface ArchiveInfo extends ArchiveName {
+  /** Size of the archive file in bytes. */
+  size: number;
+  /** File modification time (informational only; never used for ordering). */
+  mtime: Date;
+  hasSha256: boolean;
+  hasManifest: boolean;
+  /** Read when `listArchives(…, { manifests: true })`; otherwise undefined. */
+  summary?: ManifestSummary;
+}
+
+/** An archive file resolved by explicit name; may be one not made by pvc-backup. */
+export interface ResolvedArchive extends ArchiveInfo {
+  /** The name does not follow the pvc-backup naming pattern (time is then the file mtime). */
+  foreign: boolean;
+}
+
+export interface ListOptions {
+  /** Read each archive's manifest and fill `summary`. */
+  manifests?: boolean;
+}
+
+function isErrno(error: unknown, code: string): boolean {
+  return (error as NodeJS.ErrnoException)?.code === code;
+}
+
+/** The parsed manifest of an archive; undefined when there is none. IntegrityError when it is not valid JSON. */
+export async function readManifest(dest: string, archiveName: string): Promise<Manifest | undefined> {
+  const file = path.join(dest, manifestName(archiveName));
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    if (isErrno(error, 'ENOENT')) return undefined;
+    throw error;
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw new IntegrityError(`manifest ${file} is not valid JSON (${(error as Error).message}); the archive cannot be checked against it`, 'MANIFEST');
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new IntegrityError(`manifest ${file} is not a JSON object; the archive cannot be checked against it`, 'MANIFEST');
+  }
+  return value as Manifest;
+}
+
+/** The verification state of an archive from its manifest (undefined: no manifest). */
+export function summarizeManifest(manifest: Manifest | undefined): ManifestSummary {
+  if (!manifest) return { entryCount: undefined, totalBytes: undefined, verification: 'no-manifest' };
+  const summary: ManifestSummary = {
+    entryCount: typeof manifest.entryCount === 'number' ? manifest.entryCount : undefined,
+    totalBytes: typeof manifest.totalBytes === 'number' ? manifest.totalBytes : undefined,
+    verification: 'unverified',
+  };
+  const v = manifest.verification;
+  if (v && typeof v === 'object') {
+    summary.verification = v.ok === true ? 'verified' : 'failed';
+    if (typeof v.at === 'string') summary.verifiedAt = v.at;
+    if (v.ok !== true && typeof v.error === 'string') summary.error = v.error;
+  }
+  return summary;
+}
+
+async function readSummary(dest: string, name: string): Promise<ManifestSummary> {
+  try {
+    return summarizeManifest(await readManifest(dest, name));
+  } catch (error) {
+    // One broken manifest must not hide the other archives: report it as a failed state.
+    const message = error instanceof Error ? error.message : String(error);
+    return { entryCount: undefined, totalBytes: undefined, verification: 'failed', manifestError: message };
+  }
+}
+
+/** Archives of `prefix` in `dest`, newest first (time in the name, then same-second sequence). */
+export async function listArchives(dest: string, prefix: string, options: ListOptions = {}): Promise<ArchiveInfo[]> {
+  const names = new Set(await readdir(dest));
+  const archives: ArchiveInfo[] = [];
+  for (const name of names) {
+    const parsed = parseArchiveName(name);
+    if (!parsed || parsed.prefix !== prefix) continue;
+    let st;
+    try {
+      st = await stat(path.join(dest, name));
+    } catch (error) {
+      if (isErrno(error, 'ENOENT')) continue; // pruned while we were listing
+      throw error;
+    }
+    if (!st.isFile()) continue;
+    const info: ArchiveInfo = {
+      ...parsed,
+      size: st.size,
+      mtime: st.mtime,
+      hasSha256: names.has(sha256Name(name)),
+      hasManifest: names.has(manifestName(name)),
+    };
+    if (options.manifests) info.summary = info.hasManifest ? await readSummary(dest, name) : summarizeManifest(undefined);
+    archives.push(info);
+  }
+  return archives.sort(compareNewestFirst);
+}
+
+function noArchive(dest: string, what: string): UsageError {
+  return new UsageError(`no archive ${what} in ${dest}; run pvc-backup list --dest ${dest}`, 'NO_ARCHIVE');
+}
+
+/**
+ * Resolves `latest` to the newest archive of the prefix, or an explicit file name in DEST.
+ * An explicit name may be of another prefix (e.g. a pre-restore snapshot) or not made by
+ * pvc-backup at all (`foreign`, e.g. from a plain `tar czf`), as long as it is a tar file.
+ * Throws a one-line UsageError when there is no such archive.
+ */
+export async function findArchive(dest: string, prefix: string, nameOrLatest: string): Promise<ResolvedArchive> {
+  if (nameOrLatest === 'latest') {
+    const [newest] = await listArchives(dest, prefix);
+    if (!newest) throw noArchive(dest, `with prefix ${prefix}`);
+    return { ...newest, foreign: false };
+  }
+  const name = nameOrLatest;
+  if (name === '' || name === '.' || name === '..' || name.includes('/') || name.includes('\\')) {
+    throw new UsageError(`"${name}" is not an archive name; give a file name in ${dest} or latest`);
+  }
+  let st;
+  try {
+    st = await stat(path.join(dest, name));
+  } catch (error) {
+    if (isErrno(error, 'ENOENT') || isErrno(error, 'ENOTDIR')) throw noArchive(dest, `named ${name}`);
+    throw error;
+  }
+  if (!st.isFile()) throw noArchive(dest, `named ${name}`);
+  const [hasSha256, hasManifest] = await Promise.all([exists(path.join(dest, sha256Name(name))), exists(path.join(dest, manifestName(name)))]);
+  const parsed = parseArchiveName(name);
+  if (parsed) return { ...parsed, size: st.size, mtime: st.mtime, hasSha256, hasManifest, foreign: false };
+  const compression: Compression | undefined = compressionFromExtension(name);
+  if (!compression) throw new UsageError(`${name} in ${dest} is not a tar archive (.tar, .tar.gz, .tgz, .tar.zst, .tzst)`);
+  return { name, prefix: '', time: st.mtime, sequence: 1, compression, size: st.size, mtime: st.mtime, hasSha256, hasManifest, foreign: true };
+}
+
+async function exists(file: string): Promise<boolean> {
+  try {
+    await stat(file);
+    return true;
+  } catch (error) {
+    if (isErrno(error, 'ENOENT')) return false;
+    throw error;
+  }
+}

@@ -1,0 +1,76 @@
+import { readdir, unlink } from 'node:fs/promises';
+import path from 'node:path';
+import { fsyncDirectory } from './atomic.js';
+import { MANIFEST_SUFFIX, SHA256_SUFFIX, manifestName, parseArchiveName, sha256Name } from './naming.js';
+
+/**
+ * Deleting archives with their sidecars. The archive goes first and that deletion is made
+ * durable before its sidecars go: an interrupted prune can leave a sidecar without its
+ * archive (an orphan, cleaned by the next prune) but never an archive without its checksum
+ * and manifest (which would make it look foreign and unverifiable).
+ */
+
+function ignoreMissing(error: unknown): void {
+  if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+}
+
+/** Deletes one archive, then its `.sha256` and `.manifest.json`. Returns the names actually removed. */
+export async function deleteArchive(dest: string, name: string): Promise<string[]> {
+  const removed: string[] = [];
+  try {
+    await unlink(path.join(dest, name));
+    removed.push(name);
+    await fsyncDirectory(dest);
+  } catch (error) {
+    ignoreMissing(error);
+  }
+  for (const sidecar of [sha256Name(name), manifestName(name)]) {
+    try {
+      await unlink(path.join(dest, sidecar));
+      removed.push(sidecar);
+    } catch (error) {
+      ignoreMissing(error);
+    }
+  }
+  return removed;
+}
+
+/**
+ * Sidecars (`.sha256`, `.manifest.json`) of archives of `prefix` whose archive no longer
+ * exists: leftovers of an interrupted prune. Only sidecars of names that follow the naming
+ * pattern with exactly this prefix, and only regular files, are considered. Sorted by name.
+ */
+export async function findOrphanedSidecars(dest: string, prefix: string): Promise<string[]> {
+  const entries = await readdir(dest, { withFileTypes: true });
+  const names = new Set(entries.map((e) => e.name));
+  const orphans: string[] = [];
+  for (const entry of entries) {
+    if (!entry.isFile()) continue;
+    const name = entry.name;
+    const suffix = name.endsWith(SHA256_SUFFIX) ? SHA256_SUFFIX : name.endsWith(MANIFEST_SUFFIX) ? MANIFEST_SUFFIX : undefined;
+    if (!suffix) continue;
+    const archive = name.slice(0, -suffix.length);
+    const parsed = parseArchiveName(archive);
+    if (!parsed || parsed.prefix !== prefix || names.has(archive)) continue;
+    orphans.push(name);
+  }
+  return orphans.sort();
+}
+
+/**
+ * Deletes files by name in `dest`, skipping ones already gone. Returns the names removed and
+ * the ones that could not be removed (with the error), so one stubborn file stops nothing.
+ */
+export async function removeFiles(dest: string, names: readonly string[]): Promise<{ removed: string[]; failed: { name: string; error: unknown }[] }> {
+  const removed: string[] = [];
+  const failed: { name: string; error: unknown }[] = [];
+  for (const name of names) {
+    try {
+      await unlink(path.join(dest, name));
+      removed.push(name);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') failed.push({ name, error });
+    }
+  }
+  return { removed, failed };
+}
