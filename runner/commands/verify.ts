@@ -89,9 +89,11 @@ async function verifyOne(config: VerifyConfig, archive: ArchiveInfo, ctx: RunCon
     if (!(error instanceof IntegrityError)) {
       throw error instanceof RunnerError ? error : new OperationError(`verifying ${archive.name} failed: ${describeSystemError(error)}`, 'VERIFY_IO');
     }
-    if (manifest) await record(config.dest, archive.name, manifest, { at: ctx.now().toISOString(), ok: false, error: error.message }).catch(() => undefined);
-    ctx.log.error('verify.failed', error.message, { archive: archive.name, code: error.code });
-    return { archive: archive.name, ok: false, error: error.message };
+    // Decompression and tar errors do not know the file they came from; the message must name it.
+    const message = error.message.includes(archive.name) ? error.message : `${archive.name}: ${error.message}`;
+    if (manifest) await record(config.dest, archive.name, manifest, { at: ctx.now().toISOString(), ok: false, error: message }).catch(() => undefined);
+    ctx.log.error('verify.failed', message, { archive: archive.name, code: error.code });
+    return { archive: archive.name, ok: false, error: message };
   } finally {
     reporter.stop();
   }
