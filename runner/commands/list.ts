@@ -1,0 +1,89 @@
+import type { ListConfig } from '../config.js';
+import { type Logger, humanBytes } from '../log.js';
+import { type ArchiveInfo, listArchives } from '../store/catalog.js';
+import { manifestName, sha256Name } from '../store/naming.js';
+
+/** One archive in `pvc-backup list --json` output. Field names are part of the public interface. */
+export interface ListedArchive {
+  name: string;
+  /** UTC start of the run, from the name: `YYYY-MM-DDTHH:MM:SSZ`. */
+  createdAt: string;
+  /** Size of the archive file. */
+  bytes: number;
+  /** Entries in the archive (from the manifest), null without a readable manifest. */
+  files: number | null;
+  /** Uncompressed bytes of regular files (from the manifest), null without a readable manifest. */
+  totalBytes: number | null;
+  compression: string;
+  verified: 'verified' | 'failed' | 'unverified' | 'no-manifest';
+  /** ISO time of the last verification, null when never verified. */
+  verifiedAt: string | null;
+  sha256File: string | null;
+  manifestFile: string | null;
+}
+
+function isoSeconds(date: Date): string {
+  return date.toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
+export function toListed(archive: ArchiveInfo): ListedArchive {
+  const summary = archive.summary;
+  return {
+    name: archive.name,
+    createdAt: isoSeconds(archive.time),
+    bytes: archive.size,
+    files: summary?.entryCount ?? null,
+    totalBytes: summary?.totalBytes ?? null,
+    compression: archive.compression,
+    verified: summary?.verification ?? (archive.hasManifest ? 'unverified' : 'no-manifest'),
+    verifiedAt: summary?.verifiedAt ?? null,
+    sha256File: archive.hasSha256 ? sha256Name(archive.name) : null,
+    manifestFile: archive.hasManifest ? manifestName(archive.name) : null,
+  };
+}
+
+/** Formats rows as a left-aligned table with a header (numbers right-aligned). */
+export function formatTable(rows: ListedArchive[]): string[] {
+  const header = ['NAME', 'CREATED (UTC)', 'SIZE', 'FILES', 'VERIFIED'];
+  const cells = rows.map((r) => [
+    r.name,
+    r.createdAt.replace('T', ' ').replace(/Z$/, ''),
+    humanBytes(r.bytes),
+    r.files === null ? '-' : String(r.files),
+    r.verified,
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
+  const rightAligned = new Set([2, 3]);
+  const line = (c: string[]) =>
+    c
+      .map((cell, i) => (rightAligned.has(i) ? cell.padStart(widths[i]!) : cell.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd();
+  return [line(header), ...cells.map(line)];
+}
+
+/**
+ * `pvc-backup list`: archives of the prefix, newest first, printed through `out` (stdout data,
+ * not log lines). A table for people, or with `--json` one JSON array. Takes no lock.
+ */
+export async function runList(config: ListConfig, log: Logger, out: (line: string) => void): Promise<ListedArchive[]> {
+  const archives = await listArchives(config.dest, config.prefix, { manifests: true });
+  for (const a of archives) {
+    if (a.summary?.manifestError) {
+      log.warn('list.manifest-unreadable', a.summary.manifestError, { archive: a.name });
+    }
+  }
+  const rows = archives.map(toListed);
+  if (config.json) {
+    out(JSON.stringify(rows, null, 2));
+    return rows;
+  }
+  if (rows.length === 0) {
+    out(`no archives with prefix ${config.prefix} in ${config.dest}`);
+    return rows;
+  }
+  for (const line of formatTable(rows)) out(line);
+  const total = rows.reduce((sum, r) => sum + r.bytes, 0);
+  out(`${rows.length} archive${rows.length === 1 ? '' : 's'}, ${humanBytes(total)}`);
+  return rows;
+}
