@@ -1,4 +1,3 @@
-import { once } from 'node:events';
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import type { Compression } from '../config.js';
@@ -14,6 +13,8 @@ export interface Compressor {
 }
 
 export type Sink = (chunk: Buffer) => void;
+/** Told when the compressor no longer needs an input chunk, so its buffer can be reused. */
+export type Release = (chunk: Buffer) => void;
 
 const MiB = 1024 * 1024;
 const deflateRaw = promisify(zlib.deflateRaw);
@@ -33,6 +34,7 @@ class ParallelGzip implements Compressor {
   constructor(
     private readonly level: number,
     private readonly sink: Sink,
+    private readonly release: Release,
     private readonly maxInFlight: number,
   ) {
     // magic, deflate, no flags, mtime 0, no extra flags, OS = Unix
@@ -45,14 +47,20 @@ class ParallelGzip implements Compressor {
     this.length = (this.length + chunk.length) % 2 ** 32;
     const options: zlib.ZlibOptions = { level: this.level, finishFlush: zlib.constants.Z_SYNC_FLUSH };
     if (this.dictionary) options.dictionary = this.dictionary;
-    this.inFlight.push(deflateRaw(chunk, options));
+    this.inFlight.push(
+      deflateRaw(chunk, { ...options, chunkSize: chunk.length + 64 * 1024 }).then((out) => {
+        this.release(chunk);
+        return out;
+      }),
+    );
     this.dictionary = this.nextDictionary(chunk);
     while (this.inFlight.length >= this.maxInFlight) this.sink(await this.inFlight.shift()!);
   }
 
   private nextDictionary(chunk: Buffer): Buffer {
     const window = 32 * 1024;
-    if (chunk.length >= window) return chunk.subarray(chunk.length - window);
+    // A copy: the chunk's buffer is reused once its own job is done.
+    if (chunk.length >= window) return Buffer.from(chunk.subarray(chunk.length - window));
     const joined = this.dictionary ? Buffer.concat([this.dictionary, chunk]) : chunk;
     return joined.subarray(Math.max(0, joined.length - window));
   }
@@ -69,60 +77,86 @@ class ParallelGzip implements Compressor {
   }
 }
 
-/**
- * One zstd stream on the thread pool. Node 24's multi-threaded streaming zstd (nbWorkers > 1)
- * silently drops data, and its decompressor stops after the first of several frames, so this
- * stays one single-threaded frame; a deep write buffer keeps it busy while tar packing runs.
- */
-class StreamingZstd implements Compressor {
-  private readonly stream: zlib.ZstdCompress;
-  private failure: Error | undefined;
+const zstdCompress = promisify(zlib.zstdCompress);
 
-  constructor(level: number, sink: Sink) {
-    this.stream = zlib.createZstdCompress({
-      chunkSize: MiB,
-      writableHighWaterMark: 16 * MiB,
-      params: {
-        [zlib.constants.ZSTD_c_compressionLevel]: level,
-        [zlib.constants.ZSTD_c_checksumFlag]: 1,
-      },
-    } as zlib.ZstdOptions);
-    this.stream.on('data', sink);
-    this.stream.on('error', (error) => (this.failure = error));
+/**
+ * Parallel zstd: the tar stream is cut into 8 MiB segments, each compressed into its own
+ * frame on a thread-pool job (with a content checksum), frames written in order. Concatenated
+ * frames are standard zstd that `zstd -d` and `tar --zstd` read. (Node 24's own multi-threaded
+ * streaming mode, nbWorkers > 1, silently drops data, so it is not used.)
+ */
+class ParallelZstd implements Compressor {
+  private readonly inFlight: Promise<Buffer>[] = [];
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private readonly params: Record<number, number>;
+
+  constructor(
+    level: number,
+    private readonly sink: Sink,
+    private readonly release: Release,
+    private readonly maxInFlight: number,
+    private readonly segmentBytes: number,
+  ) {
+    this.params = {
+      [zlib.constants.ZSTD_c_compressionLevel]: level,
+      [zlib.constants.ZSTD_c_checksumFlag]: 1,
+    };
   }
 
   async write(chunk: Buffer): Promise<void> {
-    if (this.failure) throw this.failure;
-    if (!this.stream.write(chunk)) await Promise.race([once(this.stream, 'drain'), once(this.stream, 'error')]);
-    if (this.failure) throw this.failure;
+    this.pending.push(chunk);
+    this.pendingBytes += chunk.length;
+    if (this.pendingBytes >= this.segmentBytes) await this.compressPending();
+  }
+
+  private async compressPending(): Promise<void> {
+    if (this.pendingBytes === 0) return;
+    const parts = this.pending;
+    const segment = parts.length === 1 ? parts[0]! : Buffer.concat(parts, this.pendingBytes);
+    if (parts.length > 1) parts.forEach(this.release);
+    this.pending = [];
+    this.pendingBytes = 0;
+    // A large output buffer: Node's default 16 KiB would mean a thread-pool round trip per 16 KiB.
+    const job = zstdCompress(segment, { params: this.params, chunkSize: this.segmentBytes / 2 });
+    this.inFlight.push(
+      job.then((out) => {
+        if (parts.length === 1) this.release(segment);
+        return out;
+      }),
+    );
+    while (this.inFlight.length >= this.maxInFlight) this.sink(await this.inFlight.shift()!);
   }
 
   async end(): Promise<void> {
-    // Node compresses a chunk still queued when end() is called with ZSTD_e_end, and then its
-    // final flush ends a second, empty frame. Letting the queue empty first keeps one frame.
-    await new Promise<void>((resolve, reject) => this.stream.write(Buffer.alloc(0), (error) => (error ? reject(error) : resolve())));
-    this.stream.end();
-    await once(this.stream, 'end');
-    if (this.failure) throw this.failure;
+    await this.compressPending();
+    while (this.inFlight.length > 0) this.sink(await this.inFlight.shift()!);
   }
 }
 
 class Uncompressed implements Compressor {
-  constructor(private readonly sink: Sink) {}
+  constructor(
+    private readonly sink: Sink,
+    private readonly release: Release,
+  ) {}
   async write(chunk: Buffer): Promise<void> {
     this.sink(chunk);
+    this.release(chunk);
   }
   async end(): Promise<void> {}
 }
 
-export function createCompressor(compression: Compression, level: number | undefined, sink: Sink): Compressor {
+/** Input chunk size that suits each codec: whole zstd segments, pigz-sized gzip blocks. */
+export const CHUNK_BYTES: Record<Compression, number> = { gzip: MiB, zstd: 8 * MiB, none: MiB };
+
+export function createCompressor(compression: Compression, level: number | undefined, sink: Sink, release: Release = () => undefined): Compressor {
   switch (compression) {
     case 'gzip':
-      return new ParallelGzip(level ?? 6, sink, 3);
+      return new ParallelGzip(level ?? 6, sink, release, 3);
     case 'zstd':
-      return new StreamingZstd(level ?? 3, sink);
+      return new ParallelZstd(level ?? 3, sink, release, 3, CHUNK_BYTES.zstd);
     case 'none':
-      return new Uncompressed(sink);
+      return new Uncompressed(sink, release);
   }
 }
 

@@ -2,16 +2,16 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import { Header, Pax } from 'tar';
 import { OperationError, describeSystemError } from '../errors.js';
+import type { BufferPool } from './buffer-pool.js';
 import type { ManifestFile } from './manifest.js';
 import { type ExcludeMatcher, type WalkEntry, entryKind, specialFileName, walkTree } from './walk.js';
 
 /**
  * Turns a directory tree into a tar stream (POSIX ustar + pax headers, encoded by node-tar's
  * Header and Pax), reading every file exactly once: the bytes land directly in the output
- * batch and are hashed there for the manifest. Output comes in ~1 MiB chunks.
+ * batch and are hashed there for the manifest. Output comes in chunks of the pool's buffer size.
  */
 
-const BATCH = 1024 * 1024;
 const BLOCK = 512;
 
 export interface PackOptions {
@@ -19,6 +19,8 @@ export interface PackOptions {
   exclude: ExcludeMatcher;
   /** Skip what cannot be archived (with a warning) instead of failing. */
   skipUnreadable: boolean;
+  /** Where output chunks come from; its buffer size is the chunk size. */
+  pool: BufferPool;
 }
 
 export interface PackWarning {
@@ -34,13 +36,19 @@ export class TarPacker {
   /** Uncompressed tar bytes produced so far. */
   tarBytes = 0;
 
-  private out = Buffer.allocUnsafe(BATCH);
+  private readonly pool: BufferPool;
+  private readonly batch: number;
+  private out: Buffer;
   private pos = 0;
   private readonly ready: Buffer[] = [];
   private readonly hardLinks = new Map<string, string>();
   private aborted: Error | undefined;
 
-  constructor(private readonly options: PackOptions) {}
+  constructor(private readonly options: PackOptions) {
+    this.pool = options.pool;
+    this.batch = options.pool.size;
+    this.out = this.pool.take();
+  }
 
   /** Stops the packer at its next chunk boundary (e.g. on SIGTERM). */
   abort(reason: Error): void {
@@ -152,7 +160,7 @@ export class TarPacker {
       let remaining = size;
       let shrank = false;
       while (remaining > 0) {
-        const want = Math.min(BATCH - this.pos, remaining);
+        const want = Math.min(this.batch - this.pos, remaining);
         let n: number;
         try {
           n = fs.readSync(fd, this.out, this.pos, want, null);
@@ -164,12 +172,12 @@ export class TarPacker {
           this.warnings.push({ path, problem: `shrank from ${size} to ${size - remaining} bytes while being read; the rest is zero-filled` });
           shrank = true;
           while (remaining > 0) {
-            const z = Math.min(BATCH - this.pos, remaining);
+            const z = Math.min(this.batch - this.pos, remaining);
             this.out.fill(0, this.pos, this.pos + z);
             hash.update(this.out.subarray(this.pos, this.pos + z));
             this.pos += z;
             remaining -= z;
-            if (this.pos === BATCH) {
+            if (this.pos === this.batch) {
               this.flush();
               yield* this.takeReady();
             }
@@ -180,7 +188,7 @@ export class TarPacker {
         this.pos += n;
         remaining -= n;
         this.bytesRead += n;
-        if (this.pos === BATCH) {
+        if (this.pos === this.batch) {
           this.flush();
           yield* this.takeReady();
         }
@@ -233,22 +241,22 @@ export class TarPacker {
   private put(data: Buffer): void {
     let offset = 0;
     while (offset < data.length) {
-      const n = Math.min(data.length - offset, BATCH - this.pos);
+      const n = Math.min(data.length - offset, this.batch - this.pos);
       data.copy(this.out, this.pos, offset, offset + n);
       this.pos += n;
       offset += n;
-      if (this.pos === BATCH) this.flush();
+      if (this.pos === this.batch) this.flush();
     }
   }
 
   private zeros(count: number): void {
     let left = count;
     while (left > 0) {
-      const n = Math.min(left, BATCH - this.pos);
+      const n = Math.min(left, this.batch - this.pos);
       this.out.fill(0, this.pos, this.pos + n);
       this.pos += n;
       left -= n;
-      if (this.pos === BATCH) this.flush();
+      if (this.pos === this.batch) this.flush();
     }
   }
 
@@ -259,9 +267,9 @@ export class TarPacker {
 
   private flush(): void {
     if (this.pos === 0) return;
-    this.ready.push(this.pos === BATCH ? this.out : this.out.subarray(0, this.pos));
+    this.ready.push(this.pos === this.batch ? this.out : this.out.subarray(0, this.pos));
     this.tarBytes += this.pos;
-    this.out = Buffer.allocUnsafe(BATCH);
+    this.out = this.pool.take();
     this.pos = 0;
   }
 }

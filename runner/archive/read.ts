@@ -6,6 +6,7 @@ import type { Compression } from '../config.js';
 import { IntegrityError, RunnerError } from '../errors.js';
 import { createDecompressor } from './compress.js';
 import { TarReader, type TarVisitor } from './tar-reader.js';
+import { decodeZstdFrames } from './zstd-frames.js';
 
 export interface ReadResult {
   /** SHA-256 of the archive file as read. */
@@ -45,7 +46,9 @@ export async function readArchive(
       done(null, chunk);
     },
   });
-  const decompressor = createDecompressor(compression);
+  // zstd archives may hold many frames (pvc-backup writes one per 4 MiB), which Node's stream
+  // decompressor does not follow; gzip members are followed by Node's gunzip itself.
+  const decompressor = compression === 'zstd' ? decodeZstdFrames : createDecompressor(compression);
   const consume = async (source: AsyncIterable<Buffer>) => {
     for await (const chunk of source) {
       reader.write(chunk);

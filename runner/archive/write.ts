@@ -3,7 +3,8 @@ import fs from 'node:fs';
 import type { Compression } from '../config.js';
 import { OperationError, describeSystemError } from '../errors.js';
 import { humanBytes } from '../log.js';
-import { createCompressor } from './compress.js';
+import { BufferPool } from './buffer-pool.js';
+import { CHUNK_BYTES, createCompressor } from './compress.js';
 import type { ManifestFile } from './manifest.js';
 import { type PackWarning, TarPacker } from './pack.js';
 import type { ExcludeMatcher } from './walk.js';
@@ -60,14 +61,16 @@ class ArchiveFile {
 export async function writeArchive(options: WriteOptions): Promise<WrittenArchive> {
   const fd = fs.openSync(options.file, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o644);
   const out = new ArchiveFile(fd);
-  const packer = new TarPacker({ source: options.source, exclude: options.exclude, skipUnreadable: options.skipUnreadable });
+  // Enough buffers for the chunks in flight (3 compression jobs, one being filled, one queued).
+  const pool = new BufferPool(CHUNK_BYTES[options.compression], 6);
+  const packer = new TarPacker({ source: options.source, exclude: options.exclude, skipUnreadable: options.skipUnreadable, pool });
   const onAbort = () => packer.abort(new OperationError('backup stopped by a signal', 'STOPPED'));
   options.signal?.addEventListener('abort', onAbort, { once: true });
   const checkOutput = () => {
     if (out.failure) throw outputError(out.failure, out.bytes, options.sourceBytes);
   };
   try {
-    const compressor = createCompressor(options.compression, options.level, out.append);
+    const compressor = createCompressor(options.compression, options.level, out.append, (chunk) => pool.give(chunk));
     for (const chunk of packer.chunks()) {
       await compressor.write(chunk);
       checkOutput();
