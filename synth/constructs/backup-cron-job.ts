@@ -1,0 +1,66 @@
+import { ApiObject, Cron } from 'cdk8s';
+import * as kplus from 'cdk8s-plus-28';
+import { Construct } from 'constructs';
+import { HelmPlaceholders, setFields } from '../helm.js';
+import { V } from '../values.js';
+import { backupMount, MOUNT_PATHS, runnerContainer, sourceMount, templateRunnerPod } from './runner-pod.js';
+
+/** The scheduled backup: `pvc-backup backup` with every setting spelled out as a flag. */
+export class BackupCronJob extends Construct {
+  constructor(scope: Construct, id: string) {
+    super(scope, id);
+    const helm = HelmPlaceholders.of(this);
+    const cronJob = new kplus.CronJob(this, 'Resource', {
+      metadata: { name: helm.field(V.names.backupCronJob) },
+      // Every scheduling field is set from values below; cdk8s-plus defaults (such as a 10 s
+      // startingDeadline) must not leak into the chart.
+      schedule: Cron.daily(),
+      serviceAccount: kplus.ServiceAccount.fromServiceAccountName(this, 'ServiceAccount', helm.field(V.names.serviceAccount)),
+      automountServiceAccountToken: false,
+      containers: [
+        runnerContainer(this, {
+          component: 'backup',
+          args: backupArgs(helm),
+          mounts: [sourceMount(this), backupMount(this)],
+        }),
+      ],
+    });
+    const backup = V.backup;
+    setFields(ApiObject.of(cronJob), {
+      '/metadata/labels': helm.field(V.labels('backup')),
+      '/spec/schedule': helm.field(backup.schedule),
+      '/spec/timeZone': helm.field(backup.timeZone),
+      '/spec/suspend': helm.field(backup.suspend),
+      '/spec/concurrencyPolicy': helm.field(backup.concurrencyPolicy),
+      '/spec/startingDeadlineSeconds': helm.field(backup.startingDeadlineSeconds),
+      '/spec/successfulJobsHistoryLimit': helm.field(backup.successfulJobsHistoryLimit),
+      '/spec/failedJobsHistoryLimit': helm.field(backup.failedJobsHistoryLimit),
+      '/spec/jobTemplate/metadata': { labels: helm.field(V.labels('backup')) },
+      '/spec/jobTemplate/spec/backoffLimit': helm.field(backup.backoffLimit),
+      '/spec/jobTemplate/spec/activeDeadlineSeconds': helm.field(backup.activeDeadlineSeconds),
+      '/spec/jobTemplate/spec/ttlSecondsAfterFinished': helm.field(backup.ttlSecondsAfterFinished),
+    });
+    templateRunnerPod(ApiObject.of(cronJob), '/spec/jobTemplate/spec/template', { component: 'backup', colocate: true });
+  }
+}
+
+function backupArgs(helm: HelmPlaceholders): string[] {
+  const backup = V.backup;
+  return [
+    'backup',
+    '--source',
+    MOUNT_PATHS.source,
+    '--dest',
+    MOUNT_PATHS.backup,
+    '--prefix',
+    helm.arg(backup.prefix),
+    '--compression',
+    helm.arg(backup.compression),
+    helm.optionalArg('--level', backup.level),
+    '--keep-last',
+    helm.arg(backup.keepLast),
+    helm.repeatedArg('--exclude', backup.exclude),
+    helm.switchArg('--allow-empty', backup.allowEmpty),
+    helm.switchArg('--skip-unreadable', backup.skipUnreadable),
+  ];
+}

@@ -1,0 +1,92 @@
+import type { ApiObject } from 'cdk8s';
+import * as kplus from 'cdk8s-plus-28';
+import type { Construct } from 'constructs';
+import { HelmPlaceholders, setFields } from '../helm.js';
+import { V, type Component } from '../values.js';
+
+/** Where the runner pods mount their volumes; the runner's flags refer to these paths. */
+export const MOUNT_PATHS = {
+  source: '/data',
+  target: '/data',
+  backup: '/backup',
+  tmp: '/tmp',
+} as const;
+
+/** The runner's log format in every pod (one JSON object per line, for log collectors). */
+export const RUNNER_ENV = { PVC_BACKUP_LOG_FORMAT: 'json' } as const;
+
+/** The source claim, read-only (at the volume too, so no mount can write to it). */
+export function sourceMount(scope: Construct): kplus.VolumeMount {
+  const helm = HelmPlaceholders.of(scope);
+  const claim = kplus.PersistentVolumeClaim.fromClaimName(scope, 'SourceClaim', helm.field(V.source.claimName));
+  const volume = kplus.Volume.fromPersistentVolumeClaim(scope, 'SourceVolume', claim, { name: 'source', readOnly: true });
+  return { volume, path: MOUNT_PATHS.source, readOnly: true, subPath: helm.field(V.source.subPath) };
+}
+
+/** The claim holding the archives, read-write in every pod. */
+export function backupMount(scope: Construct): kplus.VolumeMount {
+  const helm = HelmPlaceholders.of(scope);
+  const claim = kplus.PersistentVolumeClaim.fromClaimName(scope, 'BackupClaim', helm.field(V.names.backupClaim));
+  const volume = kplus.Volume.fromPersistentVolumeClaim(scope, 'BackupVolume', claim, { name: 'backup' });
+  return { volume, path: MOUNT_PATHS.backup };
+}
+
+/** The claim a restore writes into, read-write. */
+export function targetMount(scope: Construct): kplus.VolumeMount {
+  const helm = HelmPlaceholders.of(scope);
+  const claim = kplus.PersistentVolumeClaim.fromClaimName(scope, 'TargetClaim', helm.field(V.restore.targetClaim));
+  const volume = kplus.Volume.fromPersistentVolumeClaim(scope, 'TargetVolume', claim, { name: 'target' });
+  return { volume, path: MOUNT_PATHS.target, subPath: helm.field(V.restore.targetSubPath) };
+}
+
+export interface RunnerContainerProps {
+  component: Component;
+  /** The runner's arguments; the image's entrypoint is the pvc-backup CLI, so no command is set. */
+  args: string[];
+  mounts: kplus.VolumeMount[];
+}
+
+/** The one container of a runner pod. Its read-only root filesystem gets a writable /tmp. */
+export function runnerContainer(scope: Construct, props: RunnerContainerProps): kplus.ContainerProps {
+  const helm = HelmPlaceholders.of(scope);
+  const tmp = kplus.Volume.fromEmptyDir(scope, 'TmpVolume', 'tmp');
+  return {
+    name: props.component,
+    image: helm.field(V.container.image),
+    args: props.args,
+    envVariables: Object.fromEntries(Object.entries(RUNNER_ENV).map(([name, value]) => [name, kplus.EnvValue.fromValue(value)])),
+    volumeMounts: [...props.mounts, { volume: tmp, path: MOUNT_PATHS.tmp }],
+  };
+}
+
+export interface RunnerPodOptions {
+  component: Component;
+  /** Whether source.colocateWith applies (pods that mount the source volume). */
+  colocate: boolean;
+}
+
+/**
+ * Fills the parts of a runner pod template that come from values, replacing what cdk8s-plus
+ * generated there (its default labels, security contexts and resources).
+ * `podTemplate` is the JSON pointer of the pod template inside `apiObject`.
+ */
+export function templateRunnerPod(apiObject: ApiObject, podTemplate: string, options: RunnerPodOptions): void {
+  const helm = HelmPlaceholders.of(apiObject);
+  const pod = `${podTemplate}/spec`;
+  const container = `${pod}/containers/0`;
+  setFields(apiObject, {
+    [`${podTemplate}/metadata`]: {
+      labels: helm.field(V.pod.labels(options.component)),
+      annotations: helm.field(V.pod.annotations),
+    },
+    [`${pod}/imagePullSecrets`]: helm.field(V.pod.imagePullSecrets),
+    [`${pod}/securityContext`]: helm.field(V.pod.securityContext),
+    [`${pod}/nodeSelector`]: helm.field(V.pod.nodeSelector),
+    [`${pod}/tolerations`]: helm.field(V.pod.tolerations),
+    [`${pod}/affinity`]: helm.field(V.pod.affinity(options.colocate)),
+    [`${container}/imagePullPolicy`]: helm.field(V.container.imagePullPolicy),
+    [`${container}/resources`]: helm.field(V.container.resources),
+    [`${container}/securityContext`]: helm.field(V.container.securityContext(options.component)),
+    [`${container}/env/-`]: helm.appendItems(V.container.extraEnv),
+  });
+}

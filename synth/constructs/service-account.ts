@@ -1,0 +1,21 @@
+import { ApiObject } from 'cdk8s';
+import * as kplus from 'cdk8s-plus-28';
+import { Construct } from 'constructs';
+import { HelmPlaceholders, setFields } from '../helm.js';
+import { V } from '../values.js';
+
+/** The pods' identity. The runner never talks to the Kubernetes API, so no token is mounted. */
+export class RunnerServiceAccount extends Construct {
+  constructor(scope: Construct, id: string) {
+    super(scope, id);
+    const helm = HelmPlaceholders.of(this);
+    const serviceAccount = new kplus.ServiceAccount(this, 'Resource', {
+      metadata: { name: helm.field(V.names.serviceAccount) },
+      automountToken: false,
+    });
+    setFields(ApiObject.of(serviceAccount), {
+      '/metadata/labels': helm.field(V.labels()),
+      '/metadata/annotations': helm.field(V.serviceAccount.annotations),
+    });
+  }
+}

