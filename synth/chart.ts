@@ -61,20 +61,23 @@ export function synthesize(): Map<string, string> {
   for (const name of HAND_WRITTEN) {
     files.set(inChart(`templates/${name}`), readFileSync(fileURLToPath(new URL(`templates/${name}`, import.meta.url)), 'utf8'));
   }
-  for (const file of buildTemplateFiles()) {
-    files.set(inChart(`templates/${file.props.fileName}`), file.render());
+  for (const [fileName, text] of renderTemplateFiles()) {
+    files.set(inChart(`templates/${fileName}`), text);
   }
   checkHelpersDefined(files);
   return files;
 }
 
-function buildTemplateFiles(): TemplateFile[] {
+function renderTemplateFiles(): Map<string, string> {
   const app = new HelmChartApp();
   for (const { fileName, condition, construct, source } of TEMPLATES) {
     const file = new TemplateFile(app, fileName.replace(/\.yaml$/, ''), { fileName, condition, source });
     new construct(file, 'Resource');
   }
-  return app.templateFiles;
+  const rendered = new Map(app.templateFiles.map((file) => [file.props.fileName, file.render()]));
+  const lost = app.placeholders.unresolved();
+  if (lost.length > 0) throw new Error(`placeholders that never reached a template:\n  ${lost.join('\n  ')}`);
+  return rendered;
 }
 
 /** Fails the synth when a template includes a helper that _helpers.tpl does not define. */

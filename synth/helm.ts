@@ -42,6 +42,7 @@ export type LineRender = (at: LinePosition) => string[];
 export class HelmPlaceholders {
   private readonly inlineText = new Map<string, string>();
   private readonly lineRenders = new Map<string, LineRender>();
+  private readonly resolved = new Set<string>();
   private counter = 0;
 
   /** The registry of the app `scope` belongs to. */
@@ -77,6 +78,15 @@ export class HelmPlaceholders {
       current = next;
     }
     throw new Error('placeholders still unresolved after 8 passes; a line render probably returns its own token');
+  }
+
+  /**
+   * Placeholders that never appeared in any rendered template. A value that was set but got
+   * lost on the way (a field cdk8s-plus dropped, a wrong JSON pointer) shows up here.
+   */
+  unresolved(): string[] {
+    const all = [...this.inlineText.keys(), ...this.lineRenders.keys()];
+    return all.filter((token) => !this.resolved.has(token)).map((token) => `${token} (${this.inlineText.get(token) ?? 'line placeholder'})`);
   }
 
   /** A field in a manifest (`key: T`), written the way its kind needs. */
@@ -141,11 +151,15 @@ export class HelmPlaceholders {
 
   private resolveLine(line: string): string[] {
     const lineToken = [...line.matchAll(TOKEN_PATTERN)].map((m) => m[0]).find((t) => this.lineRenders.has(t));
-    if (lineToken) return this.renderLine(line, lineToken);
+    if (lineToken) {
+      this.resolved.add(lineToken);
+      return this.renderLine(line, lineToken);
+    }
     return [
       line.replace(TOKEN_PATTERN, (token) => {
         const text = this.inlineText.get(token);
         if (text === undefined) throw new Error(`unknown placeholder ${token} in line: ${line}`);
+        this.resolved.add(token);
         return text;
       }),
     ];

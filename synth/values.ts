@@ -42,7 +42,6 @@ export const V = {
     restoreJob: helper('restoreJobName'),
     backupClaim: helper('backupClaimName'),
     serviceAccount: helper('serviceAccountName'),
-    fullname: helper('fullname'),
   },
   labels: (component?: Component | 'storage') => yamlHelper('labels', component ? { component: `"${component}"` } : {}),
   pod: {

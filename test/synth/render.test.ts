@@ -266,6 +266,14 @@ describe('resource names', () => {
     expect(new Set(resourceIds(manifests)).size).toBe(manifests.length);
   });
 
+  it('keep label values strings for a numeric release name', () => {
+    const manifests = renderChart(helmBinaries()[0]!, { source: { claimName: 'data' }, restore: { enabled: true } }, '2024');
+    for (const manifest of manifests) {
+      expect(manifest.metadata.labels!['app.kubernetes.io/instance']).toBe('2024');
+      validateKubernetesObject(manifest);
+    }
+  });
+
   it('do not repeat the chart name when the release already contains it', () => {
     const manifests = renderChart(helmBinaries()[0]!, { source: { claimName: 'data' } }, 'pvc-backup');
     expect(resourceIds(manifests)).toEqual(['CronJob/pvc-backup', 'CronJob/pvc-backup-verify', 'PersistentVolumeClaim/pvc-backup', 'ServiceAccount/pvc-backup']);

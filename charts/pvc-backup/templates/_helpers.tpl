@@ -61,15 +61,15 @@ name unless the release name already contains it. 63 characters at most.
 {{- .Values.backup.prefix | default .Release.Name }}
 {{- end }}
 
-{{/* Labels of every resource. Args: context, component (optional). */}}
+{{/* Labels of every resource, quoted so that a release named 2024 stays a string. Args: context, component (optional). */}}
 {{- define "pvc-backup.labels" -}}
-helm.sh/chart: {{ include "pvc-backup.chart" .context }}
-app.kubernetes.io/name: {{ include "pvc-backup.name" .context }}
-app.kubernetes.io/instance: {{ .context.Release.Name }}
+helm.sh/chart: {{ include "pvc-backup.chart" .context | quote }}
+app.kubernetes.io/name: {{ include "pvc-backup.name" .context | quote }}
+app.kubernetes.io/instance: {{ .context.Release.Name | quote }}
 app.kubernetes.io/version: {{ .context.Chart.AppVersion | quote }}
-app.kubernetes.io/managed-by: {{ .context.Release.Service }}
+app.kubernetes.io/managed-by: {{ .context.Release.Service | quote }}
 {{- with .component }}
-app.kubernetes.io/component: {{ . }}
+app.kubernetes.io/component: {{ . | quote }}
 {{- end }}
 {{- end }}
 
