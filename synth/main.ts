@@ -1,4 +1,4 @@
-import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CHART_DIR, synthesize } from './chart.js';
@@ -9,7 +9,8 @@ const files = synthesize();
 
 // Files the synth no longer produces must not linger in the chart.
 const chartDir = path.join(root, CHART_DIR);
-for (const entry of readdirSync(chartDir, { recursive: true, withFileTypes: true })) {
+const existing = existsSync(chartDir) ? readdirSync(chartDir, { recursive: true, withFileTypes: true }) : [];
+for (const entry of existing) {
   if (!entry.isFile()) continue;
   const relative = path.relative(root, path.join(entry.parentPath, entry.name));
   if (!files.has(relative)) rmSync(path.join(root, relative));
