@@ -4,7 +4,7 @@ import zlib from 'node:zlib';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { Manifest } from '../runner/archive/manifest.js';
 import { archivesIn, runCli, shell, shq, tool } from './helpers/cli.js';
-import { type RichTree, buildRichTree, expectedArchivePaths, isRoot, snapshotTree, useTempDirs } from './helpers/tree.js';
+import { OTHER_UID, type RichTree, buildRichTree, expectedArchivePaths, isRoot, snapshotTree, useTempDirs } from './helpers/tree.js';
 
 /**
  * Archives written by pvc-backup are plain tar that standard tools read: a rich tree goes
@@ -54,6 +54,10 @@ describe('a rich tree backed up by pvc-backup', () => {
       expect(names).toContain(p);
     }
     expect(sourceSnapshot().find((e) => e.path === 'links/hard-a.txt')?.hardlinks).toEqual(['links/hard-a.txt', 'links/hard-b.txt']);
+    expect(sourceSnapshot().find((e) => e.path === 'modes/setgid-dir')?.mode).toBe(0o2755);
+    // As root, the ownership comparisons below are only meaningful if some entries have another owner.
+    expect(tree.chowned).toBe(isRoot);
+    if (isRoot) expect(sourceSnapshot().filter((e) => e.uid === OTHER_UID).map((e) => e.path)).toEqual(['data/nested', 'hello.txt', 'link-to-file']);
   });
 
   describe.each(compressions)('with --compression $compression', ({ compression, ext, gnuFlag }) => {

@@ -245,11 +245,6 @@ export function exactState(dir: string, ignore?: (rel: string) => boolean): stri
   );
 }
 
-/** sha256 of a file, hex. */
-export function sha256Of(file: string): string {
-  return sha256File(file);
-}
-
 /** Writes files (creating directories); a key ending in '/' makes an empty directory. */
 export function writeTree(root: string, files: Record<string, string | Buffer>): void {
   for (const [rel, content] of Object.entries(files)) {
