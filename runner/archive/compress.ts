@@ -80,7 +80,7 @@ class ParallelGzip implements Compressor {
 const zstdCompress = promisify(zlib.zstdCompress);
 
 /**
- * Parallel zstd: the tar stream is cut into 8 MiB segments, each compressed into its own
+ * Parallel zstd: the tar stream is cut into 4 MiB segments, each compressed into its own
  * frame on a thread-pool job (with a content checksum), frames written in order. Concatenated
  * frames are standard zstd that `zstd -d` and `tar --zstd` read. (Node 24's own multi-threaded
  * streaming mode, nbWorkers > 1, silently drops data, so it is not used.)
@@ -117,8 +117,9 @@ class ParallelZstd implements Compressor {
     if (parts.length > 1) parts.forEach(this.release);
     this.pending = [];
     this.pendingBytes = 0;
-    // A large output buffer: Node's default 16 KiB would mean a thread-pool round trip per 16 KiB.
-    const job = zstdCompress(segment, { params: this.params, chunkSize: this.segmentBytes / 2 });
+    // One output buffer that fits even incompressible input: Node's default 16 KiB would mean a
+    // thread-pool round trip per 16 KiB of output.
+    const job = zstdCompress(segment, { params: this.params, chunkSize: this.segmentBytes + 64 * 1024 });
     this.inFlight.push(
       job.then((out) => {
         if (parts.length === 1) this.release(segment);
@@ -147,14 +148,16 @@ class Uncompressed implements Compressor {
 }
 
 /** Input chunk size that suits each codec: whole zstd segments, pigz-sized gzip blocks. */
-export const CHUNK_BYTES: Record<Compression, number> = { gzip: MiB, zstd: 8 * MiB, none: MiB };
+export const CHUNK_BYTES: Record<Compression, number> = { gzip: MiB, zstd: 4 * MiB, none: MiB };
+/** Compression jobs in flight: one per core, plus one for gzip whose jobs are slow to start. */
+const IN_FLIGHT: Record<Compression, number> = { gzip: 3, zstd: 2, none: 1 };
 
 export function createCompressor(compression: Compression, level: number | undefined, sink: Sink, release: Release = () => undefined): Compressor {
   switch (compression) {
     case 'gzip':
-      return new ParallelGzip(level ?? 6, sink, release, 3);
+      return new ParallelGzip(level ?? 6, sink, release, IN_FLIGHT.gzip);
     case 'zstd':
-      return new ParallelZstd(level ?? 3, sink, release, 3, CHUNK_BYTES.zstd);
+      return new ParallelZstd(level ?? 3, sink, release, IN_FLIGHT.zstd, CHUNK_BYTES.zstd);
     case 'none':
       return new Uncompressed(sink, release);
   }

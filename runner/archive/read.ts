@@ -4,6 +4,7 @@ import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Compression } from '../config.js';
 import { IntegrityError, RunnerError } from '../errors.js';
+import { GarbageGovernor } from '../memory.js';
 import { createDecompressor } from './compress.js';
 import { TarReader, type TarVisitor } from './tar-reader.js';
 import { decodeZstdFrames } from './zstd-frames.js';
@@ -49,9 +50,11 @@ export async function readArchive(
   // zstd archives may hold many frames (pvc-backup writes one per 4 MiB), which Node's stream
   // decompressor does not follow; gzip members are followed by Node's gunzip itself.
   const decompressor = compression === 'zstd' ? decodeZstdFrames : createDecompressor(compression);
+  const governor = new GarbageGovernor();
   const consume = async (source: AsyncIterable<Buffer>) => {
     for await (const chunk of source) {
       reader.write(chunk);
+      governor.processed(chunk.length);
       onProgress?.({ archiveBytes, tarBytes: reader.bytes, entries: reader.entries });
     }
   };

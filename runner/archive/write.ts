@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import type { Compression } from '../config.js';
 import { OperationError, describeSystemError } from '../errors.js';
 import { humanBytes } from '../log.js';
+import { GarbageGovernor, collectAllGarbage } from '../memory.js';
 import { BufferPool } from './buffer-pool.js';
 import { CHUNK_BYTES, createCompressor } from './compress.js';
 import type { ManifestFile } from './manifest.js';
@@ -61,8 +62,8 @@ class ArchiveFile {
 export async function writeArchive(options: WriteOptions): Promise<WrittenArchive> {
   const fd = fs.openSync(options.file, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o644);
   const out = new ArchiveFile(fd);
-  // Enough buffers for the chunks in flight (3 compression jobs, one being filled, one queued).
-  const pool = new BufferPool(CHUNK_BYTES[options.compression], 6);
+  // Enough buffers for the chunks in flight (compression jobs, one being filled, one queued).
+  const pool = new BufferPool(CHUNK_BYTES[options.compression], 5);
   const packer = new TarPacker({ source: options.source, exclude: options.exclude, skipUnreadable: options.skipUnreadable, pool });
   const onAbort = () => packer.abort(new OperationError('backup stopped by a signal', 'STOPPED'));
   options.signal?.addEventListener('abort', onAbort, { once: true });
@@ -71,8 +72,10 @@ export async function writeArchive(options: WriteOptions): Promise<WrittenArchiv
   };
   try {
     const compressor = createCompressor(options.compression, options.level, out.append, (chunk) => pool.give(chunk));
+    const governor = new GarbageGovernor();
     for (const chunk of packer.chunks()) {
       await compressor.write(chunk);
+      governor.processed(chunk.length);
       checkOutput();
       options.onProgress?.({ bytesRead: packer.bytesRead, files: packer.files.length, archiveBytes: out.bytes });
     }
@@ -86,6 +89,7 @@ export async function writeArchive(options: WriteOptions): Promise<WrittenArchiv
   } finally {
     options.signal?.removeEventListener('abort', onAbort);
     fs.closeSync(fd);
+    collectAllGarbage();
   }
   return {
     sha256: out.hash.digest('hex'),

@@ -5,7 +5,7 @@ import { IntegrityError } from '../errors.js';
 
 /**
  * Reading zstd data that may hold several frames. Node 24's zstd decompressor stops silently
- * at the end of the first frame, and pvc-backup writes one frame per 8 MiB segment (so that
+ * at the end of the first frame, and pvc-backup writes one frame per 4 MiB segment (so that
  * both cores compress), so frames are found here by walking the frame and block headers
  * (RFC 8878) — cheap: one 3-byte header per block of up to 128 KiB — and each frame is
  * decoded on its own: small frames as parallel one-shot jobs on the thread pool, large or
@@ -17,7 +17,7 @@ const MiB = 1024 * 1024;
 /** Frames up to this compressed size with a declared content size up to ONE_SHOT_CONTENT are decoded in one call. */
 const ONE_SHOT_COMPRESSED = 16 * MiB;
 const ONE_SHOT_CONTENT = 32 * MiB;
-const IN_FLIGHT = 3;
+const IN_FLIGHT = 2;
 
 export interface FrameInfo {
   skippable: boolean;
