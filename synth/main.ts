@@ -1,7 +1,9 @@
-import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CHART_DIR, synthesize } from './chart.js';
+import { applyReadmeSections, readmeSections } from './readme-sections.js';
+import { readSchema } from './schema.js';
 
 /** `npm run synth`: regenerates charts/pvc-backup (and the values type) from synth/ and values.schema.json. */
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -21,4 +23,10 @@ for (const [relative, content] of files) {
   mkdirSync(path.dirname(target), { recursive: true });
   writeFileSync(target, content);
 }
-console.log(`synth: wrote ${files.size} files (${CHART_DIR}, values type)`);
+const readmePath = path.join(root, 'README.md');
+if (existsSync(readmePath)) {
+  const readme = readFileSync(readmePath, 'utf8');
+  const updated = applyReadmeSections(readme, readmeSections(readSchema()));
+  if (updated !== readme) writeFileSync(readmePath, updated);
+}
+console.log(`synth: wrote ${files.size} files (${CHART_DIR}, values type) and the README's generated sections`);
