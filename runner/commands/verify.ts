@@ -33,6 +33,7 @@ export async function runVerify(config: VerifyConfig, ctx: RunContext): Promise<
     if (outcome) outcomes.push(outcome);
   }
   const failed = outcomes.filter((o) => !o.ok);
+  if (selected.length === 0) log.warn('verify.none', `no archives with prefix ${config.prefix} in ${config.dest} to verify`, { prefix: config.prefix });
   if (outcomes.length > 0) {
     log.info('verify.done', `${outcomes.length - failed.length} of ${outcomes.length} archives verified`, {
       verified: outcomes.length - failed.length,
