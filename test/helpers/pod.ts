@@ -1,0 +1,259 @@
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Job } from 'kubernetes-models/batch/v1';
+import { parseAllDocuments } from 'yaml';
+import { repoRoot } from './cli.js';
+import type { ImageConfig } from './dockerfile.js';
+import { helmBinaries, runHelm } from './helm.js';
+import type { ImageFilesystem } from './image.js';
+
+/**
+ * Rendered chart objects and a kubelet stand-in: runs one container of a rendered pod spec on
+ * this machine, unchanged (the image's entrypoint plus the container's args and env, its volume
+ * mounts at their mountPaths, read-only root filesystem, user and capabilities), inside a private
+ * mount namespace built by test/e2e/run-in-pod.sh. Needs root (for mounts) and util-linux.
+ */
+
+export const CHART_DIR = path.join(repoRoot, 'charts/pvc-backup');
+export const RUN_IN_POD = path.join(repoRoot, 'test/e2e/run-in-pod.sh');
+
+export interface Manifest {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; labels?: Record<string, string>; annotations?: Record<string, string> };
+  spec?: any;
+  [field: string]: unknown;
+}
+
+export interface EnvVar {
+  name: string;
+  value?: string;
+  valueFrom?: unknown;
+}
+
+export interface VolumeMount {
+  name: string;
+  mountPath: string;
+  readOnly?: boolean;
+  subPath?: string;
+}
+
+export interface Container {
+  name: string;
+  image: string;
+  command?: string[];
+  args?: string[];
+  env?: EnvVar[];
+  volumeMounts?: VolumeMount[];
+  securityContext?: {
+    readOnlyRootFilesystem?: boolean;
+    allowPrivilegeEscalation?: boolean;
+    runAsUser?: number;
+    runAsGroup?: number;
+    capabilities?: { add?: string[]; drop?: string[] };
+  };
+  workingDir?: string;
+}
+
+export interface Volume {
+  name: string;
+  persistentVolumeClaim?: { claimName: string; readOnly?: boolean };
+  emptyDir?: { medium?: string; sizeLimit?: string };
+  [other: string]: unknown;
+}
+
+export interface PodSpec {
+  containers: Container[];
+  volumes?: Volume[];
+  restartPolicy?: string;
+  securityContext?: { runAsUser?: number; runAsGroup?: number; runAsNonRoot?: boolean };
+}
+
+/** `helm template RELEASE charts/pvc-backup ARGS...` with Helm 3, parsed. */
+export function helmTemplate(release: string, args: string[]): Manifest[] {
+  const helm = helmBinaries().find((h) => h.major === 3)!;
+  const result = runHelm(helm, ['template', release, CHART_DIR, ...args]);
+  if (result.code !== 0) throw new Error(`helm template failed:\n${result.stderr}`);
+  return parseAllDocuments(result.stdout)
+    .map((doc) => {
+      if (doc.errors.length > 0) throw new Error(`rendered YAML does not parse: ${doc.errors[0]!.message}`);
+      return doc.toJS() as Manifest | null;
+    })
+    .filter((m): m is Manifest => m !== null);
+}
+
+export function findManifest(manifests: Manifest[], kind: string, name: string): Manifest {
+  const found = manifests.find((m) => m.kind === kind && m.metadata.name === name);
+  if (!found) throw new Error(`no ${kind}/${name} among: ${manifests.map((m) => `${m.kind}/${m.metadata.name}`).join(', ')}`);
+  return found;
+}
+
+/**
+ * What `kubectl create job NAME --from=cronjob/X` creates: a Job whose spec is exactly the
+ * CronJob's jobTemplate.spec, with the template's labels and annotations plus the
+ * cronjob.kubernetes.io/instantiate=manual annotation (kubectl's createJobFromCronJob).
+ */
+export function jobFromCronJob(cronJob: Manifest, name: string): Manifest {
+  if (cronJob.kind !== 'CronJob') throw new Error(`${cronJob.kind}/${cronJob.metadata.name} is not a CronJob`);
+  const template = cronJob.spec.jobTemplate as { metadata?: { labels?: Record<string, string>; annotations?: Record<string, string> }; spec: unknown };
+  return {
+    apiVersion: 'batch/v1',
+    kind: 'Job',
+    metadata: {
+      name,
+      labels: template.metadata?.labels,
+      annotations: { ...template.metadata?.annotations, 'cronjob.kubernetes.io/instantiate': 'manual' },
+    },
+    spec: structuredClone(template.spec),
+  };
+}
+
+/** Validates a Job against the Kubernetes OpenAPI schema (kubernetes-models); throws on the first problem. */
+export function validateJob(job: Manifest): void {
+  new Job(job as any).validate();
+}
+
+export function podSpecOf(job: Manifest): PodSpec {
+  if (job.kind !== 'Job') throw new Error(`${job.kind} is not a Job`);
+  return job.spec.template.spec as PodSpec;
+}
+
+/** The container's environment as its process sees it: image ENV, then the container's env (plain values) on top. */
+export function containerEnvironment(image: ImageConfig, container: Container, hostname: string): Record<string, string> {
+  const env: Record<string, string> = { ...image.env, HOSTNAME: hostname };
+  for (const variable of container.env ?? []) {
+    if (variable.valueFrom !== undefined) throw new Error(`env ${variable.name} uses valueFrom, which the test kubelet cannot resolve`);
+    env[variable.name] = variable.value ?? '';
+  }
+  return env;
+}
+
+export interface PodRun {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  /** The exact command line the container ran (entrypoint + args). */
+  argv: string[];
+  env: Record<string, string>;
+}
+
+export interface RunPodOptions {
+  job: Manifest;
+  image: ImageConfig;
+  imageFs: ImageFilesystem;
+  /** Host directory that stands in for each PersistentVolumeClaim, by claim name. */
+  claims: Record<string, string>;
+  /** Scratch directory for the root filesystem and the env file (created if missing). */
+  scratch: string;
+  timeoutMs?: number;
+}
+
+/** Kubernetes capability names as setpriv wants them (DAC_READ_SEARCH -> dac_read_search). */
+function capabilityNames(container: Container): string[] {
+  const drop = container.securityContext?.capabilities?.drop ?? [];
+  const add = container.securityContext?.capabilities?.add ?? [];
+  if (!drop.includes('ALL')) throw new Error(`container ${container.name} does not drop ALL capabilities; the test kubelet only emulates drop ALL + add`);
+  return add.map((c) => c.replace(/^CAP_/, '').toLowerCase());
+}
+
+/** Is this machine able to run pods: root, unshare, setpriv and a working private mount namespace? Returns why not. */
+export function podRunnerUnavailable(): string | undefined {
+  if (process.getuid?.() !== 0) return 'the chart/runner end-to-end test needs root (mount namespaces and bind mounts); run it as root, as CI does';
+  for (const tool of ['unshare', 'setpriv', 'chroot', 'mount']) {
+    if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) return `${tool} is missing (util-linux / coreutils)`;
+  }
+  const probe = spawnSync('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', 'mount -t tmpfs probe "$1" && umount "$1"', 'sh', os.tmpdir()], {
+    encoding: 'utf8',
+  });
+  if (probe.status !== 0) return `cannot mount inside a private mount namespace here (no CAP_SYS_ADMIN?): ${probe.stderr.trim()}`;
+  return undefined;
+}
+
+/**
+ * Runs the Job's single container as its pod would: command = image ENTRYPOINT (the chart sets
+ * no command) + the container's args, env = image ENV + container env, every volumeMount at its
+ * mountPath (PVC -> the claim's host directory, with subPath and readOnly; emptyDir -> a fresh
+ * tmpfs), root filesystem read-only when the container asks for it, user from the security
+ * contexts (else the image's USER), capabilities = drop ALL + add. Nothing is rewritten.
+ */
+export function runPod(options: RunPodOptions): Promise<PodRun> {
+  const { job, image, imageFs, claims } = options;
+  const pod = podSpecOf(job);
+  if (pod.containers.length !== 1) throw new Error(`${job.metadata.name}: expected one container`);
+  const container = pod.containers[0]!;
+  if (container.command !== undefined) throw new Error(`${job.metadata.name}: the container sets command; the image entrypoint would not run`);
+  const argv = [...image.entrypoint, ...(container.args ?? image.cmd)];
+
+  const volumes = new Map((pod.volumes ?? []).map((v) => [v.name, v]));
+  const mountArgs: string[] = [];
+  for (const mount of container.volumeMounts ?? []) {
+    const volume = volumes.get(mount.name);
+    if (!volume) throw new Error(`${job.metadata.name}: volumeMount ${mount.name} has no volume`);
+    if (volume.persistentVolumeClaim) {
+      const claimDir = claims[volume.persistentVolumeClaim.claimName];
+      if (!claimDir) throw new Error(`${job.metadata.name}: no stand-in directory for claim ${volume.persistentVolumeClaim.claimName}`);
+      let host = claimDir;
+      if (mount.subPath) {
+        host = path.join(claimDir, mount.subPath);
+        fs.mkdirSync(host, { recursive: true }); // the kubelet creates a missing subPath directory
+      }
+      const readOnly = mount.readOnly === true || volume.persistentVolumeClaim.readOnly === true;
+      mountArgs.push('--volume', `${host}:${mount.mountPath}:${readOnly ? 'ro' : 'rw'}`);
+    } else if (volume.emptyDir) {
+      if (mount.subPath) throw new Error(`${job.metadata.name}: subPath on an emptyDir is not emulated`);
+      mountArgs.push('--tmpfs', mount.mountPath);
+    } else {
+      throw new Error(`${job.metadata.name}: volume ${volume.name} is neither a PVC nor an emptyDir`);
+    }
+  }
+
+  const security = container.securityContext ?? {};
+  const uid = security.runAsUser ?? pod.securityContext?.runAsUser ?? Number(image.user?.split(':')[0] ?? 0);
+  const gid = security.runAsGroup ?? pod.securityContext?.runAsGroup ?? Number(image.user?.split(':')[1] ?? 0);
+  if (!Number.isInteger(uid) || !Number.isInteger(gid)) throw new Error(`cannot work out a numeric user from ${image.user}`);
+
+  fs.mkdirSync(options.scratch, { recursive: true });
+  const root = fs.mkdtempSync(path.join(options.scratch, 'rootfs-'));
+  const env = containerEnvironment(image, container, job.metadata.name);
+  const envFile = path.join(options.scratch, `env-${path.basename(root)}`);
+  fs.writeFileSync(envFile, Object.entries(env).map(([k, v]) => `${k}=${v}\0`).join(''));
+
+  const scriptArgs = [
+    '--root', root,
+    ...imageFs.files.flatMap((f) => ['--image-file', `${f.host}:${f.path}`]),
+    ...imageFs.symlinks.flatMap((l) => ['--symlink', `${l.target}:${l.path}`]),
+    ...mountArgs,
+    '--env-file', envFile,
+    '--workdir', container.workingDir ?? image.workdir,
+    '--user', `${uid}:${gid}`,
+    '--caps', capabilityNames(container).join(','),
+    ...(security.allowPrivilegeEscalation === false ? ['--no-new-privs'] : []),
+    ...(security.readOnlyRootFilesystem ? ['--read-only-root'] : []),
+    '--',
+    ...argv,
+  ];
+  return new Promise((resolve, reject) => {
+    const child = spawn('unshare', ['--mount', '--propagation', 'private', '--', 'bash', RUN_IN_POD, ...scriptArgs], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' },
+      timeout: options.timeoutMs ?? 60_000,
+    });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (c: Buffer) => out.push(c));
+    child.stderr.on('data', (c: Buffer) => err.push(c));
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      fs.rmSync(envFile, { force: true });
+      try {
+        fs.rmdirSync(root); // empty again: everything in it lived in the namespace's tmpfs
+      } catch {
+        /* left for the scratch cleanup */
+      }
+      resolve({ code, signal, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8'), argv, env });
+    });
+  });
+}
