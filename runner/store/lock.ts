@@ -349,6 +349,8 @@ export async function acquireLock(dir: string, options: LockOptions): Promise<Di
 class HeldLock implements DirectoryLock {
   lost = false;
   private released = false;
+  /** The lock file is gone (or was never ours to remove): set once a release has finished. */
+  private removed = false;
   private releasing: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private beating = false;
@@ -420,6 +422,7 @@ class HeldLock implements DirectoryLock {
       } catch (error) {
         if (!isErrno(error, 'ENOENT')) this.warn(`cannot remove lock file ${this.path}: ${describeSystemError(error)}`, { lock: this.path });
       } finally {
+        this.removed = true;
         heldByThisProcess.delete(this.path);
       }
     })();
@@ -427,7 +430,9 @@ class HeldLock implements DirectoryLock {
   }
 
   releaseSync(): void {
-    if (this.released) return;
+    // Also while an async release is still in flight: a signal handler runs this and then ends the
+    // process, so the async unlink might never happen.
+    if (this.removed) return;
     this.released = true;
     this.stopHeartbeat();
     try {
@@ -436,6 +441,7 @@ class HeldLock implements DirectoryLock {
     } catch (error) {
       if (!isErrno(error, 'ENOENT')) this.warn(`cannot remove lock file ${this.path}: ${describeSystemError(error)}`, { lock: this.path });
     } finally {
+      this.removed = true;
       heldByThisProcess.delete(this.path);
     }
   }
