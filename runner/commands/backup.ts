@@ -201,7 +201,8 @@ async function verifyPartial(partial: string, config: BackupConfig, manifest: Ma
 
 /** Checksum and manifest first (each written atomically), then the archive's rename makes it visible. */
 async function publish(dest: string, name: string, partial: string, manifest: Manifest, ctx: RunContext): Promise<void> {
-  const sidecars = [sha256Name(name), manifestName(name)].map((n) => path.join(dest, n));
+  // The sidecars and the hidden partials writeFileAtomic writes them through: a signal may land mid-write.
+  const sidecars = [sha256Name(name), manifestName(name)].flatMap((n) => [n, partialName(n)]).map((n) => path.join(dest, n));
   const forgetSidecars = ctx.cleanup.add('remove the sidecars', () => sidecars.forEach((f) => fs.rmSync(f, { force: true })));
   await writeFileAtomic(dest, sha256Name(name), formatChecksumFile(manifest.sha256, name));
   await writeFileAtomic(dest, manifestName(name), serializeManifest(manifest));

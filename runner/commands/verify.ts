@@ -10,7 +10,7 @@ import { judgeFreshness } from '../freshness.js';
 import { ProgressReporter, humanBytes } from '../log.js';
 import { writeFileAtomic } from '../store/atomic.js';
 import { type ArchiveInfo, findArchive, listArchives, readManifest } from '../store/catalog.js';
-import { manifestName, sha256Name } from '../store/naming.js';
+import { manifestName, partialName, sha256Name } from '../store/naming.js';
 
 export interface VerifyOutcome {
   archive: string;
@@ -73,7 +73,7 @@ async function verifyOne(config: VerifyConfig, archive: ArchiveInfo, ctx: RunCon
     manifest = await readManifest(config.dest, archive.name);
     if (!manifest) throw new IntegrityError(`${archive.name} has no ${manifestName(archive.name)}; it was not made by pvc-backup or its manifest was deleted`, 'NO_MANIFEST');
     const result = await checkArchive(file, archive.compression, { label: archive.name, sha256, manifest }, { onProgress: (p) => (read = p.archiveBytes) });
-    await record(config.dest, archive.name, manifest, { at: ctx.now().toISOString(), ok: true });
+    await record(config.dest, archive.name, manifest, { at: ctx.now().toISOString(), ok: true }, ctx);
     ctx.log.info('verify.ok', `${archive.name} verified: ${result.entries} entries, ${humanBytes(result.totalBytes)}, sha256 ${result.sha256}`, {
       archive: archive.name,
       entries: result.entries,
@@ -92,7 +92,7 @@ async function verifyOne(config: VerifyConfig, archive: ArchiveInfo, ctx: RunCon
     }
     // Decompression and tar errors do not know the file they came from; the message must name it.
     const message = error.message.includes(archive.name) ? error.message : `${archive.name}: ${error.message}`;
-    if (manifest) await record(config.dest, archive.name, manifest, { at: ctx.now().toISOString(), ok: false, error: message }).catch(() => undefined);
+    if (manifest) await record(config.dest, archive.name, manifest, { at: ctx.now().toISOString(), ok: false, error: message }, ctx).catch(() => undefined);
     ctx.log.error('verify.failed', message, { archive: archive.name, code: error.code });
     return { archive: archive.name, ok: false, error: message };
   } finally {
@@ -114,9 +114,16 @@ async function readChecksum(dest: string, name: string): Promise<string> {
 }
 
 /** Stores the verification result in the manifest, unless the archive is gone by now. */
-async function record(dest: string, name: string, manifest: Manifest, verification: Manifest['verification']): Promise<void> {
+async function record(dest: string, name: string, manifest: Manifest, verification: Manifest['verification'], ctx: RunContext): Promise<void> {
   if (!fs.existsSync(path.join(dest, name))) return;
-  await writeFileAtomic(dest, manifestName(name), serializeManifest({ ...manifest, verification }));
+  // A signal may land while the new manifest is being written: its hidden partial must not stay behind.
+  const partial = path.join(dest, partialName(manifestName(name)));
+  const forget = ctx.cleanup.add('remove the partial manifest', () => fs.rmSync(partial, { force: true }));
+  try {
+    await writeFileAtomic(dest, manifestName(name), serializeManifest({ ...manifest, verification }));
+  } finally {
+    forget();
+  }
 }
 
 /** Fails (exit 1) when the newest archive is older than the last run the schedule expected by now. */
