@@ -204,8 +204,19 @@ async function publish(dest: string, name: string, partial: string, manifest: Ma
   // The sidecars and the hidden partials writeFileAtomic writes them through: a signal may land mid-write.
   const sidecars = [sha256Name(name), manifestName(name)].flatMap((n) => [n, partialName(n)]).map((n) => path.join(dest, n));
   const forgetSidecars = ctx.cleanup.add('remove the sidecars', () => sidecars.forEach((f) => fs.rmSync(f, { force: true })));
-  await writeFileAtomic(dest, sha256Name(name), formatChecksumFile(manifest.sha256, name));
-  await writeFileAtomic(dest, manifestName(name), serializeManifest(manifest));
+  try {
+    await writeFileAtomic(dest, sha256Name(name), formatChecksumFile(manifest.sha256, name));
+    await writeFileAtomic(dest, manifestName(name), serializeManifest(manifest));
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException)?.code;
+    if (code !== 'ENOSPC' && code !== 'EDQUOT') throw error;
+    throw new OperationError(
+      `the backup volume is full: the archive had reached ${humanBytes(manifest.archiveBytes)} and was verified, but there was no room left for its checksum and manifest files; ` +
+        'free space (lower keep-last or delete old archives) or give the backup volume more room (storage.size)',
+      'NO_SPACE',
+      { cause: error },
+    );
+  }
   fs.renameSync(partial, path.join(dest, name));
   forgetSidecars();
   await fsyncDirectory(dest);

@@ -195,6 +195,14 @@ function heldError(dir: string, file: string, seen: Observed, staleSeconds: numb
   );
 }
 
+/** Says plainly when the volume is full: not even the few bytes of a lock file fit. */
+function describeLockError(error: unknown): string {
+  if (isErrno(error, 'ENOSPC', 'EDQUOT')) {
+    return 'the backup volume is full (no space left on device, not even for the lock file); free space (lower keep-last or delete old archives) or enlarge the volume';
+  }
+  return describeSystemError(error);
+}
+
 /** Creates the lock file exclusively. Returns its identity, or undefined when it already exists. */
 async function tryCreate(file: string, content: string): Promise<Observed | undefined> {
   let handle: fsp.FileHandle;
@@ -202,7 +210,7 @@ async function tryCreate(file: string, content: string): Promise<Observed | unde
     handle = await fsp.open(file, 'wx', 0o644);
   } catch (error) {
     if (isErrno(error, 'EEXIST')) return undefined;
-    throw new OperationError(`cannot create lock file ${file}: ${describeSystemError(error)}`, 'LOCK', { cause: error });
+    throw new OperationError(`cannot create lock file ${file}: ${describeLockError(error)}`, 'LOCK', { cause: error });
   }
   heldByThisProcess.add(file);
   try {
@@ -213,7 +221,7 @@ async function tryCreate(file: string, content: string): Promise<Observed | unde
   } catch (error) {
     heldByThisProcess.delete(file);
     await fsp.unlink(file).catch(() => undefined);
-    throw new OperationError(`cannot write lock file ${file}: ${describeSystemError(error)}`, 'LOCK', { cause: error });
+    throw new OperationError(`cannot write lock file ${file}: ${describeLockError(error)}`, 'LOCK', { cause: error });
   } finally {
     await handle.close().catch(() => undefined);
   }
