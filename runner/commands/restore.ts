@@ -1,7 +1,546 @@
-import type { RestoreConfig } from '../config.js';
+import fs from 'node:fs';
+import path from 'node:path';
+import { type Expectation, checkArchive } from '../archive/check.js';
+import { sniffCompression } from '../archive/compress.js';
+import { Extractor, applyMeta, removeTree } from '../archive/extract.js';
+import { parseChecksumFile } from '../archive/hash.js';
+import type { Manifest } from '../archive/manifest.js';
+import type { ReadProgress } from '../archive/read.js';
+import { SafetyRules } from '../archive/safety.js';
+import type { TarVisitor } from '../archive/tar-reader.js';
+import type { BackupConfig, Compression, RestoreConfig } from '../config.js';
 import type { RunContext } from '../context.js';
-import { OperationError } from '../errors.js';
+import { IntegrityError, OperationError, RunnerError, describeSystemError } from '../errors.js';
+import { type Logger, ProgressReporter, humanBytes } from '../log.js';
+import { collectAllGarbage } from '../memory.js';
+import { IndexBuilder, type RestorePlan, indexFromManifest, planRestore } from '../restore/plan.js';
+import {
+  CONTROL_PREFIX,
+  KEEP_IN_PLACE,
+  checkSwapPossible,
+  isControlName,
+  newRestoreId,
+  pendingControlEntries,
+  recoverTarget,
+  restorePaths,
+  swapIn,
+  syncFileSystem,
+} from '../restore/staging.js';
+import { removeLeftoverPartials, writeFileAtomic } from '../store/atomic.js';
+import { type ResolvedArchive, findArchive, readManifest } from '../store/catalog.js';
+import { acquireLock, logLockWarnings } from '../store/lock.js';
+import { PRE_RESTORE_SUFFIX, sha256Name } from '../store/naming.js';
+import { backupUnderLock } from './backup.js';
 
-export async function runRestore(_config: RestoreConfig, _ctx: RunContext): Promise<void> {
-  throw new OperationError('restore is being built', 'NOT_YET');
+/**
+ * `pvc-backup restore`, as ordered steps:
+ *
+ *   lock DEST → request already done? → recover the target from an interrupted restore →
+ *   resolve the archive and its sidecars (refuse unverified archives without --allow-unverified) →
+ *   replace: [unverified: safety + decode pre-pass] → ONE pass that verifies (checksum, full
+ *            decode, every entry against the manifest incl. per-file SHA-256) AND extracts into
+ *            a staging directory inside the target, every entry path-checked before it is
+ *            written → pre-restore snapshot → sync → journaled swap
+ *   merge:   one verify + safety pass (no writes) → snapshot → extract over the live tree
+ *   → record the request as done → summary line.
+ *
+ * Nothing in the target changes before the archive is fully verified: a failure during the
+ * single pass only discards the staging directory (and puts the target's mtime back).
+ */
+
+/** How many pre-restore snapshots are kept (per prefix). */
+export const SNAPSHOT_KEEP = 3;
+
+export interface RestoreSummary {
+  archive: string;
+  target: string;
+  mode: RestoreConfig['mode'];
+  files: number;
+  entries: number;
+  bytes: number;
+  archiveBytes: number;
+  sha256: string;
+  verified: boolean;
+  snapshot: string | undefined;
+  durationSeconds: number;
+}
+
+export function snapshotPrefix(prefix: string): string {
+  return `${prefix}${PRE_RESTORE_SUFFIX}`;
+}
+
+export function doneMarkerName(requestId: string): string {
+  return `${CONTROL_PREFIX}${requestId}.done`;
+}
+
+interface ArchiveSource {
+  name: string;
+  file: string;
+  compression: Compression;
+  expectation: Expectation;
+  /** Checksum and manifest present and used. */
+  verified: boolean;
+  manifest: Manifest | undefined;
+  info: ResolvedArchive;
+}
+
+const isRoot = (): boolean => process.getuid?.() === 0;
+
+export async function runRestore(config: RestoreConfig, ctx: RunContext): Promise<RestoreSummary | undefined> {
+  if (config.dryRun) {
+    await runDryRun(config, ctx);
+    return undefined;
+  }
+  const lock = await acquireLock(config.dest, { command: 'restore', staleSeconds: config.lockStaleSeconds, onWarning: logLockWarnings(ctx.log) });
+  const forgetLock = ctx.cleanup.add('release the lock', () => lock.releaseSync());
+  try {
+    if (alreadyDone(config, ctx.log)) return undefined;
+    recoverTarget(config.target, ctx.log);
+    const source = await openArchive(config, ctx.log);
+    const summary = config.mode === 'replace' ? await restoreReplace(config, ctx, source) : await restoreMerge(config, ctx, source);
+    if (config.requestId) await recordDone(config, summary);
+    ctx.log.info(
+      'restore.done',
+      `restored ${summary.archive} into ${summary.target} (${summary.mode}): ${humanBytes(summary.bytes)} in ${summary.files} files, ` +
+        `${summary.entries} entries in ${summary.durationSeconds}s (${humanBytes(summary.durationSeconds > 0 ? summary.bytes / summary.durationSeconds : summary.bytes)}/s)` +
+        (summary.snapshot ? `; previous contents saved as ${summary.snapshot}` : ''),
+      { ...summary },
+    );
+    return summary;
+  } finally {
+    await lock.release();
+    forgetLock();
+  }
+}
+
+// ---------------------------------------------------------------- request ids
+
+function alreadyDone(config: RestoreConfig, log: Logger): boolean {
+  if (!config.requestId) return false;
+  const marker = path.join(config.dest, doneMarkerName(config.requestId));
+  let recorded: Record<string, unknown> = {};
+  try {
+    recorded = JSON.parse(fs.readFileSync(marker, 'utf8')) as Record<string, unknown>;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
+  }
+  log.info('restore.already-done', `restore request ${config.requestId} was already completed${recorded.completedAt ? ` at ${String(recorded.completedAt)}` : ''}${recorded.archive ? ` (${String(recorded.archive)})` : ''}; nothing to do`, {
+    requestId: config.requestId,
+    marker,
+    ...recorded,
+  });
+  return true;
+}
+
+async function recordDone(config: RestoreConfig, summary: RestoreSummary): Promise<void> {
+  const record = {
+    requestId: config.requestId,
+    archive: summary.archive,
+    mode: summary.mode,
+    target: summary.target,
+    sha256: summary.sha256,
+    snapshot: summary.snapshot,
+    completedAt: new Date().toISOString(),
+  };
+  await writeFileAtomic(config.dest, doneMarkerName(config.requestId!), JSON.stringify(record, null, 2) + '\n');
+}
+
+// ---------------------------------------------------------------- the archive
+
+async function openArchive(config: RestoreConfig, log: Logger): Promise<ArchiveSource> {
+  const info = await findArchive(config.dest, config.prefix, config.archive);
+  const file = path.join(config.dest, info.name);
+  let sha256: string | undefined;
+  if (info.hasSha256) sha256 = parseChecksumFile(fs.readFileSync(path.join(config.dest, sha256Name(info.name)), 'utf8'), info.name);
+  let manifest: Manifest | undefined;
+  if (info.hasManifest) {
+    try {
+      manifest = await readManifest(config.dest, info.name);
+    } catch (error) {
+      if (!(error instanceof IntegrityError) || !config.allowUnverified) throw error;
+      log.warn('restore.manifest-ignored', `${error.message}; ignored because of --allow-unverified`, { archive: info.name });
+    }
+  }
+  // Parsing a large manifest leaves tens of MiB of garbage; collect it before the long read.
+  if (manifest) collectAllGarbage();
+  const verified = !info.foreign && sha256 !== undefined && manifest !== undefined;
+  if (!verified) {
+    const missing = [sha256 === undefined ? sha256Name(info.name) : '', manifest === undefined ? `${info.name}.manifest.json` : ''].filter(Boolean).join(' and ');
+    if (!config.allowUnverified) {
+      throw new IntegrityError(
+        `${info.name} cannot be verified: ${missing || 'its sidecars'} ${missing.includes(' and ') ? 'are' : 'is'} missing (made by another tool, or the sidecars were deleted); ` +
+          'pass --allow-unverified to restore it anyway (every path-safety rule still applies)',
+        'UNVERIFIED',
+      );
+    }
+    log.warn('restore.unverified', `restoring ${info.name} WITHOUT integrity verification (--allow-unverified): ${missing} missing; only decompression, the tar structure${sha256 ? ', the checksum' : ''} and path safety are checked`, {
+      archive: info.name,
+      missing,
+    });
+  }
+  const compression = verified ? info.compression : (sniffFile(file) ?? info.compression);
+  return {
+    name: info.name,
+    file,
+    compression,
+    expectation: { label: info.name, sha256, manifest },
+    verified,
+    manifest,
+    info,
+  };
+}
+
+function sniffFile(file: string): Compression | undefined {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const head = Buffer.alloc(512);
+    const n = fs.readSync(fd, head, 0, head.length, 0);
+    return sniffCompression(head.subarray(0, n));
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** One full read of the archive (checksum, decode, manifest, per-file hashes) with a visitor riding along. */
+async function readPass(
+  config: RestoreConfig,
+  ctx: RunContext,
+  source: ArchiveSource,
+  visitor: TarVisitor,
+  what: { event: string; verb: string; progress?: () => { bytes: number; files: number } },
+) {
+  let read: ReadProgress = { archiveBytes: 0, tarBytes: 0, entries: 0 };
+  const started = Date.now();
+  const total = source.manifest?.tarBytes;
+  const reporter = new ProgressReporter(ctx.log, what.event, config.progressSeconds, () => {
+    const p = what.progress?.() ?? { bytes: read.tarBytes, files: read.entries };
+    const seconds = (Date.now() - started) / 1000;
+    return {
+      bytes: p.bytes,
+      files: p.files,
+      message:
+        `${what.verb} ${source.name}: ${humanBytes(p.bytes)} in ${p.files} files, read ${humanBytes(read.archiveBytes)} of ${humanBytes(source.info.size)}` +
+        `${total ? ` (${Math.floor((read.tarBytes / total) * 100)}%)` : ''}, ${humanBytes(seconds > 0 ? p.bytes / seconds : 0)}/s`,
+    };
+  }).start();
+  try {
+    return await checkArchive(source.file, source.compression, source.expectation, { visitor, onProgress: (p) => (read = p) });
+  } finally {
+    reporter.stop();
+  }
+}
+
+// ---------------------------------------------------------------- replace
+
+async function restoreReplace(config: RestoreConfig, ctx: RunContext, source: ArchiveSource): Promise<RestoreSummary> {
+  const { log, cleanup } = ctx;
+  const started = Date.now();
+  const target = config.target;
+  const chown = isRoot();
+  if (!chown) warnNotRoot(log);
+
+  let expectedBytes = source.manifest?.totalBytes;
+  if (!source.verified) expectedBytes = await safetyPrePass(config, ctx, source);
+  checkSwapPossible(target);
+  checkTargetSpace(target, expectedBytes ?? 0, 'replace');
+
+  const id = newRestoreId();
+  const paths = restorePaths(target, id);
+  const before = fs.statSync(target);
+  log.info('restore.start', `restoring ${source.name} into ${target} (replace): verifying and extracting into ${path.basename(paths.staging)} in one pass`, {
+    archive: source.name,
+    target,
+    mode: 'replace',
+    verified: source.verified,
+    bytes: expectedBytes,
+    entries: source.manifest?.entryCount,
+  });
+  fs.mkdirSync(paths.staging, 0o700);
+  const discard = () => {
+    removeTree(paths.staging);
+    // The target looks exactly as before, its own mtime included.
+    try {
+      fs.utimesSync(target, before.atime, before.mtime);
+    } catch {
+      // best effort
+    }
+  };
+  const forgetStaging = cleanup.add('remove the staging directory', discard);
+  const extractor = new Extractor({
+    root: paths.staging,
+    merge: false,
+    chown,
+    skipTopLevel: isControlName,
+    onSkip: (p) => log.warn('restore.skipped', `skipped ${p}: names starting with ${CONTROL_PREFIX} are reserved for restore's own files`, { path: p }),
+  });
+  let result;
+  let snapshot: string | undefined;
+  try {
+    try {
+      result = await readPass(config, ctx, source, extractor, {
+        event: 'restore.progress',
+        verb: 'restoring',
+        progress: () => ({ bytes: extractor.bytes, files: extractor.files }),
+      });
+      extractor.finish();
+    } finally {
+      extractor.close();
+    }
+    log.info('restore.verified', `${source.name} ${source.verified ? 'verified' : 'read completely'} and staged: ${extractor.files} files, ${humanBytes(extractor.bytes)}, sha256 ${result.sha256}`, {
+      archive: source.name,
+      sha256: result.sha256,
+      files: extractor.files,
+      bytes: extractor.bytes,
+      seconds: round((Date.now() - started) / 1000),
+    });
+    snapshot = await takeSnapshot(config, ctx);
+    if (!syncFileSystem(target)) log.warn('restore.sync-failed', 'could not run sync; the restored data may not be on disk yet if the node loses power now');
+  } catch (error) {
+    discard();
+    forgetStaging();
+    throw error;
+  }
+  forgetStaging();
+  // From here on nothing is removed on failure: the journal lets the next run finish the swap.
+  swapIn(target, { id, archive: source.name, startedAt: new Date(started).toISOString(), root: extractor.rootMeta, chown }, log);
+  return {
+    archive: source.name,
+    target,
+    mode: 'replace',
+    files: extractor.files,
+    entries: extractor.rules.entries,
+    bytes: extractor.bytes,
+    archiveBytes: result.archiveBytes,
+    sha256: result.sha256,
+    verified: source.verified,
+    snapshot,
+    durationSeconds: round((Date.now() - started) / 1000),
+  };
+}
+
+// ---------------------------------------------------------------- merge
+
+async function restoreMerge(config: RestoreConfig, ctx: RunContext, source: ArchiveSource): Promise<RestoreSummary> {
+  const { log, cleanup } = ctx;
+  const started = Date.now();
+  const target = config.target;
+  const chown = isRoot();
+  if (!chown) warnNotRoot(log);
+
+  // Merge writes into the live tree, so the archive is verified and checked completely first.
+  const expectedBytes = await safetyPrePass(config, ctx, source);
+  checkTargetSpace(target, expectedBytes, 'merge');
+  const snapshot = await takeSnapshot(config, ctx);
+
+  const id = newRestoreId();
+  log.info('restore.start', `restoring ${source.name} into ${target} (merge): extracting over the existing tree`, {
+    archive: source.name,
+    target,
+    mode: 'merge',
+    verified: source.verified,
+    bytes: expectedBytes,
+  });
+  const extractor = new Extractor({
+    root: target,
+    merge: true,
+    chown,
+    skipTopLevel: isControlName,
+    tempPrefix: `${CONTROL_PREFIX}${id}`,
+    onSkip: (p) => log.warn('restore.skipped', `skipped ${p}: names starting with ${CONTROL_PREFIX} are reserved for restore's own files`, { path: p }),
+  });
+  const forgetTemp = cleanup.add('remove the temporary file', () => {
+    const temp = extractor.pendingTemp;
+    if (temp) fs.rmSync(temp, { force: true });
+  });
+  let result;
+  try {
+    result = await readPass(config, ctx, source, extractor, {
+      event: 'restore.progress',
+      verb: 'restoring',
+      progress: () => ({ bytes: extractor.bytes, files: extractor.files }),
+    });
+    extractor.finish();
+    if (extractor.rootMeta) applyMeta(target, extractor.rootMeta, chown);
+  } catch (error) {
+    if (error instanceof RunnerError) {
+      throw new OperationError(
+        `${error.message}; the merge stopped part-way, so the target now holds a mix of old and restored files` +
+          (snapshot ? ` (its previous contents are in ${snapshot})` : ''),
+        error.code,
+        { cause: error },
+      );
+    }
+    throw error;
+  } finally {
+    extractor.close();
+    forgetTemp();
+  }
+  return {
+    archive: source.name,
+    target,
+    mode: 'merge',
+    files: extractor.files,
+    entries: extractor.rules.entries,
+    bytes: extractor.bytes,
+    archiveBytes: result.archiveBytes,
+    sha256: result.sha256,
+    verified: source.verified,
+    snapshot,
+    durationSeconds: round((Date.now() - started) / 1000),
+  };
+}
+
+// ---------------------------------------------------------------- shared steps
+
+/**
+ * A full read that writes nothing: checksum and manifest (whatever sidecars exist), complete
+ * decompression to the tar end marker, and every path-safety rule. Returns the file bytes.
+ */
+async function safetyPrePass(config: RestoreConfig, ctx: RunContext, source: ArchiveSource): Promise<number> {
+  const rules = new SafetyRules();
+  const started = Date.now();
+  const result = await readPass(config, ctx, source, rules, { event: 'restore.verify-progress', verb: 'verifying' });
+  rules.finish();
+  ctx.log.info('restore.verified', `${source.name} ${source.verified ? 'verified' : 'read completely (unverified)'}: ${rules.entries} entries, ${humanBytes(rules.totalBytes)}, every path safe, sha256 ${result.sha256}`, {
+    archive: source.name,
+    sha256: result.sha256,
+    entries: rules.entries,
+    bytes: rules.totalBytes,
+    seconds: round((Date.now() - started) / 1000),
+  });
+  return rules.totalBytes;
+}
+
+function warnNotRoot(log: Logger): void {
+  const uid = process.getuid?.();
+  const gid = process.getgid?.();
+  log.warn('restore.not-root', `running as uid ${uid}, not root: owners cannot be restored, every restored file will belong to ${uid}:${gid} (modes and mtimes are restored)`, { uid, gid });
+}
+
+function checkTargetSpace(target: string, bytes: number, mode: RestoreConfig['mode']): void {
+  let free: number;
+  try {
+    const st = fs.statfsSync(target);
+    free = st.bavail * st.bsize;
+  } catch {
+    return;
+  }
+  if (bytes <= free) return;
+  throw new OperationError(
+    `the target volume is too full for this restore: the archive holds ${humanBytes(bytes)} but ${target} has ${humanBytes(free)} free` +
+      (mode === 'replace'
+        ? '; a replace restore stages the whole archive next to the current data before swapping, so free space, enlarge the volume, or use --mode merge into an emptied target'
+        : '; free space or enlarge the volume'),
+    'NO_SPACE',
+  );
+}
+
+function targetHasData(target: string): boolean {
+  return fs.readdirSync(target).some((name) => !isControlName(name) && !KEEP_IN_PLACE.includes(name));
+}
+
+/**
+ * The pre-restore snapshot: a normal pvc-backup archive of the target (zstd) under the prefix
+ * `<prefix>-pre-restore`, written while this run holds the DEST lock, then pruned to the newest
+ * SNAPSHOT_KEEP of that prefix. Restore's own control entries and lost+found are excluded.
+ */
+async function takeSnapshot(config: RestoreConfig, ctx: RunContext): Promise<string | undefined> {
+  const { log } = ctx;
+  if (!config.snapshot) {
+    log.warn('restore.no-snapshot', `no pre-restore snapshot (--no-snapshot): the current contents of ${config.target} cannot be brought back by pvc-backup`, { target: config.target });
+    return undefined;
+  }
+  if (!targetHasData(config.target)) {
+    log.info('restore.no-snapshot', `${config.target} is empty; no pre-restore snapshot needed`, { target: config.target });
+    return undefined;
+  }
+  const partials = await removeLeftoverPartials(config.dest);
+  for (const name of partials) log.warn('backup.leftover-removed', `removed ${name}, left over by an interrupted run`, { file: name });
+  const prefix = snapshotPrefix(config.prefix);
+  log.info('restore.snapshot', `saving the current contents of ${config.target} as a pre-restore snapshot (prefix ${prefix}, newest ${SNAPSHOT_KEEP} kept)`, {
+    target: config.target,
+    prefix,
+  });
+  const snapshotConfig: BackupConfig = {
+    command: 'backup',
+    dest: config.dest,
+    prefix,
+    logFormat: config.logFormat,
+    lockStaleSeconds: config.lockStaleSeconds,
+    progressSeconds: config.progressSeconds,
+    source: config.target,
+    compression: 'zstd',
+    level: 3,
+    excludes: [`/${CONTROL_PREFIX}*`, ...KEEP_IN_PLACE.map((n) => `/${n}`)],
+    keepLast: SNAPSHOT_KEEP,
+    allowEmpty: true,
+    skipUnreadable: false,
+  };
+  try {
+    const summary = await backupUnderLock(snapshotConfig, ctx);
+    return summary.archive;
+  } catch (error) {
+    const message = error instanceof RunnerError ? error.message : describeSystemError(error);
+    throw new OperationError(
+      `the pre-restore snapshot of ${config.target} failed, nothing was restored: ${message}; fix that, or pass --no-snapshot to restore without saving the current contents`,
+      error instanceof RunnerError ? error.code : 'SNAPSHOT',
+      { cause: error },
+    );
+  }
+}
+
+// ---------------------------------------------------------------- dry run
+
+async function runDryRun(config: RestoreConfig, ctx: RunContext): Promise<RestorePlan | undefined> {
+  const { log } = ctx;
+  if (alreadyDone(config, log)) return undefined;
+  const pending = pendingControlEntries(config.target);
+  if (pending.length > 0) {
+    log.warn('restore.pending-recovery', `${config.target} holds leftovers of an interrupted restore (${pending.join(', ')}); the next real restore completes or removes them first; the plan below ignores them`, {
+      entries: pending,
+    });
+  }
+  const source = await openArchive(config, log);
+  const builder = source.manifest ? undefined : new IndexBuilder();
+  const rules = builder?.rules ?? new SafetyRules();
+  const result = await readPass(config, ctx, source, builder ?? rules, { event: 'restore.verify-progress', verb: 'verifying' });
+  rules.finish();
+  log.info('restore.verified', `${source.name} ${source.verified ? 'verified' : 'read completely (unverified)'}: ${rules.entries} entries, every path safe, sha256 ${result.sha256}`, {
+    archive: source.name,
+    sha256: result.sha256,
+  });
+  const index = source.manifest ? indexFromManifest(source.manifest) : builder!.entries;
+  const ignoreTopLevel = (name: string) => isControlName(name) || (config.mode === 'replace' && KEEP_IN_PLACE.includes(name));
+  const plan = planRestore(config.target, index, config.mode, { ignoreTopLevel });
+  for (const item of plan.add) log.info('restore.plan.add', `would add ${item.path}${item.kind === 'file' ? ` (${humanBytes(item.bytes)})` : ''}`, { path: item.path, kind: item.kind, bytes: item.bytes });
+  for (const item of plan.replace) log.info('restore.plan.replace', `would replace ${item.path}${item.kind === 'file' ? ` (${humanBytes(item.bytes)})` : ''}`, { path: item.path, kind: item.kind, bytes: item.bytes });
+  for (const item of plan.remove) log.info('restore.plan.remove', `would remove ${item.path}`, { path: item.path, kind: item.kind, bytes: item.bytes });
+  if (config.snapshot && targetHasData(config.target)) {
+    log.info('restore.plan.snapshot', `would first save the current contents of ${config.target} as a pre-restore snapshot (prefix ${snapshotPrefix(config.prefix)})`, {
+      prefix: snapshotPrefix(config.prefix),
+    });
+  }
+  log.info(
+    'restore.plan',
+    `dry run of ${source.name} into ${config.target} (${config.mode}): would add ${plan.add.length} (${humanBytes(plan.addBytes)}), ` +
+      `replace ${plan.replace.length} (${humanBytes(plan.replaceBytes)}), remove ${plan.remove.length} (${humanBytes(plan.removeBytes)}); ${plan.unchanged} unchanged; nothing was changed`,
+    {
+      archive: source.name,
+      target: config.target,
+      mode: config.mode,
+      add: plan.add.length,
+      addBytes: plan.addBytes,
+      replace: plan.replace.length,
+      replaceBytes: plan.replaceBytes,
+      remove: plan.remove.length,
+      removeBytes: plan.removeBytes,
+      unchanged: plan.unchanged,
+      dryRun: true,
+    },
+  );
+  return plan;
+}
+
+function round(n: number): number {
+  return Math.round(n * 100) / 100;
 }

@@ -1,0 +1,237 @@
+import { IntegrityError } from '../errors.js';
+import type { EntryType } from './manifest.js';
+import type { EntrySink, TarEntry, TarVisitor } from './tar-reader.js';
+
+/**
+ * Path-safety rules for extracting an archive under a root directory, whatever the archive
+ * contains. Pure bookkeeping (no file system access), so the same rules serve a read-only
+ * pre-pass, the extractor, and unit tests:
+ *
+ * - names are normalized (`./a//b/` → `a/b`, `./` → the root itself); absolute names, `..`
+ *   components, empty names and NUL bytes are refused;
+ * - only regular files, directories, symlinks and hard links are allowed; device nodes, FIFOs
+ *   and every other entry type are refused;
+ * - a symlink target must be relative and, resolved from the link's directory, stay inside the
+ *   root; resolution follows the archive's own symlinks (checked lexically per entry, then again
+ *   with the complete set of links at `finish`), so chains like `a -> .` + `b -> a/..` are caught.
+ *   Absolute targets are refused: in the restoring pod they point outside the target;
+ * - a hard link must name an earlier regular-file entry of the same archive;
+ * - no entry may go through a symlink or a file created earlier by the archive (the
+ *   "write through a symlink" attack), and a directory and a non-directory may not share a path.
+ *
+ * Every refusal is an IntegrityError with code UNSAFE (exit 3).
+ */
+
+export type EntryKind = EntryType;
+
+export interface SafeEntry {
+  /** Relative to the root, '/'-separated, no `./` and no trailing '/'; '' for the root itself. */
+  rel: string;
+  kind: EntryKind;
+  /** Hard links: the normalized path of the file linked to. */
+  linkRel?: string;
+}
+
+/** Ancestor or entry kinds as recorded per path; `implicit` is a parent directory the archive never listed. */
+type Seen = EntryKind | 'implicit';
+
+const MAX_LINK_DEPTH = 40;
+
+export class UnsafeEntryError extends IntegrityError {
+  constructor(
+    readonly entryPath: string,
+    readonly reason: string,
+  ) {
+    super(`refusing to restore: archive entry ${JSON.stringify(entryPath)} ${reason}; nothing was written to the target`, 'UNSAFE');
+  }
+}
+
+/** Maps a tar entry type to what may be restored; undefined for everything that is refused. */
+export function restorableKind(tarType: string): EntryKind | undefined {
+  switch (tarType) {
+    case 'File':
+    case 'OldFile':
+    case 'ContiguousFile':
+      return 'file';
+    case 'Directory':
+      return 'dir';
+    case 'SymbolicLink':
+      return 'symlink';
+    case 'Link':
+      return 'hardlink';
+    default:
+      return undefined;
+  }
+}
+
+function describeType(tarType: string): string {
+  switch (tarType) {
+    case 'CharacterDevice':
+      return 'is a character device node';
+    case 'BlockDevice':
+      return 'is a block device node';
+    case 'FIFO':
+      return 'is a FIFO';
+    default:
+      return `has unsupported entry type ${tarType}`;
+  }
+}
+
+/**
+ * Normalizes an archive path to a root-relative path ('' is the root). Throws UnsafeEntryError
+ * for absolute paths, `..` components, empty names and NUL bytes.
+ */
+export function normalizeEntryPath(raw: string): string {
+  if (raw === '') throw new UnsafeEntryError(raw, 'has an empty name');
+  if (raw.includes('\0')) throw new UnsafeEntryError(raw, 'has a NUL byte in its name');
+  if (raw.startsWith('/')) throw new UnsafeEntryError(raw, 'is an absolute path');
+  const parts: string[] = [];
+  for (const part of raw.split('/')) {
+    if (part === '' || part === '.') continue;
+    if (part === '..') throw new UnsafeEntryError(raw, 'has a ".." component');
+    parts.push(part);
+  }
+  return parts.join('/');
+}
+
+function parentOf(rel: string): string {
+  const slash = rel.lastIndexOf('/');
+  return slash === -1 ? '' : rel.slice(0, slash);
+}
+
+/**
+ * Resolves a symlink target from the directory `dirParts` (components under the root).
+ * Returns the resolved components, or undefined when the target leaves the root. With
+ * `links`, components that are symlinks of the archive are followed (up to 40 levels, like the
+ * kernel; a deeper chain cannot be followed at all, so it counts as staying inside).
+ */
+export function resolveLinkTarget(
+  dirParts: readonly string[],
+  target: string,
+  links?: ReadonlyMap<string, string>,
+  depth = 0,
+): string[] | undefined {
+  if (target.startsWith('/')) return undefined;
+  let parts = [...dirParts];
+  for (const part of target.split('/')) {
+    if (part === '' || part === '.') continue;
+    if (part === '..') {
+      if (parts.length === 0) return undefined;
+      parts.pop();
+      continue;
+    }
+    parts.push(part);
+    const linked = links?.get(parts.join('/'));
+    if (linked === undefined) continue;
+    if (depth >= MAX_LINK_DEPTH) return parts;
+    parts.pop();
+    const resolved = resolveLinkTarget(parts, linked, links, depth + 1);
+    if (!resolved) return undefined;
+    parts = resolved;
+  }
+  return parts;
+}
+
+/** True when a symlink at `linkRel` pointing at `target` leaves the root (lexically, without following other links). */
+export function symlinkEscapes(linkRel: string, target: string): boolean {
+  const dir = parentOf(linkRel);
+  return resolveLinkTarget(dir === '' ? [] : dir.split('/'), target) === undefined;
+}
+
+/**
+ * The stateful rule set for one archive, fed every entry in order. Also a TarVisitor, so a
+ * read-only safety pass is `readArchive(file, c, new SafetyRules())` + `finish()`.
+ */
+export class SafetyRules implements TarVisitor {
+  /** What each path holds so far (the archive's view of the tree it creates). */
+  private readonly seen = new Map<string, Seen>();
+  /** Symlinks created so far: path → target. */
+  readonly symlinks = new Map<string, string>();
+  /** Sum of regular file sizes. */
+  totalBytes = 0;
+  entries = 0;
+
+  constructor() {
+    this.seen.set('', 'dir');
+  }
+
+  entry(entry: TarEntry): EntrySink | undefined {
+    this.check(entry);
+    return undefined;
+  }
+
+  /** Validates one entry in archive order and records it; throws UnsafeEntryError when refused. */
+  check(entry: TarEntry): SafeEntry {
+    const kind = restorableKind(entry.type);
+    if (!kind) throw new UnsafeEntryError(entry.path, describeType(entry.type));
+    const rel = normalizeEntryPath(entry.path);
+    this.entries++;
+    if (rel === '') {
+      if (kind !== 'dir') throw new UnsafeEntryError(entry.path, 'would replace the target directory itself with a non-directory');
+      return { rel, kind };
+    }
+    this.checkAncestors(entry.path, rel);
+    const previous = this.seen.get(rel);
+    if (previous !== undefined) {
+      const wasDir = previous === 'dir' || previous === 'implicit';
+      if (wasDir !== (kind === 'dir')) {
+        throw new UnsafeEntryError(entry.path, `would replace a ${wasDir ? 'directory' : previous} created earlier by the archive with a ${kind}`);
+      }
+    }
+    let linkRel: string | undefined;
+    if (kind === 'symlink') {
+      if (entry.linkpath === '') throw new UnsafeEntryError(entry.path, 'is a symlink with an empty target');
+      if (entry.linkpath.includes('\0')) throw new UnsafeEntryError(entry.path, 'is a symlink whose target has a NUL byte');
+      if (entry.linkpath.startsWith('/')) throw new UnsafeEntryError(entry.path, `is a symlink to the absolute path ${JSON.stringify(entry.linkpath)}, outside the target`);
+      const dir = parentOf(rel);
+      if (!resolveLinkTarget(dir === '' ? [] : dir.split('/'), entry.linkpath, this.symlinks)) {
+        throw new UnsafeEntryError(entry.path, `is a symlink to ${JSON.stringify(entry.linkpath)}, which points outside the target`);
+      }
+      this.symlinks.set(rel, entry.linkpath);
+    } else {
+      this.symlinks.delete(rel);
+    }
+    if (kind === 'hardlink') {
+      let target: string;
+      try {
+        target = normalizeEntryPath(entry.linkpath);
+      } catch {
+        throw new UnsafeEntryError(entry.path, `is a hard link to ${JSON.stringify(entry.linkpath)}, outside the target`);
+      }
+      const targetKind = this.seen.get(target);
+      if (target === rel || (targetKind !== 'file' && targetKind !== 'hardlink')) {
+        throw new UnsafeEntryError(entry.path, `is a hard link to ${JSON.stringify(entry.linkpath)}, which is not a regular file earlier in the archive`);
+      }
+      linkRel = target;
+    }
+    if (kind === 'file') this.totalBytes += entry.size;
+    if (previous !== 'dir') this.seen.set(rel, kind);
+    return linkRel === undefined ? { rel, kind } : { rel, kind, linkRel };
+  }
+
+  /** Every ancestor must be a directory (listed or implicit); records implicit parents. */
+  private checkAncestors(raw: string, rel: string): void {
+    let slash = rel.indexOf('/');
+    while (slash !== -1) {
+      const ancestor = rel.slice(0, slash);
+      const seen = this.seen.get(ancestor);
+      if (seen === undefined) this.seen.set(ancestor, 'implicit');
+      else if (seen === 'symlink') throw new UnsafeEntryError(raw, `would be written through the symlink ./${ancestor} created earlier by the archive`);
+      else if (seen !== 'dir' && seen !== 'implicit') throw new UnsafeEntryError(raw, `would be written below ./${ancestor}, which the archive created as a ${seen}`);
+      slash = rel.indexOf('/', slash + 1);
+    }
+  }
+
+  /**
+   * Checks what needs the whole archive: every symlink, resolved through the archive's complete
+   * set of symlinks, still stays inside the root. Throws UnsafeEntryError otherwise.
+   */
+  finish(): void {
+    for (const [rel, target] of this.symlinks) {
+      const dir = parentOf(rel);
+      if (!resolveLinkTarget(dir === '' ? [] : dir.split('/'), target, this.symlinks)) {
+        throw new UnsafeEntryError(`./${rel}`, `is a symlink to ${JSON.stringify(target)}, which through other symlinks of the archive points outside the target`);
+      }
+    }
+  }
+}
