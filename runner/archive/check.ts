@@ -44,7 +44,9 @@ export class ManifestChecker implements TarVisitor {
   private index = 0;
   totalBytes = 0;
 
-  constructor(private readonly expectation: Expectation) {}
+  constructor(private readonly expectation: Expectation) {
+    if (expectation.manifest) checkManifestShape(expectation.manifest, expectation.label);
+  }
 
   entry(entry: TarEntry): EntrySink | undefined {
     const { manifest, label } = this.expectation;
@@ -76,6 +78,9 @@ export class ManifestChecker implements TarVisitor {
     if (this.index !== manifest.files.length) {
       throw new IntegrityError(`${label} holds ${this.index} entries but its manifest lists ${manifest.files.length}; the archive is incomplete`, 'MANIFEST');
     }
+    if (manifest.entryCount !== this.index) {
+      throw new IntegrityError(`${label} holds ${this.index} entries but its manifest's entryCount says ${JSON.stringify(manifest.entryCount)}; the manifest was altered`, 'MANIFEST');
+    }
     if (result.sha256 !== manifest.sha256) {
       throw new IntegrityError(`${label}: checksum ${result.sha256} differs from the manifest's ${manifest.sha256}`, 'CHECKSUM');
     }
@@ -89,6 +94,19 @@ export class ManifestChecker implements TarVisitor {
       throw new IntegrityError(`${label} holds ${this.totalBytes} bytes of file data but its manifest says ${manifest.totalBytes}`, 'MANIFEST');
     }
   }
+}
+
+/**
+ * A manifest read from disk is untrusted input: one whose structure is not a pvc-backup manifest
+ * (no file list, entries that are not objects) is an integrity failure (exit 3) before any
+ * byte is read, never a TypeError halfway through (which would map to exit 1).
+ */
+export function checkManifestShape(manifest: Manifest, label: string): void {
+  const bad = (what: string) => new IntegrityError(`${label}: its manifest is not a valid pvc-backup manifest (${what}); the manifest was damaged or altered`, 'MANIFEST');
+  if (manifest === null || typeof manifest !== 'object' || Array.isArray(manifest)) throw bad('not a JSON object');
+  if (!Array.isArray(manifest.files)) throw bad('"files" is not a list');
+  const at = manifest.files.findIndex((f) => f === null || typeof f !== 'object' || Array.isArray(f));
+  if (at !== -1) throw bad(`files[${at}] is not an object`);
 }
 
 class HashingSink implements EntrySink {
