@@ -85,6 +85,11 @@ export class TarPacker {
         this.warnings.push({ path: `./${rel}`, problem: 'vanished while the backup ran' });
         return;
       }
+      if (entry.error.code === 'ENOTDIR') {
+        // Listed as a directory, replaced by something else before it could be read.
+        this.warnings.push({ path: `./${rel}`, problem: 'was replaced by a non-directory while the backup ran; its contents are not in the archive' });
+        return;
+      }
       this.problem(rel, describeSystemError(entry.error), UNREADABLE_HINT);
       return;
     }
@@ -112,8 +117,9 @@ export class TarPacker {
       try {
         target = fs.readlinkSync(abs);
       } catch (error) {
-        if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
-          this.warnings.push({ path, problem: 'vanished while the backup ran' });
+        const code = (error as NodeJS.ErrnoException).code;
+        if (code === 'ENOENT' || code === 'EINVAL') {
+          this.warnings.push({ path, problem: code === 'ENOENT' ? 'vanished while the backup ran' : 'was replaced by a non-symlink while the backup ran; skipped' });
           return;
         }
         this.problem(rel, describeSystemError(error), UNREADABLE_HINT);
@@ -136,11 +142,18 @@ export class TarPacker {
   private *packFile(entry: WalkEntry, path: string, linkKey: string | undefined): Generator<Buffer> {
     let fd: number;
     try {
-      fd = fs.openSync(entry.abs, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+      // O_NONBLOCK: a regular file replaced by a FIFO after it was listed must not block the run
+      // forever in open(); the type is checked on the opened descriptor below.
+      fd = fs.openSync(entry.abs, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       if (code === 'ENOENT') {
         this.warnings.push({ path, problem: 'vanished while the backup ran' });
+        return;
+      }
+      if (code === 'ELOOP' || code === 'ENXIO' || code === 'ENOTDIR') {
+        // Listed as a regular file, replaced (by a symlink, a socket, …) before it was opened.
+        this.warnings.push({ path, problem: 'was replaced by something other than a regular file while the backup ran; skipped' });
         return;
       }
       this.problem(entry.rel, describeSystemError(error), UNREADABLE_HINT);
@@ -148,6 +161,11 @@ export class TarPacker {
     }
     try {
       const before = fs.fstatSync(fd);
+      if (!before.isFile()) {
+        const kind = before.isDirectory() ? 'directory' : specialFileName(before);
+        this.warnings.push({ path, problem: `was replaced by a ${kind} while the backup ran; skipped` });
+        return;
+      }
       const size = before.size;
       const meta = {
         mode: before.mode & 0o7777,

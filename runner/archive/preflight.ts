@@ -22,7 +22,8 @@ export function scanSource(source: string, exclude: ExcludeMatcher): SourceScan 
   const scan: SourceScan = { entries: 0, files: 0, bytes: 0, problems: [], empty: true };
   for (const entry of walkTree(source, exclude)) {
     if (entry.error) {
-      if (entry.error.code !== 'ENOENT') scan.problems.push({ path: `./${entry.rel}`, problem: describeSystemError(entry.error).replace(/ \(.*\)$/, '') });
+      // Vanished, or a directory replaced by a file since it was listed: the source is changing, not unreadable.
+      if (entry.error.code !== 'ENOENT' && entry.error.code !== 'ENOTDIR') scan.problems.push({ path: `./${entry.rel}`, problem: describeSystemError(entry.error).replace(/ \(.*\)$/, '') });
       continue;
     }
     const stat = entry.stat!;
