@@ -18,21 +18,17 @@ function collector() {
   return collect!;
 }
 
-const EVERY_BYTES = 16 * 1024 * 1024;
+const EVERY_BYTES = 32 * 1024 * 1024;
 
 /** Call with the bytes just processed; collects young garbage every EVERY_BYTES. */
 export class GarbageGovernor {
   private sinceLast = 0;
-  private rounds = 0;
-  private get major(): boolean {
-    return ++this.rounds % 4 === 0;
-  }
 
   processed(bytes: number): void {
     this.sinceLast += bytes;
     if (this.sinceLast >= EVERY_BYTES) {
       this.sinceLast = 0;
-      collector()({ type: this.major ? 'major' : 'minor' });
+      collector()({ type: 'minor' });
     }
   }
 }
