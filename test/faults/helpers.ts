@@ -161,6 +161,17 @@ export function unmount(dir: string): void {
   }
 }
 
+/**
+ * A scratch directory for bulk data: a RAM-backed tmpfs of `size` when running as root (CI),
+ * otherwise a plain temp dir. Keeps the heavy cases fast and independent of disk contention;
+ * the kernel semantics the cases test (signals, renames, ENOSPC, partial writes) are the same.
+ */
+export function bulkDir(label: string, size: string): string {
+  const dir = tempDir(label);
+  if (isRoot) mountTmpfs(dir, size);
+  return dir;
+}
+
 /** Free bytes for an unprivileged writer on the file system holding `dir`. */
 export function freeBytes(dir: string): number {
   const st = fs.statfsSync(dir);
