@@ -103,6 +103,10 @@ async function preflight(config: BackupConfig, exclude: ReturnType<typeof exclud
   if (scan.problems.length > 0) {
     const list = describeProblems(scan.problems);
     if (!config.skipUnreadable) {
+      // The failure line names the first few; every one gets its own line, so none goes unnamed.
+      for (const problem of scan.problems) {
+        ctx.log.error('backup.cannot-archive', `cannot archive ${problem.path}: ${problem.problem}`, { path: problem.path, problem: problem.problem });
+      }
       throw new OperationError(
         `${scan.problems.length} entries in ${config.source} cannot be archived: ${list}; fix permissions, exclude them with --exclude, or pass --skip-unreadable to skip them with a warning`,
         'SOURCE_UNREADABLE',
