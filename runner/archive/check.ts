@@ -1,6 +1,6 @@
-import { createHash, type Hash } from 'node:crypto';
 import type { Compression } from '../config.js';
 import { IntegrityError } from '../errors.js';
+import { ContentHash } from './hash.js';
 import type { EntryType, Manifest, ManifestFile } from './manifest.js';
 import { type ReadProgress, type ReadResult, readArchive } from './read.js';
 import type { EntrySink, TarEntry, TarVisitor } from './tar-reader.js';
@@ -110,17 +110,19 @@ export function checkManifestShape(manifest: Manifest, label: string): void {
 }
 
 class HashingSink implements EntrySink {
-  private readonly hash: Hash = createHash('sha256');
+  private readonly hash = new ContentHash();
+
   constructor(
     private readonly expected: ManifestFile,
     private readonly label: string,
   ) {}
+
   data(chunk: Buffer): void {
     this.hash.update(chunk);
   }
+
   end(): void {
-    const actual = this.hash.digest('hex');
-    if (actual !== this.expected.sha256) {
+    if (this.hash.digest() !== this.expected.sha256) {
       throw new IntegrityError(`${this.label}: content of ${this.expected.path} does not match its checksum in the manifest; the archive is damaged`, 'CONTENT');
     }
   }

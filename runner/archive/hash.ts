@@ -1,3 +1,4 @@
+import { createHash, hash as cryptoHash, type Hash } from 'node:crypto';
 import { IntegrityError } from '../errors.js';
 
 /** The `.sha256` sidecar in `sha256sum` format, so `sha256sum -c` works with standard tools. */
@@ -13,3 +14,30 @@ export function parseChecksumFile(text: string, archiveName: string): string {
   }
   return match[1]!;
 }
+
+/**
+ * SHA-256 of one file's content as it streams by. Most files arrive in one piece: those are
+ * hashed with a single call, much cheaper per file than a streaming Hash. A first piece is kept
+ * only until the second arrives, so a buffer that is reused later is never read late.
+ */
+export class ContentHash {
+  private first: Buffer | undefined;
+  private hash: Hash | undefined;
+
+  update(piece: Buffer): void {
+    if (this.hash) {
+      this.hash.update(piece);
+    } else if (this.first === undefined) {
+      this.first = piece;
+    } else {
+      this.hash = createHash('sha256').update(this.first).update(piece);
+      this.first = undefined;
+    }
+  }
+
+  digest(): string {
+    return this.hash ? this.hash.digest('hex') : cryptoHash('sha256', this.first ?? EMPTY, 'hex');
+  }
+}
+
+const EMPTY = Buffer.alloc(0);

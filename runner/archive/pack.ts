@@ -1,8 +1,8 @@
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import { Header, Pax } from 'tar';
 import { OperationError, describeSystemError } from '../errors.js';
 import type { BufferPool } from './buffer-pool.js';
+import { ContentHash } from './hash.js';
 import type { ManifestFile } from './manifest.js';
 import { type ExcludeMatcher, type WalkEntry, entryKind, specialFileName, walkTree } from './walk.js';
 
@@ -174,7 +174,7 @@ export class TarPacker {
         mtime: Math.floor(before.mtimeMs / 1000),
       };
       this.header({ path, type: 'File', size, ...meta });
-      const hash = createHash('sha256');
+      const hash = new ContentHash();
       let remaining = size;
       let shrank = false;
       while (remaining > 0) {
@@ -217,7 +217,7 @@ export class TarPacker {
         this.warnings.push({ path, problem: `changed while being read (size ${size} -> ${after.size}); the archive holds the bytes that were read` });
       }
       if (linkKey) this.hardLinks.set(linkKey, path);
-      this.files.push({ path, type: 'file', size, ...meta, sha256: hash.digest('hex') });
+      this.files.push({ path, type: 'file', size, ...meta, sha256: hash.digest() });
     } finally {
       fs.closeSync(fd);
     }
