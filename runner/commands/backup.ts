@@ -6,7 +6,7 @@ import { MANIFEST_FORMAT, type Manifest, serializeManifest } from '../archive/ma
 import { checkFreeSpace, describeProblems, scanSource } from '../archive/preflight.js';
 import { excludeMatcher } from '../archive/walk.js';
 import { type WrittenArchive, writeArchive } from '../archive/write.js';
-import type { BackupConfig } from '../config.js';
+import { type BackupConfig, COMPRESSIONS } from '../config.js';
 import type { RunContext } from '../context.js';
 import { OperationError } from '../errors.js';
 import { ProgressReporter, humanBytes } from '../log.js';
@@ -54,7 +54,7 @@ export async function backupUnderLock(config: BackupConfig, ctx: RunContext): Pr
   const started = ctx.now();
   const exclude = excludeMatcher(config.excludes);
   const scan = await preflight(config, exclude, ctx);
-  const name = chooseName(config, started);
+  const name = await chooseName(config, started, ctx);
   log.info('backup.start', `backing up ${config.source} (${humanBytes(scan.bytes)} in ${scan.files} files) into ${name}`, {
     archive: name,
     source: config.source,
@@ -127,12 +127,35 @@ async function preflight(config: BackupConfig, exclude: ReturnType<typeof exclud
   return scan;
 }
 
-/** The run's start time in UTC names the archive; a name already taken in that second gets -2, -3, … */
-function chooseName(config: BackupConfig, started: Date): string {
-  for (let sequence = 1; ; sequence++) {
-    const name = archiveFileName(config.prefix, started, config.compression, sequence);
-    const taken = [name, partialName(name), sha256Name(name), manifestName(name)].some((n) => fs.existsSync(path.join(config.dest, n)));
-    if (!taken) return name;
+/**
+ * The run's start time in UTC names the archive, so names sort in creation order. A second run
+ * in the same second gets -2, -3, … whatever its compression. If the clock is behind the newest
+ * archive of the prefix (it jumped backwards), the new archive takes that archive's time with the
+ * next sequence number, with a warning: it must sort as the newest, or keep-last would prune the
+ * archive just made and `latest` would restore an older one. The manifest keeps the real time.
+ */
+async function chooseName(config: BackupConfig, started: Date, ctx: RunContext): Promise<string> {
+  const second = new Date(Math.floor(started.getTime() / 1000) * 1000);
+  const newest = (await listArchives(config.dest, config.prefix))[0];
+  let time = second;
+  let sequence = 1;
+  if (newest && newest.time.getTime() >= second.getTime()) {
+    time = newest.time;
+    sequence = newest.sequence + 1;
+  }
+  for (; ; sequence++) {
+    const forms = COMPRESSIONS.map((c) => archiveFileName(config.prefix, time, c, sequence));
+    const taken = forms.some((n) => [n, partialName(n), sha256Name(n), manifestName(n)].some((f) => fs.existsSync(path.join(config.dest, f))));
+    if (taken) continue;
+    const name = archiveFileName(config.prefix, time, config.compression, sequence);
+    if (newest && newest.time.getTime() > second.getTime()) {
+      ctx.log.warn(
+        'backup.clock-behind',
+        `the clock (${started.toISOString()}) is behind the newest archive ${newest.name}; naming this archive ${name} so that it sorts as the newest (its manifest records the real start time)`,
+        { newest: newest.name, archive: name, clock: started.toISOString() },
+      );
+    }
+    return name;
   }
 }
 
