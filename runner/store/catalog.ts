@@ -1,4 +1,4 @@
-import { readFile, readdir, stat } from 'node:fs/promises';
+import { lstat, readFile, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Manifest } from '../archive/manifest.js';
 import type { Compression } from '../config.js';
@@ -117,7 +117,9 @@ export async function listArchives(dest: string, prefix: string, options: ListOp
     if (!parsed || parsed.prefix !== prefix) continue;
     let st;
     try {
-      st = await stat(path.join(dest, name));
+      // lstat: only regular files are archives. A directory or a symlink with an archive's name
+      // was not made by pvc-backup and is never listed, chosen as latest or pruned.
+      st = await lstat(path.join(dest, name));
     } catch (error) {
       if (isErrno(error, 'ENOENT')) continue; // pruned while we were listing
       throw error;

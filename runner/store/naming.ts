@@ -45,9 +45,14 @@ export function parseArchiveName(name: string): ArchiveName | undefined {
   return { name, prefix: prefix!, time, sequence: seq ? Number(seq) : 1, compression };
 }
 
-/** Newest first: by the time in the name, then by the same-second sequence (never by raw string order). */
+/**
+ * Newest first: by the time in the name, then by the same-second sequence (never by raw string
+ * order or file times). Names equal in both (only possible across extensions, from copies or
+ * other tools: the runner never gives two archives the same time and sequence) are ordered by
+ * name, so list, latest and prune always agree.
+ */
 export function compareNewestFirst(a: ArchiveName, b: ArchiveName): number {
-  return b.time.getTime() - a.time.getTime() || b.sequence - a.sequence;
+  return b.time.getTime() - a.time.getTime() || b.sequence - a.sequence || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
 }
 
 export function sha256Name(archive: string): string {
