@@ -1,9 +1,9 @@
 import type { PruneConfig } from '../config.js';
 import { OperationError, describeSystemError } from '../errors.js';
 import { type Logger, humanBytes } from '../log.js';
-import { planPrune } from '../retention.js';
+import { type PrunePlan, planPrune } from '../retention.js';
 import { fsyncDirectory, removeLeftoverPartials } from '../store/atomic.js';
-import { listArchives } from '../store/catalog.js';
+import { type ArchiveInfo, listArchives, readManifest } from '../store/catalog.js';
 import { acquireLock, logLockWarnings } from '../store/lock.js';
 import { deleteArchive, findOrphanedSidecars, removeFiles } from '../store/prune.js';
 
@@ -44,6 +44,7 @@ export async function pruneArchives(dest: string, prefix: string, keepLast: numb
   const { dryRun, log } = options;
   const all = await listArchives(dest, prefix);
   const plan = planPrune(all, keepLast);
+  await keepNewestSound(dest, plan, keepLast, log);
   const oldestFirst = [...plan.remove].reverse();
   const removed: string[] = [];
   let removedBytes = 0;
@@ -122,6 +123,42 @@ export async function pruneArchives(dest: string, prefix: string, keepLast: numb
     );
   }
   return result;
+}
+
+/**
+ * Whether an archive looks valid without reading it: both sidecars present, the manifest
+ * readable, the file as long as the manifest says, and no failed verification recorded.
+ */
+async function looksSound(dest: string, archive: ArchiveInfo): Promise<boolean> {
+  if (!archive.hasSha256 || !archive.hasManifest) return false;
+  try {
+    const manifest = await readManifest(dest, archive.name);
+    return manifest !== undefined && manifest.archiveBytes === archive.size && manifest.verification?.ok !== false;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Prune never deletes the only valid archive: when none of the newest N looks valid (truncated,
+ * sidecars missing, a failed verification recorded, an unreadable manifest), the newest archive
+ * that does is kept as well, with a warning.
+ */
+async function keepNewestSound(dest: string, plan: PrunePlan<ArchiveInfo>, keepLast: number, log: Logger): Promise<void> {
+  if (plan.remove.length === 0) return;
+  for (const kept of plan.keep) if (await looksSound(dest, kept)) return;
+  const index = await (async () => {
+    for (let i = 0; i < plan.remove.length; i++) if (await looksSound(dest, plan.remove[i]!)) return i;
+    return -1;
+  })();
+  if (index === -1) return;
+  const [saved] = plan.remove.splice(index, 1);
+  plan.keep.push(saved!);
+  log.warn(
+    'prune.keeping-valid',
+    `none of the newest ${keepLast} archive${keepLast === 1 ? '' : 's'} looks valid (truncated, missing sidecars, failed verification or unreadable manifest); also keeping ${saved!.name}, the newest that does`,
+    { archive: saved!.name, keepLast },
+  );
 }
 
 /**
