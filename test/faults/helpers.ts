@@ -447,7 +447,7 @@ export function checkPublished(dest: string, cache = new Map<string, string>()):
   for (const name of names.sort()) {
     if (!parseArchiveName(name)) continue;
     const file = path.join(dest, name);
-    const st = fs.statSync(file);
+    const st = fs.lstatSync(file);
     if (!st.isFile()) continue;
     const key = `${name}:${st.ino}:${st.size}:${st.mtimeMs}`;
     let sha = cache.get(key);
