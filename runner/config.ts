@@ -1,4 +1,4 @@
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, realpathSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { UsageError } from './errors.js';
 import { validateSchedule } from './freshness.js';
@@ -300,9 +300,22 @@ export function existingDirectory(flag: string, value: string, cwd: string): str
   return resolved;
 }
 
+/**
+ * Whether `child` is `parent` or below it, judged on the real paths (symlinks resolved) when
+ * paths are checked: a DEST that is a symlink into SOURCE is still inside it.
+ */
 function isInside(child: string, parent: string): boolean {
-  const rel = path.relative(parent, child);
+  const rel = path.relative(realPath(parent), realPath(child));
   return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
+}
+
+function realPath(p: string): string {
+  if (!checkPaths) return p;
+  try {
+    return realpathSync(p);
+  } catch {
+    return p;
+  }
 }
 
 const PREFIX_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,100}$/;
@@ -342,7 +355,8 @@ function noPositionals(command: CommandName, positionals: string[]) {
 function buildBackup(values: RawValues, positionals: string[], cwd: string): BackupConfig {
   noPositionals('backup', positionals);
   const common = parseCommon(values, 'backup', cwd);
-  const source = existingDirectory('source', requireValue(values, 'source', 'backup'), cwd);
+  // The real path: a source given as a symlink is archived as the directory it points to.
+  const source = realPath(existingDirectory('source', requireValue(values, 'source', 'backup'), cwd));
   if (isInside(common.dest, source)) {
     throw new UsageError(`--dest ${common.dest} is inside --source ${source}; the backup would archive itself, use a directory outside the source`);
   }
@@ -416,11 +430,11 @@ function buildRestore(values: RawValues, positionals: string[], cwd: string): Re
   noPositionals('restore', positionals);
   const common = parseCommon(values, 'restore', cwd);
   const target = existingDirectory('target', requireValue(values, 'target', 'restore'), cwd);
-  if (isInside(common.dest, target) && common.dest !== target) {
+  if (isInside(common.dest, target) && realPath(common.dest) !== realPath(target)) {
     // Allowed only if the backup directory is excluded from replace; refusing is the safe, simple rule.
     throw new UsageError(`--dest ${common.dest} is inside --target ${target}; a replace would delete the backups, use a directory outside the target`);
   }
-  if (common.dest === target || isInside(target, common.dest)) {
+  if (realPath(common.dest) === realPath(target) || isInside(target, common.dest)) {
     throw new UsageError(`--target ${target} is inside --dest ${common.dest}; restore into a directory outside the backup directory`);
   }
   const mode = str(values, 'mode') ?? 'replace';
