@@ -11,6 +11,8 @@ export interface SourceScan {
   problems: { path: string; problem: string }[];
   /** Nothing but the root (and an empty lost+found, which every fresh ext4 volume has). */
   empty: boolean;
+  /** Where the directory to avoid (the backup directory) was met inside the source, if it was. */
+  contains?: string;
 }
 
 /**
@@ -18,9 +20,15 @@ export interface SourceScan {
  * check and progress, and every entry that could not be archived, so a run fails (or warns)
  * before it starts instead of at the end.
  */
-export function scanSource(source: string, exclude: ExcludeMatcher): SourceScan {
+export function scanSource(source: string, exclude: ExcludeMatcher, avoid?: { dev: number; ino: number }): SourceScan {
   const scan: SourceScan = { entries: 0, files: 0, bytes: 0, problems: [], empty: true };
   for (const entry of walkTree(source, exclude)) {
+    // The backup directory reached inside the source by a path no path check can see (a bind
+    // mount, a second mount of the same volume): the backup would archive itself.
+    if (avoid && entry.stat?.isDirectory() && entry.stat.dev === avoid.dev && entry.stat.ino === avoid.ino) {
+      scan.contains ??= `./${entry.rel}`;
+      continue;
+    }
     if (entry.error) {
       // Vanished, or a directory replaced by a file since it was listed: the source is changing, not unreadable.
       if (entry.error.code !== 'ENOENT' && entry.error.code !== 'ENOTDIR') scan.problems.push({ path: `./${entry.rel}`, problem: describeSystemError(entry.error).replace(/ \(.*\)$/, '') });

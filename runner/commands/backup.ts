@@ -8,7 +8,7 @@ import { excludeMatcher } from '../archive/walk.js';
 import { type WrittenArchive, writeArchive } from '../archive/write.js';
 import { type BackupConfig, COMPRESSIONS } from '../config.js';
 import type { RunContext } from '../context.js';
-import { OperationError } from '../errors.js';
+import { OperationError, UsageError } from '../errors.js';
 import { ProgressReporter, humanBytes } from '../log.js';
 import { fsyncDirectory, removeLeftoverPartials, writeFileAtomic } from '../store/atomic.js';
 import { listArchives, readManifest } from '../store/catalog.js';
@@ -99,7 +99,14 @@ async function removeLeftovers(dest: string, ctx: RunContext): Promise<void> {
 }
 
 async function preflight(config: BackupConfig, exclude: ReturnType<typeof excludeMatcher>, ctx: RunContext) {
-  const scan = scanSource(config.source, exclude);
+  const destStat = fs.statSync(config.dest);
+  const scan = scanSource(config.source, exclude, { dev: destStat.dev, ino: destStat.ino });
+  if (scan.contains !== undefined) {
+    throw new UsageError(
+      `--dest ${config.dest} is inside --source ${config.source} (it appears there as ${scan.contains}, through a bind mount or another mount of the same volume); the backup would archive itself, use a directory outside the source or exclude ${scan.contains}`,
+      'DEST_IN_SOURCE',
+    );
+  }
   if (scan.problems.length > 0) {
     const list = describeProblems(scan.problems);
     if (!config.skipUnreadable) {
