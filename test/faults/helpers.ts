@@ -147,6 +147,12 @@ export function mountTmpfs(dir: string, size: string): void {
   mounts.push(dir);
 }
 
+/** Bind-mounts `from` on `at`; unmounted after the file even when a test fails. Root only. */
+export function bindMount(from: string, at: string): void {
+  execFileSync('mount', ['--bind', from, at]);
+  mounts.push(at);
+}
+
 export function unmount(dir: string): void {
   const at = mounts.indexOf(dir);
   if (at !== -1) mounts.splice(at, 1);

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { exactState } from '../helpers/tree.js';
-import { describeRun, runJson, runPlain, seedFor, stateDiff, tally, tempDir } from './helpers.js';
+import { bindMount, describeRun, isRoot, runJson, runPlain, seedFor, stateDiff, tally, tempDir, unmount } from './helpers.js';
 
 /**
  * Case 9: hostile input to every command: paths that do not exist, relative paths, paths that
@@ -167,4 +167,25 @@ describe('hostile input to every command', () => {
     expect(problems, `seed ${seed}`).toEqual([]);
     tally('9 hostile input (all commands)', cases.length, cases.length - problems.length);
   }, 120_000);
+
+  it.skipIf(!isRoot)('refuses a DEST that is inside SOURCE through a bind mount (no path check can see it): exit 2, nothing archived', async () => {
+    const at = path.join(source, 'sub', 'bound');
+    fs.mkdirSync(at);
+    bindMount(dest, at);
+    try {
+      const before = Object.fromEntries(fs.readdirSync(dest).map((n) => [n, fs.statSync(path.join(dest, n)).mtimeMs]));
+      const run = await runJson(['backup', '--source', source, '--dest', dest]);
+      const context = describeRun(run);
+      expect(run.code, context).toBe(2);
+      expect(run.lines.filter((l) => l.level === 'error').at(-1)?.msg, context).toMatch(/--dest .* is inside --source .* as \.\/sub\/bound/);
+      expect(Object.fromEntries(fs.readdirSync(dest).map((n) => [n, fs.statSync(path.join(dest, n)).mtimeMs])), context).toEqual(before);
+      // Excluding it is the way out.
+      const excluded = await runJson(['backup', '--source', source, '--dest', dest, '--exclude', 'sub/bound']);
+      expect(excluded.code, describeRun(excluded)).toBe(0);
+    } finally {
+      unmount(at);
+      fs.rmdirSync(at);
+    }
+    tally('9 DEST inside SOURCE through a bind mount', 2, 2);
+  }, 60_000);
 });
