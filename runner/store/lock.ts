@@ -203,27 +203,48 @@ function describeLockError(error: unknown): string {
   return describeSystemError(error);
 }
 
-/** Creates the lock file exclusively. Returns its identity, or undefined when it already exists. */
-async function tryCreate(file: string, content: string): Promise<Observed | undefined> {
-  let handle: fsp.FileHandle;
+/**
+ * Creates the lock file exclusively. Returns its identity, or undefined when it already exists.
+ *
+ * Synchronous on purpose: a signal handler runs between JavaScript steps, never during a
+ * synchronous system call, so it cannot find the file half-made or miss it. A file created by
+ * an async open still in flight on the thread pool could appear after the handler's cleanup
+ * and stay behind, locking DEST for the next run. From the moment the file exists until a
+ * HeldLock takes over, an 'exit' listener (the CLI's signal handler emits 'exit') removes it.
+ */
+async function tryCreate(file: string, content: string): Promise<{ observed: Observed; abandon: () => void } | undefined> {
+  let fd: number;
   try {
-    handle = await fsp.open(file, 'wx', 0o644);
+    fd = fs.openSync(file, 'wx', 0o644);
   } catch (error) {
     if (isErrno(error, 'EEXIST')) return undefined;
     throw new OperationError(`cannot create lock file ${file}: ${describeLockError(error)}`, 'LOCK', { cause: error });
   }
+  const abandon = () => {
+    try {
+      fs.unlinkSync(file);
+    } catch {
+      // already gone
+    }
+  };
+  process.once('exit', abandon);
   heldByThisProcess.add(file);
   try {
-    await handle.writeFile(content);
-    await handle.sync();
-    const st = await handle.stat();
-    return { dev: st.dev, ino: st.ino, mtimeMs: st.mtimeMs, size: st.size, raw: content, info: parseInfo(content) };
+    fs.writeFileSync(fd, content);
+    fs.fsyncSync(fd);
+    const st = fs.fstatSync(fd);
+    return { observed: { dev: st.dev, ino: st.ino, mtimeMs: st.mtimeMs, size: st.size, raw: content, info: parseInfo(content) }, abandon };
   } catch (error) {
     heldByThisProcess.delete(file);
-    await fsp.unlink(file).catch(() => undefined);
+    process.removeListener('exit', abandon);
+    abandon();
     throw new OperationError(`cannot write lock file ${file}: ${describeLockError(error)}`, 'LOCK', { cause: error });
   } finally {
-    await handle.close().catch(() => undefined);
+    try {
+      fs.closeSync(fd);
+    } catch {
+      // nothing to do
+    }
   }
 }
 
@@ -334,8 +355,13 @@ export async function acquireLock(dir: string, options: LockOptions): Promise<Di
   for (let attempt = 0; attempt < 50 && Date.now() < deadline; attempt++) {
     const mine = await tryCreate(file, content);
     if (mine) {
-      await removeLockDebris(path.dirname(file));
-      return new HeldLock(file, info, mine, options.staleSeconds, warn);
+      try {
+        await removeLockDebris(path.dirname(file));
+        return new HeldLock(file, info, mine.observed, options.staleSeconds, warn);
+      } finally {
+        // The HeldLock has its own exit listener now (or creating it failed and the file goes).
+        process.removeListener('exit', mine.abandon);
+      }
     }
     let seen: Observed | undefined;
     try {
