@@ -10,7 +10,7 @@ import { type BackupConfig, COMPRESSIONS } from '../config.js';
 import type { RunContext } from '../context.js';
 import { OperationError, UsageError } from '../errors.js';
 import { ProgressReporter, humanBytes } from '../log.js';
-import { fsyncDirectory, removeLeftoverPartials, writeFileAtomic } from '../store/atomic.js';
+import { fsyncDirectory, removeLeftoverPartials, writeFileAtomicSync } from '../store/atomic.js';
 import { listArchives, readManifest } from '../store/catalog.js';
 import { acquireLock, logLockWarnings } from '../store/lock.js';
 import { archiveFileName, manifestName, partialName, sha256Name } from '../store/naming.js';
@@ -239,8 +239,9 @@ async function publish(dest: string, name: string, partial: string, manifest: Ma
   const sidecars = [sha256Name(name), manifestName(name)].flatMap((n) => [n, partialName(n)]).map((n) => path.join(dest, n));
   const forgetSidecars = ctx.cleanup.add('remove the sidecars', () => sidecars.forEach((f) => fs.rmSync(f, { force: true })));
   try {
-    await writeFileAtomic(dest, sha256Name(name), formatChecksumFile(manifest.sha256, name));
-    await writeFileAtomic(dest, manifestName(name), serializeManifest(manifest));
+    // Synchronous writes: a signal lands between them, never during one, so the cleanup above always works.
+    writeFileAtomicSync(dest, sha256Name(name), formatChecksumFile(manifest.sha256, name));
+    writeFileAtomicSync(dest, manifestName(name), serializeManifest(manifest));
   } catch (error) {
     const code = (error as NodeJS.ErrnoException)?.code;
     if (code !== 'ENOSPC' && code !== 'EDQUOT') throw error;

@@ -8,7 +8,7 @@ import type { RunContext } from '../context.js';
 import { IntegrityError, OperationError, RunnerError, describeSystemError } from '../errors.js';
 import { judgeFreshness } from '../freshness.js';
 import { ProgressReporter, humanBytes } from '../log.js';
-import { writeFileAtomic } from '../store/atomic.js';
+import { writeFileAtomicSync } from '../store/atomic.js';
 import { type ArchiveInfo, findArchive, listArchives, readManifest } from '../store/catalog.js';
 import { manifestName, partialName, sha256Name } from '../store/naming.js';
 
@@ -120,7 +120,7 @@ async function record(dest: string, name: string, manifest: Manifest, verificati
   const partial = path.join(dest, partialName(manifestName(name)));
   const forget = ctx.cleanup.add('remove the partial manifest', () => fs.rmSync(partial, { force: true }));
   try {
-    await writeFileAtomic(dest, manifestName(name), serializeManifest({ ...manifest, verification }));
+    writeFileAtomicSync(dest, manifestName(name), serializeManifest({ ...manifest, verification }));
   } finally {
     forget();
   }

@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import { open, readdir, rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { isPartialName, partialName } from './naming.js';
@@ -45,6 +46,44 @@ export async function writeFileAtomic(dir: string, name: string, data: string | 
   } catch (error) {
     if (!committed) await unlink(partial).catch(() => undefined);
     throw error;
+  }
+}
+
+/**
+ * writeFileAtomic with synchronous system calls, for small files a signal handler must be able
+ * to clean up: the handler runs between JavaScript steps, so it always sees the partial (or
+ * none) and never misses one that an async open still in flight would create after it ran.
+ */
+export function writeFileAtomicSync(dir: string, name: string, data: string | Uint8Array, options: { mode?: number } = {}): void {
+  if (name.includes('/') || name === '' || name === '.' || name === '..') throw new Error(`writeFileAtomicSync: "${name}" is not a plain file name`);
+  const partial = path.join(dir, partialName(name));
+  let committed = false;
+  try {
+    const fd = fs.openSync(partial, 'w', options.mode ?? 0o644);
+    try {
+      fs.writeFileSync(fd, data);
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.renameSync(partial, path.join(dir, name));
+    committed = true;
+    fsyncDirectorySync(dir);
+  } catch (error) {
+    if (!committed) fs.rmSync(partial, { force: true });
+    throw error;
+  }
+}
+
+function fsyncDirectorySync(dir: string): void {
+  const fd = fs.openSync(dir, 'r');
+  try {
+    fs.fsyncSync(fd);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== 'EINVAL' && code !== 'ENOTSUP' && code !== 'EISDIR' && code !== 'EBADF') throw error;
+  } finally {
+    fs.closeSync(fd);
   }
 }
 
