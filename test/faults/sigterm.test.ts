@@ -94,11 +94,13 @@ describe('SIGTERM during backup', () => {
       expect(fs.existsSync(path.join(dest, LOCK)), context).toBe(false);
       const after = checkPublished(dest, hashes);
       expect(after.problems, context).toEqual([]);
-      // Nothing published or pruned by a stopped run (a prune stopped midway may have deleted some).
+      // A stopped run publishes at most its own archive, complete and valid (checked above: the
+      // signal may land after the rename), and removes nothing unless it had reached prune.
       const afterNames = after.archives.map((a) => a.name);
       const beforeNames = before.archives.map((a) => a.name);
-      if (!finished && trial.point && !('event' in trial.point && trial.point.event === 'prune.delete')) {
-        expect(afterNames, context).toEqual(beforeNames);
+      expect(afterNames.filter((n) => !beforeNames.includes(n)).length, context).toBeLessThanOrEqual(1);
+      if (!run.lines.some((l) => l.event.startsWith('prune.'))) {
+        for (const n of beforeNames) expect(afterNames, context).toContain(n);
       }
       for (const a of after.archives) {
         const old = before.archives.find((b) => b.name === a.name);
@@ -158,7 +160,8 @@ describe('SIGTERM during restore', () => {
       expect(fs.existsSync(path.join(dest, LOCK)), context).toBe(false);
       expect(archivePartials(dest), context).toEqual([]);
       expect(checkPublished(dest, hashes).problems, context).toEqual([]);
-      for (const a of destBefore.archives) expect(fs.existsSync(path.join(dest, a.name)), `${context}\n${a.name} gone`).toBe(true);
+      // The backups are all still there (pre-restore snapshots are kept 3 deep by design, so older ones may go).
+      for (const a of destBefore.archives.filter((x) => x.name.startsWith('backup-2'))) expect(fs.existsSync(path.join(dest, a.name)), `${context}\n${a.name} gone`).toBe(true);
       const leftovers = fs.readdirSync(target).filter((n) => n.startsWith('.pvc-backup-restore-'));
       expect(leftovers, context).toEqual([]);
       const now = targetState(target);
