@@ -166,12 +166,19 @@ export function checkSwapPossible(target: string): void {
   } catch (error) {
     throw new OperationError(`cannot write to the target ${target}: ${describeSystemError(error)}`, 'TARGET_NOT_WRITABLE');
   }
-  if (isRoot()) return;
-  const uid = process.getuid!();
+  const root = isRoot();
+  const uid = process.getuid?.();
+  const device = fs.statSync(target).dev;
   for (const name of fs.readdirSync(target)) {
     if (isControlName(name) || KEEP_IN_PLACE.includes(name)) continue;
     const st = fs.lstatSync(`${target}/${name}`);
-    if (st.isDirectory() && (st.mode & 0o200) === 0 && st.uid !== uid) {
+    if (st.isDirectory() && st.dev !== device) {
+      throw new OperationError(
+        `cannot move ${target}/${name} aside: it is a separate mount inside the target; unmount it, restore into it separately, or use --mode merge`,
+        'TARGET_MOUNT',
+      );
+    }
+    if (!root && st.isDirectory() && (st.mode & 0o200) === 0 && st.uid !== uid) {
       throw new OperationError(
         `cannot move ${target}/${name} aside: it is a read-only directory of uid ${st.uid} and this restore runs as uid ${uid}; run the restore as root or use --mode merge`,
         'TARGET_NOT_WRITABLE',
@@ -230,11 +237,42 @@ export function swapIn(target: string, journal: Omit<Journal, 'phase' | 'format'
   const paths = restorePaths(target, journal.id);
   const full: Journal = { format: JOURNAL_FORMAT, phase: 'evacuate', ...journal };
   writeJournal(paths, full, target);
-  evacuate(target, paths);
-  full.phase = 'install';
-  writeJournal(paths, full, target);
-  install(target, paths, log);
+  try {
+    evacuate(target, paths);
+    full.phase = 'install';
+    writeJournal(paths, full, target);
+    install(target, paths, log);
+  } catch (error) {
+    // An ordinary error (not a kill): put the previous entries back rather than leave a journal
+    // that would fail the same way on every later run.
+    rollBack(target, paths, full.phase, error, log);
+  }
   finishSwap(target, paths, full);
+}
+
+function rollBack(target: string, paths: RestorePaths, phase: SwapPhase, error: unknown, log?: Logger): never {
+  try {
+    if (phase === 'install') {
+      for (const name of fs.readdirSync(target)) {
+        if (isControlName(name) || KEEP_IN_PLACE.includes(name)) continue;
+        moveInto(`${target}/${name}`, paths.staging, name);
+      }
+    }
+    if (exists(paths.old)) for (const name of fs.readdirSync(paths.old)) fs.renameSync(`${paths.old}/${name}`, `${target}/${name}`);
+    fsyncDirectorySync(target);
+    fs.rmSync(paths.journal, { force: true });
+    removeTree(paths.old);
+    removeTree(paths.staging);
+    fsyncDirectorySync(target);
+  } catch (rollbackError) {
+    throw new OperationError(
+      `the swap failed (${describeSystemError(error)}) and could not be undone (${describeSystemError(rollbackError)}); the next restore into ${target} completes it from its journal`,
+      'SWAP',
+      { cause: error },
+    );
+  }
+  log?.error('restore.swap-failed', `the swap failed and was undone; the target holds its previous contents: ${describeSystemError(error)}`, { target });
+  throw new OperationError(`swapping the restored data into ${target} failed: ${describeSystemError(error)}; the previous contents were put back`, 'SWAP', { cause: error });
 }
 
 export interface Recovery {

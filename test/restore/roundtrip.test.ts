@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { OTHER_UID, buildRichTree, isRoot, snapshotTree, useTempDirs, writeTree } from '../helpers/tree.js';
+import { tool } from '../helpers/cli.js';
 import { cli, controlEntries, describe as describeRun, dirAndLinkTimes, listing } from './support.js';
 
 /**
@@ -114,6 +115,30 @@ describe('replace over existing data', () => {
     expect(prune.code, describeRun(prune)).toBe(0);
     expect(listing(dest).filter((n) => /pre-restore.*\.tar\.zst$/.test(n))).toEqual(snapshots);
     expect(listing(dest).filter((n) => /^backup-\d.*\.tar\.gz$/.test(n))).toHaveLength(1);
+  });
+
+  it.skipIf(!isRoot)('a swap that fails on an ordinary error is undone (an immutable file cannot be moved)', async () => {
+    const source = await tempDir('src');
+    const dest = await tempDir('dest');
+    const target = await tempDir('target');
+    writeTree(source, { 'new.txt': 'archive\n' });
+    const archive = await backup(source, dest);
+    writeTree(target, { 'a.txt': 'a\n', 'b.txt': 'b\n', 'c/d.txt': 'd\n', 'pinned.txt': 'immutable\n', 'z.txt': 'z\n' });
+    const before = snapshotTree(target, { owner: true });
+    const pinned = path.join(target, 'pinned.txt');
+    try {
+      tool('chattr', ['+i', pinned]);
+    } catch {
+      return; // file system without attributes
+    }
+    try {
+      const run = await restore(['--dest', dest, '--archive', archive, '--target', target, '--no-snapshot'], 1);
+      expect(run.lines.find((l) => l.level === 'error' && l.event === 'restore.failed')?.msg).toMatch(/previous contents were put back/);
+      expect(snapshotTree(target, { owner: true })).toEqual(before);
+      expect(controlEntries(target)).toEqual([]);
+    } finally {
+      tool('chattr', ['-i', pinned]);
+    }
   });
 
   it('with --no-snapshot writes nothing to DEST and says so', async () => {
