@@ -16,6 +16,7 @@ import {
   tally,
   tempDir,
   tool,
+  unmount,
 } from './helpers.js';
 
 /**
@@ -228,6 +229,7 @@ async function runTrial(trial: Trial, index: number): Promise<void> {
     expect(got.subarray(k).every((b) => b === 0), `${context}\n${rel}: bytes after ${k} are neither original nor zero`).toBe(true);
     if (!warned.has(`./${rel}`)) expect(k, `${context}\n${rel}: zero-filled without a warning`).toBe(got.length);
   }
+  unmount(path.dirname(source)); // free the trial's RAM-backed volume (a no-op when not mounted)
 }
 
 /**

@@ -98,7 +98,7 @@ const tempRoots: string[] = [];
 const mounts: string[] = [];
 
 afterAll(() => {
-  for (const dir of mounts.splice(0).reverse()) unmount(dir);
+  for (const dir of [...mounts].reverse()) unmount(dir);
   for (const dir of tempRoots.splice(0)) {
     makeWritable(dir);
     fs.rmSync(dir, { recursive: true, force: true });
@@ -153,9 +153,11 @@ export function bindMount(from: string, at: string): void {
   mounts.push(at);
 }
 
+/** Unmounts a mount made by mountTmpfs or bindMount (anything else is left alone). */
 export function unmount(dir: string): void {
   const at = mounts.indexOf(dir);
-  if (at !== -1) mounts.splice(at, 1);
+  if (at === -1) return;
+  mounts.splice(at, 1);
   try {
     execFileSync('umount', [dir], { stdio: 'ignore' });
   } catch {
