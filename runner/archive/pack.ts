@@ -125,6 +125,9 @@ export class TarPacker {
         this.problem(rel, describeSystemError(error), UNREADABLE_HINT);
         return;
       }
+      if (target.startsWith('/')) {
+        this.warnings.push({ path, problem: `is a symlink to the absolute path ${target}; pvc-backup restore refuses links that point outside the target, so make it relative or restore this archive by hand with tar` });
+      }
       this.header({ path, type: 'SymbolicLink', size: 0, linkpath: target, ...base });
       this.files.push({ path, type: 'symlink', size: 0, linkTarget: target, ...base });
       return;
