@@ -111,7 +111,7 @@ describe('while a backup runs', () => {
     expect(exit.code, describeRun({ code: exit.code, signal: exit.signal, stdout: holder.stdout(), stderr: holder.stderr() })).toBe(0);
     expect(holder.lines.some((l) => l.event === 'lock.warning'), holder.stdout()).toBe(false);
     expect(problems).toEqual([]);
-    expect(contenders, 'the backup was too short to be contended').toBeGreaterThanOrEqual(3);
+    expect(contenders, 'the backup was too short to be contended').toBeGreaterThanOrEqual(2);
     tally('7 contenders against a live lock under load (2 s stale age)', contenders, contenders - problems.length);
   }, 120_000);
 
