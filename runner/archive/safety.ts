@@ -1,4 +1,5 @@
 import { IntegrityError } from '../errors.js';
+import { entryTypeOf } from './check.js';
 import type { EntryType } from './manifest.js';
 import type { EntrySink, TarEntry, TarVisitor } from './tar-reader.js';
 
@@ -47,22 +48,7 @@ export class UnsafeEntryError extends IntegrityError {
 }
 
 /** Maps a tar entry type to what may be restored; undefined for everything that is refused. */
-export function restorableKind(tarType: string): EntryKind | undefined {
-  switch (tarType) {
-    case 'File':
-    case 'OldFile':
-    case 'ContiguousFile':
-      return 'file';
-    case 'Directory':
-      return 'dir';
-    case 'SymbolicLink':
-      return 'symlink';
-    case 'Link':
-      return 'hardlink';
-    default:
-      return undefined;
-  }
-}
+export const restorableKind: (tarType: string) => EntryKind | undefined = entryTypeOf;
 
 function describeType(tarType: string): string {
   switch (tarType) {

@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import { type EntryMeta, applyMeta, removeTree } from '../archive/extract.js';
 import { OperationError, describeSystemError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { fsyncDirectorySync } from '../store/atomic.js';
 
 /**
  * Staging and the crash-safe swap of a replace restore.
@@ -68,18 +69,6 @@ export interface Journal {
   chown: boolean;
 }
 
-/** Flushes a directory's entries to disk; file systems that cannot fsync a directory are tolerated. */
-export function fsyncDirectorySync(dir: string): void {
-  const fd = fs.openSync(dir, 'r');
-  try {
-    fs.fsyncSync(fd);
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code !== 'EINVAL' && code !== 'ENOTSUP' && code !== 'EISDIR' && code !== 'EBADF') throw error;
-  } finally {
-    fs.closeSync(fd);
-  }
-}
 
 /**
  * Makes the staged data durable before the swap commits to it: `sync -f DIR` (syncfs of the

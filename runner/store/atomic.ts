@@ -75,7 +75,8 @@ export function writeFileAtomicSync(dir: string, name: string, data: string | Ui
   }
 }
 
-function fsyncDirectorySync(dir: string): void {
+/** Flushes a directory's entries to disk; file systems that cannot fsync a directory are tolerated. */
+export function fsyncDirectorySync(dir: string): void {
   const fd = fs.openSync(dir, 'r');
   try {
     fs.fsyncSync(fd);
