@@ -1,6 +1,7 @@
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import type { Compression } from '../config.js';
+import { IntegrityError } from '../errors.js';
 
 /**
  * Compression of the tar stream. Chunks go in through `write` (which waits when enough work
@@ -18,6 +19,24 @@ export type Release = (chunk: Buffer) => void;
 
 const MiB = 1024 * 1024;
 const deflateRaw = promisify(zlib.deflateRaw);
+const inflateRaw = promisify(zlib.inflateRaw);
+
+/**
+ * Every compressed piece is decoded again on the thread pool, in parallel with the rest of the
+ * work, and must give back exactly the bytes that went in: the archive is proven to decode to
+ * the tar stream before it gets a name, without a second pass over the whole file afterwards.
+ */
+/** A queued job may fail before its turn to be awaited; its error is reported then, not as an unhandled rejection. */
+function settledLater<T>(job: Promise<T>): Promise<T> {
+  job.catch(() => undefined);
+  return job;
+}
+
+function mustRoundTrip(original: Buffer, decoded: Buffer, codec: string): void {
+  if (!decoded.equals(original)) {
+    throw new IntegrityError(`${codec} compression did not decode back to its input (memory or library fault); the archive was not kept`, 'ROUND_TRIP');
+  }
+}
 
 /**
  * Parallel gzip: every input chunk is deflated on its own thread-pool job, primed with the
@@ -47,11 +66,16 @@ class ParallelGzip implements Compressor {
     this.length = (this.length + chunk.length) % 2 ** 32;
     const options: zlib.ZlibOptions = { level: this.level, finishFlush: zlib.constants.Z_SYNC_FLUSH };
     if (this.dictionary) options.dictionary = this.dictionary;
+    const decodeOptions: zlib.ZlibOptions = { finishFlush: zlib.constants.Z_SYNC_FLUSH, chunkSize: chunk.length + 64 * 1024 };
+    if (this.dictionary) decodeOptions.dictionary = this.dictionary;
     this.inFlight.push(
-      deflateRaw(chunk, { ...options, chunkSize: chunk.length + 64 * 1024 }).then((out) => {
-        this.release(chunk);
-        return out;
-      }),
+      settledLater(
+        deflateRaw(chunk, { ...options, chunkSize: chunk.length + 64 * 1024 }).then(async (out) => {
+          mustRoundTrip(chunk, await inflateRaw(out, decodeOptions), 'gzip');
+          this.release(chunk);
+          return out;
+        }),
+      ),
     );
     this.dictionary = this.nextDictionary(chunk);
     while (this.inFlight.length >= this.maxInFlight) this.sink(await this.inFlight.shift()!);
@@ -78,6 +102,7 @@ class ParallelGzip implements Compressor {
 }
 
 const zstdCompress = promisify(zlib.zstdCompress);
+const zstdDecompress = promisify(zlib.zstdDecompress);
 
 /**
  * Parallel zstd: the tar stream is cut into 4 MiB segments, each compressed into its own
@@ -119,12 +144,16 @@ class ParallelZstd implements Compressor {
     this.pendingBytes = 0;
     // One output buffer that fits even incompressible input: Node's default 16 KiB would mean a
     // thread-pool round trip per 16 KiB of output.
-    const job = zstdCompress(segment, { params: this.params, chunkSize: this.segmentBytes + 64 * 1024 });
+    const chunkSize = this.segmentBytes + 64 * 1024;
+    const job = zstdCompress(segment, { params: this.params, chunkSize });
     this.inFlight.push(
-      job.then((out) => {
-        if (parts.length === 1) this.release(segment);
-        return out;
-      }),
+      settledLater(
+        job.then(async (out) => {
+          mustRoundTrip(segment, await zstdDecompress(out, { chunkSize }), 'zstd');
+          if (parts.length === 1) this.release(segment);
+          return out;
+        }),
+      ),
     );
     while (this.inFlight.length >= this.maxInFlight) this.sink(await this.inFlight.shift()!);
   }
@@ -149,8 +178,8 @@ class Uncompressed implements Compressor {
 
 /** Input chunk size that suits each codec: whole zstd segments, pigz-sized gzip blocks. */
 export const CHUNK_BYTES: Record<Compression, number> = { gzip: MiB, zstd: 4 * MiB, none: MiB };
-/** Compression jobs in flight: one per core, plus one for gzip whose jobs are slow to start. */
-const IN_FLIGHT: Record<Compression, number> = { gzip: 3, zstd: 2, none: 1 };
+/** Compression jobs in flight: one per core plus one, so both cores stay busy while the main thread reads and hashes. */
+const IN_FLIGHT: Record<Compression, number> = { gzip: 3, zstd: 3, none: 1 };
 
 export function createCompressor(compression: Compression, level: number | undefined, sink: Sink, release: Release = () => undefined): Compressor {
   switch (compression) {

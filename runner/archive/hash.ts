@@ -1,4 +1,5 @@
 import { createHash, hash as cryptoHash, type Hash } from 'node:crypto';
+import { open } from 'node:fs/promises';
 import { IntegrityError } from '../errors.js';
 
 /** The `.sha256` sidecar in `sha256sum` format, so `sha256sum -c` works with standard tools. */
@@ -41,3 +42,22 @@ export class ContentHash {
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/** SHA-256 and length of a file, read with one reused buffer. */
+export async function hashFile(file: string): Promise<{ sha256: string; bytes: number }> {
+  const hash = createHash('sha256');
+  const buffer = Buffer.allocUnsafe(1024 * 1024);
+  const handle = await open(file, 'r');
+  let bytes = 0;
+  try {
+    for (;;) {
+      const { bytesRead } = await handle.read(buffer, 0, buffer.length, null);
+      if (bytesRead === 0) break;
+      hash.update(buffer.subarray(0, bytesRead));
+      bytes += bytesRead;
+    }
+  } finally {
+    await handle.close();
+  }
+  return { sha256: hash.digest('hex'), bytes };
+}

@@ -8,6 +8,7 @@ import { BufferPool } from './buffer-pool.js';
 import { CHUNK_BYTES, createCompressor } from './compress.js';
 import type { ManifestFile } from './manifest.js';
 import { type PackWarning, TarPacker } from './pack.js';
+import { type TarEntry, TarReader } from './tar-reader.js';
 import type { ExcludeMatcher } from './walk.js';
 
 export interface WriteOptions {
@@ -31,6 +32,8 @@ export interface WrittenArchive {
   totalBytes: number;
   files: ManifestFile[];
   warnings: PackWarning[];
+  /** Every entry of the tar stream as parsed back from the bytes handed to the compressor. */
+  entries: TarEntry[];
 }
 
 /** Appends compressed bytes to the file and hashes them; remembers the first failure for the writer loop. */
@@ -67,13 +70,19 @@ export async function writeArchive(options: WriteOptions): Promise<WrittenArchiv
   const packer = new TarPacker({ source: options.source, exclude: options.exclude, skipUnreadable: options.skipUnreadable, pool });
   const onAbort = () => packer.abort(new OperationError('backup stopped by a signal', 'STOPPED'));
   options.signal?.addEventListener('abort', onAbort, { once: true });
+  let parsed: TarEntry[] = [];
   const checkOutput = () => {
     if (out.failure) throw outputError(out.failure, out.bytes, options.sourceBytes);
   };
   try {
     const compressor = createCompressor(options.compression, options.level, out.append, (chunk) => pool.give(chunk));
     const governor = new GarbageGovernor();
+    // The stream is parsed back as it is produced (headers only: cheap), so the manifest can be
+    // checked against what the archive really holds, up to tar's end-of-archive marker.
+    const entries: TarEntry[] = [];
+    const reader = new TarReader({ entry: (entry) => void entries.push(entry) });
     for (const chunk of packer.chunks()) {
+      reader.write(chunk);
       await compressor.write(chunk);
       governor.processed(chunk.length);
       checkOutput();
@@ -81,6 +90,8 @@ export async function writeArchive(options: WriteOptions): Promise<WrittenArchiv
     }
     await compressor.end();
     checkOutput();
+    reader.end();
+    parsed = entries;
     try {
       fs.fsyncSync(fd);
     } catch (error) {
@@ -98,6 +109,7 @@ export async function writeArchive(options: WriteOptions): Promise<WrittenArchiv
     totalBytes: packer.files.reduce((sum, f) => sum + (f.type === 'file' ? f.size : 0), 0),
     files: packer.files,
     warnings: packer.warnings,
+    entries: parsed,
   };
 }
 
