@@ -143,7 +143,7 @@ export interface Values {
     /** annotations added to the ServiceAccount. */
     annotations: Record<string, string>;
   };
-  /** resources of every runner container; the runner streams, its peak memory stays under 150 MB. */
+  /** resources of every runner container; the runner streams, and its peak memory does not grow with the data (measured on 1 GiB: about 190 MiB with gzip, 290 MiB with zstd). */
   resources: Record<string, unknown>;
   /** podSecurityContext of every pod; root (uid 0) by default so files of every owner can be read and restored, see the chart docs for a fully non-root setup. */
   podSecurityContext: Record<string, unknown>;

@@ -66,7 +66,7 @@ const SET_CHECKS: Record<string, (manifests: Manifest[]) => void> = {
     const container = runnerContainerOf(backup);
     expect(container.image).toBe('ghcr.io/pvc-backup/pvc-backup:0.1.0');
     expect(container.imagePullPolicy).toBe('IfNotPresent');
-    expect(container.resources).toEqual({ requests: { cpu: '100m', memory: '192Mi' }, limits: { memory: '512Mi' } });
+    expect(container.resources).toEqual({ requests: { cpu: '100m', memory: '320Mi' }, limits: { memory: '512Mi' } });
     expect(container.securityContext).toEqual({
       allowPrivilegeEscalation: false,
       privileged: false,
