@@ -303,19 +303,7 @@ async function restoreReplace(config: RestoreConfig, ctx: RunContext, source: Ar
   forgetStaging();
   // From here on nothing is removed on failure: the journal lets the next run finish the swap.
   swapIn(target, { id, archive: source.name, startedAt: new Date(started).toISOString(), root: extractor.rootMeta, chown }, log);
-  return {
-    archive: source.name,
-    target,
-    mode: 'replace',
-    files: extractor.files,
-    entries: extractor.rules.entries,
-    bytes: extractor.bytes,
-    archiveBytes: result.archiveBytes,
-    sha256: result.sha256,
-    verified: source.verified,
-    snapshot,
-    durationSeconds: round((Date.now() - started) / 1000),
-  };
+  return summarize('replace', { source, target, extractor, result, snapshot, started });
 }
 
 // ---------------------------------------------------------------- merge
@@ -375,22 +363,29 @@ async function restoreMerge(config: RestoreConfig, ctx: RunContext, source: Arch
     extractor.close();
     forgetTemp();
   }
-  return {
-    archive: source.name,
-    target,
-    mode: 'merge',
-    files: extractor.files,
-    entries: extractor.rules.entries,
-    bytes: extractor.bytes,
-    archiveBytes: result.archiveBytes,
-    sha256: result.sha256,
-    verified: source.verified,
-    snapshot,
-    durationSeconds: round((Date.now() - started) / 1000),
-  };
+  return summarize('merge', { source, target, extractor, result, snapshot, started });
 }
 
 // ---------------------------------------------------------------- shared steps
+
+function summarize(
+  mode: RestoreConfig['mode'],
+  run: { source: ArchiveSource; target: string; extractor: Extractor; result: { archiveBytes: number; sha256: string }; snapshot: string | undefined; started: number },
+): RestoreSummary {
+  return {
+    archive: run.source.name,
+    target: run.target,
+    mode,
+    files: run.extractor.files,
+    entries: run.extractor.rules.entries,
+    bytes: run.extractor.bytes,
+    archiveBytes: run.result.archiveBytes,
+    sha256: run.result.sha256,
+    verified: run.source.verified,
+    snapshot: run.snapshot,
+    durationSeconds: round((Date.now() - run.started) / 1000),
+  };
+}
 
 /**
  * A full read that writes nothing: checksum and manifest (whatever sidecars exist), complete
