@@ -271,18 +271,13 @@ async function restoreReplace(config: RestoreConfig, ctx: RunContext, source: Ar
     merge: false,
     chown,
     skipTopLevel: isControlName,
-    onSkip: (p) => log.warn('restore.skipped', `skipped ${p}: names starting with ${CONTROL_PREFIX} are reserved for restore's own files`, { path: p }),
+    onSkip: warnReserved(log),
   });
   let result;
   let snapshot: string | undefined;
   try {
     try {
-      result = await readPass(config, ctx, source, extractor, {
-        event: 'restore.progress',
-        verb: 'restoring',
-        progress: () => ({ bytes: extractor.bytes, files: extractor.files }),
-      });
-      extractor.finish();
+      result = await extractPass(config, ctx, source, extractor);
     } finally {
       extractor.close();
     }
@@ -334,7 +329,7 @@ async function restoreMerge(config: RestoreConfig, ctx: RunContext, source: Arch
     chown,
     skipTopLevel: isControlName,
     tempPrefix: `${CONTROL_PREFIX}${id}`,
-    onSkip: (p) => log.warn('restore.skipped', `skipped ${p}: names starting with ${CONTROL_PREFIX} are reserved for restore's own files`, { path: p }),
+    onSkip: warnReserved(log),
   });
   const forgetTemp = cleanup.add('remove the temporary file', () => {
     const temp = extractor.pendingTemp;
@@ -342,12 +337,7 @@ async function restoreMerge(config: RestoreConfig, ctx: RunContext, source: Arch
   });
   let result;
   try {
-    result = await readPass(config, ctx, source, extractor, {
-      event: 'restore.progress',
-      verb: 'restoring',
-      progress: () => ({ bytes: extractor.bytes, files: extractor.files }),
-    });
-    extractor.finish();
+    result = await extractPass(config, ctx, source, extractor);
     if (extractor.rootMeta) applyMeta(target, extractor.rootMeta, chown);
   } catch (error) {
     if (error instanceof RunnerError) {
@@ -367,6 +357,22 @@ async function restoreMerge(config: RestoreConfig, ctx: RunContext, source: Arch
 }
 
 // ---------------------------------------------------------------- shared steps
+
+/** Entries named like restore's own files are skipped, and each skip is said. */
+function warnReserved(log: Logger): (entryPath: string) => void {
+  return (p) => log.warn('restore.skipped', `skipped ${p}: names starting with ${CONTROL_PREFIX} are reserved for restore's own files`, { path: p });
+}
+
+/** One read of the archive that verifies it and feeds the extractor, with progress lines; then the extractor's own final checks. */
+async function extractPass(config: RestoreConfig, ctx: RunContext, source: ArchiveSource, extractor: Extractor) {
+  const result = await readPass(config, ctx, source, extractor, {
+    event: 'restore.progress',
+    verb: 'restoring',
+    progress: () => ({ bytes: extractor.bytes, files: extractor.files }),
+  });
+  extractor.finish();
+  return result;
+}
 
 function summarize(
   mode: RestoreConfig['mode'],
