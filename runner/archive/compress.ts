@@ -2,6 +2,7 @@ import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import type { Compression } from '../config.js';
 import { IntegrityError } from '../errors.js';
+import { decodeZstdFrames } from './zstd-frames.js';
 
 /**
  * Compression of the tar stream. Chunks go in through `write` (which waits when enough work
@@ -192,13 +193,16 @@ export function createCompressor(compression: Compression, level: number | undef
   }
 }
 
-/** A streaming decompressor for reading an archive back (or a pass-through for plain tar). */
-export function createDecompressor(compression: Compression): zlib.Gunzip | zlib.ZstdDecompress | undefined {
+/**
+ * The decoder for reading an archive back: Node's gunzip (it follows concatenated members),
+ * the frame-aware zstd decoder (Node's own stops after the first frame), or none for plain tar.
+ */
+export function createDecompressor(compression: Compression): zlib.Gunzip | typeof decodeZstdFrames | undefined {
   switch (compression) {
     case 'gzip':
       return zlib.createGunzip({ chunkSize: MiB });
     case 'zstd':
-      return zlib.createZstdDecompress({ chunkSize: MiB });
+      return decodeZstdFrames;
     case 'none':
       return undefined;
   }

@@ -7,7 +7,6 @@ import { IntegrityError, RunnerError } from '../errors.js';
 import { GarbageGovernor } from '../memory.js';
 import { createDecompressor } from './compress.js';
 import { TarReader, type TarVisitor } from './tar-reader.js';
-import { decodeZstdFrames } from './zstd-frames.js';
 
 export interface ReadResult {
   /** SHA-256 of the archive file as read. */
@@ -47,9 +46,7 @@ export async function readArchive(
       done(null, chunk);
     },
   });
-  // zstd archives may hold many frames (pvc-backup writes one per 4 MiB), which Node's stream
-  // decompressor does not follow; gzip members are followed by Node's gunzip itself.
-  const decompressor = compression === 'zstd' ? decodeZstdFrames : createDecompressor(compression);
+  const decompressor = createDecompressor(compression);
   const governor = new GarbageGovernor();
   const consume = async (source: AsyncIterable<Buffer>) => {
     for await (const chunk of source) {
