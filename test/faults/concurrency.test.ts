@@ -20,6 +20,7 @@ import {
   targetState,
   tempDir,
 } from './helpers.js';
+import { LOCK_FILE } from '../../runner/store/naming.js';
 
 /**
  * Case 7: concurrency. Backups started at the same moment against one backup directory:
@@ -31,7 +32,7 @@ import {
 
 const seed = seedFor('faults/concurrency');
 const MiB = 1024 * 1024;
-const LOCK = '.pvc-backup.lock';
+const LOCK = LOCK_FILE;
 
 let root: string;
 let small: string;

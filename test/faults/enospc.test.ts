@@ -19,6 +19,7 @@ import {
   tempDir,
   unmount,
 } from './helpers.js';
+import { LOCK_FILE } from '../../runner/store/naming.js';
 
 /**
  * Case 3: out of space. The backup directory (or the restore target) is a tiny tmpfs, so the
@@ -32,7 +33,7 @@ import {
 const seed = seedFor('faults/enospc');
 const MiB = 1024 * 1024;
 const PAGE = 4096;
-const LOCK = '.pvc-backup.lock';
+const LOCK = LOCK_FILE;
 const skip = !isRoot;
 if (skip) process.stdout.write('[faults] case 3 (out of space) skipped: mounting a tmpfs needs root (CI runs as root)\n');
 

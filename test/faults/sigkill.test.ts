@@ -20,6 +20,7 @@ import {
   tally,
   tempDir,
 } from './helpers.js';
+import { LOCK_FILE } from '../../runner/store/naming.js';
 
 /**
  * Case 1: SIGKILL during backup, at random byte offsets of the partial archive and at the
@@ -34,7 +35,7 @@ import {
 const seed = seedFor('faults/sigkill');
 const r = rng(seed);
 const MiB = 1024 * 1024;
-const LOCK = '.pvc-backup.lock';
+const LOCK = LOCK_FILE;
 
 let source: string;
 let dest: string;

@@ -20,6 +20,7 @@ import {
   tally,
   tempDir,
 } from './helpers.js';
+import { LOCK_FILE } from '../../runner/store/naming.js';
 
 /**
  * Case 2: SIGTERM (what Kubernetes sends, 30 s before SIGKILL) during backup and during
@@ -31,7 +32,7 @@ import {
 const seed = seedFor('faults/sigterm');
 const r = rng(seed);
 const MiB = 1024 * 1024;
-const LOCK = '.pvc-backup.lock';
+const LOCK = LOCK_FILE;
 const STOP_LIMIT_MS = 5_000;
 
 let source: string;

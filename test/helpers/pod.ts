@@ -3,11 +3,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Job } from 'kubernetes-models/batch/v1';
-import { parseAllDocuments } from 'yaml';
 import { repoRoot } from './cli.js';
 import type { ImageConfig } from './dockerfile.js';
 import { helmBinaries, runHelm } from './helm.js';
 import type { ImageFilesystem } from './image.js';
+import { type Manifest, parseManifests } from '../synth/rendered-chart.js';
 
 /**
  * Rendered chart objects and a kubelet stand-in: runs one container of a rendered pod spec on
@@ -19,13 +19,7 @@ import type { ImageFilesystem } from './image.js';
 export const CHART_DIR = path.join(repoRoot, 'charts/pvc-backup');
 export const RUN_IN_POD = path.join(repoRoot, 'test/e2e/run-in-pod.sh');
 
-export interface Manifest {
-  apiVersion: string;
-  kind: string;
-  metadata: { name: string; labels?: Record<string, string>; annotations?: Record<string, string> };
-  spec?: any;
-  [field: string]: unknown;
-}
+export type { Manifest };
 
 export interface EnvVar {
   name: string;
@@ -76,12 +70,7 @@ export function helmTemplate(release: string, args: string[]): Manifest[] {
   const helm = helmBinaries().find((h) => h.major === 3)!;
   const result = runHelm(helm, ['template', release, CHART_DIR, ...args]);
   if (result.code !== 0) throw new Error(`helm template failed:\n${result.stderr}`);
-  return parseAllDocuments(result.stdout)
-    .map((doc) => {
-      if (doc.errors.length > 0) throw new Error(`rendered YAML does not parse: ${doc.errors[0]!.message}`);
-      return doc.toJS() as Manifest | null;
-    })
-    .filter((m): m is Manifest => m !== null);
+  return parseManifests(result.stdout);
 }
 
 export function findManifest(manifests: Manifest[], kind: string, name: string): Manifest {
