@@ -12,7 +12,7 @@ import { makeArchive, names, useTempDirs } from '../store/support.js';
 const tempDir = useTempDirs();
 
 function config(dest: string, keepLast: number, extra: Partial<PruneConfig> = {}): PruneConfig {
-  return { command: 'prune', dest, prefix: 'backup', logFormat: 'text', lockStaleSeconds: 600, progressSeconds: 10, keepLast, dryRun: false, ...extra };
+  return { command: 'prune', dest, prefix: 'backup', logFormat: 'text', lockStaleSeconds: 600, progressSeconds: 10, retention: { last: keepLast }, dryRun: false, json: false, ...extra };
 }
 
 const ours = [
@@ -186,7 +186,7 @@ describe('prune', () => {
     await populate(dir);
     const lock = await acquireLock(dir, { command: 'backup', staleSeconds: 600 });
     try {
-      const result = await pruneArchives(dir, 'backup', 3, { dryRun: false, log: memoryLogger() });
+      const result = await pruneArchives(dir, 'backup', { last: 3 }, { dryRun: false, log: memoryLogger() });
       expect(result.removed).toEqual([ours[4], ours[3]]);
       expect(await names(dir)).toContain(LOCK_FILE);
     } finally {

@@ -52,7 +52,7 @@ describe.each(helmBinaries())('runner args rendered by Helm $major', (helm) => {
 
   it('backup gets the default settings as flags', () => {
     const config = parseRunnerArgs(find(rendered.get('defaults plus a claim name')!, 'CronJob', F)) as BackupConfig;
-    expect(config).toMatchObject({ command: 'backup', source: '/data', dest: '/backup', prefix: 'shop', compression: 'gzip', keepLast: 10, excludes: [], allowEmpty: false, skipUnreadable: false });
+    expect(config).toMatchObject({ command: 'backup', source: '/data', dest: '/backup', prefix: 'shop', compression: 'gzip', retention: { last: 10 }, excludes: [], allowEmpty: false, skipUnreadable: false });
   });
 
   it('backup gets every tuned setting as flags', () => {
@@ -61,7 +61,7 @@ describe.each(helmBinaries())('runner args rendered by Helm $major', (helm) => {
       prefix: 'nightly',
       compression: 'zstd',
       level: 19,
-      keepLast: 30,
+      retention: { last: 30 },
       excludes: ['cache/**', '*.tmp', '-weird name'],
       allowEmpty: true,
       skipUnreadable: true,
