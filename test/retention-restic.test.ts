@@ -1,17 +1,18 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RetentionArchive, type RetentionPolicy, TIERS, type Tier, planRetention } from '../runner/retention.js';
 import { archiveFileName, parseArchiveName } from '../runner/store/naming.js';
+import { useTempDirs } from './helpers/tree.js';
 
 /**
  * The retention plan against restic itself: three years of synthetic archive times (same-day
  * duplicates, an hourly burst, ISO week 53 across a year boundary, the last and first second of
- * years, a leap day, a gap of six months, an oldest archive that is not alone in its week or month) become restic snapshots (`restic backup --time`), and
- * `restic forget --dry-run --json` with each policy must keep exactly what planRetention keeps,
- * for the same reasons, with the same remaining counts.
+ * years, a leap day, a gap of six months, an oldest archive that is not alone in its week or
+ * month) become restic snapshots (`restic backup --time`), and `restic forget --dry-run --json`
+ * with each policy must keep exactly what planRetention keeps, for the same reasons, with the
+ * same remaining counts.
  *
  * Debian 12 ships restic 0.14. Since 0.16 restic also keeps the oldest snapshot for a tier that
  * still has room at the end (restic #3624), which is what planRetention does; 0.14 differs only
@@ -142,12 +143,13 @@ describe('planRetention against restic forget', () => {
     const parsed = parseArchiveName(archiveFileName('restic', time, 'gzip'))!;
     return { ...parsed, health: 'verified' };
   });
-  // One repository for the whole suite (restic opening it costs a key derivation per run).
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pvc-backup-restic-'));
+  // One repository for the whole file (each restic run that opens it costs a key derivation).
+  const tempDir = useTempDirs('file');
   let repo = '';
   let version = '';
 
   beforeAll(async () => {
+    const dir = await tempDir('restic');
     repo = path.join(dir, 'repo');
     const source = path.join(dir, 'source');
     fs.mkdirSync(source);
@@ -158,7 +160,6 @@ describe('planRetention against restic forget', () => {
   }, 600_000);
 
   afterAll(() => {
-    fs.rmSync(dir, { recursive: true, force: true });
     if (version) console.log(`[retention] compared ${POLICIES.length} policies over ${times.length} archives with ${version}`);
   });
 
