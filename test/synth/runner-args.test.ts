@@ -68,6 +68,15 @@ describe.each(helmBinaries())('runner args rendered by Helm $major', (helm) => {
     });
   });
 
+  it('backup gets the retention tiers as flags; backup.keep.last wins over backup.keepLast', () => {
+    const tiers = parseRunnerArgs(find(rendered.get('retention tiers')!, 'CronJob', F)) as BackupConfig;
+    expect(tiers.retention).toEqual({ last: 5, hourly: 0, daily: 7, weekly: 4, monthly: 12, yearly: 3 });
+    const defaults = parseRunnerArgs(find(rendered.get('defaults plus a claim name')!, 'CronJob', F)) as BackupConfig;
+    expect(defaults.retention).toEqual({ last: 10 });
+    const tuned = parseRunnerArgs(find(rendered.get('schedule, time zone and backup tuning')!, 'CronJob', F)) as BackupConfig;
+    expect(tuned.retention).toEqual({ last: 30 });
+  });
+
   it('verify checks every archive and, while backups are scheduled, their freshness', () => {
     const tuned = parseRunnerArgs(find(rendered.get('schedule, time zone and backup tuning')!, 'CronJob', `${F}-verify`)) as VerifyConfig;
     expect(tuned).toMatchObject({ command: 'verify', dest: '/backup', prefix: 'nightly', selection: { kind: 'all' } });
