@@ -136,7 +136,9 @@ const commandFlags: Record<CommandName, { summary: string; usage: string; flags:
       { name: 'compression', kind: 'string', metavar: 'gzip|zstd|none', help: 'archive compression', defaultText: 'gzip' },
       { name: 'level', kind: 'int', metavar: 'N', help: 'compression level (gzip 1-9, zstd 1-19)', defaultText: 'gzip 6, zstd 3' },
       { name: 'exclude', kind: 'list', metavar: 'GLOB', help: 'skip paths matching GLOB (relative to SOURCE, repeatable; variable: one per line)' },
-      ...retentionFlags('after a verified backup, prune this prefix, keeping the newest N archives (and what the other --keep-* flags keep)').map((f) => ({ ...f, defaultText: 'no pruning' })),
+      ...retentionFlags('after a verified backup, prune this prefix, keeping the newest N archives (and what the other --keep-* flags keep)').map((f) =>
+        f.name === 'keep-last' ? { ...f, defaultText: 'no pruning' } : f,
+      ),
       { name: 'allow-empty', kind: 'bool', help: 'allow backing up an empty source (refused by default: it usually means a wrong mount)' },
       { name: 'skip-unreadable', kind: 'bool', help: 'skip files that cannot be archived (permission denied, sockets, FIFOs, devices) with a warning instead of failing' },
     ],
