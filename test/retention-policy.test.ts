@@ -104,6 +104,21 @@ describe('restic documentation examples', () => {
   });
 });
 
+describe("the README's worked example", () => {
+  const threeYears = days('2023-01-01', '2025-12-31');
+
+  it('keeps 22 of three years of dailies with --keep-daily 7 --keep-weekly 4 --keep-monthly 12 --keep-yearly 3', () => {
+    const plan = planRetention(threeYears, { daily: 7, weekly: 4, monthly: 12, yearly: 3 });
+    expect(plan.keep).toHaveLength(22);
+    expect(reasons(threeYears, { daily: 7, weekly: 4, monthly: 12, yearly: 3 })['2025-12-28T12:00:00']).toEqual(['daily 2025-12-28 4/7', 'weekly 2025-W52 2/4']);
+    expect(plan.keep.map(label).slice(-3)).toEqual(['2025-01-31T12:00:00', '2024-12-31T12:00:00', '2023-12-31T12:00:00']);
+  });
+
+  it('with --keep-yearly 5 the oldest archive is kept as the fourth yearly', () => {
+    expect(reasons(threeYears, { daily: 7, weekly: 4, monthly: 12, yearly: 5 })['2023-01-01T12:00:00']).toEqual(['oldest yearly 2023 4/5']);
+  });
+});
+
 describe('calendar edge cases', () => {
   it('ISO weeks: Monday to Sunday, week 1 holds the first Thursday, some years have a week 53', () => {
     const week = (iso: string) => periodOf('weekly', new Date(`${iso}T12:00:00Z`));
