@@ -6,6 +6,7 @@ import {
   type PlannedArchive,
   type RetentionArchive,
   type RetentionHealth,
+  type RetentionPlan,
   type RetentionPolicy,
   type Tier,
   describePolicy,
@@ -13,10 +14,9 @@ import {
   planRetention,
 } from '../retention.js';
 import { fsyncDirectory, removeLeftoverPartials } from '../store/atomic.js';
-import { type ArchiveInfo, listArchives, readManifest } from '../store/catalog.js';
+import { type ArchiveInfo, listArchives } from '../store/catalog.js';
 import { acquireLock, logLockWarnings } from '../store/lock.js';
-import { manifestName, sha256Name } from '../store/naming.js';
-import { deleteArchive, findOrphanedSidecars, removeFiles } from '../store/prune.js';
+import { deleteArchive, findOrphanedSidecars, removeFiles, retentionHealth } from '../store/prune.js';
 
 export interface PruneOptions {
   /** Print what would be deleted; delete nothing. */
@@ -36,7 +36,7 @@ export interface PrunedArchive {
   action: 'keep' | 'delete';
   /** The rules that keep it; empty for a deletion. */
   reasons: KeepReason[];
-  /** The same, as text. */
+  /** The same as text, or why it goes. */
   why: string;
   /** Real runs: whether the deletion succeeded (null for kept archives and on a dry run). */
   deleted: boolean | null;
@@ -62,6 +62,7 @@ export interface PruneResult {
 }
 
 type Candidate = ArchiveInfo & RetentionArchive;
+type Failure = { name: string; error: unknown };
 
 function archives(n: number): string {
   return `${n} archive${n === 1 ? '' : 's'}`;
@@ -71,40 +72,14 @@ function isoSeconds(date: Date): string {
   return date.toISOString().replace(/\.\d{3}Z$/, 'Z');
 }
 
-/**
- * An archive's health for retention, from its sidecars without reading the archive: failed when
- * a sidecar is missing, the manifest is unreadable, the file is not as long as the manifest says
- * or the manifest records a failed verification; verified when it records a passed one.
- */
-export async function healthOf(dest: string, archive: ArchiveInfo): Promise<{ health: RetentionHealth; problem?: string }> {
-  if (!archive.hasSha256) return { health: 'failed', problem: `its checksum file ${sha256Name(archive.name)} is missing` };
-  if (!archive.hasManifest) return { health: 'failed', problem: `its manifest ${manifestName(archive.name)} is missing` };
-  let manifest;
-  try {
-    manifest = await readManifest(dest, archive.name);
-  } catch (error) {
-    return { health: 'failed', problem: `its manifest cannot be read (${describeSystemError(error)})` };
-  }
-  if (!manifest) return { health: 'failed', problem: `its manifest ${manifestName(archive.name)} is missing` };
-  if (manifest.archiveBytes !== archive.size) {
-    return {
-      health: 'failed',
-      problem: typeof manifest.archiveBytes === 'number' ? `it is ${archive.size} bytes but its manifest says ${manifest.archiveBytes} (truncated or replaced)` : 'its manifest does not record the archive size',
-    };
-  }
-  const v = manifest.verification;
-  if (v && typeof v === 'object' && v.ok !== true) return { health: 'failed', problem: `its last verification failed${typeof v.error === 'string' ? `: ${v.error}` : ''}` };
-  return { health: v?.ok === true ? 'verified' : 'unverified' };
-}
-
 /** Whether health decides anything: only calendar tiers skip failed archives (keep-last counts every archive). */
 function hasCalendarTiers(policy: Record<Tier, number>): boolean {
   return Object.entries(policy).some(([tier, n]) => tier !== 'last' && n > 0);
 }
 
-function describeDecision(planned: PlannedArchive<Candidate>, calendar: boolean): string {
-  if (planned.keep) return planned.reasons.map(describeReason).join(', ');
-  return calendar && planned.archive.health === 'failed' ? 'failed verification, so it counts toward no calendar tier, and no --keep-last slot keeps it' : 'no rule keeps it';
+/** For a failed archive, why no calendar tier counted it (said only when the policy has calendar tiers). */
+function failureNote(archive: Candidate, calendar: boolean): string | undefined {
+  return calendar && archive.health === 'failed' ? `${archive.problem}, so it counts toward no calendar tier` : undefined;
 }
 
 function toPruned(planned: PlannedArchive<Candidate>, calendar: boolean): PrunedArchive {
@@ -117,14 +92,140 @@ function toPruned(planned: PlannedArchive<Candidate>, calendar: boolean): Pruned
     problem: archive.problem ?? null,
     action: planned.keep ? 'keep' : 'delete',
     reasons: planned.reasons,
-    why: describeDecision(planned, calendar),
+    why: planned.keep ? planned.reasons.map(describeReason).join(', ') : (failureNote(archive, calendar) ?? 'no rule keeps it'),
     deleted: null,
   };
 }
 
-/** `keeping …` in the summary: the count alone for keep-last (as it always read), the tiers otherwise. */
-function keepingText(policy: Record<Tier, number>): string {
-  return hasCalendarTiers(policy) ? describePolicy(policy) : String(policy.last);
+/** The archives of `prefix`, each with its health, planned by the policy. */
+async function planPrefix(dest: string, prefix: string, policy: RetentionPolicy): Promise<RetentionPlan<Candidate>> {
+  const candidates: Candidate[] = [];
+  for (const archive of await listArchives(dest, prefix)) candidates.push({ ...archive, ...(await retentionHealth(dest, archive)) });
+  return planRetention(candidates, policy);
+}
+
+function warnKeepingValid(plan: RetentionPlan<Candidate>, log: Logger): void {
+  const saved = plan.archives.find((entry) => entry.reasons.some((r) => r.rule === 'newest-valid'));
+  if (!saved) return;
+  log.warn(
+    'prune.keeping-valid',
+    `no rule of the policy (${describePolicy(plan.policy)}) keeps an archive that looks valid (not truncated, sidecars present, no failed verification, a readable manifest); also keeping ${saved.archive.name}, the newest that does`,
+    { archive: saved.archive.name },
+  );
+}
+
+/**
+ * One line per archive, oldest first (the order deletions happen in, and the order restic lists
+ * its plan in): on a dry run, what would be kept and why, and what would be deleted; otherwise
+ * each deletion as it happens. A failed deletion is logged and the others still run.
+ */
+async function carryOut(dest: string, plan: RetentionPlan<Candidate>, entries: Map<string, PrunedArchive>, { dryRun, log }: PruneOptions) {
+  const calendar = hasCalendarTiers(plan.policy);
+  const removed: string[] = [];
+  let removedBytes = 0;
+  const failures: Failure[] = [];
+  for (const { archive, keep, reasons } of [...plan.archives].reverse()) {
+    const entry = entries.get(archive.name)!;
+    const note = failureNote(archive, calendar);
+    const fields = { archive: archive.name, bytes: archive.size, createdAt: entry.createdAt, ...(note ? { problem: archive.problem } : {}) };
+    const suffix = note ? `; ${note}` : '';
+    if (keep) {
+      if (dryRun) log.info('prune.would-keep', `would keep ${archive.name}: ${entry.why}${suffix}`, { ...fields, rules: reasons.map((r) => r.rule) });
+      continue;
+    }
+    if (dryRun) {
+      log.info('prune.would-delete', `would delete ${archive.name} (${humanBytes(archive.size)})${suffix}`, fields);
+    } else {
+      try {
+        const files = await deleteArchive(dest, archive.name);
+        log.info('prune.delete', `deleted ${archive.name} (${humanBytes(archive.size)})${suffix}`, { ...fields, files });
+        entry.deleted = true;
+      } catch (error) {
+        failures.push({ name: archive.name, error });
+        entry.deleted = false;
+        log.error('prune.delete-failed', `could not delete ${archive.name}: ${describeSystemError(error)}`, { archive: archive.name });
+        continue;
+      }
+    }
+    removed.push(archive.name);
+    removedBytes += archive.size;
+  }
+  return { removed, removedBytes, failures };
+}
+
+/** Sidecars of the prefix whose archive is gone (an interrupted prune's leftovers). */
+async function removeOrphans(dest: string, prefix: string, { dryRun, log }: PruneOptions): Promise<string[]> {
+  const candidates = await findOrphanedSidecars(dest, prefix);
+  if (dryRun) {
+    for (const name of candidates) log.info('prune.would-delete-orphan', `would delete ${name} (its archive is gone)`, { file: name });
+    return candidates;
+  }
+  const outcome = await removeFiles(dest, candidates);
+  for (const name of outcome.removed) log.info('prune.delete-orphan', `deleted ${name} (its archive is gone)`, { file: name });
+  // A leftover sidecar is untidy, not dangerous: warn and let the next prune retry.
+  for (const { name, error } of outcome.failed) {
+    log.warn('prune.orphan-failed', `could not delete ${name} (its archive is gone): ${describeSystemError(error)}`, { file: name });
+  }
+  return outcome.removed;
+}
+
+function logSummary(dest: string, plan: RetentionPlan<Candidate>, result: PruneResult, log: Logger): void {
+  const fields = {
+    prefix: result.prefix,
+    dest,
+    total: result.total,
+    policy: Object.fromEntries(Object.entries(plan.policy).filter(([, n]) => n > 0)),
+    kept: result.kept.length,
+    removed: result.removed.length,
+    removedBytes: result.removedBytes,
+    orphans: result.orphans.length,
+    dryRun: result.dryRun,
+  };
+  const of = `${result.removed.length} of ${archives(result.total)}`;
+  if (plan.remove.length === 0) {
+    // The count alone for keep-last, as it always read; the tiers otherwise.
+    const keeping = hasCalendarTiers(plan.policy) ? describePolicy(plan.policy) : String(plan.policy.last);
+    log.info('prune.summary', `Nothing to prune (${archives(result.total)}, keeping ${keeping})`, fields);
+  } else if (result.dryRun) {
+    log.info('prune.summary', `Would prune ${of}, keeping ${result.kept.length} (dry run: nothing deleted)`, fields);
+  } else {
+    log.info('prune.summary', `Pruned ${of}, kept ${result.kept.length}, freed ${humanBytes(result.removedBytes)}`, fields);
+  }
+}
+
+/** The steps of a prune, under a lock the caller holds (or none, on a dry run). Failed deletions are returned, not thrown. */
+async function applyPolicy(dest: string, prefix: string, policy: RetentionPolicy, options: PruneOptions): Promise<{ result: PruneResult; failures: Failure[] }> {
+  const plan = await planPrefix(dest, prefix, policy);
+  warnKeepingValid(plan, options.log);
+  const calendar = hasCalendarTiers(plan.policy);
+  const entries = new Map(plan.archives.map((p) => [p.archive.name, toPruned(p, calendar)]));
+  const { removed, removedBytes, failures } = await carryOut(dest, plan, entries, options);
+  const orphans = await removeOrphans(dest, prefix, options);
+  if (!options.dryRun && (removed.length > 0 || orphans.length > 0)) await fsyncDirectory(dest);
+  const result: PruneResult = {
+    prefix,
+    policy: plan.policy,
+    dryRun: options.dryRun,
+    total: plan.archives.length,
+    kept: plan.keep.map((a) => a.name),
+    removed,
+    removedBytes,
+    orphans,
+    archives: [...entries.values()],
+  };
+  logSummary(dest, plan, result, options.log);
+  return { result, failures };
+}
+
+function throwFailures(dest: string, result: PruneResult, failures: Failure[]): void {
+  if (failures.length === 0) return;
+  const first = failures[0]!;
+  const planned = result.archives.filter((a) => a.action === 'delete').length;
+  throw new OperationError(
+    `could not delete ${failures.length} of ${archives(planned)} in ${dest} (first: ${first.name}: ${describeSystemError(first.error)})`,
+    'PRUNE',
+    { cause: first.error },
+  );
 }
 
 /**
@@ -139,117 +240,6 @@ export async function pruneArchives(dest: string, prefix: string, policy: Retent
   const { result, failures } = await applyPolicy(dest, prefix, policy, options);
   throwFailures(dest, result, failures);
   return result;
-}
-
-async function applyPolicy(dest: string, prefix: string, policy: RetentionPolicy, options: PruneOptions) {
-  const { dryRun, log } = options;
-  const all = await listArchives(dest, prefix);
-  const candidates: Candidate[] = [];
-  for (const archive of all) candidates.push({ ...archive, ...(await healthOf(dest, archive)) });
-  const plan = planRetention(candidates, policy);
-  const calendar = hasCalendarTiers(plan.policy);
-  const pruned = new Map(plan.archives.map((p) => [p.archive.name, toPruned(p, calendar)]));
-
-  for (const entry of plan.archives) {
-    if (entry.reasons.some((r) => r.rule === 'newest-valid')) {
-      log.warn(
-        'prune.keeping-valid',
-        `no rule of the policy (${describePolicy(plan.policy)}) keeps an archive that looks valid (truncated, missing sidecars, failed verification or unreadable manifest); also keeping ${entry.archive.name}, the newest that does`,
-        { archive: entry.archive.name },
-      );
-    }
-  }
-
-  const removed: string[] = [];
-  let removedBytes = 0;
-  const failures: { name: string; error: unknown }[] = [];
-  // Oldest first: the order deletions happen in, and the order restic lists its plan in.
-  for (const entry of [...plan.archives].reverse()) {
-    const { archive } = entry;
-    const item = pruned.get(archive.name)!;
-    const fields = { archive: archive.name, bytes: archive.size, createdAt: item.createdAt, ...(calendar && archive.problem ? { problem: archive.problem } : {}) };
-    const failedNote = calendar && archive.health === 'failed' ? `; ${archive.problem}, so it counts toward no calendar tier` : '';
-    if (entry.keep) {
-      if (dryRun) log.info('prune.would-keep', `would keep ${archive.name}: ${item.why}${failedNote}`, { ...fields, rules: entry.reasons.map((r) => r.rule) });
-      continue;
-    }
-    if (dryRun) {
-      log.info('prune.would-delete', `would delete ${archive.name} (${humanBytes(archive.size)})${failedNote}`, fields);
-      removed.push(archive.name);
-      removedBytes += archive.size;
-      continue;
-    }
-    try {
-      const files = await deleteArchive(dest, archive.name);
-      log.info('prune.delete', `deleted ${archive.name} (${humanBytes(archive.size)})${failedNote}`, { ...fields, files });
-      removed.push(archive.name);
-      removedBytes += archive.size;
-      item.deleted = true;
-    } catch (error) {
-      failures.push({ name: archive.name, error });
-      item.deleted = false;
-      log.error('prune.delete-failed', `could not delete ${archive.name}: ${describeSystemError(error)}`, { archive: archive.name });
-    }
-  }
-
-  const orphanCandidates = await findOrphanedSidecars(dest, prefix);
-  let orphans: string[];
-  if (dryRun) {
-    orphans = orphanCandidates;
-    for (const name of orphans) log.info('prune.would-delete-orphan', `would delete ${name} (its archive is gone)`, { file: name });
-  } else {
-    const outcome = await removeFiles(dest, orphanCandidates);
-    orphans = outcome.removed;
-    for (const name of orphans) log.info('prune.delete-orphan', `deleted ${name} (its archive is gone)`, { file: name });
-    // A leftover sidecar is untidy, not dangerous: warn and let the next prune retry.
-    for (const { name, error } of outcome.failed) {
-      log.warn('prune.orphan-failed', `could not delete ${name} (its archive is gone): ${describeSystemError(error)}`, { file: name });
-    }
-  }
-  if (!dryRun && (removed.length > 0 || orphans.length > 0)) await fsyncDirectory(dest);
-
-  const result: PruneResult = {
-    prefix,
-    policy: plan.policy,
-    dryRun,
-    total: all.length,
-    kept: plan.keep.map((a) => a.name),
-    removed,
-    removedBytes,
-    orphans,
-    archives: [...pruned.values()],
-  };
-  const summaryFields = {
-    prefix,
-    dest,
-    total: result.total,
-    policy: Object.fromEntries(Object.entries(plan.policy).filter(([, n]) => n > 0)),
-    kept: result.kept.length,
-    removed: removed.length,
-    removedBytes,
-    orphans: orphans.length,
-    dryRun,
-  };
-  const keeping = keepingText(plan.policy);
-  if (plan.remove.length === 0) {
-    log.info('prune.summary', `Nothing to prune (${archives(all.length)}, keeping ${keeping})`, summaryFields);
-  } else if (dryRun) {
-    log.info('prune.summary', `Would prune ${removed.length} of ${archives(all.length)}, keeping ${result.kept.length} (dry run: nothing deleted)`, summaryFields);
-  } else {
-    log.info('prune.summary', `Pruned ${removed.length} of ${archives(all.length)}, kept ${result.kept.length}, freed ${humanBytes(removedBytes)}`, summaryFields);
-  }
-  return { result, failures };
-}
-
-function throwFailures(dest: string, result: PruneResult, failures: { name: string; error: unknown }[]): void {
-  if (failures.length === 0) return;
-  const first = failures[0]!;
-  const planned = result.archives.filter((a) => a.action === 'delete').length;
-  throw new OperationError(
-    `could not delete ${failures.length} of ${archives(planned)} in ${dest} (first: ${first.name}: ${describeSystemError(first.error)})`,
-    'PRUNE',
-    { cause: first.error },
-  );
 }
 
 /** The document `prune --json` prints: the policy and every archive with its decision, newest first. */
@@ -271,26 +261,22 @@ export function pruneReport(result: PruneResult) {
  * `pvc-backup prune`: takes the directory lock (exit 4 when another run holds it), removes
  * leftover partials of killed runs, and prunes. A dry run takes no lock and changes nothing,
  * so it can be run while a backup is in progress. With `--json` the plan is printed through
- * `out` (also when a deletion failed, before the failure is reported).
+ * `out`, also when a deletion failed (before that failure is reported).
  */
 export async function runPrune(config: PruneConfig, log: Logger, out: (text: string) => void = () => {}): Promise<PruneResult> {
-  const report = (result: PruneResult, failures: { name: string; error: unknown }[]) => {
+  const finish = ({ result, failures }: { result: PruneResult; failures: Failure[] }) => {
     if (config.json) out(JSON.stringify(pruneReport(result), null, 2));
     throwFailures(config.dest, result, failures);
     return result;
   };
-  if (config.dryRun) {
-    const { result, failures } = await applyPolicy(config.dest, config.prefix, config.retention, { dryRun: true, log });
-    return report(result, failures);
-  }
+  if (config.dryRun) return finish(await applyPolicy(config.dest, config.prefix, config.retention, { dryRun: true, log }));
   const lock = await acquireLock(config.dest, { command: 'prune', staleSeconds: config.lockStaleSeconds, onWarning: logLockWarnings(log) });
   try {
     const partials = await removeLeftoverPartials(config.dest);
     if (partials.length > 0) {
       log.info('store.partials-removed', `removed ${partials.length} leftover partial file${partials.length === 1 ? '' : 's'} of an interrupted run`, { files: partials });
     }
-    const { result, failures } = await applyPolicy(config.dest, config.prefix, config.retention, { dryRun: false, log });
-    return report(result, failures);
+    return finish(await applyPolicy(config.dest, config.prefix, config.retention, { dryRun: false, log }));
   } finally {
     await lock.release();
   }
