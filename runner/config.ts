@@ -451,7 +451,7 @@ function buildPrune(values: RawValues, positionals: string[], cwd: string): Prun
   const retention = parseRetention(values);
   if (!retention) {
     throw new UsageError(
-      `prune needs --keep-last N or another --keep-* (${TIERS.filter((t) => t !== 'last').map((t) => `--keep-${t}`).join(', ')}), or their PVC_BACKUP_KEEP_* variables; without a policy it would delete everything`,
+      `prune needs --keep-last N or another --keep-* (${TIERS.filter((t) => t !== 'last').map((t) => `--keep-${t}`).join(', ')}), or their PVC_BACKUP_KEEP_* variables: prune never runs without a policy`,
     );
   }
   return { command: 'prune', ...common, retention, dryRun: bool(values, 'dry-run'), json: bool(values, 'json') };
