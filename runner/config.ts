@@ -130,7 +130,7 @@ function retentionFlags(lastHelp: string): FlagSpec[] {
 const commandFlags: Record<CommandName, { summary: string; usage: string; flags: FlagSpec[]; positional?: string }> = {
   backup: {
     summary: 'stream SOURCE into one new verified archive in DEST, then prune',
-    usage: 'backup --source DIR --dest DIR [--prefix NAME] [--compression gzip|zstd|none] [--level N] [--exclude GLOB]... [--keep-last N] [--keep-hourly|daily|weekly|monthly|yearly N]',
+    usage: 'backup --source DIR --dest DIR [--prefix NAME] [--compression gzip|zstd|none] [--level N] [--exclude GLOB]... [--keep-last N] [--keep-hourly|daily|weekly|monthly|yearly N]...',
     flags: [
       { name: 'source', kind: 'dir', metavar: 'DIR', help: 'directory to back up (the mounted source volume)' },
       { name: 'compression', kind: 'string', metavar: 'gzip|zstd|none', help: 'archive compression', defaultText: 'gzip' },
