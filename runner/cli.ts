@@ -32,7 +32,7 @@ async function dispatch(config: RunnerConfig, ctx: RunContext): Promise<void> {
       await runList(config, ctx.log, (line) => process.stdout.write(line + '\n'));
       return;
     case 'prune':
-      await runPrune(config, ctx.log);
+      await runPrune(config, ctx.log, (text) => process.stdout.write(text + '\n'));
       return;
     case 'restore':
       await runRestore(config, ctx);
@@ -58,7 +58,8 @@ async function main(argv: string[]): Promise<number> {
     return ExitCode.ok;
   }
   const { config } = parsed;
-  const log = createLogger(config.logFormat);
+  // With a JSON document on stdout, log lines go to stderr so that stdout stays parseable.
+  const log = config.command === 'prune' && config.json ? createLogger(config.logFormat, (line) => process.stderr.write(line + '\n')) : createLogger(config.logFormat);
   const cleanup = new Cleanup();
   const abort = new AbortController();
   const ctx: RunContext = { log, cleanup, signal: abort.signal, now: () => new Date(), version: runnerVersion() };

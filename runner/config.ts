@@ -2,6 +2,7 @@ import { existsSync, realpathSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { UsageError } from './errors.js';
 import { validateSchedule } from './freshness.js';
+import { type RetentionPolicy, TIERS, normalizePolicy } from './retention.js';
 
 /**
  * The runner's whole configuration surface: every command, every flag, its environment
@@ -36,7 +37,8 @@ export interface BackupConfig extends CommonConfig {
   compression: Compression;
   level: number | undefined;
   excludes: string[];
-  keepLast: number | undefined;
+  /** Pruning after a verified backup; undefined: no pruning. */
+  retention: RetentionPolicy | undefined;
   allowEmpty: boolean;
   skipUnreadable: boolean;
 }
@@ -62,8 +64,10 @@ export interface ListConfig extends CommonConfig {
 
 export interface PruneConfig extends CommonConfig {
   command: 'prune';
-  keepLast: number;
+  retention: RetentionPolicy;
   dryRun: boolean;
+  /** Print the plan as one JSON document on stdout. */
+  json: boolean;
 }
 
 export interface RestoreConfig extends CommonConfig {
@@ -110,16 +114,31 @@ const commonFlags: FlagSpec[] = [
   { name: 'progress-interval', kind: 'duration', metavar: 'DURATION', help: 'time between progress lines', defaultText: '10s' },
 ];
 
+/** --keep-* flags, shared by backup (after a verified backup) and prune; one policy with restic's semantics. */
+function retentionFlags(lastHelp: string): FlagSpec[] {
+  const newestOfEach = (period: string) => `keep the newest archive of each of the last N ${period} that have archives (UTC)`;
+  return [
+    { name: 'keep-last', kind: 'int', metavar: 'N', help: lastHelp },
+    { name: 'keep-hourly', kind: 'int', metavar: 'N', help: newestOfEach('hours') },
+    { name: 'keep-daily', kind: 'int', metavar: 'N', help: newestOfEach('days') },
+    { name: 'keep-weekly', kind: 'int', metavar: 'N', help: newestOfEach('ISO weeks (Monday to Sunday)') },
+    { name: 'keep-monthly', kind: 'int', metavar: 'N', help: newestOfEach('months') },
+    { name: 'keep-yearly', kind: 'int', metavar: 'N', help: newestOfEach('years') },
+  ];
+}
+
 const commandFlags: Record<CommandName, { summary: string; usage: string; flags: FlagSpec[]; positional?: string }> = {
   backup: {
     summary: 'stream SOURCE into one new verified archive in DEST, then prune',
-    usage: 'backup --source DIR --dest DIR [--prefix NAME] [--compression gzip|zstd|none] [--level N] [--exclude GLOB]... [--keep-last N]',
+    usage: 'backup --source DIR --dest DIR [--prefix NAME] [--compression gzip|zstd|none] [--level N] [--exclude GLOB]... [--keep-last N] [--keep-hourly|daily|weekly|monthly|yearly N]...',
     flags: [
       { name: 'source', kind: 'dir', metavar: 'DIR', help: 'directory to back up (the mounted source volume)' },
       { name: 'compression', kind: 'string', metavar: 'gzip|zstd|none', help: 'archive compression', defaultText: 'gzip' },
       { name: 'level', kind: 'int', metavar: 'N', help: 'compression level (gzip 1-9, zstd 1-19)', defaultText: 'gzip 6, zstd 3' },
       { name: 'exclude', kind: 'list', metavar: 'GLOB', help: 'skip paths matching GLOB (relative to SOURCE, repeatable; variable: one per line)' },
-      { name: 'keep-last', kind: 'int', metavar: 'N', help: 'after a verified backup, keep only the newest N archives of this prefix', defaultText: 'no pruning' },
+      ...retentionFlags('after a verified backup, prune this prefix, keeping the newest N archives (and what the other --keep-* flags keep)').map((f) =>
+        f.name === 'keep-last' ? { ...f, defaultText: 'no pruning' } : f,
+      ),
       { name: 'allow-empty', kind: 'bool', help: 'allow backing up an empty source (refused by default: it usually means a wrong mount)' },
       { name: 'skip-unreadable', kind: 'bool', help: 'skip files that cannot be archived (permission denied, sockets, FIFOs, devices) with a warning instead of failing' },
     ],
@@ -142,11 +161,12 @@ const commandFlags: Record<CommandName, { summary: string; usage: string; flags:
     flags: [{ name: 'json', kind: 'bool', help: 'print a JSON array instead of a table' }],
   },
   prune: {
-    summary: 'delete archives of the prefix beyond the newest N',
-    usage: 'prune --dest DIR [--prefix NAME] --keep-last N [--dry-run]',
+    summary: 'delete the archives of the prefix that no --keep-* rule keeps',
+    usage: 'prune --dest DIR [--prefix NAME] [--keep-last N] [--keep-hourly|daily|weekly|monthly|yearly N]... [--dry-run] [--json]',
     flags: [
-      { name: 'keep-last', kind: 'int', metavar: 'N', help: 'number of newest archives to keep (at least 1)' },
-      { name: 'dry-run', kind: 'bool', help: 'print what would be deleted and delete nothing' },
+      ...retentionFlags('keep the newest N archives'),
+      { name: 'dry-run', kind: 'bool', help: 'print per archive keep or delete and the rules that keep it; delete nothing' },
+      { name: 'json', kind: 'bool', help: 'print the plan (per archive: keep or delete, rules) as one JSON document; log lines go to stderr' },
     ],
   },
   restore: {
@@ -342,10 +362,16 @@ function parseCommon(values: RawValues, command: CommandName, cwd: string): Comm
   };
 }
 
-function parseKeepLast(text: string): number {
-  const n = parseInteger('keep-last', text);
-  if (n < 1) throw new UsageError(`--keep-last must be at least 1 (the newest archive is always kept), got ${n}`);
-  return n;
+/** The --keep-* flags as one policy; undefined when none is given. Zero counts are allowed while another is above 0. */
+function parseRetention(values: RawValues): RetentionPolicy | undefined {
+  const policy: RetentionPolicy = {};
+  for (const tier of TIERS) {
+    const text = str(values, `keep-${tier}`);
+    if (text !== undefined) policy[tier] = parseInteger(`keep-${tier}`, text);
+  }
+  if (Object.keys(policy).length === 0) return undefined;
+  normalizePolicy(policy);
+  return policy;
 }
 
 function noPositionals(command: CommandName, positionals: string[]) {
@@ -377,7 +403,6 @@ function buildBackup(values: RawValues, positionals: string[], cwd: string): Bac
       throw new UsageError(`--level for ${compression} must be ${range.min}-${range.max}, got ${level}`);
     }
   }
-  const keepLastText = str(values, 'keep-last');
   return {
     command: 'backup',
     ...common,
@@ -385,7 +410,7 @@ function buildBackup(values: RawValues, positionals: string[], cwd: string): Bac
     compression: compression as Compression,
     level: level ?? range?.default,
     excludes: (values.get('exclude') as string[] | undefined) ?? [],
-    keepLast: keepLastText === undefined ? undefined : parseKeepLast(keepLastText),
+    retention: parseRetention(values),
     allowEmpty: bool(values, 'allow-empty'),
     skipUnreadable: bool(values, 'skip-unreadable'),
   };
@@ -423,7 +448,13 @@ function buildList(values: RawValues, positionals: string[], cwd: string): ListC
 function buildPrune(values: RawValues, positionals: string[], cwd: string): PruneConfig {
   noPositionals('prune', positionals);
   const common = parseCommon(values, 'prune', cwd);
-  return { command: 'prune', ...common, keepLast: parseKeepLast(requireValue(values, 'keep-last', 'prune')), dryRun: bool(values, 'dry-run') };
+  const retention = parseRetention(values);
+  if (!retention) {
+    throw new UsageError(
+      `prune needs --keep-last N or another --keep-* (${TIERS.filter((t) => t !== 'last').map((t) => `--keep-${t}`).join(', ')}), or their PVC_BACKUP_KEEP_* variables: prune never runs without a policy`,
+    );
+  }
+  return { command: 'prune', ...common, retention, dryRun: bool(values, 'dry-run'), json: bool(values, 'json') };
 }
 
 function buildRestore(values: RawValues, positionals: string[], cwd: string): RestoreConfig {

@@ -73,7 +73,7 @@ export async function backupUnderLock(config: BackupConfig, ctx: RunContext): Pr
   manifest.durationSeconds = round((ctx.now().getTime() - started.getTime()) / 1000);
   await publish(config.dest, name, partial, manifest, ctx);
   forgetPartial();
-  if (config.keepLast !== undefined) await pruneArchives(config.dest, config.prefix, config.keepLast, { dryRun: false, log });
+  if (config.retention) await pruneArchives(config.dest, config.prefix, config.retention, { dryRun: false, log });
   const summary: BackupSummary = {
     archive: name,
     bytesIn: written.totalBytes,

@@ -1,11 +1,22 @@
 import type { PruneConfig } from '../config.js';
 import { OperationError, describeSystemError } from '../errors.js';
 import { type Logger, humanBytes } from '../log.js';
-import { type PrunePlan, planPrune } from '../retention.js';
+import {
+  type KeepReason,
+  type PlannedArchive,
+  type RetentionArchive,
+  type RetentionHealth,
+  type RetentionPlan,
+  type RetentionPolicy,
+  type Tier,
+  describePolicy,
+  describeReason,
+  planRetention,
+} from '../retention.js';
 import { fsyncDirectory, removeLeftoverPartials } from '../store/atomic.js';
-import { type ArchiveInfo, listArchives, readManifest } from '../store/catalog.js';
+import { type ArchiveInfo, listArchives } from '../store/catalog.js';
 import { acquireLock, logLockWarnings } from '../store/lock.js';
-import { deleteArchive, findOrphanedSidecars, removeFiles } from '../store/prune.js';
+import { deleteArchive, findOrphanedSidecars, removeFiles, retentionHealth } from '../store/prune.js';
 
 export interface PruneOptions {
   /** Print what would be deleted; delete nothing. */
@@ -13,9 +24,28 @@ export interface PruneOptions {
   log: Logger;
 }
 
+/** One archive in the plan, as `prune --json` prints it. Field names are part of the public interface. */
+export interface PrunedArchive {
+  name: string;
+  /** UTC time from the name: `YYYY-MM-DDTHH:MM:SSZ`. */
+  createdAt: string;
+  bytes: number;
+  health: RetentionHealth;
+  /** Why the archive counts as failed (then it counts toward no calendar tier); null otherwise. */
+  problem: string | null;
+  action: 'keep' | 'delete';
+  /** The rules that keep it; empty for a deletion. */
+  reasons: KeepReason[];
+  /** The same as text, or why it goes. */
+  why: string;
+  /** Real runs: whether the deletion succeeded (null for kept archives and on a dry run). */
+  deleted: boolean | null;
+}
+
 export interface PruneResult {
   prefix: string;
-  keepLast: number;
+  /** Every tier, 0 = off. */
+  policy: Record<Tier, number>;
   dryRun: boolean;
   /** Archives of the prefix before pruning. */
   total: number;
@@ -27,154 +57,226 @@ export interface PruneResult {
   removedBytes: number;
   /** Orphaned sidecars deleted (or that would be). */
   orphans: string[];
+  /** Every archive with its decision, newest first. */
+  archives: PrunedArchive[];
 }
+
+type Candidate = ArchiveInfo & RetentionArchive;
+type Failure = { name: string; error: unknown };
 
 function archives(n: number): string {
   return `${n} archive${n === 1 ? '' : 's'}`;
 }
 
+function isoSeconds(date: Date): string {
+  return date.toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
+/** Whether health decides anything: only calendar tiers skip failed archives (keep-last counts every archive). */
+function hasCalendarTiers(policy: Record<Tier, number>): boolean {
+  return Object.entries(policy).some(([tier, n]) => tier !== 'last' && n > 0);
+}
+
+/** For a failed archive, why no calendar tier counted it (said only when the policy has calendar tiers). */
+function failureNote(archive: Candidate, calendar: boolean): string | undefined {
+  return calendar && archive.health === 'failed' ? `${archive.problem}, so it counts toward no calendar tier` : undefined;
+}
+
+function toPruned(planned: PlannedArchive<Candidate>, calendar: boolean): PrunedArchive {
+  const { archive } = planned;
+  return {
+    name: archive.name,
+    createdAt: isoSeconds(archive.time),
+    bytes: archive.size,
+    health: archive.health,
+    problem: archive.problem ?? null,
+    action: planned.keep ? 'keep' : 'delete',
+    reasons: planned.reasons,
+    why: planned.keep ? planned.reasons.map(describeReason).join(', ') : (failureNote(archive, calendar) ?? 'no rule keeps it'),
+    deleted: null,
+  };
+}
+
+/** The archives of `prefix`, each with its health, planned by the policy. */
+async function planPrefix(dest: string, prefix: string, policy: RetentionPolicy): Promise<RetentionPlan<Candidate>> {
+  const candidates: Candidate[] = [];
+  for (const archive of await listArchives(dest, prefix)) candidates.push({ ...archive, ...(await retentionHealth(dest, archive)) });
+  return planRetention(candidates, policy);
+}
+
+function warnKeepingValid(plan: RetentionPlan<Candidate>, log: Logger): void {
+  const saved = plan.archives.find((entry) => entry.reasons.some((r) => r.rule === 'newest-valid'));
+  if (!saved) return;
+  log.warn(
+    'prune.keeping-valid',
+    `no rule of the policy (${describePolicy(plan.policy)}) keeps an archive that looks valid (not truncated, sidecars present, no failed verification, a readable manifest); also keeping ${saved.archive.name}, the newest that does`,
+    { archive: saved.archive.name },
+  );
+}
+
 /**
- * Deletes the archives of `prefix` beyond the newest `keepLast`, each with its sidecars
- * (archive first), oldest first, then orphaned sidecars of that prefix. Takes no lock: the
- * caller holds it (the backup command prunes under the lock it already has), or it is a dry
- * run. Files that do not follow the naming pattern with exactly this prefix are never touched.
- * A deletion that fails is logged; the others still run, and the call then throws (exit 1).
+ * One line per archive, oldest first (the order deletions happen in, and the order restic lists
+ * its plan in): on a dry run, what would be kept and why, and what would be deleted; otherwise
+ * each deletion as it happens. A failed deletion is logged and the others still run.
  */
-export async function pruneArchives(dest: string, prefix: string, keepLast: number, options: PruneOptions): Promise<PruneResult> {
-  const { dryRun, log } = options;
-  const all = await listArchives(dest, prefix);
-  const plan = planPrune(all, keepLast);
-  await keepNewestSound(dest, plan, keepLast, log);
-  const oldestFirst = [...plan.remove].reverse();
+async function carryOut(dest: string, plan: RetentionPlan<Candidate>, entries: Map<string, PrunedArchive>, { dryRun, log }: PruneOptions) {
+  const calendar = hasCalendarTiers(plan.policy);
   const removed: string[] = [];
   let removedBytes = 0;
-  const failures: { name: string; error: unknown }[] = [];
-
-  for (const archive of oldestFirst) {
-    const fields = { archive: archive.name, bytes: archive.size, createdAt: archive.time.toISOString().replace(/\.\d{3}Z$/, 'Z') };
-    if (dryRun) {
-      log.info('prune.would-delete', `would delete ${archive.name} (${humanBytes(archive.size)})`, fields);
-      removed.push(archive.name);
-      removedBytes += archive.size;
+  const failures: Failure[] = [];
+  for (const { archive, keep, reasons } of [...plan.archives].reverse()) {
+    const entry = entries.get(archive.name)!;
+    const note = failureNote(archive, calendar);
+    const fields = { archive: archive.name, bytes: archive.size, createdAt: entry.createdAt, ...(note ? { problem: archive.problem } : {}) };
+    const suffix = note ? `; ${note}` : '';
+    if (keep) {
+      if (dryRun) log.info('prune.would-keep', `would keep ${archive.name}: ${entry.why}${suffix}`, { ...fields, rules: reasons.map((r) => r.rule) });
       continue;
     }
-    try {
-      const files = await deleteArchive(dest, archive.name);
-      log.info('prune.delete', `deleted ${archive.name} (${humanBytes(archive.size)})`, { ...fields, files });
-      removed.push(archive.name);
-      removedBytes += archive.size;
-    } catch (error) {
-      failures.push({ name: archive.name, error });
-      log.error('prune.delete-failed', `could not delete ${archive.name}: ${describeSystemError(error)}`, { archive: archive.name });
+    if (dryRun) {
+      log.info('prune.would-delete', `would delete ${archive.name} (${humanBytes(archive.size)})${suffix}`, fields);
+    } else {
+      try {
+        const files = await deleteArchive(dest, archive.name);
+        log.info('prune.delete', `deleted ${archive.name} (${humanBytes(archive.size)})${suffix}`, { ...fields, files });
+        entry.deleted = true;
+      } catch (error) {
+        failures.push({ name: archive.name, error });
+        entry.deleted = false;
+        log.error('prune.delete-failed', `could not delete ${archive.name}: ${describeSystemError(error)}`, { archive: archive.name });
+        continue;
+      }
     }
+    removed.push(archive.name);
+    removedBytes += archive.size;
   }
+  return { removed, removedBytes, failures };
+}
 
-  const orphanCandidates = await findOrphanedSidecars(dest, prefix);
-  let orphans: string[];
+/** Sidecars of the prefix whose archive is gone (an interrupted prune's leftovers). */
+async function removeOrphans(dest: string, prefix: string, { dryRun, log }: PruneOptions): Promise<string[]> {
+  const candidates = await findOrphanedSidecars(dest, prefix);
   if (dryRun) {
-    orphans = orphanCandidates;
-    for (const name of orphans) log.info('prune.would-delete-orphan', `would delete ${name} (its archive is gone)`, { file: name });
-  } else {
-    const outcome = await removeFiles(dest, orphanCandidates);
-    orphans = outcome.removed;
-    for (const name of orphans) log.info('prune.delete-orphan', `deleted ${name} (its archive is gone)`, { file: name });
-    // A leftover sidecar is untidy, not dangerous: warn and let the next prune retry.
-    for (const { name, error } of outcome.failed) {
-      log.warn('prune.orphan-failed', `could not delete ${name} (its archive is gone): ${describeSystemError(error)}`, { file: name });
-    }
+    for (const name of candidates) log.info('prune.would-delete-orphan', `would delete ${name} (its archive is gone)`, { file: name });
+    return candidates;
   }
-  if (!dryRun && (removed.length > 0 || orphans.length > 0)) await fsyncDirectory(dest);
+  const outcome = await removeFiles(dest, candidates);
+  for (const name of outcome.removed) log.info('prune.delete-orphan', `deleted ${name} (its archive is gone)`, { file: name });
+  // A leftover sidecar is untidy, not dangerous: warn and let the next prune retry.
+  for (const { name, error } of outcome.failed) {
+    log.warn('prune.orphan-failed', `could not delete ${name} (its archive is gone): ${describeSystemError(error)}`, { file: name });
+  }
+  return outcome.removed;
+}
 
+function logSummary(dest: string, plan: RetentionPlan<Candidate>, result: PruneResult, log: Logger): void {
+  const fields = {
+    prefix: result.prefix,
+    dest,
+    total: result.total,
+    policy: Object.fromEntries(Object.entries(plan.policy).filter(([, n]) => n > 0)),
+    kept: result.kept.length,
+    removed: result.removed.length,
+    removedBytes: result.removedBytes,
+    orphans: result.orphans.length,
+    dryRun: result.dryRun,
+  };
+  const of = `${result.removed.length} of ${archives(result.total)}`;
+  if (plan.remove.length === 0) {
+    // The count alone for keep-last, as it always read; the tiers otherwise.
+    const keeping = hasCalendarTiers(plan.policy) ? describePolicy(plan.policy) : String(plan.policy.last);
+    log.info('prune.summary', `Nothing to prune (${archives(result.total)}, keeping ${keeping})`, fields);
+  } else if (result.dryRun) {
+    log.info('prune.summary', `Would prune ${of}, keeping ${result.kept.length} (dry run: nothing deleted)`, fields);
+  } else {
+    log.info('prune.summary', `Pruned ${of}, kept ${result.kept.length}, freed ${humanBytes(result.removedBytes)}`, fields);
+  }
+}
+
+/** The steps of a prune, under a lock the caller holds (or none, on a dry run). Failed deletions are returned, not thrown. */
+async function applyPolicy(dest: string, prefix: string, policy: RetentionPolicy, options: PruneOptions): Promise<{ result: PruneResult; failures: Failure[] }> {
+  const plan = await planPrefix(dest, prefix, policy);
+  warnKeepingValid(plan, options.log);
+  const calendar = hasCalendarTiers(plan.policy);
+  const entries = new Map(plan.archives.map((p) => [p.archive.name, toPruned(p, calendar)]));
+  const { removed, removedBytes, failures } = await carryOut(dest, plan, entries, options);
+  const orphans = await removeOrphans(dest, prefix, options);
+  if (!options.dryRun && (removed.length > 0 || orphans.length > 0)) await fsyncDirectory(dest);
   const result: PruneResult = {
     prefix,
-    keepLast,
-    dryRun,
-    total: all.length,
+    policy: plan.policy,
+    dryRun: options.dryRun,
+    total: plan.archives.length,
     kept: plan.keep.map((a) => a.name),
     removed,
     removedBytes,
     orphans,
+    archives: [...entries.values()],
   };
-  const summaryFields = {
-    prefix,
-    dest,
-    total: result.total,
-    keepLast,
-    kept: result.kept.length,
-    removed: removed.length,
-    removedBytes,
-    orphans: orphans.length,
-    dryRun,
-  };
-  if (plan.remove.length === 0) {
-    log.info('prune.summary', `Nothing to prune (${archives(all.length)}, keeping ${keepLast})`, summaryFields);
-  } else if (dryRun) {
-    log.info('prune.summary', `Would prune ${removed.length} of ${archives(all.length)}, keeping ${result.kept.length} (dry run: nothing deleted)`, summaryFields);
-  } else {
-    log.info('prune.summary', `Pruned ${removed.length} of ${archives(all.length)}, kept ${result.kept.length}, freed ${humanBytes(removedBytes)}`, summaryFields);
-  }
+  logSummary(dest, plan, result, options.log);
+  return { result, failures };
+}
 
-  if (failures.length > 0) {
-    const first = failures[0]!;
-    throw new OperationError(
-      `could not delete ${failures.length} of ${archives(plan.remove.length)} in ${dest} (first: ${first.name}: ${describeSystemError(first.error)})`,
-      'PRUNE',
-      { cause: first.error },
-    );
-  }
+function throwFailures(dest: string, result: PruneResult, failures: Failure[]): void {
+  if (failures.length === 0) return;
+  const first = failures[0]!;
+  const planned = result.archives.filter((a) => a.action === 'delete').length;
+  throw new OperationError(
+    `could not delete ${failures.length} of ${archives(planned)} in ${dest} (first: ${first.name}: ${describeSystemError(first.error)})`,
+    'PRUNE',
+    { cause: first.error },
+  );
+}
+
+/**
+ * Applies the retention policy to the archives of `prefix`: deletes the archives no rule keeps,
+ * each with its sidecars (archive first), oldest first, then orphaned sidecars of that prefix.
+ * Takes no lock: the caller holds it (the backup command prunes under the lock it already has),
+ * or it is a dry run. Files that do not follow the naming pattern with exactly this prefix are
+ * never touched. A deletion that fails is logged; the others still run, and the call then
+ * throws (exit 1).
+ */
+export async function pruneArchives(dest: string, prefix: string, policy: RetentionPolicy, options: PruneOptions): Promise<PruneResult> {
+  const { result, failures } = await applyPolicy(dest, prefix, policy, options);
+  throwFailures(dest, result, failures);
   return result;
 }
 
-/**
- * Whether an archive looks valid without reading it: both sidecars present, the manifest
- * readable, the file as long as the manifest says, and no failed verification recorded.
- */
-async function looksSound(dest: string, archive: ArchiveInfo): Promise<boolean> {
-  if (!archive.hasSha256 || !archive.hasManifest) return false;
-  try {
-    const manifest = await readManifest(dest, archive.name);
-    return manifest !== undefined && manifest.archiveBytes === archive.size && manifest.verification?.ok !== false;
-  } catch {
-    return false;
-  }
-}
-
-/**
- * Prune never deletes the only valid archive: when none of the newest N looks valid (truncated,
- * sidecars missing, a failed verification recorded, an unreadable manifest), the newest archive
- * that does is kept as well, with a warning.
- */
-async function keepNewestSound(dest: string, plan: PrunePlan<ArchiveInfo>, keepLast: number, log: Logger): Promise<void> {
-  if (plan.remove.length === 0) return;
-  for (const kept of plan.keep) if (await looksSound(dest, kept)) return;
-  const index = await (async () => {
-    for (let i = 0; i < plan.remove.length; i++) if (await looksSound(dest, plan.remove[i]!)) return i;
-    return -1;
-  })();
-  if (index === -1) return;
-  const [saved] = plan.remove.splice(index, 1);
-  plan.keep.push(saved!);
-  log.warn(
-    'prune.keeping-valid',
-    `none of the newest ${keepLast} archive${keepLast === 1 ? '' : 's'} looks valid (truncated, missing sidecars, failed verification or unreadable manifest); also keeping ${saved!.name}, the newest that does`,
-    { archive: saved!.name, keepLast },
-  );
+/** The document `prune --json` prints: the policy and every archive with its decision, newest first. */
+export function pruneReport(result: PruneResult) {
+  return {
+    prefix: result.prefix,
+    dryRun: result.dryRun,
+    policy: result.policy,
+    total: result.total,
+    kept: result.kept.length,
+    removed: result.removed.length,
+    removedBytes: result.removedBytes,
+    orphans: result.orphans,
+    archives: result.archives,
+  };
 }
 
 /**
  * `pvc-backup prune`: takes the directory lock (exit 4 when another run holds it), removes
  * leftover partials of killed runs, and prunes. A dry run takes no lock and changes nothing,
- * so it can be run while a backup is in progress.
+ * so it can be run while a backup is in progress. With `--json` the plan is printed through
+ * `out`, also when a deletion failed (before that failure is reported).
  */
-export async function runPrune(config: PruneConfig, log: Logger): Promise<PruneResult> {
-  if (config.dryRun) return pruneArchives(config.dest, config.prefix, config.keepLast, { dryRun: true, log });
+export async function runPrune(config: PruneConfig, log: Logger, out: (text: string) => void = () => {}): Promise<PruneResult> {
+  const finish = ({ result, failures }: { result: PruneResult; failures: Failure[] }) => {
+    if (config.json) out(JSON.stringify(pruneReport(result), null, 2));
+    throwFailures(config.dest, result, failures);
+    return result;
+  };
+  if (config.dryRun) return finish(await applyPolicy(config.dest, config.prefix, config.retention, { dryRun: true, log }));
   const lock = await acquireLock(config.dest, { command: 'prune', staleSeconds: config.lockStaleSeconds, onWarning: logLockWarnings(log) });
   try {
     const partials = await removeLeftoverPartials(config.dest);
     if (partials.length > 0) {
       log.info('store.partials-removed', `removed ${partials.length} leftover partial file${partials.length === 1 ? '' : 's'} of an interrupted run`, { files: partials });
     }
-    return await pruneArchives(config.dest, config.prefix, config.keepLast, { dryRun: false, log });
+    return finish(await applyPolicy(config.dest, config.prefix, config.retention, { dryRun: false, log }));
   } finally {
     await lock.release();
   }

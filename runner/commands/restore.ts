@@ -473,7 +473,7 @@ async function takeSnapshot(config: RestoreConfig, ctx: RunContext): Promise<str
     compression: 'zstd',
     level: 3,
     excludes: [`/${CONTROL_PREFIX}*`, ...KEEP_IN_PLACE.map((n) => `/${n}`)],
-    keepLast: SNAPSHOT_KEEP,
+    retention: { last: SNAPSHOT_KEEP },
     allowEmpty: true,
     skipUnreadable: false,
   };

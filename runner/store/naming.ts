@@ -51,7 +51,7 @@ export function parseArchiveName(name: string): ArchiveName | undefined {
  * other tools: the runner never gives two archives the same time and sequence) are ordered by
  * name, so list, latest and prune always agree.
  */
-export function compareNewestFirst(a: ArchiveName, b: ArchiveName): number {
+export function compareNewestFirst(a: Pick<ArchiveName, 'name' | 'time' | 'sequence'>, b: Pick<ArchiveName, 'name' | 'time' | 'sequence'>): number {
   return b.time.getTime() - a.time.getTime() || b.sequence - a.sequence || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
 }
 

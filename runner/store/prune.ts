@@ -1,6 +1,9 @@
 import { readdir, unlink } from 'node:fs/promises';
 import path from 'node:path';
+import { describeSystemError } from '../errors.js';
+import type { RetentionHealth } from '../retention.js';
 import { fsyncDirectory } from './atomic.js';
+import { type ArchiveInfo, readManifest } from './catalog.js';
 import { MANIFEST_SUFFIX, SHA256_SUFFIX, manifestName, parseArchiveName, sha256Name } from './naming.js';
 
 /**
@@ -73,4 +76,26 @@ export async function removeFiles(dest: string, names: readonly string[]): Promi
     }
   }
   return { removed, failed };
+}
+
+/**
+ * An archive's health for retention, from its sidecars without reading the archive: failed when
+ * a sidecar is missing, the manifest is unreadable, the file is not as long as the manifest says
+ * or the manifest records a failed verification; verified when it records a passed one.
+ */
+export async function retentionHealth(dest: string, archive: ArchiveInfo): Promise<{ health: RetentionHealth; problem?: string }> {
+  const failed = (problem: string) => ({ health: 'failed' as const, problem });
+  if (!archive.hasSha256) return failed(`its checksum file ${sha256Name(archive.name)} is missing`);
+  let manifest;
+  try {
+    manifest = archive.hasManifest ? await readManifest(dest, archive.name) : undefined;
+  } catch (error) {
+    return failed(`its manifest cannot be read (${describeSystemError(error)})`);
+  }
+  if (!manifest) return failed(`its manifest ${manifestName(archive.name)} is missing`);
+  if (typeof manifest.archiveBytes !== 'number') return failed('its manifest does not record the archive size');
+  if (manifest.archiveBytes !== archive.size) return failed(`it is ${archive.size} bytes but its manifest says ${manifest.archiveBytes} (truncated or replaced)`);
+  const v = manifest.verification;
+  if (v && typeof v === 'object' && v.ok !== true) return failed(`its last verification failed${typeof v.error === 'string' ? `: ${v.error}` : ''}`);
+  return { health: v?.ok === true ? 'verified' : 'unverified' };
 }

@@ -48,8 +48,23 @@ export interface Values {
     level: number | null;
     /** exclude lists glob patterns, relative to the source directory, that are left out of the archive (a pattern may not start with --). */
     exclude: string[];
-    /** keepLast is how many of the newest archives are kept; older ones are pruned after each verified backup. */
+    /** keepLast is how many of the newest archives are kept (backup.keep.last wins when set); after each verified backup, older archives that no backup.keep tier keeps are pruned. */
     keepLast: number;
+    /** keep adds grandfather-father-son tiers to keepLast, with restic's --keep-* semantics (see the README, Retention): an archive is kept when any tier keeps it. */
+    keep: {
+      /** last is how many of the newest archives are kept; when set it wins over backup.keepLast, null means backup.keepLast. */
+      last: number | null;
+      /** hourly keeps the newest archive of each of the last N hours that have one (UTC); null or 0 turns this tier off. */
+      hourly: number | null;
+      /** daily keeps the newest archive of each of the last N days that have one (UTC); null or 0 turns this tier off. */
+      daily: number | null;
+      /** weekly keeps the newest archive of each of the last N ISO weeks (Monday to Sunday) that have one (UTC); null or 0 turns this tier off. */
+      weekly: number | null;
+      /** monthly keeps the newest archive of each of the last N months that have one (UTC); null or 0 turns this tier off. */
+      monthly: number | null;
+      /** yearly keeps the newest archive of each of the last N years that have one (UTC); null or 0 turns this tier off. */
+      yearly: number | null;
+    };
     /** allowEmpty lets a backup of an empty source succeed (refused by default: it usually means a wrong claim or subPath). */
     allowEmpty: boolean;
     /** skipUnreadable skips files that cannot be archived (sockets, FIFOs, permission denied) with a warning instead of failing. */
@@ -185,6 +200,12 @@ export interface ValueTypes {
   'backup.level': number | null;
   'backup.exclude': string[];
   'backup.keepLast': number;
+  'backup.keep.last': number | null;
+  'backup.keep.hourly': number | null;
+  'backup.keep.daily': number | null;
+  'backup.keep.weekly': number | null;
+  'backup.keep.monthly': number | null;
+  'backup.keep.yearly': number | null;
   'backup.allowEmpty': boolean;
   'backup.skipUnreadable': boolean;
   'backup.concurrencyPolicy': "Allow" | "Forbid" | "Replace";

@@ -1,18 +1,20 @@
 import { mkdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { runPrune, pruneArchives } from '../../runner/commands/prune.js';
+import { pruneArchives, type pruneReport, runPrune } from '../../runner/commands/prune.js';
 import type { PruneConfig } from '../../runner/config.js';
 import { ExitCode, LockHeldError, OperationError } from '../../runner/errors.js';
 import { createLogger, memoryLogger } from '../../runner/log.js';
 import { acquireLock } from '../../runner/store/lock.js';
-import { LOCK_FILE } from '../../runner/store/naming.js';
+import { LOCK_FILE, archiveFileName } from '../../runner/store/naming.js';
+import { archivesIn, jsonLines, runCli } from '../helpers/cli.js';
+import { exactState } from '../helpers/tree.js';
 import { makeArchive, names, useTempDirs } from '../store/support.js';
 
 const tempDir = useTempDirs();
 
 function config(dest: string, keepLast: number, extra: Partial<PruneConfig> = {}): PruneConfig {
-  return { command: 'prune', dest, prefix: 'backup', logFormat: 'text', lockStaleSeconds: 600, progressSeconds: 10, keepLast, dryRun: false, ...extra };
+  return { command: 'prune', dest, prefix: 'backup', logFormat: 'text', lockStaleSeconds: 600, progressSeconds: 10, retention: { last: keepLast }, dryRun: false, json: false, ...extra };
 }
 
 const ours = [
@@ -186,7 +188,7 @@ describe('prune', () => {
     await populate(dir);
     const lock = await acquireLock(dir, { command: 'backup', staleSeconds: 600 });
     try {
-      const result = await pruneArchives(dir, 'backup', 3, { dryRun: false, log: memoryLogger() });
+      const result = await pruneArchives(dir, 'backup', { last: 3 }, { dryRun: false, log: memoryLogger() });
       expect(result.removed).toEqual([ours[4], ours[3]]);
       expect(await names(dir)).toContain(LOCK_FILE);
     } finally {
@@ -203,5 +205,192 @@ describe('prune', () => {
     const events = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(events.map((e) => e.event)).toEqual(['prune.delete', 'prune.summary']);
     expect(events[0]).toMatchObject({ level: 'info', archive: ours[4], bytes: 100 });
+  });
+});
+
+/** An archive whose sidecars make it look sound (size as in the manifest), verified or failed as asked. */
+async function soundArchive(dir: string, name: string, verification: { ok: boolean; error?: string } = { ok: true }): Promise<void> {
+  await makeArchive(dir, name, { bytes: 100, manifest: { archiveBytes: 100, verification: { at: '2026-01-01T00:00:00.000Z', ...verification } } });
+}
+
+/** One archive a day at 12:00 UTC from `from` to `to`. */
+function dailyNames(from: string, to: string): string[] {
+  const names: string[] = [];
+  for (let t = Date.parse(`${from}T12:00:00Z`); t <= Date.parse(`${to}T12:00:00Z`); t += 86_400_000) names.push(archiveFileName('backup', new Date(t), 'gzip'));
+  return names;
+}
+
+const stamp = (name: string) => name.slice('backup-'.length, 'backup-'.length + 16);
+
+describe('prune with calendar tiers', () => {
+  // Thursday 2026-01-01 to Wednesday 2026-01-14, one failed verification on 2026-01-11 (a Sunday).
+  const fortnight = dailyNames('2026-01-01', '2026-01-14');
+  const failed = archiveFileName('backup', new Date('2026-01-11T12:00:00Z'), 'gzip');
+  const sameDay = archiveFileName('backup', new Date('2026-01-11T06:00:00Z'), 'gzip');
+
+  async function populateFortnight(dir: string): Promise<void> {
+    for (const name of fortnight) await soundArchive(dir, name, name === failed ? { ok: false, error: 'checksum mismatch' } : undefined);
+    await soundArchive(dir, sameDay);
+    for (const name of decoys) await writeFile(path.join(dir, name), 'decoy');
+  }
+
+  it('dry-run prints per archive, oldest first, keep or delete and the rules that keep it', async () => {
+    const dir = await tempDir('prune');
+    await populateFortnight(dir);
+    const before = await names(dir);
+    const log = memoryLogger();
+    const result = await runPrune(config(dir, 1, { dryRun: true, retention: { last: 1, daily: 3, weekly: 2, monthly: 2 } }), log);
+    expect(await names(dir)).toEqual(before);
+    const plan = log.lines.filter((l) => l.event === 'prune.would-keep' || l.event === 'prune.would-delete').map((l) => l.message);
+    const failedNote = '; its last verification failed: checksum mismatch, so it counts toward no calendar tier';
+    expect(plan).toEqual([
+      'would keep backup-20260101T120000Z.tar.gz: monthly 2026-01 (2/2, oldest archive)',
+      ...fortnight.slice(1, 10).map((n) => `would delete ${n} (100 B)`),
+      // The newest of ISO week 2026-W02 failed verification: the one before it that day takes its slot.
+      `would keep ${sameDay}: weekly 2026-W02 (2/2)`,
+      `would delete ${failed} (100 B)${failedNote}`,
+      'would keep backup-20260112T120000Z.tar.gz: daily 2026-01-12 (3/3)',
+      'would keep backup-20260113T120000Z.tar.gz: daily 2026-01-13 (2/3)',
+      'would keep backup-20260114T120000Z.tar.gz: last 1/1, daily 2026-01-14 (1/3), weekly 2026-W03 (1/2), monthly 2026-01 (1/2)',
+    ]);
+    expect(result.kept.map(stamp)).toEqual(['20260114T120000Z', '20260113T120000Z', '20260112T120000Z', '20260111T060000Z', '20260101T120000Z']);
+    expect(log.lines.find((l) => l.event === 'prune.summary')!.message).toBe('Would prune 10 of 15 archives, keeping 5 (dry run: nothing deleted)');
+    expect(log.lines.find((l) => l.event === 'prune.summary')!.fields?.policy).toEqual({ last: 1, daily: 3, weekly: 2, monthly: 2 });
+  });
+
+  it('a failed archive that keep-last keeps is still not counted for a tier, and the plan says so', async () => {
+    const dir = await tempDir('prune');
+    for (const name of fortnight.slice(9, 11)) await soundArchive(dir, name);
+    await soundArchive(dir, sameDay);
+    await soundArchive(dir, failed, { ok: false, error: 'checksum mismatch' });
+    const log = memoryLogger();
+    const result = await runPrune(config(dir, 1, { dryRun: true, retention: { last: 1, daily: 2 } }), log);
+    expect(result.archives.map((a) => [stamp(a.name), a.action, a.why])).toEqual([
+      ['20260111T120000Z', 'keep', 'last 1/1'],
+      ['20260111T060000Z', 'keep', 'daily 2026-01-11 (1/2)'],
+      ['20260110T120000Z', 'keep', 'daily 2026-01-10 (2/2)'],
+    ]);
+    expect(result.archives[0]).toMatchObject({ health: 'failed', problem: 'its last verification failed: checksum mismatch' });
+    expect(log.lines.find((l) => l.fields?.archive === failed)!.message).toBe(
+      `would keep ${failed}: last 1/1; its last verification failed: checksum mismatch, so it counts toward no calendar tier`,
+    );
+  });
+
+  it('--json prints the plan as one JSON document on stdout (log lines on stderr), newest first', async () => {
+    const dir = await tempDir('prune');
+    await populateFortnight(dir);
+    const before = await names(dir);
+    const run = await runCli(['prune', '--dest', dir, '--keep-daily', '3', '--keep-weekly', '2', '--dry-run', '--json', '--log-format', 'json']);
+    expect(run.code, run.stderr).toBe(0);
+    expect(await names(dir)).toEqual(before);
+    const report = JSON.parse(run.stdout) as ReturnType<typeof pruneReport>;
+    expect(report).toMatchObject({ prefix: 'backup', dryRun: true, policy: { last: 0, hourly: 0, daily: 3, weekly: 2, monthly: 0, yearly: 0 }, total: 15, kept: 4, removed: 11 });
+    expect(report.archives.map((a) => a.name)).toEqual([...fortnight.slice(11)].reverse().concat([failed, sameDay], [...fortnight.slice(0, 10)].reverse()));
+    expect(report.archives[0]).toEqual({
+      name: 'backup-20260114T120000Z.tar.gz',
+      createdAt: '2026-01-14T12:00:00Z',
+      bytes: 100,
+      health: 'verified',
+      problem: null,
+      action: 'keep',
+      reasons: [
+        { rule: 'daily', period: '2026-01-14', n: 1, of: 3 },
+        { rule: 'weekly', period: '2026-W03', n: 1, of: 2 },
+      ],
+      why: 'daily 2026-01-14 (1/3), weekly 2026-W03 (1/2)',
+      deleted: null,
+    });
+    expect(report.archives.find((a) => a.name === failed)).toMatchObject({ health: 'failed', action: 'delete', reasons: [], problem: 'its last verification failed: checksum mismatch' });
+    expect(report.archives.find((a) => a.name === sameDay)).toMatchObject({ action: 'keep', reasons: [{ rule: 'weekly', period: '2026-W02', n: 2, of: 2 }] });
+    const events = run.stderr.split('\n').filter(Boolean).map((l) => (JSON.parse(l) as { event: string }).event);
+    expect(events.filter((e) => e === 'prune.would-keep')).toHaveLength(4);
+    expect(events.at(-1)).toBe('prune.summary');
+  });
+
+  it('deletes exactly the planned archives of three years of daily names, with their sidecars, and nothing else', async () => {
+    const dir = await tempDir('prune');
+    const all = dailyNames('2023-01-01', '2025-12-31');
+    for (const name of all) await soundArchive(dir, name);
+    for (const name of decoys) await writeFile(path.join(dir, name), `decoy ${name}`);
+    await mkdir(path.join(dir, 'backup-20240101T000000Z.tar.gz.d'));
+    const policy = ['--keep-daily', '7', '--keep-weekly', '4', '--keep-monthly', '12', '--keep-yearly', '3'];
+    // Everything in DEST but DEST itself, whose mtime changes with every deletion.
+    const state = () => (JSON.parse(exactState(dir)) as { path: string }[]).filter((e) => e.path !== '.');
+    const before = state();
+
+    const dry = await runCli(['prune', '--dest', dir, ...policy, '--dry-run', '--json']);
+    expect(dry.code, dry.stderr).toBe(0);
+    const planned = JSON.parse(dry.stdout) as ReturnType<typeof pruneReport>;
+    expect(state()).toEqual(before);
+
+    const run = await runCli(['prune', '--dest', dir, ...policy, '--json']);
+    expect(run.code, run.stderr).toBe(0);
+    const done = JSON.parse(run.stdout) as ReturnType<typeof pruneReport>;
+    expect(done.archives.map((a) => [a.name, a.action])).toEqual(planned.archives.map((a) => [a.name, a.action]));
+    expect(done.archives.filter((a) => a.action === 'delete').every((a) => a.deleted === true)).toBe(true);
+
+    // 7 dailies (Dec 25-31, Wednesday newest), weekly-only Dec 21 and 14 (Dec 28 is a daily too),
+    // monthly-only Nov 30 back to Jan 31 2025, yearly-only Dec 31 of 2024 and 2023.
+    const keptDays = planned.archives.filter((a) => a.action === 'keep').map((a) => a.createdAt.slice(0, 10));
+    expect(keptDays).toEqual([
+      ...['31', '30', '29', '28', '27', '26', '25', '21', '14'].map((d) => `2025-12-${d}`),
+      ...['2025-11-30', '2025-10-31', '2025-09-30', '2025-08-31', '2025-07-31', '2025-06-30', '2025-05-31', '2025-04-30', '2025-03-31', '2025-02-28', '2025-01-31'],
+      '2024-12-31',
+      '2023-12-31',
+    ]);
+    const deletedNames = new Set(planned.archives.filter((a) => a.action === 'delete').flatMap((a) => [a.name, `${a.name}.sha256`, `${a.name}.manifest.json`]));
+    expect(deletedNames.size).toBe((all.length - 22) * 3);
+    expect(state()).toEqual(before.filter((e) => !deletedNames.has(e.path)));
+  });
+
+  it('refuses a policy that keeps nothing, and a prune without one, with exit 2 and nothing deleted', async () => {
+    const dir = await tempDir('prune');
+    await populate(dir);
+    const before = exactState(dir);
+    for (const args of [['--keep-daily', '0'], ['--keep-last', '0', '--keep-weekly', '0'], [], ['--keep-monthly', '-1'], ['--keep-yearly', 'all']]) {
+      const run = await runCli(['prune', '--dest', dir, ...args]);
+      expect(run.code, `${args.join(' ')}: ${run.stderr}`).toBe(2);
+      expect(run.stderr).toMatch(/^pvc-backup: [^\n]+\n$/);
+      expect(run.stdout).toBe('');
+    }
+    expect((await runCli(['prune', '--dest', dir, '--keep-weekly', '0'])).stderr).toMatch(/--keep-last must be at least 1, or another --keep-\* above 0: a policy that keeps nothing would delete every archive/);
+    expect((await runCli(['prune', '--dest', dir])).stderr).toMatch(/prune needs --keep-last N or another --keep-\*/);
+    const env = await runCli(['prune', '--dest', dir], { env: { PVC_BACKUP_KEEP_DAILY: '0', PVC_BACKUP_KEEP_HOURLY: '0' } });
+    expect(env.code).toBe(2);
+    expect(exactState(dir)).toBe(before);
+  });
+});
+
+describe('backup with calendar tiers', () => {
+  it('prunes by the tiers only after a verified backup, keeping the new archive', async () => {
+    const dir = await tempDir('dest');
+    const source = await tempDir('src');
+    await writeFile(path.join(source, 'a.txt'), 'a\n');
+    const old = dailyNames('2025-12-01', '2025-12-31');
+    for (const name of old) await soundArchive(dir, name);
+    const args = ['backup', '--source', source, '--dest', dir, '--keep-daily', '2', '--keep-monthly', '3', '--log-format', 'json'];
+
+    const empty = await tempDir('empty');
+    const refused = await runCli(['backup', '--source', empty, ...args.slice(3)]);
+    expect(refused.code, refused.stdout).toBe(1);
+    expect(refused.stdout).not.toMatch(/"event":"prune\./);
+    expect(archivesIn(dir)).toEqual(old);
+
+    const run = await runCli(args);
+    expect(run.code, run.stdout + run.stderr).toBe(0);
+    const made = (jsonLines(run.stdout).find((l) => l.event === 'backup.done')!.archive as string);
+    // The new archive is daily 1 and monthly 1 (now), Dec 31 daily 2 and monthly 2, Dec 1 the oldest with room left.
+    expect(archivesIn(dir)).toEqual([old[0]!, old.at(-1)!, made].sort());
+    expect(jsonLines(run.stdout).find((l) => l.event === 'prune.summary')).toMatchObject({ total: 32, kept: 3, removed: 29, policy: { daily: 2, monthly: 3 } });
+  });
+
+  it('refuses an all-zero policy before writing anything', async () => {
+    const dir = await tempDir('dest');
+    const source = await tempDir('src');
+    await writeFile(path.join(source, 'a.txt'), 'a\n');
+    const run = await runCli(['backup', '--source', source, '--dest', dir, '--keep-last', '0', '--keep-daily', '0']);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toMatch(/^pvc-backup: --keep-last must be at least 1, or another --keep-\* above 0/);
+    expect(await names(dir)).toEqual([]);
   });
 });

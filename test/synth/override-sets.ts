@@ -53,6 +53,11 @@ export const OVERRIDE_SETS: OverrideSet[] = [
     resources: everyDefault,
   },
   {
+    name: 'retention tiers',
+    values: { source: claim, backup: { keepLast: 30, keep: { last: 5, hourly: 0, daily: 7, weekly: 4, monthly: 12, yearly: 3 } } },
+    resources: everyDefault,
+  },
+  {
     name: 'existing storage claim',
     values: { source: claim, storage: { create: false, existingClaim: 'archive-store' } },
     resources: [serviceAccount, backupCronJob, verifyCronJob],

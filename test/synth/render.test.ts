@@ -113,6 +113,12 @@ const SET_CHECKS: Record<string, (manifests: Manifest[]) => void> = {
     expect(find(manifests, 'CronJob', `${F}-verify`).spec.timeZone).toBe('Europe/Berlin');
   },
 
+  'retention tiers': (manifests) => {
+    const args: string[] = runnerContainerOf(find(manifests, 'CronJob', F)).args;
+    const pairs = args.flatMap((a, i) => (a.startsWith('--keep-') ? [`${a} ${args[i + 1]}`] : []));
+    expect(pairs).toEqual(['--keep-last 5', '--keep-hourly 0', '--keep-daily 7', '--keep-weekly 4', '--keep-monthly 12', '--keep-yearly 3']);
+  },
+
   'existing storage claim': (manifests) => {
     for (const workload of workloads(manifests)) {
       expect(volumesOf(workload).backup.persistentVolumeClaim.claimName).toBe('archive-store');

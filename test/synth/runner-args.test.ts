@@ -52,7 +52,7 @@ describe.each(helmBinaries())('runner args rendered by Helm $major', (helm) => {
 
   it('backup gets the default settings as flags', () => {
     const config = parseRunnerArgs(find(rendered.get('defaults plus a claim name')!, 'CronJob', F)) as BackupConfig;
-    expect(config).toMatchObject({ command: 'backup', source: '/data', dest: '/backup', prefix: 'shop', compression: 'gzip', keepLast: 10, excludes: [], allowEmpty: false, skipUnreadable: false });
+    expect(config).toMatchObject({ command: 'backup', source: '/data', dest: '/backup', prefix: 'shop', compression: 'gzip', retention: { last: 10 }, excludes: [], allowEmpty: false, skipUnreadable: false });
   });
 
   it('backup gets every tuned setting as flags', () => {
@@ -61,11 +61,20 @@ describe.each(helmBinaries())('runner args rendered by Helm $major', (helm) => {
       prefix: 'nightly',
       compression: 'zstd',
       level: 19,
-      keepLast: 30,
+      retention: { last: 30 },
       excludes: ['cache/**', '*.tmp', '-weird name'],
       allowEmpty: true,
       skipUnreadable: true,
     });
+  });
+
+  it('backup gets the retention tiers as flags; backup.keep.last wins over backup.keepLast', () => {
+    const tiers = parseRunnerArgs(find(rendered.get('retention tiers')!, 'CronJob', F)) as BackupConfig;
+    expect(tiers.retention).toEqual({ last: 5, hourly: 0, daily: 7, weekly: 4, monthly: 12, yearly: 3 });
+    const defaults = parseRunnerArgs(find(rendered.get('defaults plus a claim name')!, 'CronJob', F)) as BackupConfig;
+    expect(defaults.retention).toEqual({ last: 10 });
+    const tuned = parseRunnerArgs(find(rendered.get('schedule, time zone and backup tuning')!, 'CronJob', F)) as BackupConfig;
+    expect(tuned.retention).toEqual({ last: 30 });
   });
 
   it('verify checks every archive and, while backups are scheduled, their freshness', () => {
