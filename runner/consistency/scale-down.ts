@@ -124,8 +124,8 @@ interface HttpFailure {
 }
 
 /** One line for a failed API request, naming what was asked and, for 403/404, what to fix. */
-function apiError(error: unknown, verb: string, what: string, namespace: string): OperationError {
-  if (error instanceof RunnerError) return error as OperationError;
+function apiError(error: unknown, verb: string, what: string, namespace: string): RunnerError {
+  if (error instanceof RunnerError) return error;
   const e = error as HttpFailure;
   const detail = e?.message ?? String(error);
   if (e?.status === 404) return new OperationError(`${what} not found in namespace ${namespace} (check the scale-down list): ${detail}`, 'SCALE_DOWN_NOT_FOUND');

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { DatabaseSync, backup } from 'node:sqlite';
 import { pathToFileURL } from 'node:url';
 import { type ExcludeMatcher, excludeMatcher, walkTree } from '../archive/walk.js';
-import { IntegrityError, OperationError, UsageError } from '../errors.js';
+import { IntegrityError, OperationError, UsageError, describeSystemError } from '../errors.js';
 
 /**
  * Consistent online copies of SQLite databases that an application may be writing while the
@@ -109,7 +109,12 @@ interface Header {
 
 /** Reads the 100-byte database header; undefined for an empty file (SQLite's empty database). */
 function readHeader(file: string, rel: string): Header | undefined {
-  const fd = fs.openSync(file, 'r');
+  let fd: number;
+  try {
+    fd = fs.openSync(file, 'r');
+  } catch (error) {
+    throw new OperationError(`cannot open SQLite database ${rel}: ${describeSystemError(error)}`, 'SQLITE_CANTOPEN', { cause: error });
+  }
   try {
     const header = Buffer.alloc(100);
     const read = fs.readSync(fd, header, 0, 100, 0);

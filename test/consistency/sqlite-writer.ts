@@ -47,20 +47,24 @@ if (action === 'hold') {
     CREATE INDEX IF NOT EXISTS commits_digest ON commits(digest);
   `);
   const fillerRows = Number(fillerArg ?? 12_000);
-  db.exec('BEGIN');
-  const insertFiller = db.prepare('INSERT INTO filler(body) VALUES (randomblob(4000))');
-  for (let i = 0; i < fillerRows; i++) insertFiller.run();
-  const insertAccount = db.prepare('INSERT INTO accounts VALUES (?, 0)');
-  for (let i = 0; i < ACCOUNTS; i++) insertAccount.run(i);
-  db.exec('INSERT INTO meta VALUES (1, 0)');
-  db.exec('COMMIT');
+  // A file written by an earlier run is continued, not created again.
+  if ((db.prepare('SELECT count(*) AS n FROM meta').get() as { n: number }).n === 0) {
+    db.exec('BEGIN');
+    const insertFiller = db.prepare('INSERT INTO filler(body) VALUES (randomblob(4000))');
+    for (let i = 0; i < fillerRows; i++) insertFiller.run();
+    const insertAccount = db.prepare('INSERT INTO accounts VALUES (?, 0)');
+    for (let i = 0; i < ACCOUNTS; i++) insertAccount.run(i);
+    db.exec('INSERT INTO meta VALUES (1, 0)');
+    db.exec('COMMIT');
+  }
   say({ event: 'ready' });
 
   const insertCommit = db.prepare('INSERT INTO commits VALUES (?, ?)');
   const move = db.prepare('UPDATE accounts SET balance = balance + ? WHERE id = ?');
   const touch = db.prepare('UPDATE filler SET body = randomblob(4000) WHERE id = ?');
+  const rows = (db.prepare('SELECT count(*) AS n FROM filler').get() as { n: number }).n;
   const setLast = db.prepare('UPDATE meta SET last_seq = ? WHERE id = 1');
-  let seq = 0;
+  let seq = (db.prepare('SELECT last_seq AS n FROM meta').get() as { n: number }).n;
   let busy = 0;
   const tick = (): void => {
     const until = performance.now() + 20;
@@ -71,7 +75,7 @@ if (action === 'hold') {
         insertCommit.run(next, digest(next));
         move.run(-next, next % ACCOUNTS);
         move.run(next, (next * 7 + 3) % ACCOUNTS);
-        touch.run(1 + ((next * 7919) % fillerRows));
+        touch.run(1 + ((next * 7919) % rows));
         setLast.run(next);
         db.exec('COMMIT');
       } catch (error) {
