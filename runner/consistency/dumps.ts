@@ -1,8 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { walkTree } from '../archive/walk.js';
 import { OperationError, UsageError } from '../errors.js';
+import { DUMP_WRAPPER_SCRIPT } from './dump-wrapper.js';
 
 /**
  * Pre-backup dumps: the contract between the dump init containers and the runner.
@@ -12,7 +12,7 @@ import { OperationError, UsageError } from '../errors.js';
  *     <name>/                  written only by dump <name>: its command runs here
  *     <name>.complete          written by the wrapper after the command exited 0
  *
- * Each init container runs dump-wrapper.sh (dumpContainerCommand(), the user's command as its
+ * Each init container runs the dump wrapper (dumpContainerCommand(), the user's command as its
  * arguments, dumpContainerEnv(name)); the runner then requires, for every configured dump, the
  * directory, the marker, and at least one non-empty file (checkDumps), and archives the
  * directory as `./.pvc-backup-dumps/<name>/…` (dumpArchiveDir).
@@ -22,8 +22,6 @@ export const DUMPS_MOUNT_PATH = '/dumps';
 /** Where dumps appear in an archive, relative to its root. */
 export const DUMPS_ARCHIVE_DIR = '.pvc-backup-dumps';
 export const DUMP_COMPLETE_SUFFIX = '.complete';
-/** The shell script each dump init container runs; read from the source tree (the chart embeds it when synthesized). */
-export const DUMP_WRAPPER_FILE = fileURLToPath(new URL('./dump-wrapper.sh', import.meta.url));
 
 /** A dump's name: a DNS label short enough to prefix ("dump-") as an init container name. */
 const NAME = /^[a-z0-9]([-a-z0-9]{0,56}[a-z0-9])?$/;
@@ -34,13 +32,9 @@ export function validateDumpName(name: string): void {
   }
 }
 
-export function dumpWrapperScript(): string {
-  return fs.readFileSync(DUMP_WRAPPER_FILE, 'utf8');
-}
-
 /** The init container's command; the dump's own command follows as its arguments (container `args`). */
 export function dumpContainerCommand(): string[] {
-  return ['/bin/sh', '-c', dumpWrapperScript(), 'pvc-backup-dump'];
+  return ['/bin/sh', '-c', DUMP_WRAPPER_SCRIPT, 'pvc-backup-dump'];
 }
 
 /** The environment the wrapper needs, besides the dump's own. */

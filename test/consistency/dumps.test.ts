@@ -8,9 +8,9 @@ import {
   dumpArchivePath,
   dumpContainerCommand,
   dumpContainerEnv,
-  dumpWrapperScript,
   validateDumpName,
 } from '../../runner/consistency/dumps.js';
+import { DUMP_WRAPPER_SCRIPT } from '../../runner/consistency/dump-wrapper.js';
 import { ExitCode, OperationError, UsageError } from '../../runner/errors.js';
 import { useTempDirs } from '../helpers/tree.js';
 
@@ -106,7 +106,7 @@ describe('dump wrapper (the init container side of the contract)', () => {
   });
 
   it('is a POSIX script the chart can embed verbatim (no Helm delimiters, passes sh -n)', () => {
-    const script = dumpWrapperScript();
+    const script = DUMP_WRAPPER_SCRIPT;
     expect(script).not.toContain('{{');
     expect(script).not.toContain('}}');
     expect(spawnSync('/bin/sh', ['-n', '-c', script]).status).toBe(0);
