@@ -93,6 +93,8 @@ export type NotifyOn = 'failure' | 'always';
 export interface MonitoringConfig {
   /** Kubernetes namespace: the metrics' namespace label and the Events' namespace. */
   namespace: string | undefined;
+  /** The claim the run reads or writes, named in Events and notifications. */
+  claimName: string | undefined;
   pushgatewayUrl: URL | undefined;
   /** backup only: the schedule it runs on, so the metrics say when the next backup is due. */
   schedule: { schedule: string; timeZone: string } | undefined;
@@ -663,6 +665,7 @@ function parseMonitoring(command: CommandName, values: RawValues, env: Record<st
   if (!pushgateway && !ping && notify.length === 0 && !events) return undefined;
   return {
     namespace,
+    claimName,
     pushgatewayUrl: pushgateway ? httpUrl('pushgateway-url', pushgateway) : undefined,
     schedule,
     events,

@@ -103,7 +103,7 @@ export class Monitor {
     }
     const notify = outcome.status === 'failed' || (outcome.status === 'succeeded' && config.notifyOn === 'always');
     if (notify) {
-      const context: NotifyContext = { namespace: config.namespace, claimName: config.events?.claimName, hostname: this.run.hostname, version: this.run.version };
+      const context: NotifyContext = { namespace: config.namespace, claimName: config.claimName, hostname: this.run.hostname, version: this.run.version };
       for (const target of config.notify) {
         list.push({
           what: `${target.format} notification`,
