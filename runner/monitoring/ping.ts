@@ -13,7 +13,7 @@ export type PingKind = 'start' | 'success' | 'fail';
 export function pingUrl(base: URL, kind: PingKind): URL {
   const url = new URL(base.href);
   const path = url.pathname.replace(/\/+$/, '');
-  if (kind !== 'success') url.pathname = `${path}/${kind}`;
+  url.pathname = kind === 'success' ? path : `${path}/${kind}`;
   return url;
 }
 
