@@ -107,15 +107,16 @@ describe('Kubernetes Events', () => {
     expect(api.requests).toHaveLength(0);
 
     const file = path.join(dest, archive);
-    const bytes = fs.readFileSync(file);
-    bytes[bytes.length >> 1] ^= 0xff;
-    fs.writeFileSync(file, bytes);
+    const original = fs.readFileSync(file);
+    const corrupt = Buffer.from(original);
+    corrupt.writeUInt8(corrupt.readUInt8(corrupt.length >> 1) ^ 0xff, corrupt.length >> 1);
+    fs.writeFileSync(file, corrupt);
     const bad = await runCli(['verify', '--dest', dest, '--prefix', 'shop', ...eventFlags(api.url)]);
     expect(bad.code).toBe(3);
     const event = postedEvent(api);
     expect(event).toMatchObject({ type: 'Warning', reason: 'VerifyFailed', action: 'Verify' });
     expect(event.note).toContain(archive);
-    fs.writeFileSync(file, bytes.map((b, i) => (i === bytes.length >> 1 ? b ^ 0xff : b)));
+    fs.writeFileSync(file, original);
   });
 
   it('posts RestoreSucceeded on the claim restored into', async () => {
