@@ -133,7 +133,9 @@ describe('Kubernetes Events', () => {
     const elsewhere = await tempDir('events-sa-other');
     for (const f of ['token', 'ca.crt']) fs.copyFileSync(path.join(serviceAccount, f), path.join(elsewhere, f));
     fs.writeFileSync(path.join(elsewhere, 'namespace'), 'other\n');
-    const run = await runCli(['backup', '--source', source, '--dest', dest, '--prefix', 'shop', ...eventFlags(api.url, 'shop-data', elsewhere)]);
+    // The directory from its variable this time.
+    const flags = eventFlags(api.url).filter((f, i, all) => f !== '--service-account-dir' && all[i - 1] !== '--service-account-dir');
+    const run = await runCli(['backup', '--source', source, '--dest', dest, '--prefix', 'shop', ...flags], { env: { PVC_BACKUP_SERVICE_ACCOUNT_DIR: elsewhere } });
     expect(run.code, run.stdout).toBe(0);
     expect(api.requests[0]!.url).toBe('/apis/events.k8s.io/v1/namespaces/other/events');
     const flagged = await runCli(['backup', '--source', source, '--dest', dest, '--prefix', 'shop', ...eventFlags(api.url, 'shop-data', elsewhere), '--namespace', 'apps']);
