@@ -6,7 +6,7 @@ import { runList } from './commands/list.js';
 import { runPrune } from './commands/prune.js';
 import { runRestore } from './commands/restore.js';
 import { runVerify } from './commands/verify.js';
-import { MONITORED_COMMANDS, type MonitoredCommand, type MonitoringConfig, type RunnerConfig, helpText, monitoringOfRefusedRun, parseCommandLine } from './config.js';
+import { type MonitoringConfig, type RunnerConfig, helpText, isMonitored, monitoringOfRefusedRun, parseCommandLine } from './config.js';
 import { Cleanup, type RunContext } from './context.js';
 import { ExitCode, RunnerError, describeSystemError, exitCodeOf } from './errors.js';
 import { type Logger, createLogger } from './log.js';
@@ -79,8 +79,12 @@ async function main(argv: string[]): Promise<number> {
   const cleanup = new Cleanup();
   const abort = new AbortController();
   const ctx: RunContext = { log, cleanup, signal: abort.signal, now: () => new Date(), version: runnerVersion() };
-  const monitored = MONITORED_COMMANDS.includes(config.command as MonitoredCommand);
   const monitor = newMonitor(parsed.monitoring, config.dest, log);
+  const times = () => ({ startedAt: started, finishedAt: new Date() });
+  /** Reports a failed or stopped run (list and prune report nothing). */
+  const reportFailure = async (code: number, message: string, budgetSeconds?: number) => {
+    if (isMonitored(config.command)) await monitor.finish(failed(config.command, config.prefix, code, message, times()), { budgetSeconds });
+  };
   let stopping = false;
 
   const onSignal = (signal: NodeJS.Signals) => {
@@ -90,9 +94,9 @@ async function main(argv: string[]): Promise<number> {
     for (const f of failures) log.error('cleanup.failed', `could not ${f.label}: ${describeSystemError(f.error)}`);
     const message = `${config.command} stopped by ${signal}; partial files and the lock were removed`;
     log.error('stopped', message, { signal });
-    if (!monitor.active || !monitored) return dieBy(signal);
-    const outcome = failed(config.command as MonitoredCommand, config.prefix, signal === 'SIGINT' ? 130 : 143, message, { startedAt: started, finishedAt: new Date() });
-    void monitor.finish(outcome, { budgetSeconds: STOPPED_REPORT_SECONDS }).finally(() => dieBy(signal));
+    // Without anywhere to report to, the process ends right here, as it always has.
+    if (!monitor.active) return dieBy(signal);
+    void reportFailure(signal === 'SIGINT' ? 130 : 143, message, STOPPED_REPORT_SECONDS).finally(() => dieBy(signal));
   };
   const dieBy = (signal: NodeJS.Signals) => {
     // Die by the signal itself (exit status 128+n, 143 for SIGTERM): process.exit() would first
@@ -115,7 +119,7 @@ async function main(argv: string[]): Promise<number> {
   monitor.start();
   try {
     const result = await dispatch(config, ctx);
-    const outcome = succeeded(config, result, { startedAt: started, finishedAt: new Date() });
+    const outcome = succeeded(config, result, times());
     if (outcome) await monitor.finish(outcome);
     return ExitCode.ok;
   } catch (error) {
@@ -126,7 +130,7 @@ async function main(argv: string[]): Promise<number> {
     const code = exitCodeOf(error);
     const message = error instanceof RunnerError ? error.message : `${config.command} failed: ${describeSystemError(error)}`;
     log.error(`${config.command}.failed`, message, { exitCode: code, code: error instanceof RunnerError ? error.code : (error as NodeJS.ErrnoException)?.code });
-    if (monitored) await monitor.finish(failed(config.command as MonitoredCommand, config.prefix, code, message, { startedAt: started, finishedAt: new Date() }));
+    await reportFailure(code, message);
     return code;
   }
 }

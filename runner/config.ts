@@ -86,6 +86,9 @@ export type CommandName = RunnerConfig['command'];
 /** The commands that report their outcome (metrics, Events, notifications, ping). */
 export type MonitoredCommand = 'backup' | 'verify' | 'restore';
 export const MONITORED_COMMANDS: readonly MonitoredCommand[] = ['backup', 'verify', 'restore'];
+export function isMonitored(command: string): command is MonitoredCommand {
+  return MONITORED_COMMANDS.includes(command as MonitoredCommand);
+}
 
 export type NotifyOn = 'failure' | 'always';
 
@@ -630,7 +633,7 @@ function readNamespaceFile(dir: string): string | undefined {
 
 /** Where a backup, verify or restore reports its outcome; undefined for other commands, dry runs and when nothing is configured. */
 function parseMonitoring(command: CommandName, values: RawValues, env: Record<string, string | undefined>): MonitoringConfig | undefined {
-  if (!MONITORED_COMMANDS.includes(command as MonitoredCommand) || bool(values, 'dry-run')) return undefined;
+  if (!isMonitored(command) || bool(values, 'dry-run')) return undefined;
   const pushgateway = str(values, 'pushgateway-url');
   const ping = str(values, 'ping-url');
   const notifyTexts = (values.get('notify-url') as string[] | undefined) ?? [];
@@ -686,14 +689,14 @@ export function monitoringOfRefusedRun(
   env: Record<string, string | undefined>,
 ): { command: MonitoredCommand; prefix: string; logFormat: LogFormat; monitoring: MonitoringConfig } | undefined {
   const [command, ...rest] = argv;
-  if (!MONITORED_COMMANDS.includes(command as MonitoredCommand) || rest.includes('--help') || rest.includes('-h')) return undefined;
+  if (command === undefined || !isMonitored(command) || rest.includes('--help') || rest.includes('-h')) return undefined;
   try {
-    const { values } = collect(command as MonitoredCommand, rest, env);
+    const { values } = collect(command, rest, env);
     const prefix = str(values, 'prefix') ?? 'backup';
-    const monitoring = parseMonitoring(command as MonitoredCommand, values, env);
+    const monitoring = parseMonitoring(command, values, env);
     if (!monitoring || !PREFIX_PATTERN.test(prefix)) return undefined;
     const logFormat = str(values, 'log-format') === 'json' ? 'json' : 'text';
-    return { command: command as MonitoredCommand, prefix, logFormat, monitoring };
+    return { command, prefix, logFormat, monitoring };
   } catch {
     return undefined;
   }
