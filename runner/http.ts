@@ -1,5 +1,5 @@
-import http from 'node:http';
-import https from 'node:https';
+import type http from 'node:http';
+import type https from 'node:https';
 
 /**
  * One bounded HTTP(S) exchange, and the retry loop around it. Used for everything the runner
@@ -45,8 +45,17 @@ export function endpointName(url: URL): string {
   return `${url.protocol}//${url.host}`;
 }
 
+/**
+ * node:http and node:https, loaded on the first request: loading them costs every run of the CLI
+ * a noticeable part of its start-up, and most runs send nothing.
+ */
+async function transportFor(url: URL): Promise<Pick<typeof https, 'request'>> {
+  // node:http takes the same options; it ignores the TLS ones (ca).
+  return url.protocol === 'https:' ? await import('node:https') : ((await import('node:http')) as Pick<typeof https, 'request'>);
+}
+
 /** Sends one request and resolves with any HTTP status; rejects (HttpError) when there is no answer in time. */
-export function httpRequest(request: HttpRequest): Promise<HttpResponse> {
+export async function httpRequest(request: HttpRequest): Promise<HttpResponse> {
   const { url } = request;
   const headers: Record<string, string> = { ...request.headers };
   // Credentials in the URL (https://user:token@host/) become a Basic header; the request line never carries them.
@@ -56,11 +65,11 @@ export function httpRequest(request: HttpRequest): Promise<HttpResponse> {
   }
   const body = request.body === undefined ? undefined : Buffer.from(request.body);
   if (body) headers['content-length'] = String(body.length);
+  const transport = await transportFor(url);
   const remaining = request.deadline - Date.now();
-  if (remaining <= 0) return Promise.reject(new HttpError('no time left to send it', false));
+  if (remaining <= 0) throw new HttpError('no time left to send it', false);
 
   return new Promise((resolve, reject) => {
-    const transport = url.protocol === 'https:' ? https : http;
     const req = transport.request(
       {
         protocol: url.protocol,
