@@ -9,6 +9,7 @@
  * `--sqlite`: instead, the SQLite online-copy comparison (bench/sqlite-copy.ts).
  */
 import { existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -96,6 +97,32 @@ function oursBackup(compression: 'gzip' | 'zstd'): Row {
   };
 }
 
+/** A port on 127.0.0.1 that nobody listens on (bound, then released). */
+async function deadPort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+/** Our gzip backup with metrics, a notification and the ping all aimed at a port nobody listens on: what dead endpoints cost. */
+function oursBackupDeadSignals(): Row {
+  return {
+    label: 'create: pvc-backup gzip, signals to dead endpoints',
+    kind: 'create',
+    ours: true,
+    prepare: async (dir) => {
+      const dead = `http://127.0.0.1:${await deadPort()}`;
+      const signals = `--pushgateway-url ${dead} --notify-url ${dead}/hook --notify-on always --ping-url ${dead}/ping --namespace bench`;
+      return {
+        command: `${runner(`backup --source ${q(ctx().data.dir)} --dest ${q(dir)} --prefix ${PREFIX} --compression gzip ${signals}`)} && sync`,
+        product: () => findArchive(dir, '.tar.gz'),
+      };
+    },
+  };
+}
+
 function refCreate(label: string, ext: string, pipeline: (data: string, out: string) => string, keepProduct = false): Row {
   return {
     label,
@@ -139,6 +166,7 @@ function allRows(): Row[] {
     `${runner(`restore --dest ${q(p.dest)} --prefix ${PREFIX} --archive ${q(path.basename(p.file))} --target ${target(dir)} --no-snapshot`)} && sync`;
   return [
     oursBackup('gzip'),
+    oursBackupDeadSignals(),
     oursBackup('zstd'),
     refCreate('create: busybox tar czf', '.tar.gz', (d, f) => `busybox tar czf ${f} -C ${d} .`),
     refCreate('create: GNU tar czf', '.tar.gz', (d, f) => `tar czf ${f} -C ${d} .`, true),

@@ -1,8 +1,10 @@
-import { existsSync, realpathSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { UsageError } from './errors.js';
 import { validateSchedule } from './freshness.js';
 import { type RetentionPolicy, TIERS, normalizePolicy } from './retention.js';
+import { SERVICE_ACCOUNT_DIR, inClusterApiUrl } from './kube/client.js';
+import { type NotifyTarget, parseNotifyTarget } from './monitoring/notify.js';
 
 /**
  * The runner's whole configuration surface: every command, every flag, its environment
@@ -85,10 +87,37 @@ export interface RestoreConfig extends CommonConfig {
 export type RunnerConfig = BackupConfig | VerifyConfig | ListConfig | PruneConfig | RestoreConfig;
 export type CommandName = RunnerConfig['command'];
 
+/** The commands that report their outcome (metrics, Events, notifications, ping). */
+export type MonitoredCommand = 'backup' | 'verify' | 'restore';
+export const MONITORED_COMMANDS: readonly MonitoredCommand[] = ['backup', 'verify', 'restore'];
+export function isMonitored(command: string): command is MonitoredCommand {
+  return MONITORED_COMMANDS.includes(command as MonitoredCommand);
+}
+
+export type NotifyOn = 'failure' | 'always';
+
+/** Where a backup, verify or restore run reports its outcome; undefined when it reports nowhere. */
+export interface MonitoringConfig {
+  /** Kubernetes namespace: the metrics' namespace label and the Events' namespace. */
+  namespace: string | undefined;
+  /** The claim the run reads or writes, named in Events and notifications. */
+  claimName: string | undefined;
+  pushgatewayUrl: URL | undefined;
+  /** backup only: the schedule it runs on, so the metrics say when the next backup is due. */
+  schedule: { schedule: string; timeZone: string } | undefined;
+  /** Post Events on this claim; the API address is undefined outside a cluster (a warning then). */
+  events: { claimName: string; namespace: string; apiUrl: string | undefined; credentialsDir: string } | undefined;
+  notify: NotifyTarget[];
+  notifyOn: NotifyOn;
+  pingUrl: URL | undefined;
+  /** Most time each delivery may take, retries included. */
+  timeoutSeconds: number;
+}
+
 export type ParsedCommandLine =
   | { kind: 'help'; command: CommandName | undefined }
   | { kind: 'version' }
-  | { kind: 'run'; config: RunnerConfig };
+  | { kind: 'run'; config: RunnerConfig; monitoring: MonitoringConfig | undefined };
 
 type FlagKind = 'string' | 'dir' | 'int' | 'bool' | 'list' | 'duration';
 
@@ -126,6 +155,30 @@ function retentionFlags(lastHelp: string): FlagSpec[] {
     { name: 'keep-yearly', kind: 'int', metavar: 'N', help: newestOfEach('years') },
   ];
 }
+/** Where backup, verify and restore report their outcome (runner/monitoring). */
+const monitoringFlags: FlagSpec[] = [
+  { name: 'pushgateway-url', kind: 'string', metavar: 'URL', help: 'after the run, push its metrics to this Prometheus Pushgateway (one group per job, namespace, prefix and command)' },
+  {
+    name: 'notify-url',
+    kind: 'list',
+    metavar: 'URL',
+    help: 'send the outcome to this webhook (repeatable; variable: one per line): a JSON POST, Slack format for hooks.slack.com or slack+https://..., ntfy format for ntfy.sh or ntfy+https://...',
+  },
+  { name: 'notify-on', kind: 'string', metavar: 'failure|always', help: 'which outcomes --notify-url is told about', defaultText: 'failure' },
+  { name: 'ping-url', kind: 'string', metavar: 'URL', help: "dead-man's switch (healthchecks.io style): URL/start when the run starts, then URL on success or URL/fail on failure" },
+  { name: 'events', kind: 'bool', help: "post a Kubernetes Event (events.k8s.io/v1) about the outcome on --claim-name, with the pod's service-account token" },
+  { name: 'claim-name', kind: 'string', metavar: 'NAME', help: 'the PersistentVolumeClaim the Events are about (the source for backup and verify, the target for restore)' },
+  { name: 'namespace', kind: 'string', metavar: 'NS', help: 'Kubernetes namespace: the namespace label of the metrics and the namespace of the Events', defaultText: 'the service account\'s namespace file' },
+  { name: 'kube-api', kind: 'string', metavar: 'URL', help: 'Kubernetes API server for --events', defaultText: 'https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT' },
+  { name: 'service-account-dir', kind: 'string', metavar: 'DIR', help: 'directory holding the service-account token, ca.crt and namespace files', defaultText: SERVICE_ACCOUNT_DIR },
+  { name: 'monitoring-timeout', kind: 'duration', metavar: 'DURATION', help: 'most time each metrics push, Event, notification and ping may take, retries included; they are sent in parallel', defaultText: '5s' },
+];
+
+/** backup only: the schedule it runs on, for the metrics' next-due time. */
+const backupScheduleFlags: FlagSpec[] = [
+  { name: 'schedule', kind: 'string', metavar: 'CRON', help: 'the schedule this backup runs on; with --pushgateway-url the push includes when the next backup is due' },
+  { name: 'time-zone', kind: 'string', metavar: 'TZ', help: 'time zone of --schedule', defaultText: 'Etc/UTC' },
+];
 
 const commandFlags: Record<CommandName, { summary: string; usage: string; flags: FlagSpec[]; positional?: string }> = {
   backup: {
@@ -141,6 +194,8 @@ const commandFlags: Record<CommandName, { summary: string; usage: string; flags:
       ),
       { name: 'allow-empty', kind: 'bool', help: 'allow backing up an empty source (refused by default: it usually means a wrong mount)' },
       { name: 'skip-unreadable', kind: 'bool', help: 'skip files that cannot be archived (permission denied, sockets, FIFOs, devices) with a warning instead of failing' },
+      ...monitoringFlags,
+      ...backupScheduleFlags,
     ],
   },
   verify: {
@@ -153,6 +208,7 @@ const commandFlags: Record<CommandName, { summary: string; usage: string; flags:
       { name: 'schedule', kind: 'string', metavar: 'CRON', help: 'backup schedule; fail when the newest archive is older than the last expected run plus the grace period' },
       { name: 'time-zone', kind: 'string', metavar: 'TZ', help: 'time zone of --schedule', defaultText: 'Etc/UTC' },
       { name: 'grace', kind: 'duration', metavar: 'DURATION', help: 'how late a backup may finish before it counts as missing', defaultText: '1h' },
+      ...monitoringFlags,
     ],
   },
   list: {
@@ -180,6 +236,7 @@ const commandFlags: Record<CommandName, { summary: string; usage: string; flags:
       { name: 'snapshot', kind: 'bool', negatable: true, help: 'archive the current target into DEST before restoring (--no-snapshot to skip)', defaultText: 'on' },
       { name: 'allow-unverified', kind: 'bool', help: 'restore an archive that has no checksum/manifest sidecars (made by another tool)' },
       { name: 'request-id', kind: 'string', metavar: 'ID', help: 'run this restore request once: when DEST records ID as done, exit 0 without restoring again' },
+      ...monitoringFlags,
     ],
   },
 };
@@ -531,7 +588,8 @@ function parseWith(argv: readonly string[], env: Record<string, string | undefin
   const command = first as CommandName;
   if (rest.includes('--help') || rest.includes('-h')) return { kind: 'help', command };
   const { values, positionals } = collect(command, rest, env);
-  return { kind: 'run', config: builders[command](values, positionals, cwd) };
+  const config = builders[command](values, positionals, cwd);
+  return { kind: 'run', config, monitoring: parseMonitoring(command, values, env) };
 }
 
 function flagLine(spec: FlagSpec): string {
@@ -575,4 +633,101 @@ export function flagTable(command: CommandName): { flag: string; env: string | n
     help: s.help,
     default: s.defaultText,
   }));
+}
+
+// ---------------------------------------------------------------- monitoring
+
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+const DNS_SUBDOMAIN = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
+
+/** An http(s) URL; the message never repeats it, since webhook and ping URLs are credentials. */
+function httpUrl(flag: string, text: string): URL {
+  let url: URL;
+  try {
+    url = new URL(text.trim());
+  } catch {
+    throw new UsageError(`--${flag} is not a URL (its value is not shown: it may hold a credential)`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UsageError(`--${flag} must be an http:// or https:// URL, got a ${url.protocol} URL`);
+  return url;
+}
+
+function readNamespaceFile(dir: string): string | undefined {
+  if (!checkPaths) return undefined;
+  try {
+    return readFileSync(path.join(dir, 'namespace'), 'utf8').trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Where a backup, verify or restore reports its outcome; undefined for other commands, dry runs and when nothing is configured. */
+function parseMonitoring(command: CommandName, values: RawValues, env: Record<string, string | undefined>): MonitoringConfig | undefined {
+  if (!isMonitored(command) || bool(values, 'dry-run')) return undefined;
+  const pushgateway = str(values, 'pushgateway-url');
+  const ping = str(values, 'ping-url');
+  const notifyTexts = (values.get('notify-url') as string[] | undefined) ?? [];
+  const notify = notifyTexts.map((text, i) => parseNotifyTarget(text, `--notify-url (number ${i + 1})`));
+  const notifyOn = str(values, 'notify-on') ?? 'failure';
+  if (notifyOn !== 'failure' && notifyOn !== 'always') throw new UsageError(`--notify-on must be failure or always, got "${notifyOn}"`);
+  const timeoutText = str(values, 'monitoring-timeout');
+  const timeoutSeconds = timeoutText === undefined ? 5 : parseDuration('monitoring-timeout', timeoutText);
+  if (timeoutSeconds < 0.1 || timeoutSeconds > 120) throw new UsageError('--monitoring-timeout must be between 100ms and 2m');
+
+  const credentialsDir = str(values, 'service-account-dir') ?? SERVICE_ACCOUNT_DIR;
+  const namespace = str(values, 'namespace') ?? readNamespaceFile(credentialsDir);
+  if (namespace !== undefined && !DNS_LABEL.test(namespace)) throw new UsageError(`--namespace must be a Kubernetes namespace name, got "${namespace}"`);
+  const claimName = str(values, 'claim-name');
+  if (claimName !== undefined && !DNS_SUBDOMAIN.test(claimName)) throw new UsageError(`--claim-name must be a PersistentVolumeClaim name, got "${claimName}"`);
+  let events: MonitoringConfig['events'];
+  if (bool(values, 'events')) {
+    if (claimName === undefined) throw new UsageError('--events needs --claim-name NAME, the PersistentVolumeClaim to post the Events on');
+    if (namespace === undefined) throw new UsageError(`--events needs --namespace NS (there is no namespace file in ${credentialsDir})`);
+    const kubeApi = str(values, 'kube-api');
+    events = { claimName, namespace, apiUrl: kubeApi === undefined ? inClusterApiUrl(env) : httpUrl('kube-api', kubeApi).href, credentialsDir };
+  }
+
+  let schedule: MonitoringConfig['schedule'];
+  const scheduleText = command === 'backup' ? str(values, 'schedule') : undefined;
+  if (scheduleText !== undefined) {
+    const timeZone = str(values, 'time-zone') ?? 'Etc/UTC';
+    validateSchedule(scheduleText, timeZone);
+    schedule = { schedule: scheduleText, timeZone };
+  }
+
+  if (!pushgateway && !ping && notify.length === 0 && !events) return undefined;
+  return {
+    namespace,
+    claimName,
+    pushgatewayUrl: pushgateway ? httpUrl('pushgateway-url', pushgateway) : undefined,
+    schedule,
+    events,
+    notify,
+    notifyOn,
+    pingUrl: ping ? httpUrl('ping-url', ping) : undefined,
+    timeoutSeconds,
+  };
+}
+
+/**
+ * For a command line that was refused (exit 2): where the run would have reported, so that a
+ * scheduled run whose configuration is broken (a volume not mounted, a bad value) still tells
+ * someone. Undefined when the command or its monitoring flags cannot be read either.
+ */
+export function monitoringOfRefusedRun(
+  argv: readonly string[],
+  env: Record<string, string | undefined>,
+): { command: MonitoredCommand; prefix: string; logFormat: LogFormat; monitoring: MonitoringConfig } | undefined {
+  const [command, ...rest] = argv;
+  if (command === undefined || !isMonitored(command) || rest.includes('--help') || rest.includes('-h')) return undefined;
+  try {
+    const { values } = collect(command, rest, env);
+    const prefix = str(values, 'prefix') ?? 'backup';
+    const monitoring = parseMonitoring(command, values, env);
+    if (!monitoring || !PREFIX_PATTERN.test(prefix)) return undefined;
+    const logFormat = str(values, 'log-format') === 'json' ? 'json' : 'text';
+    return { command, prefix, logFormat, monitoring };
+  } catch {
+    return undefined;
+  }
 }

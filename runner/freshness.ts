@@ -34,3 +34,15 @@ export function judgeFreshness(freshness: FreshnessConfig, newest: Date | undefi
   const fresh = newest !== undefined && newest.getTime() >= expectedSince.getTime() - CLOCK_SKEW_SECONDS * 1000;
   return { fresh, expectedSince, newest };
 }
+
+/**
+ * When the schedule next expects a backup, given that the newest one started at `newest`: the
+ * schedule's first run after that time (clock skew allowed). It is the other side of
+ * judgeFreshness: that calls the newest archive stale exactly when `now - grace` has reached
+ * this time, so an alert on `time() > due` that must hold for the grace fires when the verify
+ * check starts failing.
+ */
+export function nextDueRun(schedule: Pick<FreshnessConfig, 'schedule' | 'timeZone'>, newest: Date): Date {
+  const after = new Date(newest.getTime() + CLOCK_SKEW_SECONDS * 1000);
+  return CronExpressionParser.parse(schedule.schedule, { tz: schedule.timeZone, currentDate: after }).next().toDate();
+}

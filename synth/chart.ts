@@ -5,6 +5,8 @@ import { stringify } from 'yaml';
 import { renderChartReadme } from './chart-readme.js';
 import { BackupClaim } from './constructs/backup-claim.js';
 import { BackupCronJob } from './constructs/backup-cron-job.js';
+import { EventsRole } from './constructs/events-role.js';
+import { BackupPrometheusRule } from './constructs/prometheus-rule.js';
 import { RestoreJob } from './constructs/restore-job.js';
 import { RunnerServiceAccount } from './constructs/service-account.js';
 import { VerifyCronJob } from './constructs/verify-cron-job.js';
@@ -37,10 +39,12 @@ const TEMPLATES: { fileName: string; condition?: string; construct: ConstructCla
   { fileName: 'backup-cronjob.yaml', condition: RENDER_WHEN.backupCronJob, construct: BackupCronJob, source: 'synth/constructs/backup-cron-job.ts' },
   { fileName: 'verify-cronjob.yaml', condition: RENDER_WHEN.verifyCronJob, construct: VerifyCronJob, source: 'synth/constructs/verify-cron-job.ts' },
   { fileName: 'restore-job.yaml', condition: RENDER_WHEN.restoreJob, construct: RestoreJob, source: 'synth/constructs/restore-job.ts' },
+  { fileName: 'events-role.yaml', condition: RENDER_WHEN.eventsRole, construct: EventsRole, source: 'synth/constructs/events-role.ts' },
+  { fileName: 'prometheusrule.yaml', condition: RENDER_WHEN.prometheusRule, construct: BackupPrometheusRule, source: 'synth/constructs/prometheus-rule.ts' },
 ];
 
 /** Hand-written templates, copied as they are. */
-const HAND_WRITTEN = ['_helpers.tpl', 'NOTES.txt'];
+const HAND_WRITTEN = ['_helpers.tpl', '_monitoring.tpl', 'NOTES.txt'];
 
 const HELMIGNORE = ['.DS_Store', '.git/', '*.swp', '*.bak', '*.tmp', '*.orig', '*~', ''].join('\n');
 
@@ -80,9 +84,9 @@ function renderTemplateFiles(): Map<string, string> {
   return rendered;
 }
 
-/** Fails the synth when a template includes a helper that _helpers.tpl does not define. */
+/** Fails the synth when a template includes a helper that no templates/_*.tpl file defines. */
 function checkHelpersDefined(files: Map<string, string>): void {
-  const helpers = files.get(`${CHART_DIR}/templates/_helpers.tpl`) ?? '';
+  const helpers = [...files].filter(([path]) => /\/templates\/_[^/]+\.tpl$/.test(path)).map(([, text]) => text).join('\n');
   const defined = new Set([...helpers.matchAll(/define "([^"]+)"/g)].map((m) => m[1]));
   for (const [path, text] of files) {
     if (!path.startsWith(`${CHART_DIR}/templates/`)) continue;

@@ -17,9 +17,13 @@ export function renderValuesYaml(schema: SchemaNode): string {
   return lines.join('\n') + '\n';
 }
 
+/** Keys YAML 1.1 (which Helm reads values files with) would take for booleans, so they are written quoted. */
+const YAML11_BOOLEAN_WORDS = /^(y|yes|n|no|true|false|on|off)$/i;
+
 function sectionLines(section: SchemaNode, depth: number): string[] {
   const pad = '  '.repeat(depth);
-  return Object.entries(section.properties ?? {}).flatMap(([key, node]) => {
+  return Object.entries(section.properties ?? {}).flatMap(([name, node]) => {
+    const key = YAML11_BOOLEAN_WORDS.test(name) ? JSON.stringify(name) : name;
     const spacer = depth === 0 ? [''] : [];
     const comment = wrapComment(node.description ?? key, pad);
     if (isSection(node)) return [...spacer, ...comment, `${pad}${key}:`, ...sectionLines(node, depth + 1)];

@@ -42,6 +42,8 @@ export const V = {
     restoreJob: helper('restoreJobName'),
     backupClaim: helper('backupClaimName'),
     serviceAccount: helper('serviceAccountName'),
+    /** The events Role and RoleBinding, and the PrometheusRule. */
+    monitoring: helper('fullname'),
   },
   labels: (component?: Component | 'storage') => yamlHelper('labels', component ? { component: `"${component}"` } : {}),
   pod: {
@@ -97,9 +99,10 @@ export const V = {
     annotations: yamlHelper('backupClaimAnnotations'),
   },
   verify: {
-    /** A suspended CronJob still needs a valid schedule; it borrows the backup schedule. */
+    /** Without a schedule of its own the check runs on the backup schedule; suspended, it still needs a valid one. */
     schedule: derived('string', '(.Values.verify.schedule | default .Values.backup.schedule)'),
-    suspend: derived('boolean', '(empty .Values.verify.schedule)'),
+    /** Suspended only with no schedule of its own while backups are not scheduled either. */
+    suspend: derived('boolean', '(and (empty .Values.verify.schedule) (not (and .Values.backup.enabled (not .Values.backup.suspend))))'),
     startingDeadlineSeconds: optionalInteger('verify.startingDeadlineSeconds'),
     successfulJobsHistoryLimit: integer('verify.successfulJobsHistoryLimit'),
     failedJobsHistoryLimit: integer('verify.failedJobsHistoryLimit'),
@@ -124,6 +127,30 @@ export const V = {
   serviceAccount: {
     annotations: yaml('serviceAccount.annotations'),
   },
+  monitoring: {
+    namespace: derived('string', '.Release.Namespace'),
+    /** The runner needs the namespace for the metrics' label and for the Events. */
+    needsNamespace: derived('boolean', '(or .Values.metrics.pushgateway.url .Values.events.enabled)'),
+    /** The claim a pod's Events are about: the one it reads (backup, verify) or writes (restore). */
+    claimName: (component: Component) => (component === 'restore' ? helper('restoreTargetClaim') : string('source.claimName')),
+  },
+  metrics: {
+    pushgatewayUrl: nonEmptyString('metrics.pushgateway.url'),
+    pushes: derived('boolean', '(not (empty .Values.metrics.pushgateway.url))'),
+    ruleLabels: yamlHelper('prometheusRuleLabels'),
+    /** The alerts, written out in templates/_monitoring.tpl. */
+    ruleSpec: yamlHelper('prometheusRuleSpec'),
+  },
+  events: {
+    enabled: boolean('events.enabled'),
+  },
+  notify: {
+    /** The PVC_BACKUP_NOTIFY_URL variable from the Secret, when one is named. */
+    urlsEnv: derived('yaml', '(include "pvc-backup.notifyUrlsEnv" . | fromYamlArray)'),
+    configured: derived('boolean', '(not (empty .Values.notify.urls.existingSecret))'),
+    on: string('notify.on'),
+    pingUrl: nonEmptyString('notify.pingUrl'),
+  },
 } as const;
 
 /** Conditions that decide whether a whole template file is rendered. */
@@ -133,4 +160,6 @@ export const RENDER_WHEN = {
   restoreJob: '.Values.restore.enabled',
   backupClaim: 'and .Values.storage.create (not .Values.storage.existingClaim)',
   serviceAccount: '.Values.serviceAccount.create',
+  eventsRole: 'and .Values.events.enabled (or .Values.backup.enabled .Values.verify.enabled .Values.restore.enabled)',
+  prometheusRule: '.Values.metrics.prometheusRule.enabled',
 } as const;

@@ -141,9 +141,18 @@ describe('flags and environment variables', () => {
     snapshot: { value: 'maybe' },
     'allow-unverified': { value: 'maybe' },
     'request-id': { value: 'not a valid id!' },
+    'pushgateway-url': { value: 'gw:9091' },
+    'notify-url': { value: 'ftp://example.com/hook' },
+    'notify-on': { value: 'sometimes' },
+    'ping-url': { value: 'not a url' },
+    events: { value: 'maybe' },
+    'claim-name': { value: 'Not_A_Claim' },
+    namespace: { value: 'Not_A_Namespace' },
+    'kube-api': { value: 'not a url', extra: ['--events', '--claim-name', 'data', '--namespace', 'apps'] },
+    'monitoring-timeout': { value: 'soon' },
   };
-  /** Variables checked by a successful run instead (they have no invalid value). */
-  const checkedByRuns = new Set(['exclude']);
+  /** Variables checked by a successful run instead (they have no invalid value); service-account-dir in test/monitoring/events.test.ts. */
+  const checkedByRuns = new Set(['exclude', 'service-account-dir']);
 
   function baseArgs(command: CommandName, target: string): string[] {
     switch (command) {
@@ -223,7 +232,8 @@ describe('help and version', () => {
     expect(result.code, result.stderr).toBe(0);
     expect(result.stderr).toBe('');
     for (const { flag, env } of flagTable(command)) {
-      const line = result.stdout.split('\n').find((l) => l.startsWith('  --') && new RegExp(`--(\\[no-\\])?${flag.slice(2)}\\b`).test(l));
+      // The flag's own line, not another flag's help that mentions it.
+      const line = result.stdout.split('\n').find((l) => new RegExp(`^  --(\\[no-\\])?${flag.slice(2)}\\b`).test(l));
       expect(line, `${flag} in ${command} --help`).toBeDefined();
       if (env) expect(line, `${env} in ${command} --help`).toContain(env);
     }

@@ -3,6 +3,7 @@ import * as kplus from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import { HelmPlaceholders, setFields } from '../helm.js';
 import { V } from '../values.js';
+import { monitoringArgs } from './monitoring.js';
 import { backupMount, MOUNT_PATHS, runnerContainer, sourceMount, templateRunnerPod } from './runner-pod.js';
 
 /** The scheduled backup: `pvc-backup backup` with every setting spelled out as a flag. */
@@ -67,5 +68,6 @@ function backupArgs(helm: HelmPlaceholders): string[] {
     helm.repeatedArg('--exclude', backup.exclude),
     helm.switchArg('--allow-empty', backup.allowEmpty),
     helm.switchArg('--skip-unreadable', backup.skipUnreadable),
+    ...monitoringArgs(helm, 'backup'),
   ];
 }

@@ -3,6 +3,7 @@ import * as kplus from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import { HelmPlaceholders, setFields, TemplateFile, toYamlLines } from '../helm.js';
 import { V } from '../values.js';
+import { monitoringArgs } from './monitoring.js';
 import { backupMount, MOUNT_PATHS, runnerContainer, targetMount, templateRunnerPod } from './runner-pod.js';
 
 /**
@@ -77,5 +78,6 @@ function restoreArgs(helm: HelmPlaceholders): string[] {
     helm.arg(restore.requestId),
     helm.switchArg('--no-snapshot', restore.noSnapshot),
     helm.switchArg('--allow-unverified', restore.allowUnverified),
+    ...monitoringArgs(helm, 'restore'),
   ];
 }

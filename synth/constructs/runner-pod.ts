@@ -3,6 +3,7 @@ import * as kplus from 'cdk8s-plus-28';
 import type { Construct } from 'constructs';
 import { HelmPlaceholders, setFields } from '../helm.js';
 import { V, type Component } from '../values.js';
+import { templateMonitoring } from './monitoring.js';
 
 /** Where the runner pods mount their volumes; the runner's flags refer to these paths. */
 export const MOUNT_PATHS = {
@@ -89,4 +90,5 @@ export function templateRunnerPod(apiObject: ApiObject, podTemplate: string, opt
     [`${container}/securityContext`]: helm.field(V.container.securityContext(options.component)),
     [`${container}/env/-`]: helm.appendItems(V.container.extraEnv),
   });
+  templateMonitoring(apiObject, podTemplate);
 }

@@ -4,7 +4,7 @@ import { Construct } from 'constructs';
 import { HelmPlaceholders, setFields } from '../helm.js';
 import { V } from '../values.js';
 
-/** The pods' identity. The runner never talks to the Kubernetes API, so no token is mounted. */
+/** The pods' identity. Its token is not mounted by default; pods mount it only to post Events (synth/constructs/monitoring.ts). */
 export class RunnerServiceAccount extends Construct {
   constructor(scope: Construct, id: string) {
     super(scope, id);

@@ -3,12 +3,13 @@ import * as kplus from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import { HelmPlaceholders, setFields } from '../helm.js';
 import { V } from '../values.js';
+import { monitoringArgs } from './monitoring.js';
 import { backupMount, MOUNT_PATHS, runnerContainer, sourceMount, templateRunnerPod } from './runner-pod.js';
 
 /**
  * The integrity check: `pvc-backup verify --all`, plus the freshness check against the backup
- * schedule. Suspended unless verify.schedule is set, so that it also serves as the template for
- * `kubectl create job --from=cronjob/F-verify`.
+ * schedule. It runs on verify.schedule, or on the backup schedule while backups are scheduled;
+ * otherwise it is suspended and serves as the template for `kubectl create job --from=cronjob/F-verify`.
  */
 export class VerifyCronJob extends Construct {
   constructor(scope: Construct, id: string) {
@@ -61,5 +62,6 @@ function verifyArgs(helm: HelmPlaceholders): string[] {
       '--grace',
       helm.arg(V.verify.grace),
     ]),
+    ...monitoringArgs(helm, 'verify'),
   ];
 }

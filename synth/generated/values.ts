@@ -132,7 +132,7 @@ export interface Values {
   verify: {
     /** enabled creates the verify CronJob. */
     enabled: boolean;
-    /** schedule is the cron expression of the checks; empty keeps the CronJob suspended, for on-demand runs with kubectl create job --from. */
+    /** schedule is the cron expression of the checks; empty means the backup schedule while backups are scheduled (the check runs beside each backup and fails when the previous one is missing), otherwise the CronJob stays suspended, for on-demand runs with kubectl create job --from. */
     schedule: string;
     /** grace is how late the newest archive may be past the last scheduled backup before the check fails (e.g. 30m, 1h, 2d). */
     grace: string;
@@ -149,7 +149,47 @@ export interface Values {
     /** addCapabilities are the Linux capabilities added to the verify container after dropping ALL. */
     addCapabilities: string[];
   };
-  /** serviceAccount the pods run as; its API token is never mounted (the runner needs no Kubernetes API access). */
+  /** metrics pushes every backup, verify and restore run's Prometheus metrics to a Pushgateway, and can render alerts on them (see the README, Monitoring and alerts). */
+  metrics: {
+    /** pushgateway is the Prometheus Pushgateway the pods push to after every run (one group per job, namespace, prefix and command). */
+    pushgateway: {
+      /** url of the Pushgateway, e.g. http://prometheus-pushgateway.monitoring:9091; empty pushes nothing. Prometheus must scrape it with honor_labels: true. */
+      url: string;
+    };
+    /** prometheusRule renders a PrometheusRule (monitoring.coreos.com/v1, for the Prometheus Operator) alerting on a failed backup or verify, an overdue backup and missing metrics. */
+    prometheusRule: {
+      /** enabled renders the PrometheusRule; it needs metrics.pushgateway.url. */
+      enabled: boolean;
+      /** labels added to the PrometheusRule, e.g. the label your Prometheus's ruleSelector matches (release: kube-prometheus-stack). */
+      labels: Record<string, string>;
+      /** alertLabels are added to every alert (e.g. team: storage), beside its severity label. */
+      alertLabels: Record<string, string>;
+      /** grace is how long a scheduled backup may be overdue before PvcBackupOverdue fires (a Prometheus duration: 30m, 1h, 1h30m, 2d). */
+      grace: string;
+      /** absentFor is how long the backup metrics may be missing altogether (no backup ever succeeded, or the Pushgateway lost them) before PvcBackupMetricsAbsent fires; empty means the longest gap backup.schedule can have, plus grace. */
+      absentFor: string;
+    };
+  };
+  /** events posts a Kubernetes Event (events.k8s.io/v1) on the claim after each run, so kubectl describe pvc shows BackupSucceeded, BackupFailed, VerifyFailed, RestoreSucceeded and RestoreFailed. */
+  events: {
+    /** enabled posts the Events; the chart then creates a Role granting only create on events and mounts the ServiceAccount token in the pods (which is not mounted otherwise). */
+    enabled: boolean;
+  };
+  /** notify sends notifications about runs to webhooks (JSON, Slack, ntfy) and pings a dead-man's switch from the backup pods. */
+  notify: {
+    /** urls are the webhook URLs, read from a Secret because a webhook URL is a credential. */
+    urls: {
+      /** existingSecret is the name of a Secret in the release namespace that holds the URLs; empty sends no notifications. */
+      existingSecret: string;
+      /** key of the Secret whose value lists the URLs, one per line: hooks.slack.com URLs get Slack's format, ntfy.sh topics ntfy's, others a JSON POST (slack+https:// and ntfy+https:// pick the format for self-hosted receivers). */
+      key: string;
+    };
+    /** on is failure (notify about failed runs only) or always (successes too). Quote the key in values files ("on": always): YAML 1.1 reads a bare on as true. */
+    on: "failure" | "always";
+    /** pingUrl is a dead-man's switch (healthchecks.io style) the backup pods ping: URL/start when a backup starts, then URL or URL/fail; the service alarms when pings stop coming. It is visible in the CronJob. */
+    pingUrl: string;
+  };
+  /** serviceAccount the pods run as; its API token is mounted only while events.enabled (to post Events, the one Kubernetes API call the runner makes). */
   serviceAccount: {
     /** create makes the chart create the ServiceAccount. */
     create: boolean;
@@ -243,6 +283,17 @@ export interface ValueTypes {
   'verify.backoffLimit': number;
   'verify.activeDeadlineSeconds': number | null;
   'verify.addCapabilities': string[];
+  'metrics.pushgateway.url': string;
+  'metrics.prometheusRule.enabled': boolean;
+  'metrics.prometheusRule.labels': Record<string, string>;
+  'metrics.prometheusRule.alertLabels': Record<string, string>;
+  'metrics.prometheusRule.grace': string;
+  'metrics.prometheusRule.absentFor': string;
+  'events.enabled': boolean;
+  'notify.urls.existingSecret': string;
+  'notify.urls.key': string;
+  'notify.on': "failure" | "always";
+  'notify.pingUrl': string;
   'serviceAccount.create': boolean;
   'serviceAccount.name': string;
   'serviceAccount.annotations': Record<string, string>;

@@ -59,7 +59,9 @@ describe('values.yaml', () => {
       const pad = '  '.repeat(depth);
       for (const [key, child] of Object.entries(node.properties ?? {})) {
         const path = prefix ? `${prefix}.${key}` : key;
-        const line = lines.findIndex((l, i) => i > from && (l.startsWith(`${pad}${key}:`) || l.startsWith(`${pad}# ${key}: `)));
+        // A key YAML 1.1 would read as a boolean (on, off, yes, no) is written quoted.
+        const written = [key, JSON.stringify(key)];
+        const line = lines.findIndex((l, i) => i > from && written.some((k) => l.startsWith(`${pad}${k}:`) || l.startsWith(`${pad}# ${k}: `)));
         if (line < 0 || !commentAbove(line, pad)[0]?.startsWith(`${pad}# ${key} `)) undocumented.push(path);
         if (isSection(child)) visit(child, path, depth + 1, line);
       }

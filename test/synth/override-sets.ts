@@ -18,7 +18,8 @@ const serviceAccount = `ServiceAccount/${F}`;
 const backupClaim = `PersistentVolumeClaim/${F}`;
 const backupCronJob = `CronJob/${F}`;
 const verifyCronJob = `CronJob/${F}-verify`;
-const everyDefault = [serviceAccount, backupClaim, backupCronJob, verifyCronJob];
+const eventsRole = [`Role/${F}`, `RoleBinding/${F}`];
+const everyDefault = [serviceAccount, backupClaim, backupCronJob, verifyCronJob, ...eventsRole];
 
 export const OVERRIDE_SETS: OverrideSet[] = [
   {
@@ -60,7 +61,7 @@ export const OVERRIDE_SETS: OverrideSet[] = [
   {
     name: 'existing storage claim',
     values: { source: claim, storage: { create: false, existingClaim: 'archive-store' } },
-    resources: [serviceAccount, backupCronJob, verifyCronJob],
+    resources: [serviceAccount, backupCronJob, verifyCronJob, ...eventsRole],
   },
   {
     name: 'storage options',
@@ -129,7 +130,7 @@ export const OVERRIDE_SETS: OverrideSet[] = [
       serviceAccount: { create: false, name: 'backup-runner' },
       restore: { enabled: true },
     },
-    resources: [backupClaim, backupCronJob, verifyCronJob],
+    resources: [backupClaim, backupCronJob, verifyCronJob, ...eventsRole],
     restoreJob: true,
   },
   {

@@ -60,7 +60,7 @@ const SET_CHECKS: Record<string, (manifests: Manifest[]) => void> = {
     expect(backup.spec.jobTemplate.spec).not.toHaveProperty('ttlSecondsAfterFinished');
 
     const pod = podTemplateOf(backup).spec;
-    expect(pod.automountServiceAccountToken).toBe(false);
+    expect(pod.automountServiceAccountToken).toBe(true);
     expect(pod.serviceAccountName).toBe(F);
     expect(pod.securityContext).toEqual({ runAsUser: 0, runAsGroup: 0, runAsNonRoot: false, seccompProfile: { type: 'RuntimeDefault' } });
     const container = runnerContainerOf(backup);
@@ -78,7 +78,7 @@ const SET_CHECKS: Record<string, (manifests: Manifest[]) => void> = {
     expect(volumesOf(backup).backup.persistentVolumeClaim.claimName).toBe(F);
 
     const verify = find(manifests, 'CronJob', `${F}-verify`);
-    expect(verify.spec).toMatchObject({ suspend: true, schedule: '0 0 * * *', timeZone: 'Etc/UTC', concurrencyPolicy: 'Forbid', startingDeadlineSeconds: 600 });
+    expect(verify.spec).toMatchObject({ suspend: false, schedule: '0 0 * * *', timeZone: 'Etc/UTC', concurrencyPolicy: 'Forbid', startingDeadlineSeconds: 600 });
     expect(verify.spec.jobTemplate.spec.backoffLimit).toBe(0);
 
     const claim = find(manifests, 'PersistentVolumeClaim', F);
@@ -230,7 +230,7 @@ describe.each(OVERRIDE_SETS)('helm template with $name', (set) => {
     for (const manifest of manifests) validateKubernetesObject(manifest);
   });
 
-  it('runs the runner image hardened: entrypoint args only, json logs, writable /tmp, no API token', () => {
+  it('runs the runner image hardened: entrypoint args only, json logs, writable /tmp, the API token only for Events', () => {
     for (const workload of workloads(manifests)) {
       const container = runnerContainerOf(workload);
       expect(container).not.toHaveProperty('command');
@@ -238,7 +238,7 @@ describe.each(OVERRIDE_SETS)('helm template with $name', (set) => {
       expect(mountsOf(workload).tmp).toEqual({ name: 'tmp', mountPath: '/tmp' });
       expect(volumesOf(workload).tmp).toEqual({ name: 'tmp', emptyDir: {} });
       expect(container.securityContext).toMatchObject({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } });
-      expect(podTemplateOf(workload).spec.automountServiceAccountToken).toBe(false);
+      expect(podTemplateOf(workload).spec.automountServiceAccountToken).toBe(set.values.events?.enabled ?? true);
       expect(podTemplateOf(workload).spec.securityContext.seccompProfile).toEqual({ type: 'RuntimeDefault' });
     }
   });
@@ -282,11 +282,18 @@ describe('resource names', () => {
 
   it('do not repeat the chart name when the release already contains it', () => {
     const manifests = renderChart(helmBinaries()[0]!, { source: { claimName: 'data' } }, 'pvc-backup');
-    expect(resourceIds(manifests)).toEqual(['CronJob/pvc-backup', 'CronJob/pvc-backup-verify', 'PersistentVolumeClaim/pvc-backup', 'ServiceAccount/pvc-backup']);
+    expect(resourceIds(manifests)).toEqual([
+      'CronJob/pvc-backup',
+      'CronJob/pvc-backup-verify',
+      'PersistentVolumeClaim/pvc-backup',
+      'Role/pvc-backup',
+      'RoleBinding/pvc-backup',
+      'ServiceAccount/pvc-backup',
+    ]);
   });
 
   it('follow fullnameOverride', () => {
     const manifests = renderChart(helmBinaries()[0]!, { source: { claimName: 'data' }, fullnameOverride: 'nightly' });
-    expect(resourceIds(manifests)).toEqual(['CronJob/nightly', 'CronJob/nightly-verify', 'PersistentVolumeClaim/nightly', 'ServiceAccount/nightly']);
+    expect(resourceIds(manifests)).toEqual(['CronJob/nightly', 'CronJob/nightly-verify', 'PersistentVolumeClaim/nightly', 'Role/nightly', 'RoleBinding/nightly', 'ServiceAccount/nightly']);
   });
 });

@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CronJob, Job } from 'kubernetes-models/batch/v1';
+import { Role, RoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1';
 import { PersistentVolumeClaim, ServiceAccount } from 'kubernetes-models/v1';
 import { parseAllDocuments } from 'yaml';
 import type { Values } from '../../synth/values.js';
@@ -79,6 +80,8 @@ const MODELS: Record<string, new (data: any) => { validate(): void }> = {
   'batch/v1/Job': Job,
   'v1/PersistentVolumeClaim': PersistentVolumeClaim,
   'v1/ServiceAccount': ServiceAccount,
+  'rbac.authorization.k8s.io/v1/Role': Role,
+  'rbac.authorization.k8s.io/v1/RoleBinding': RoleBinding,
 };
 
 /** Validates against the Kubernetes OpenAPI schema (kubernetes-models); throws on the first problem. */

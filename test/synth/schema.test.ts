@@ -103,6 +103,8 @@ describe('as a dependency of another chart', () => {
       'CronJob/shop-pvc-backup',
       'CronJob/shop-pvc-backup-verify',
       'PersistentVolumeClaim/shop-pvc-backup',
+      'Role/shop-pvc-backup',
+      'RoleBinding/shop-pvc-backup',
       'ServiceAccount/shop-pvc-backup',
     ]);
   });
