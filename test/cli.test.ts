@@ -1,9 +1,11 @@
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Manifest } from '../runner/archive/manifest.js';
 import { COMMANDS, type CommandName, flagTable } from '../runner/config.js';
-import { archivesIn, jsonLines, packageVersion, runCli } from './helpers/cli.js';
+import { REQUIRED_NODE_MAJOR } from '../runner/cli.js';
+import { archivesIn, cleanEnv, cliPath, ensureBuilt, jsonLines, packageVersion, repoRoot, runCli } from './helpers/cli.js';
 import { exactState, useTempDirs, writeTree } from './helpers/tree.js';
 
 /** The CLI surface of CONTRACT §1: usage errors, flags and their variables, help, version, logs. */
@@ -41,6 +43,9 @@ describe('usage errors', () => {
     { name: 'a --dest that is a file', args: ['backup', '--source', S, '--dest', 'a-file'], message: /--dest \/.*\/a-file is not a directory/ },
     { name: 'a --dest inside --source', args: ['backup', '--source', S, '--dest', `${S}/sub`], message: /--dest .* is inside --source/ },
     { name: 'a --source inside --dest', args: ['backup', '--source', `${D}/inner`, '--dest', D], message: /--source .* is inside --dest/ },
+    { name: 'a missing --dest inside --source (the relation is the problem, not the missing directory)', args: ['backup', '--source', S, '--dest', `${S}/no/backups`], message: /--dest .*\/no\/backups is inside --source/ },
+    { name: 'a missing --target inside --dest', args: ['restore', '--dest', D, '--target', `${D}/no/target`], message: /--target .*\/no\/target is inside --dest/ },
+    { name: 'a missing --dest inside --target', args: ['restore', '--dest', `${S}/no/backups`, '--target', S], message: /--dest .*\/no\/backups is inside --target/ },
     { name: '--keep-last 0', args: ['backup', '--source', S, '--dest', D, '--keep-last', '0'], message: /--keep-last must be at least 1/ },
     { name: '--keep-last -1', args: ['backup', '--source', S, '--dest', D, '--keep-last', '-1'], message: /--keep-last must be at least 1/ },
     { name: '--keep-last abc', args: ['backup', '--source', S, '--dest', D, '--keep-last', 'abc'], message: /--keep-last must be a whole number, got "abc"/ },
@@ -136,9 +141,10 @@ describe('flags and environment variables', () => {
     snapshot: { value: 'maybe' },
     'allow-unverified': { value: 'maybe' },
     'request-id': { value: 'not a valid id!' },
+    'job-uid': { value: 'not/a/uid' },
   };
   /** Variables checked by a successful run instead (they have no invalid value). */
-  const checkedByRuns = new Set(['exclude']);
+  const checkedByRuns = new Set(['exclude', 'allow-absolute-symlinks']);
 
   function baseArgs(command: CommandName, target: string): string[] {
     switch (command) {
@@ -212,13 +218,74 @@ describe('flags and environment variables', () => {
   });
 });
 
+describe('misspelled PVC_BACKUP_* variables', () => {
+  it.each([
+    ['PVC_BACKUP_KEEPLAST', '3', 'PVC_BACKUP_KEEP_LAST'],
+    ['PVC_BACKUP_COMPRESION', 'zstd', 'PVC_BACKUP_COMPRESSION'],
+    ['PVC_BACKUP_EXCLUDES', '*.log', 'PVC_BACKUP_EXCLUDE'],
+    ['PVC_BACKUP_DESTINATION', '/backup', 'PVC_BACKUP_DEST'],
+  ])('%s is a usage error naming %s, before anything is written', async (variable, value, closest) => {
+    const before = exactState(source);
+    const result = await runCli(['backup', '--source', source, '--dest', dest], { env: { [variable]: value } });
+    expect(result.code, result.stdout + result.stderr).toBe(2);
+    expect(result.stderr).toMatch(/^pvc-backup: [^\n]+\n$/);
+    expect(result.stderr).toContain(`unknown variable ${variable}`);
+    expect(result.stderr).toContain(`closest known one is ${closest};`);
+    expect(result.stdout).toBe('');
+    expect(fs.readdirSync(dest)).toEqual([]);
+    expect(exactState(source)).toBe(before);
+  });
+
+  it('every unknown variable is named, not only the first', async () => {
+    const result = await runCli(['list', '--dest', dest], { env: { PVC_BACKUP_KEEPLAST: '3', PVC_BACKUP_JSON_OUTPUT: 'true' } });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('PVC_BACKUP_JSON_OUTPUT');
+    expect(result.stderr).toContain('PVC_BACKUP_KEEPLAST');
+  });
+
+  it("a variable of another command is no error (the chart's extraEnv reaches every pod), nor are Kubernetes service links", async () => {
+    const result = await runCli(['list', '--dest', dest], {
+      env: { PVC_BACKUP_KEEP_LAST: '3', PVC_BACKUP_SOURCE: '/nowhere', PVC_BACKUP_SERVICE_HOST: '10.0.0.1', PVC_BACKUP_SERVICE_PORT: '80', PVC_BACKUP_PORT: 'tcp://10.0.0.1:80', PVC_BACKUP_PORT_80_TCP_ADDR: '10.0.0.1' },
+    });
+    expect(result.code, result.stdout + result.stderr).toBe(0);
+  });
+});
+
+describe('an old Node.js', () => {
+  const systemNode = ['/usr/bin/node', '/usr/local/bin/node'].find((file) => {
+    const probe = spawnSync(file, ['-p', 'process.versions.node.split(".")[0]'], { encoding: 'utf8' });
+    return probe.status === 0 && Number(probe.stdout) < REQUIRED_NODE_MAJOR;
+  });
+  if (!systemNode) console.warn(`skipping the old-Node test: no Node.js older than ${REQUIRED_NODE_MAJOR} at /usr/bin/node or /usr/local/bin/node`);
+
+  it('the required version is the one package.json declares', () => {
+    const pkg = JSON.parse(fs.readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as { engines: { node: string } };
+    expect(pkg.engines.node).toBe(`>=${REQUIRED_NODE_MAJOR}`);
+  });
+
+  it.skipIf(!systemNode)('gets one line naming the required version and how to get it, and nothing runs', async () => {
+    ensureBuilt();
+    const before = exactState(source);
+    const result = spawnSync(systemNode!, [cliPath, 'backup', '--source', source, '--dest', dest], { encoding: 'utf8', env: cleanEnv() });
+    expect(result.status, result.stderr).toBe(2);
+    expect(result.stdout).toBe('');
+    expect(result.stderr).toMatch(/^pvc-backup: [^\n]+\n$/);
+    expect(result.stderr).toContain(`needs Node.js ${REQUIRED_NODE_MAJOR} or newer`);
+    expect(result.stderr).toMatch(/is Node\.js v\d+\./);
+    expect(result.stderr).toContain('npm ci');
+    expect(result.stderr).not.toMatch(/TypeError|at file:/);
+    expect(fs.readdirSync(dest)).toEqual([]);
+    expect(exactState(source)).toBe(before);
+  });
+});
+
 describe('help and version', () => {
   it.each(COMMANDS)('%s --help lists every flag with its variable', async (command) => {
     const result = await runCli([command, '--help']);
     expect(result.code, result.stderr).toBe(0);
     expect(result.stderr).toBe('');
     for (const { flag, env } of flagTable(command)) {
-      const line = result.stdout.split('\n').find((l) => l.startsWith('  --') && new RegExp(`--(\\[no-\\])?${flag.slice(2)}\\b`).test(l));
+      const line = result.stdout.split('\n').find((l) => new RegExp(`^  --(\\[no-\\])?${flag.slice(2)}\\b`).test(l));
       expect(line, `${flag} in ${command} --help`).toBeDefined();
       if (env) expect(line, `${env} in ${command} --help`).toContain(env);
     }
@@ -237,7 +304,7 @@ describe('help and version', () => {
 });
 
 describe('JSON logs', () => {
-  const secrets = { PVC_BACKUP_SECRET_TOKEN: 'tok-5f3a9c1e-do-not-print', AWS_SECRET_ACCESS_KEY: 'aws-7b2d4e6f-do-not-print' };
+  const secrets = { AWS_SESSION_TOKEN: 'tok-5f3a9c1e-do-not-print', AWS_SECRET_ACCESS_KEY: 'aws-7b2d4e6f-do-not-print' };
 
   function expectWellFormed(stdout: string) {
     const lines = jsonLines(stdout);
