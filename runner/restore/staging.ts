@@ -174,15 +174,16 @@ class OwnDirectory {
     return fs.readdirSync(this.path);
   }
 
-  /** Deletes everything inside, then the directory itself (by name: an rmdir removes only an empty directory). */
+  /**
+   * Deletes everything inside, then the directory itself by name — only while that name still
+   * is this directory (the application may have renamed it; then the empty directory stays where
+   * it was moved).
+   */
   remove(target: string): void {
     for (const name of this.names()) removeTree(`${this.path}/${name}`);
     this.close();
-    try {
-      fs.rmdirSync(`${target}/${this.name}`);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-    }
+    const st = lstatOrUndefined(`${target}/${this.name}`);
+    if (st?.isDirectory() && st.ino === this.ino) fs.rmdirSync(`${target}/${this.name}`);
   }
 
   /** Idempotent: a descriptor number closed twice could meanwhile belong to another file. */
