@@ -170,8 +170,7 @@ function refuseMounts(target: string): void {
   if (mounts.length === 0) return;
   throw new OperationError(
     `cannot restore into ${target}: ${mounts[0]} is a separate mount inside it${mounts.length > 1 ? ` (and ${count(mounts.length - 1, 'more')}: ${mounts.slice(1).join(', ')})` : ''}; ` +
-      'a replace would move it aside and a merge could delete what it holds; unmount it, or restore into it on its own (--target ' +
-      `${mounts[0]}), then into ${target} without it`,
+      `a replace would move it aside and a merge could delete what it holds, so nothing was changed; unmount it first (and restore into it on its own with --target ${mounts[0]} if it needs restoring too)`,
     'TARGET_MOUNT',
   );
 }
