@@ -218,6 +218,45 @@ describe('flags and environment variables', () => {
   });
 });
 
+describe('prefixes: the default, and a DEST that holds other ones', () => {
+  it('with several other prefixes, list, verify and restore name them and say how to pick one', async () => {
+    for (const prefix of ['shop', 'db']) expect((await runCli(['backup', '--source', source, '--dest', dest, '--prefix', prefix])).code).toBe(0);
+    const target = await tempDir('target');
+    const hint = `${dest} holds archives with prefix db (1), shop (1): pick one with --prefix NAME (or PVC_BACKUP_PREFIX)`;
+    const list = await runCli(['list', '--dest', dest]);
+    expect(list.code, list.stderr).toBe(0);
+    expect(list.stdout).toBe(`no archives with prefix backup in ${dest}; ${hint}\n`);
+    for (const args of [['verify', '--dest', dest], ['restore', '--dest', dest, '--target', target]]) {
+      const run = await runCli(args);
+      expect(run.code, run.stdout + run.stderr).toBe(2);
+      expect(run.stdout).toContain(`no archive with prefix backup in ${dest}; ${hint}`);
+    }
+    expect(fs.readdirSync(target)).toEqual([]);
+    // An explicit prefix is never replaced by another one.
+    const explicit = await runCli(['list', '--dest', dest, '--prefix', 'web']);
+    expect(explicit.stdout).toContain(`no archives with prefix web in ${dest}; ${hint}`);
+  });
+
+  it('with exactly one prefix, list, verify and restore use it without --prefix and say so', async () => {
+    expect((await runCli(['backup', '--source', source, '--dest', dest, '--prefix', 'shop'])).code).toBe(0);
+    const target = await tempDir('target');
+    const note = `no --prefix given and ${dest} holds no archives with prefix backup; using prefix shop, the only one there`;
+    const list = await runCli(['list', '--dest', dest]);
+    expect(list.code, list.stderr).toBe(0);
+    expect(list.stdout).toContain(note);
+    expect(list.stdout).toMatch(/^shop-\d{8}T\d{6}Z\.tar\.gz /m);
+    const json = await runCli(['list', '--dest', dest, '--json']);
+    expect((JSON.parse(json.stdout) as { name: string }[]).map((r) => r.name)).toEqual([expect.stringMatching(/^shop-/)]);
+    const verify = await runCli(['verify', '--dest', dest, '--log-format', 'json']);
+    expect(verify.code, verify.stdout).toBe(0);
+    expect(jsonLines(verify.stdout).map((l) => l.event)).toEqual(expect.arrayContaining(['verify.prefix', 'verify.ok']));
+    const restore = await runCli(['restore', '--dest', dest, '--target', target, '--log-format', 'json']);
+    expect(restore.code, restore.stdout).toBe(0);
+    expect(jsonLines(restore.stdout)[0]).toMatchObject({ event: 'restore.prefix', msg: note, prefix: 'shop' });
+    expect(fs.readdirSync(target).sort()).toEqual(['a.txt', 'sub']);
+  });
+});
+
 describe('misspelled PVC_BACKUP_* variables', () => {
   it.each([
     ['PVC_BACKUP_KEEPLAST', '3', 'PVC_BACKUP_KEEP_LAST'],

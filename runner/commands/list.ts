@@ -1,6 +1,6 @@
 import type { ListConfig } from '../config.js';
 import { type Logger, humanBytes } from '../log.js';
-import { type ArchiveInfo, listArchives } from '../store/catalog.js';
+import { type ArchiveInfo, choosePrefix, listArchives, otherPrefixesHint } from '../store/catalog.js';
 import { manifestName, sha256Name } from '../store/naming.js';
 
 /** One archive in `pvc-backup list --json` output. Field names are part of the public interface. */
@@ -67,7 +67,10 @@ export function formatTable(rows: ListedArchive[]): string[] {
  * not log lines). A table for people, or with `--json` one JSON array. Takes no lock.
  */
 export async function runList(config: ListConfig, log: Logger, out: (line: string) => void): Promise<ListedArchive[]> {
-  const archives = await listArchives(config.dest, config.prefix, { manifests: true });
+  const { prefix, picked } = await choosePrefix(config.dest, config.prefix, config.prefixDefaulted);
+  // JSON output stays one JSON document: the note is for people.
+  if (picked && !config.json) log.info('list.prefix', picked, { prefix });
+  const archives = await listArchives(config.dest, prefix, { manifests: true });
   for (const a of archives) {
     if (a.summary?.manifestError) {
       log.warn('list.manifest-unreadable', a.summary.manifestError, { archive: a.name });
@@ -79,7 +82,7 @@ export async function runList(config: ListConfig, log: Logger, out: (line: strin
     return rows;
   }
   if (rows.length === 0) {
-    out(`no archives with prefix ${config.prefix} in ${config.dest}`);
+    out(`no archives with prefix ${prefix} in ${config.dest}${await otherPrefixesHint(config.dest, prefix)}`);
     return rows;
   }
   for (const line of formatTable(rows)) out(line);

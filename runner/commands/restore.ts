@@ -16,7 +16,7 @@ import { collectAllGarbage } from '../memory.js';
 import { IndexBuilder, type RestorePlan, indexFromManifest, mountsInside, planRestore } from '../restore/plan.js';
 import { CONTROL_PREFIX, KEEP_IN_PLACE, RestoreRun, checkSwapPossible, pendingRecovery, recoverInterrupted, syncFileSystem, tempPrefix } from '../restore/staging.js';
 import { removeLeftoverPartials, writeFileAtomic } from '../store/atomic.js';
-import { type ResolvedArchive, findArchive, readManifest } from '../store/catalog.js';
+import { type ResolvedArchive, choosePrefix, findArchive, readManifest } from '../store/catalog.js';
 import { acquireLock, logLockWarnings } from '../store/lock.js';
 import { PRE_RESTORE_SUFFIX, sha256Name } from '../store/naming.js';
 import { backupUnderLock } from './backup.js';
@@ -76,7 +76,10 @@ interface ArchiveSource {
 
 const isRoot = (): boolean => process.getuid?.() === 0;
 
-export async function runRestore(config: RestoreConfig, ctx: RunContext): Promise<RestoreSummary | undefined> {
+export async function runRestore(given: RestoreConfig, ctx: RunContext): Promise<RestoreSummary | undefined> {
+  const { prefix, picked } = await choosePrefix(given.dest, given.prefix, given.prefixDefaulted);
+  if (picked) ctx.log.info('restore.prefix', picked, { prefix });
+  const config = { ...given, prefix };
   if (config.dryRun) {
     await runDryRun(config, ctx);
     return undefined;

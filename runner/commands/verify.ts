@@ -10,7 +10,7 @@ import { IntegrityError, OperationError, RunnerError, describeSystemError } from
 import { judgeFreshness } from '../freshness.js';
 import { ProgressReporter, count, humanBytes } from '../log.js';
 import { writeFileAtomicSync } from '../store/atomic.js';
-import { type ArchiveInfo, findArchive, listArchives, readManifest } from '../store/catalog.js';
+import { type ArchiveInfo, choosePrefix, findArchive, listArchives, otherPrefixesHint, readManifest } from '../store/catalog.js';
 import { manifestName, partialName, sha256Name } from '../store/naming.js';
 
 export interface VerifyOutcome {
@@ -29,8 +29,11 @@ export interface VerifyOutcome {
  * --schedule, checks that the newest archive is not overdue. Takes no lock: a long verify must
  * not block backups, and an archive pruned meanwhile is reported and skipped.
  */
-export async function runVerify(config: VerifyConfig, ctx: RunContext): Promise<VerifyOutcome[]> {
+export async function runVerify(given: VerifyConfig, ctx: RunContext): Promise<VerifyOutcome[]> {
   const { log } = ctx;
+  const { prefix, picked } = await choosePrefix(given.dest, given.prefix, given.prefixDefaulted);
+  if (picked) log.info('verify.prefix', picked, { prefix });
+  const config = { ...given, prefix };
   const selected = await select(config);
   const outcomes: VerifyOutcome[] = [];
   for (const archive of selected) {
@@ -39,7 +42,9 @@ export async function runVerify(config: VerifyConfig, ctx: RunContext): Promise<
   }
   const failed = outcomes.filter((o) => !o.ok);
   const unrestorable = failed.filter((o) => o.intact).length;
-  if (selected.length === 0) log.warn('verify.none', `no archives with prefix ${config.prefix} in ${config.dest} to verify`, { prefix: config.prefix });
+  if (selected.length === 0) {
+    log.warn('verify.none', `no archives with prefix ${config.prefix} in ${config.dest} to verify${await otherPrefixesHint(config.dest, config.prefix)}`, { prefix: config.prefix });
+  }
   if (outcomes.length > 0) {
     const damaged = failed.length - unrestorable;
     log.info(
