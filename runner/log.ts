@@ -84,7 +84,7 @@ export class ProgressReporter {
     const { bytes, files, message } = this.snapshot();
     const seconds = (Date.now() - this.started) / 1000;
     const rate = seconds > 0 ? bytes / seconds : 0;
-    this.log.info(this.event, message ?? `${humanBytes(bytes)} in ${files} files, ${humanBytes(rate)}/s`, {
+    this.log.info(this.event, message ?? `${humanBytes(bytes)} in ${count(files, 'file')}, ${humanBytes(rate)}/s`, {
       bytes,
       files,
       bytesPerSecond: Math.round(rate),

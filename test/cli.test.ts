@@ -257,6 +257,35 @@ describe('prefixes: the default, and a DEST that holds other ones', () => {
   });
 });
 
+describe('words: files are regular files, entries are everything in an archive; numbers agree with their nouns', () => {
+  it('backup, list, verify and restore count the same things the same way', async () => {
+    const one = await tempDir('one');
+    writeTree(one, { 'only.txt': 'x\n' });
+    const made = await runCli(['backup', '--source', one, '--dest', dest, '--log-format', 'json']);
+    expect(made.code, made.stdout).toBe(0);
+    const lines = jsonLines(made.stdout);
+    expect(lines.find((l) => l.event === 'backup.start')!.msg).toContain('(2 B in 1 file)');
+    expect(lines.find((l) => l.event === 'backup.verified')!.msg).toContain('verified: 2 entries,');
+    expect(lines.at(-1)!.msg).toMatch(/complete: 2 B in 1 file -> /);
+
+    const list = await runCli(['list', '--dest', dest, '--json']);
+    expect(JSON.parse(list.stdout)).toEqual([expect.objectContaining({ files: 1, entries: 2 })]);
+    const table = await runCli(['list', '--dest', dest]);
+    expect(table.stdout.split('\n').at(-2)).toMatch(/^1 archive, /);
+    const verify = await runCli(['verify', '--dest', dest, '--log-format', 'json']);
+    expect(jsonLines(verify.stdout).find((l) => l.event === 'verify.done')!.msg).toBe('1 of 1 archive verified and restorable');
+
+    writeTree(source, { 'c.txt': 'c\n' }); // 3 files, 5 entries with ./ and sub/
+    const other = await tempDir('dest');
+    expect((await runCli(['backup', '--source', source, '--dest', other])).code).toBe(0);
+    const rows = JSON.parse((await runCli(['list', '--dest', other, '--json'])).stdout) as { files: number; entries: number }[];
+    expect(rows[0]).toMatchObject({ files: 3, entries: 5 });
+    const target = await tempDir('target');
+    const restore = await runCli(['restore', '--dest', other, '--target', target, '--log-format', 'json']);
+    expect(jsonLines(restore.stdout).at(-1)!.msg).toMatch(/: 6 B in 3 files, 5 entries in /);
+  });
+});
+
 describe('misspelled PVC_BACKUP_* variables', () => {
   it.each([
     ['PVC_BACKUP_KEEPLAST', '3', 'PVC_BACKUP_KEEP_LAST'],

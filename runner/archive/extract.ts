@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { OperationError, RunnerError, describeSystemError } from '../errors.js';
-import { humanBytes } from '../log.js';
+import { count, humanBytes } from '../log.js';
 import { type SafeEntry, type SafetyOptions, SafetyRules } from './safety.js';
 import type { EntrySink, TarEntry, TarVisitor } from './tar-reader.js';
 
@@ -159,7 +159,7 @@ export class Extractor implements TarVisitor {
     const code = errno(error);
     if (code === 'ENOSPC' || code === 'EDQUOT') {
       return new OperationError(
-        `the target volume is full: writing ${entryPath} failed after ${humanBytes(this.bytes)} in ${this.files} files; free space or enlarge the volume`,
+        `the target volume is full: writing ${entryPath} failed after ${humanBytes(this.bytes)} in ${count(this.files, 'file')}; free space or enlarge the volume`,
         'NO_SPACE',
         { cause: error },
       );
@@ -359,7 +359,7 @@ function wrapFileError(owner: Extractor, error: unknown, rel: string, size: numb
   const code = errno(error);
   if (code === 'ENOSPC' || code === 'EDQUOT') {
     return new OperationError(
-      `the target volume is full: writing ./${rel} (${humanBytes(size)}) failed after ${humanBytes(owner.bytes)} in ${owner.files} files; free space or enlarge the volume`,
+      `the target volume is full: writing ./${rel} (${humanBytes(size)}) failed after ${humanBytes(owner.bytes)} in ${count(owner.files, 'file')}; free space or enlarge the volume`,
       'NO_SPACE',
       { cause: error },
     );

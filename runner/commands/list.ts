@@ -1,5 +1,5 @@
 import type { ListConfig } from '../config.js';
-import { type Logger, humanBytes } from '../log.js';
+import { type Logger, count, humanBytes } from '../log.js';
 import { type ArchiveInfo, choosePrefix, listArchives, otherPrefixesHint } from '../store/catalog.js';
 import { manifestName, sha256Name } from '../store/naming.js';
 
@@ -10,8 +10,10 @@ export interface ListedArchive {
   createdAt: string;
   /** Size of the archive file. */
   bytes: number;
-  /** Entries in the archive (from the manifest), null without a readable manifest. */
+  /** Regular files in the archive (from the manifest), null without a readable manifest. */
   files: number | null;
+  /** Entries in the archive — files, directories, symlinks, hard links (from the manifest), null without a readable manifest. */
+  entries: number | null;
   /** Uncompressed bytes of regular files (from the manifest), null without a readable manifest. */
   totalBytes: number | null;
   compression: string;
@@ -32,7 +34,8 @@ export function toListed(archive: ArchiveInfo): ListedArchive {
     name: archive.name,
     createdAt: isoSeconds(archive.time),
     bytes: archive.size,
-    files: summary?.entryCount ?? null,
+    files: summary?.fileCount ?? null,
+    entries: summary?.entryCount ?? null,
     totalBytes: summary?.totalBytes ?? null,
     compression: archive.compression,
     verified: summary?.verification ?? (archive.hasManifest ? 'unverified' : 'no-manifest'),
@@ -87,6 +90,6 @@ export async function runList(config: ListConfig, log: Logger, out: (line: strin
   }
   for (const line of formatTable(rows)) out(line);
   const total = rows.reduce((sum, r) => sum + r.bytes, 0);
-  out(`${rows.length} archive${rows.length === 1 ? '' : 's'}, ${humanBytes(total)}`);
+  out(`${count(rows.length, 'archive')}, ${humanBytes(total)}`);
   return rows;
 }

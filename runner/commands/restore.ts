@@ -246,14 +246,16 @@ async function readPass(
   const started = Date.now();
   const total = source.manifest?.tarBytes;
   const reporter = new ProgressReporter(ctx.log, what.event, config.progressSeconds, () => {
-    const p = what.progress?.() ?? { bytes: read.tarBytes, files: read.entries };
+    // The extractor counts the files it wrote; a read-only pass only knows entries.
+    const p = what.progress?.();
+    const bytes = p?.bytes ?? read.tarBytes;
     const seconds = (Date.now() - started) / 1000;
     return {
-      bytes: p.bytes,
-      files: p.files,
+      bytes,
+      files: p?.files ?? read.entries,
       message:
-        `${what.verb} ${source.name}: ${humanBytes(p.bytes)} in ${p.files} files, read ${humanBytes(read.archiveBytes)} of ${humanBytes(source.info.size)}` +
-        `${total ? ` (${Math.floor((read.tarBytes / total) * 100)}%)` : ''}, ${humanBytes(seconds > 0 ? p.bytes / seconds : 0)}/s`,
+        `${what.verb} ${source.name}: ${humanBytes(bytes)} in ${p ? count(p.files, 'file') : count(read.entries, 'entry')}, read ${humanBytes(read.archiveBytes)} of ${humanBytes(source.info.size)}` +
+        `${total ? ` (${Math.floor((read.tarBytes / total) * 100)}%)` : ''}, ${humanBytes(seconds > 0 ? bytes / seconds : 0)}/s`,
     };
   }).start();
   try {

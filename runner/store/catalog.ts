@@ -24,6 +24,8 @@ export type VerificationState = 'verified' | 'failed' | 'unverified' | 'no-manif
 
 export interface ManifestSummary {
   entryCount: number | undefined;
+  /** Regular files among the entries (hard links, directories and symlinks are entries but not files). */
+  fileCount: number | undefined;
   totalBytes: number | undefined;
   verification: VerificationState;
   /** ISO time of the last verification, when the manifest records one. */
@@ -84,9 +86,10 @@ export async function readManifest(dest: string, archiveName: string): Promise<M
 
 /** The verification state of an archive from its manifest (undefined: no manifest). */
 export function summarizeManifest(manifest: Manifest | undefined): ManifestSummary {
-  if (!manifest) return { entryCount: undefined, totalBytes: undefined, verification: 'no-manifest' };
+  if (!manifest) return { entryCount: undefined, fileCount: undefined, totalBytes: undefined, verification: 'no-manifest' };
   const summary: ManifestSummary = {
     entryCount: typeof manifest.entryCount === 'number' ? manifest.entryCount : undefined,
+    fileCount: Array.isArray(manifest.files) ? manifest.files.filter((f) => f?.type === 'file').length : undefined,
     totalBytes: typeof manifest.totalBytes === 'number' ? manifest.totalBytes : undefined,
     verification: 'unverified',
   };
@@ -105,7 +108,7 @@ async function readSummary(dest: string, name: string): Promise<ManifestSummary>
   } catch (error) {
     // One broken manifest must not hide the other archives: report it as a failed state.
     const message = error instanceof Error ? error.message : String(error);
-    return { entryCount: undefined, totalBytes: undefined, verification: 'failed', manifestError: message };
+    return { entryCount: undefined, fileCount: undefined, totalBytes: undefined, verification: 'failed', manifestError: message };
   }
 }
 
