@@ -132,7 +132,8 @@ function requestAlreadyDone(config: RestoreConfig, log: Logger): boolean {
   const marker = path.join(config.dest, doneMarkerName(config.requestId));
   let recorded: DoneRecord = {};
   try {
-    recorded = JSON.parse(fs.readFileSync(marker, 'utf8')) as DoneRecord;
+    const value: unknown = JSON.parse(fs.readFileSync(marker, 'utf8'));
+    if (value && typeof value === 'object') recorded = value as DoneRecord;
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
     // Unreadable: it still says the request ran.
@@ -365,7 +366,7 @@ async function restoreMerge(config: RestoreConfig, ctx: RunContext, source: Arch
     if (finished) return;
     finished = true;
     extractor.close();
-    run.finishMerge();
+    run.discard();
   };
   const forgetRun = cleanup.add('remove the temporary file', finish);
   let result;

@@ -343,17 +343,16 @@ export class RestoreRun {
     return [controlName(this.id)];
   }
 
-  /** Removes what the run made and its journal; the target's own data was never touched. Synchronous, for signal handlers. */
+  /**
+   * Removes what the run made in the target and its journal: a replace that did not reach the
+   * swap (the target's data was never touched), or a merge that is over. Synchronous, for
+   * signal handlers.
+   */
   discard(): void {
     this.old?.close();
     this.dir.remove(this.target);
     fsyncDirectorySync(this.target);
     deleteJournal(this.dest, this.id);
-  }
-
-  /** Merge: done; removes the marker and the journal. */
-  finishMerge(): void {
-    this.discard();
   }
 
   /**
