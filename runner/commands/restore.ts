@@ -235,12 +235,15 @@ function sniffFile(file: string): Compression | undefined {
   }
 }
 
-/** One full read of the archive (checksum, decode, manifest, per-file hashes) with a visitor riding along. */
+/**
+ * One full read of the archive (checksum, decode, manifest, per-file hashes) with a visitor
+ * riding along, then the visitor's whole-archive checks (`finish`). Every failure names the archive.
+ */
 async function readPass(
   config: RestoreConfig,
   ctx: RunContext,
   source: ArchiveSource,
-  visitor: TarVisitor,
+  visitor: TarVisitor & { finish(): void },
   what: { event: string; verb: string; progress?: () => { bytes: number; files: number } },
 ) {
   let read: ReadProgress = { archiveBytes: 0, tarBytes: 0, entries: 0 };
@@ -260,7 +263,9 @@ async function readPass(
     };
   }).start();
   try {
-    return await checkArchive(source.file, source.compression, source.expectation, { visitor, onProgress: (p) => (read = p) });
+    const result = await checkArchive(source.file, source.compression, source.expectation, { visitor, onProgress: (p) => (read = p) });
+    visitor.finish();
+    return result;
   } catch (error) {
     throw namingArchive(error, source.name);
   } finally {
@@ -405,7 +410,6 @@ async function extractPass(config: RestoreConfig, ctx: RunContext, source: Archi
     verb: 'restoring',
     progress: () => ({ bytes: extractor.bytes, files: extractor.files }),
   });
-  extractor.finish();
   return result;
 }
 
@@ -436,7 +440,6 @@ async function safetyPrePass(config: RestoreConfig, ctx: RunContext, source: Arc
   const rules = new SafetyRules(safetyOptions(config));
   const started = Date.now();
   const result = await readPass(config, ctx, source, rules, { event: 'restore.verify-progress', verb: 'verifying' });
-  rules.finish();
   ctx.log.info('restore.verified', `${source.name} ${source.verified ? 'verified' : 'read completely (unverified)'}: ${count(rules.entries, 'entry')}, ${humanBytes(rules.totalBytes)}, every path safe, sha256 ${result.sha256}`, {
     archive: source.name,
     verified: source.verified,
@@ -544,7 +547,6 @@ async function runDryRun(config: RestoreConfig, ctx: RunContext): Promise<Restor
   const builder = source.manifest ? undefined : new IndexBuilder(safetyOptions(config));
   const rules = builder?.rules ?? new SafetyRules(safetyOptions(config));
   const result = await readPass(config, ctx, source, builder ?? rules, { event: 'restore.verify-progress', verb: 'verifying' });
-  rules.finish();
   log.info('restore.verified', `${source.name} ${source.verified ? 'verified' : 'read completely (unverified)'}: ${count(rules.entries, 'entry')}, every path safe, sha256 ${result.sha256}`, {
     archive: source.name,
     verified: source.verified,

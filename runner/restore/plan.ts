@@ -60,6 +60,10 @@ export class IndexBuilder implements TarVisitor {
     this.rules = new SafetyRules(options);
   }
 
+  finish(): void {
+    this.rules.finish();
+  }
+
   entry(entry: TarEntry): EntrySink | undefined {
     const safe = this.rules.check(entry);
     const item: IndexEntry = { rel: safe.rel, kind: safe.kind, size: safe.kind === 'file' ? entry.size : 0 };

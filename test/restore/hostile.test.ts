@@ -87,7 +87,9 @@ async function refused(c: Case, variant: Variant): Promise<void> {
   expect(run.code, context).toBe(3);
   const error = run.lines.find((l) => l.level === 'error')?.msg ?? '';
   if (!sidecars || c.sidecars !== false) expect(error, context).toMatch(c.message);
-  expect(error, context).toMatch(/^refusing to restore|differs from the manifest/);
+  // One line that names the archive, then says why.
+  expect(error.startsWith(`${name}: `), context).toBe(true);
+  expect(error, context).toMatch(/^[^:]+: (refusing to restore|.*differs from the manifest)/);
   expect(treeState(target), context).toBe(before);
   expect(Math.abs(rootMtimeMs(target) - beforeMtime), context).toBeLessThanOrEqual(1);
   expect(controlEntries(target), context).toEqual([]);
