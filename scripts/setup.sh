@@ -6,13 +6,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-for tool in busybox zstd pigz tar gzip unzip unshare time; do
+for tool in busybox zstd pigz tar gzip unzip unshare setpriv mount time; do
   type -P "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if ((${#missing[@]})); then
   packages=()
   for tool in "${missing[@]}"; do
-    case "$tool" in unshare) packages+=(util-linux) ;; time) packages+=(time) ;; *) packages+=("$tool") ;; esac
+    case "$tool" in unshare | setpriv) packages+=(util-linux) ;; time) packages+=(time) ;; *) packages+=("$tool") ;; esac
   done
   if [ "$(id -u)" = 0 ]; then
     echo "setup: installing ${packages[*]} with apt-get"
