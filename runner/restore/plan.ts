@@ -293,8 +293,19 @@ export function mountsInside(target: string): string[] {
 }
 
 function mountsByDevice(root: string): string[] {
-  const device = fs.lstatSync(root).dev;
   const inside: string[] = [];
+  walkOwnFileSystem(root, () => undefined, (dir) => inside.push(dir));
+  return inside.sort();
+}
+
+/**
+ * Visits every entry below `root` that is not a directory, walking only directories on root's
+ * own file system and never through a symlink (readdir types, lstat for devices); a directory
+ * on another file system is reported to `onOtherDevice` and not entered. Unreadable directories
+ * are skipped.
+ */
+export function walkOwnFileSystem(root: string, visit: (dir: string, entry: fs.Dirent) => void, onOtherDevice?: (dir: string) => void): void {
+  const device = fs.lstatSync(root).dev;
   const dirs = [root];
   while (dirs.length > 0) {
     const dir = dirs.pop()!;
@@ -305,11 +316,13 @@ function mountsByDevice(root: string): string[] {
       continue;
     }
     for (const entry of entries) {
-      if (!entry.isDirectory()) continue;
+      if (!entry.isDirectory()) {
+        visit(dir, entry);
+        continue;
+      }
       const abs = `${dir}/${entry.name}`;
-      if (lstat(abs)?.dev !== device) inside.push(abs);
-      else dirs.push(abs);
+      if (lstat(abs)?.dev === device) dirs.push(abs);
+      else onOtherDevice?.(abs);
     }
   }
-  return inside.sort();
 }

@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import { type EntryMeta, applyMeta, removeTree } from '../archive/extract.js';
 import { OperationError, describeSystemError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { walkOwnFileSystem } from './plan.js';
 import { fsyncDirectorySync, writeFileAtomicSync } from '../store/atomic.js';
 
 /**
@@ -571,29 +572,15 @@ function recoverRun(dest: string, target: string, dev: number, journal: RunJourn
 function removeMergeTemporaries(target: string, dev: number, id: string): number {
   const pattern = new RegExp(`^${controlName(id).replace(/[.]/g, '\\.')}\\.tmp\\d+$`);
   let removed = 0;
-  const dirs = [target];
-  while (dirs.length > 0) {
-    const dir = dirs.pop()!;
-    let entries: fs.Dirent[];
-    try {
-      entries = fs.readdirSync(dir, { withFileTypes: true });
-    } catch {
-      continue;
+  walkOwnFileSystem(target, (dir, entry) => {
+    if (!pattern.test(entry.name)) return;
+    const abs = `${dir}/${entry.name}`;
+    const st = lstatOrUndefined(abs);
+    if (st && !st.isDirectory() && st.dev === dev) {
+      fs.unlinkSync(abs);
+      removed++;
     }
-    for (const entry of entries) {
-      const abs = `${dir}/${entry.name}`;
-      if (entry.isDirectory()) {
-        if (lstatOrUndefined(abs)?.dev === dev) dirs.push(abs);
-        continue;
-      }
-      if (!pattern.test(entry.name)) continue;
-      const st = lstatOrUndefined(abs);
-      if (st && !st.isDirectory() && st.dev === dev) {
-        fs.unlinkSync(abs);
-        removed++;
-      }
-    }
-  }
+  });
   return removed;
 }
 

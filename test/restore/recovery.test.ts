@@ -153,6 +153,21 @@ describe.skipIf(!isRoot)('recovery trusts nothing it did not record', () => {
     expect(outside()).toBe(before);
   });
 
+  it('a killed merge: the next restore removes its temporary file wherever it is, and nothing else', async () => {
+    const { dest, target } = await scene();
+    fs.mkdirSync(path.join(target, 'deep/er'), { recursive: true });
+    const run = RestoreRun.begin(dest, target, { mode: 'merge', archive: 'backup-20240101T000000Z.tar', chown: true });
+    fs.writeFileSync(path.join(target, `deep/er/.pvc-backup-restore-${run.id}.tmp7`), 'half-written');
+    fs.writeFileSync(path.join(target, 'deep/.pvc-backup-restore-someoneelse.tmp1'), 'the application\'s');
+    const next = await restore(dest, target, '--mode', 'merge');
+    expect(next.code, describeRun(next)).toBe(0);
+    expect(next.lines.find((l) => l.event === 'restore.recovered'), describeRun(next)).toMatchObject({ level: 'warn', removed: 1 });
+    expect(fs.readdirSync(path.join(target, 'deep/er'))).toEqual([]);
+    expect(listing(path.join(target, 'deep'))).toEqual(['.pvc-backup-restore-someoneelse.tmp1', 'er']);
+    expect(controlEntries(target)).toEqual([]);
+    expect(listing(dest).filter((n) => n.endsWith('.journal'))).toEqual([]);
+  });
+
   it('a journal of a run into another target is kept, with a warning, and nothing here is touched', async () => {
     const { base, dest, target } = await scene();
     const other = path.join(base, 'other-target');
