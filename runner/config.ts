@@ -379,7 +379,7 @@ function realPath(p: string): string {
 
 const PREFIX_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,100}$/;
 
-export const DEFAULT_PREFIX = 'backup';
+const DEFAULT_PREFIX = 'backup';
 
 /** Prefix, log format and timings; DEST is resolved by each builder (after checking how the paths relate). */
 function parseCommon(values: RawValues, command: CommandName): Omit<CommonConfig, 'dest'> & { destText: string } {

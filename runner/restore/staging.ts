@@ -142,8 +142,8 @@ class OwnDirectory {
     readonly ino: number,
   ) {}
 
-  /** Opens `target/name`, checking that it is a real directory on `dev` (and has inode `ino`, when given). */
-  static open(target: string, name: string, expect: { dev: number; ino?: number }): OwnDirectory {
+  /** Opens `target/name`, checking that it is a real directory on `dev` (with inode `ino` and owner `uid`, when given). */
+  static open(target: string, name: string, expect: { dev: number; ino?: number; uid?: number }): OwnDirectory {
     const literal = `${target}/${name}`;
     let fd: number;
     try {
@@ -157,6 +157,7 @@ class OwnDirectory {
       const st = fs.fstatSync(fd);
       if (st.dev !== expect.dev) throw new OwnershipError(literal, 'is on another file system than the target');
       if (expect.ino !== undefined && st.ino !== expect.ino) throw new OwnershipError(literal, 'is not the directory the restore made (its inode differs)');
+      if (expect.uid !== undefined && st.uid !== expect.uid) throw new OwnershipError(literal, `is not the directory the restore made (it belongs to uid ${st.uid})`);
       procFdWorks ??= procPathWorks(fd, st.ino);
       return new OwnDirectory(name, fd, procFdWorks ? `/proc/self/fd/${fd}` : literal, st.ino);
     } catch (error) {
@@ -165,10 +166,14 @@ class OwnDirectory {
     }
   }
 
-  /** Makes `target/name` (mode 0700, failing if anything has that name) and opens it. */
+  /**
+   * Makes `target/name` (mode 0700, failing if anything has that name) and opens it; it must
+   * still be ours when opened (a directory swapped in meanwhile belongs to someone else), and
+   * nobody else may write into it afterwards.
+   */
   static create(target: string, name: string): OwnDirectory {
     fs.mkdirSync(`${target}/${name}`, 0o700);
-    return OwnDirectory.open(target, name, { dev: fs.lstatSync(target).dev });
+    return OwnDirectory.open(target, name, { dev: fs.lstatSync(target).dev, uid: process.geteuid?.() });
   }
 
   names(): string[] {
