@@ -26,6 +26,8 @@ export const LEVEL_RANGE: Record<Compression, { min: number; max: number; defaul
 export interface CommonConfig {
   dest: string;
   prefix: string;
+  /** Set when neither --prefix nor PVC_BACKUP_PREFIX was given: `prefix` is the default, and list, verify and restore may pick the only prefix DEST holds. */
+  prefixDefaulted?: boolean;
   logFormat: LogFormat;
   /** A lock whose heartbeat is older than this is broken with a warning. */
   lockStaleSeconds: number;
@@ -57,6 +59,8 @@ export interface VerifyConfig extends CommonConfig {
   command: 'verify';
   selection: VerifySelection;
   freshness: FreshnessConfig | undefined;
+  /** Judge restorability as a restore with --allow-absolute-symlinks would. */
+  allowAbsoluteSymlinks: boolean;
 }
 
 export interface ListConfig extends CommonConfig {
@@ -80,8 +84,12 @@ export interface RestoreConfig extends CommonConfig {
   dryRun: boolean;
   snapshot: boolean;
   allowUnverified: boolean;
-  /** Identifies one restore request; a request already completed in DEST is not run again. */
+  /** Recreate absolute symlink targets verbatim instead of refusing the archive. */
+  allowAbsoluteSymlinks: boolean;
+  /** Identifies one restore request; a request DEST records as done is never run again. */
   requestId: string | undefined;
+  /** The Kubernetes Job running this request: a retry of the Job that completed it exits 0. */
+  jobUid: string | undefined;
 }
 
 export type RunnerConfig = BackupConfig | VerifyConfig | ListConfig | PruneConfig | RestoreConfig;
@@ -208,6 +216,7 @@ const commandFlags: Record<CommandName, { summary: string; usage: string; flags:
       { name: 'schedule', kind: 'string', metavar: 'CRON', help: 'backup schedule; fail when the newest archive is older than the last expected run plus the grace period' },
       { name: 'time-zone', kind: 'string', metavar: 'TZ', help: 'time zone of --schedule', defaultText: 'Etc/UTC' },
       { name: 'grace', kind: 'duration', metavar: 'DURATION', help: 'how late a backup may finish before it counts as missing', defaultText: '1h' },
+      { name: 'allow-absolute-symlinks', kind: 'bool', help: 'count absolute symlink targets as restorable, as restore --allow-absolute-symlinks does' },
       ...monitoringFlags,
     ],
   },
@@ -227,7 +236,7 @@ const commandFlags: Record<CommandName, { summary: string; usage: string; flags:
   },
   restore: {
     summary: 'verify an archive, snapshot the target, then restore into it',
-    usage: 'restore --dest DIR [--prefix NAME] --archive NAME|latest --target DIR [--mode replace|merge] [--dry-run] [--no-snapshot] [--allow-unverified]',
+    usage: 'restore --dest DIR [--prefix NAME] --archive NAME|latest --target DIR [--mode replace|merge] [--dry-run] [--no-snapshot] [--allow-unverified] [--allow-absolute-symlinks]',
     flags: [
       { name: 'archive', kind: 'string', metavar: 'NAME|latest', help: 'archive file name in DEST, or latest', defaultText: 'latest' },
       { name: 'target', kind: 'dir', metavar: 'DIR', help: 'directory to restore into (the mounted volume; never removed itself)' },
@@ -235,7 +244,9 @@ const commandFlags: Record<CommandName, { summary: string; usage: string; flags:
       { name: 'dry-run', kind: 'bool', help: 'print what would be added, replaced and removed; change nothing' },
       { name: 'snapshot', kind: 'bool', negatable: true, help: 'archive the current target into DEST before restoring (--no-snapshot to skip)', defaultText: 'on' },
       { name: 'allow-unverified', kind: 'bool', help: 'restore an archive that has no checksum/manifest sidecars (made by another tool)' },
-      { name: 'request-id', kind: 'string', metavar: 'ID', help: 'run this restore request once: when DEST records ID as done, exit 0 without restoring again' },
+      { name: 'allow-absolute-symlinks', kind: 'bool', help: 'recreate symlinks with absolute targets verbatim (they are never followed while restoring) instead of refusing the archive' },
+      { name: 'request-id', kind: 'string', metavar: 'ID', help: 'run this restore request once: DEST records it when done, and running it again fails (exit 2) unless it is a retry of the same --job-uid' },
+      { name: 'job-uid', kind: 'string', metavar: 'UID', help: 'the Kubernetes Job running the request (the chart passes its UID): a retry of the Job that completed the request exits 0' },
       ...monitoringFlags,
     ],
   },
@@ -249,6 +260,52 @@ function envName(spec: FlagSpec): string | null {
 }
 
 type RawValues = Map<string, string | string[] | boolean>;
+
+const ENV_PREFIX = 'PVC_BACKUP_';
+
+/** Every variable some command reads. A variable of another command is not an error: the chart's extraEnv reaches every pod. */
+function knownVariables(): Set<string> {
+  const known = new Set<string>();
+  for (const spec of [...commonFlags, ...COMMANDS.flatMap((c) => commandFlags[c].flags)]) {
+    const variable = envName(spec);
+    if (variable) known.add(variable);
+  }
+  return known;
+}
+
+/**
+ * Variables Kubernetes itself sets in every pod of a namespace that has a Service named
+ * pvc-backup (service links: PVC_BACKUP_SERVICE_HOST, PVC_BACKUP_PORT_8080_TCP_ADDR, …).
+ */
+const SERVICE_LINK = /^PVC_BACKUP_(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?|PORT(_\d+_(TCP|UDP|SCTP)(_PROTO|_PORT|_ADDR)?)?)$/;
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    previous = current;
+  }
+  return previous[b.length]!;
+}
+
+/** A misspelled PVC_BACKUP_* variable would be ignored without a word; it is a usage error instead. */
+function checkVariableNames(env: Record<string, string | undefined>): void {
+  const known = knownVariables();
+  const unknown = Object.keys(env)
+    .filter((name) => name.startsWith(ENV_PREFIX) && env[name] !== undefined && !known.has(name) && !SERVICE_LINK.test(name))
+    .sort();
+  if (unknown.length === 0) return;
+  const name = unknown[0]!;
+  const squash = (n: string) => n.replace(/_/g, '');
+  const closest = [...known].sort((a, b) => editDistance(squash(name), squash(a)) - editDistance(squash(name), squash(b)) || (a < b ? -1 : 1))[0]!;
+  const others = unknown.length > 1 ? ` (also unknown: ${unknown.slice(1).join(', ')})` : '';
+  throw new UsageError(
+    `unknown variable ${name}${others}: the closest known one is ${closest}; rename or unset it (pvc-backup <command> --help lists every variable)`,
+  );
+}
 
 function parseDuration(flag: string, text: string): number {
   const match = /^(\d+)(ms|s|m|h|d)?$/.exec(text.trim());
@@ -386,19 +443,25 @@ function isInside(child: string, parent: string): boolean {
   return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
 }
 
+/** The real path of p, or, when p does not exist (yet), the real path of its deepest existing ancestor plus the rest. */
 function realPath(p: string): string {
   if (!checkPaths) return p;
   try {
     return realpathSync(p);
   } catch {
-    return p;
+    const parent = path.dirname(p);
+    return parent === p ? p : path.join(realPath(parent), path.basename(p));
   }
 }
 
 const PREFIX_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,100}$/;
 
-function parseCommon(values: RawValues, command: CommandName, cwd: string): CommonConfig {
-  const prefix = str(values, 'prefix') ?? 'backup';
+const DEFAULT_PREFIX = 'backup';
+
+/** Prefix, log format and timings; DEST is resolved by each builder (after checking how the paths relate). */
+function parseCommon(values: RawValues, command: CommandName): Omit<CommonConfig, 'dest'> & { destText: string } {
+  const given = str(values, 'prefix');
+  const prefix = given ?? DEFAULT_PREFIX;
   if (!PREFIX_PATTERN.test(prefix)) {
     throw new UsageError(`--prefix must start with a letter or digit and use only letters, digits, ".", "_" and "-", got "${prefix}"`);
   }
@@ -411,8 +474,9 @@ function parseCommon(values: RawValues, command: CommandName, cwd: string): Comm
   if (lockStaleSeconds < 1) throw new UsageError('--lock-stale-after must be at least 1s');
   if (progressSeconds <= 0) throw new UsageError('--progress-interval must be more than 0');
   return {
-    dest: existingDirectory('dest', requireValue(values, 'dest', command), cwd),
+    destText: requireValue(values, 'dest', command),
     prefix,
+    ...(given === undefined ? { prefixDefaulted: true } : {}),
     logFormat,
     lockStaleSeconds,
     progressSeconds,
@@ -437,15 +501,19 @@ function noPositionals(command: CommandName, positionals: string[]) {
 
 function buildBackup(values: RawValues, positionals: string[], cwd: string): BackupConfig {
   noPositionals('backup', positionals);
-  const common = parseCommon(values, 'backup', cwd);
+  const { destText, ...rest } = parseCommon(values, 'backup');
+  const sourceText = requireValue(values, 'source', 'backup');
+  // How the two relate is the real problem, also while one of them does not exist yet: checked first.
+  const [destPath, sourcePath] = [path.resolve(cwd, destText), realPath(path.resolve(cwd, sourceText))];
+  if (isInside(destPath, sourcePath)) {
+    throw new UsageError(`--dest ${destPath} is inside --source ${sourcePath}; the backup would archive itself, use a directory outside the source`);
+  }
+  if (isInside(sourcePath, destPath)) {
+    throw new UsageError(`--source ${sourcePath} is inside --dest ${destPath}; back up a directory outside the backup directory`);
+  }
   // The real path: a source given as a symlink is archived as the directory it points to.
-  const source = realPath(existingDirectory('source', requireValue(values, 'source', 'backup'), cwd));
-  if (isInside(common.dest, source)) {
-    throw new UsageError(`--dest ${common.dest} is inside --source ${source}; the backup would archive itself, use a directory outside the source`);
-  }
-  if (isInside(source, common.dest)) {
-    throw new UsageError(`--source ${source} is inside --dest ${common.dest}; back up a directory outside the backup directory`);
-  }
+  const source = realPath(existingDirectory('source', sourceText, cwd));
+  const common: CommonConfig = { ...rest, dest: existingDirectory('dest', destText, cwd) };
   const compression = str(values, 'compression') ?? 'gzip';
   if (!COMPRESSIONS.includes(compression as Compression)) {
     throw new UsageError(`--compression must be one of ${COMPRESSIONS.join(', ')}, got "${compression}"`);
@@ -473,8 +541,14 @@ function buildBackup(values: RawValues, positionals: string[], cwd: string): Bac
   };
 }
 
+/** The common settings with DEST checked, for commands whose only directory is DEST. */
+function parseCommonWithDest(values: RawValues, command: CommandName, cwd: string): CommonConfig {
+  const { destText, ...rest } = parseCommon(values, command);
+  return { ...rest, dest: existingDirectory('dest', destText, cwd) };
+}
+
 function buildVerify(values: RawValues, positionals: string[], cwd: string): VerifyConfig {
-  const common = parseCommon(values, 'verify', cwd);
+  const common = parseCommonWithDest(values, 'verify', cwd);
   const chosen = [bool(values, 'latest'), bool(values, 'all'), positionals.length > 0].filter(Boolean).length;
   if (chosen > 1 || positionals.length > 1) throw new UsageError('verify takes one of ARCHIVE, --latest or --all');
   let selection: VerifySelection = { kind: 'latest' };
@@ -487,7 +561,7 @@ function buildVerify(values: RawValues, positionals: string[], cwd: string): Ver
   const freshness = schedule
     ? { schedule, timeZone, graceSeconds: graceText === undefined ? 3600 : parseDuration('grace', graceText) }
     : undefined;
-  return { command: 'verify', ...common, selection, freshness };
+  return { command: 'verify', ...common, selection, freshness, allowAbsoluteSymlinks: bool(values, 'allow-absolute-symlinks') };
 }
 
 /** Archive arguments are names inside DEST; a path is accepted when it points into DEST. */
@@ -499,12 +573,12 @@ function archiveName(value: string): string {
 
 function buildList(values: RawValues, positionals: string[], cwd: string): ListConfig {
   noPositionals('list', positionals);
-  return { command: 'list', ...parseCommon(values, 'list', cwd), json: bool(values, 'json') };
+  return { command: 'list', ...parseCommonWithDest(values, 'list', cwd), json: bool(values, 'json') };
 }
 
 function buildPrune(values: RawValues, positionals: string[], cwd: string): PruneConfig {
   noPositionals('prune', positionals);
-  const common = parseCommon(values, 'prune', cwd);
+  const common = parseCommonWithDest(values, 'prune', cwd);
   const retention = parseRetention(values);
   if (!retention) {
     throw new UsageError(
@@ -516,15 +590,19 @@ function buildPrune(values: RawValues, positionals: string[], cwd: string): Prun
 
 function buildRestore(values: RawValues, positionals: string[], cwd: string): RestoreConfig {
   noPositionals('restore', positionals);
-  const common = parseCommon(values, 'restore', cwd);
-  const target = existingDirectory('target', requireValue(values, 'target', 'restore'), cwd);
-  if (isInside(common.dest, target) && realPath(common.dest) !== realPath(target)) {
+  const { destText, ...rest } = parseCommon(values, 'restore');
+  const targetText = requireValue(values, 'target', 'restore');
+  // How the two relate first (see buildBackup), then whether they exist.
+  const [destPath, targetPath] = [path.resolve(cwd, destText), path.resolve(cwd, targetText)];
+  if (isInside(destPath, targetPath) && realPath(destPath) !== realPath(targetPath)) {
     // Allowed only if the backup directory is excluded from replace; refusing is the safe, simple rule.
-    throw new UsageError(`--dest ${common.dest} is inside --target ${target}; a replace would delete the backups, use a directory outside the target`);
+    throw new UsageError(`--dest ${destPath} is inside --target ${targetPath}; a replace would delete the backups, use a directory outside the target`);
   }
-  if (realPath(common.dest) === realPath(target) || isInside(target, common.dest)) {
-    throw new UsageError(`--target ${target} is inside --dest ${common.dest}; restore into a directory outside the backup directory`);
+  if (isInside(targetPath, destPath)) {
+    throw new UsageError(`--target ${targetPath} is inside --dest ${destPath}; restore into a directory outside the backup directory`);
   }
+  const common: CommonConfig = { ...rest, dest: existingDirectory('dest', destText, cwd) };
+  const target = existingDirectory('target', targetText, cwd);
   const mode = str(values, 'mode') ?? 'replace';
   if (mode !== 'replace' && mode !== 'merge') throw new UsageError(`--mode must be replace or merge, got "${mode}"`);
   const archive = str(values, 'archive') ?? 'latest';
@@ -537,8 +615,16 @@ function buildRestore(values: RawValues, positionals: string[], cwd: string): Re
     dryRun: bool(values, 'dry-run'),
     snapshot: bool(values, 'snapshot', true),
     allowUnverified: bool(values, 'allow-unverified'),
+    allowAbsoluteSymlinks: bool(values, 'allow-absolute-symlinks'),
     requestId: parseRequestId(str(values, 'request-id')),
+    jobUid: parseJobUid(str(values, 'job-uid')),
   };
+}
+
+function parseJobUid(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  if (!/^[A-Za-z0-9][A-Za-z0-9-]{0,127}$/.test(value)) throw new UsageError(`--job-uid must be a Kubernetes UID (letters, digits and "-"), got "${value}"`);
+  return value;
 }
 
 function parseRequestId(value: string | undefined): string | undefined {
@@ -587,6 +673,7 @@ function parseWith(argv: readonly string[], env: Record<string, string | undefin
   }
   const command = first as CommandName;
   if (rest.includes('--help') || rest.includes('-h')) return { kind: 'help', command };
+  checkVariableNames(env);
   const { values, positionals } = collect(command, rest, env);
   const config = builders[command](values, positionals, cwd);
   return { kind: 'run', config, monitoring: parseMonitoring(command, values, env) };

@@ -41,6 +41,13 @@ export function memoryLogger(): Logger & { lines: { level: Level; event: string;
   return { lines, info: push('info'), warn: push('warn'), error: push('error') };
 }
 
+/** `1 file`, `2 files`, `1 entry`, `3 entries`: a number with its noun in the right number. */
+export function count(n: number, noun: string): string {
+  if (n === 1) return `1 ${noun}`;
+  const plural = /[^aeiou]y$/.test(noun) ? `${noun.slice(0, -1)}ies` : `${noun}s`;
+  return `${n} ${plural}`;
+}
+
 export function humanBytes(bytes: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
   let value = bytes;
@@ -77,7 +84,7 @@ export class ProgressReporter {
     const { bytes, files, message } = this.snapshot();
     const seconds = (Date.now() - this.started) / 1000;
     const rate = seconds > 0 ? bytes / seconds : 0;
-    this.log.info(this.event, message ?? `${humanBytes(bytes)} in ${files} files, ${humanBytes(rate)}/s`, {
+    this.log.info(this.event, message ?? `${humanBytes(bytes)} in ${count(files, 'file')}, ${humanBytes(rate)}/s`, {
       bytes,
       files,
       bytesPerSecond: Math.round(rate),

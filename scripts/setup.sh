@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-for tool in busybox zstd pigz tar gzip unzip unshare time restic sqlite3 prometheus-pushgateway promtool openssl; do
+for tool in busybox zstd pigz tar gzip unzip unshare setpriv mount time restic sqlite3 prometheus-pushgateway promtool openssl; do
   type -P "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 # The consistency tests start a real PostgreSQL server (initdb, postgres, pg_dump, pgbench), whose
@@ -17,7 +17,7 @@ compgen -G '/usr/lib/postgresql/*/bin/pgbench' >/dev/null || missing+=(postgresq
 if ((${#missing[@]})); then
   packages=()
   for tool in "${missing[@]}"; do
-    case "$tool" in unshare) packages+=(util-linux) ;; time) packages+=(time) ;; promtool) packages+=(prometheus) ;; *) packages+=("$tool") ;; esac
+    case "$tool" in unshare | setpriv | mount) packages+=(util-linux) ;; time) packages+=(time) ;; promtool) packages+=(prometheus) ;; *) packages+=("$tool") ;; esac
   done
   if [ "$(id -u)" = 0 ]; then
     echo "setup: installing ${packages[*]} with apt-get"

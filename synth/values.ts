@@ -120,6 +120,7 @@ export const V = {
     requestId: helper('restoreRequestId'),
     noSnapshot: derived('boolean', '(not .Values.restore.snapshot)'),
     allowUnverified: boolean('restore.allowUnverified'),
+    allowAbsoluteSymlinks: boolean('restore.allowAbsoluteSymlinks'),
     backoffLimit: integer('restore.backoffLimit'),
     activeDeadlineSeconds: optionalInteger('restore.activeDeadlineSeconds'),
     annotations: yamlHelper('restoreAnnotations'),

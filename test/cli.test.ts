@@ -1,9 +1,11 @@
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Manifest } from '../runner/archive/manifest.js';
 import { COMMANDS, type CommandName, flagTable } from '../runner/config.js';
-import { archivesIn, jsonLines, packageVersion, runCli } from './helpers/cli.js';
+import { REQUIRED_NODE_MAJOR } from '../runner/cli.js';
+import { archivesIn, cleanEnv, cliPath, ensureBuilt, jsonLines, packageVersion, repoRoot, runCli } from './helpers/cli.js';
 import { exactState, useTempDirs, writeTree } from './helpers/tree.js';
 
 /** The CLI surface of CONTRACT §1: usage errors, flags and their variables, help, version, logs. */
@@ -41,6 +43,9 @@ describe('usage errors', () => {
     { name: 'a --dest that is a file', args: ['backup', '--source', S, '--dest', 'a-file'], message: /--dest \/.*\/a-file is not a directory/ },
     { name: 'a --dest inside --source', args: ['backup', '--source', S, '--dest', `${S}/sub`], message: /--dest .* is inside --source/ },
     { name: 'a --source inside --dest', args: ['backup', '--source', `${D}/inner`, '--dest', D], message: /--source .* is inside --dest/ },
+    { name: 'a missing --dest inside --source (the relation is the problem, not the missing directory)', args: ['backup', '--source', S, '--dest', `${S}/no/backups`], message: /--dest .*\/no\/backups is inside --source/ },
+    { name: 'a missing --target inside --dest', args: ['restore', '--dest', D, '--target', `${D}/no/target`], message: /--target .*\/no\/target is inside --dest/ },
+    { name: 'a missing --dest inside --target', args: ['restore', '--dest', `${S}/no/backups`, '--target', S], message: /--dest .*\/no\/backups is inside --target/ },
     { name: '--keep-last 0', args: ['backup', '--source', S, '--dest', D, '--keep-last', '0'], message: /--keep-last must be at least 1/ },
     { name: '--keep-last -1', args: ['backup', '--source', S, '--dest', D, '--keep-last', '-1'], message: /--keep-last must be at least 1/ },
     { name: '--keep-last abc', args: ['backup', '--source', S, '--dest', D, '--keep-last', 'abc'], message: /--keep-last must be a whole number, got "abc"/ },
@@ -150,9 +155,10 @@ describe('flags and environment variables', () => {
     namespace: { value: 'Not_A_Namespace' },
     'kube-api': { value: 'not a url', extra: ['--events', '--claim-name', 'data', '--namespace', 'apps'] },
     'monitoring-timeout': { value: 'soon' },
+    'job-uid': { value: 'not/a/uid' },
   };
   /** Variables checked by a successful run instead (they have no invalid value); service-account-dir in test/monitoring/events.test.ts. */
-  const checkedByRuns = new Set(['exclude', 'service-account-dir']);
+  const checkedByRuns = new Set(['exclude', 'service-account-dir', 'allow-absolute-symlinks']);
 
   function baseArgs(command: CommandName, target: string): string[] {
     switch (command) {
@@ -226,6 +232,135 @@ describe('flags and environment variables', () => {
   });
 });
 
+describe('prefixes: the default, and a DEST that holds other ones', () => {
+  it('with several other prefixes, list, verify and restore name them and say how to pick one', async () => {
+    for (const prefix of ['shop', 'db']) expect((await runCli(['backup', '--source', source, '--dest', dest, '--prefix', prefix])).code).toBe(0);
+    const target = await tempDir('target');
+    const hint = `${dest} holds archives with prefix db (1), shop (1): pick one with --prefix NAME (or PVC_BACKUP_PREFIX)`;
+    const list = await runCli(['list', '--dest', dest]);
+    expect(list.code, list.stderr).toBe(0);
+    expect(list.stdout).toBe(`no archives with prefix backup in ${dest}; ${hint}\n`);
+    for (const args of [['verify', '--dest', dest], ['restore', '--dest', dest, '--target', target]]) {
+      const run = await runCli(args);
+      expect(run.code, run.stdout + run.stderr).toBe(2);
+      expect(run.stdout).toContain(`no archive with prefix backup in ${dest}; ${hint}`);
+    }
+    expect(fs.readdirSync(target)).toEqual([]);
+    // An explicit prefix is never replaced by another one.
+    const explicit = await runCli(['list', '--dest', dest, '--prefix', 'web']);
+    expect(explicit.stdout).toContain(`no archives with prefix web in ${dest}; ${hint}`);
+  });
+
+  it('with exactly one prefix, list, verify and restore use it without --prefix and say so', async () => {
+    expect((await runCli(['backup', '--source', source, '--dest', dest, '--prefix', 'shop'])).code).toBe(0);
+    const target = await tempDir('target');
+    const note = `no --prefix given and ${dest} holds no archives with prefix backup; using prefix shop, the only one there`;
+    const list = await runCli(['list', '--dest', dest]);
+    expect(list.code, list.stderr).toBe(0);
+    expect(list.stdout).toContain(note);
+    expect(list.stdout).toMatch(/^shop-\d{8}T\d{6}Z\.tar\.gz /m);
+    const json = await runCli(['list', '--dest', dest, '--json']);
+    expect((JSON.parse(json.stdout) as { name: string }[]).map((r) => r.name)).toEqual([expect.stringMatching(/^shop-/)]);
+    const verify = await runCli(['verify', '--dest', dest, '--log-format', 'json']);
+    expect(verify.code, verify.stdout).toBe(0);
+    expect(jsonLines(verify.stdout).map((l) => l.event)).toEqual(expect.arrayContaining(['verify.prefix', 'verify.ok']));
+    const restore = await runCli(['restore', '--dest', dest, '--target', target, '--log-format', 'json']);
+    expect(restore.code, restore.stdout).toBe(0);
+    expect(jsonLines(restore.stdout)[0]).toMatchObject({ event: 'restore.prefix', msg: note, prefix: 'shop' });
+    expect(fs.readdirSync(target).sort()).toEqual(['a.txt', 'sub']);
+  });
+});
+
+describe('words: files are regular files, entries are everything in an archive; numbers agree with their nouns', () => {
+  it('backup, list, verify and restore count the same things the same way', async () => {
+    const one = await tempDir('one');
+    writeTree(one, { 'only.txt': 'x\n' });
+    const made = await runCli(['backup', '--source', one, '--dest', dest, '--log-format', 'json']);
+    expect(made.code, made.stdout).toBe(0);
+    const lines = jsonLines(made.stdout);
+    expect(lines.find((l) => l.event === 'backup.start')!.msg).toContain('(2 B in 1 file)');
+    expect(lines.find((l) => l.event === 'backup.verified')!.msg).toContain('verified: 2 entries,');
+    expect(lines.at(-1)!.msg).toMatch(/complete: 2 B in 1 file -> /);
+
+    const list = await runCli(['list', '--dest', dest, '--json']);
+    expect(JSON.parse(list.stdout)).toEqual([expect.objectContaining({ files: 1, entries: 2 })]);
+    const table = await runCli(['list', '--dest', dest]);
+    expect(table.stdout.split('\n').at(-2)).toMatch(/^1 archive, /);
+    const verify = await runCli(['verify', '--dest', dest, '--log-format', 'json']);
+    expect(jsonLines(verify.stdout).find((l) => l.event === 'verify.done')!.msg).toBe('1 of 1 archive verified and restorable');
+
+    writeTree(source, { 'c.txt': 'c\n' }); // 3 files, 5 entries with ./ and sub/
+    const other = await tempDir('dest');
+    expect((await runCli(['backup', '--source', source, '--dest', other])).code).toBe(0);
+    const rows = JSON.parse((await runCli(['list', '--dest', other, '--json'])).stdout) as { files: number; entries: number }[];
+    expect(rows[0]).toMatchObject({ files: 3, entries: 5 });
+    const target = await tempDir('target');
+    const restore = await runCli(['restore', '--dest', other, '--target', target, '--log-format', 'json']);
+    expect(jsonLines(restore.stdout).at(-1)!.msg).toMatch(/: 6 B in 3 files, 5 entries in /);
+  });
+});
+
+describe('misspelled PVC_BACKUP_* variables', () => {
+  it.each([
+    ['PVC_BACKUP_KEEPLAST', '3', 'PVC_BACKUP_KEEP_LAST'],
+    ['PVC_BACKUP_COMPRESION', 'zstd', 'PVC_BACKUP_COMPRESSION'],
+    ['PVC_BACKUP_EXCLUDES', '*.log', 'PVC_BACKUP_EXCLUDE'],
+    ['PVC_BACKUP_DESTINATION', '/backup', 'PVC_BACKUP_DEST'],
+  ])('%s is a usage error naming %s, before anything is written', async (variable, value, closest) => {
+    const before = exactState(source);
+    const result = await runCli(['backup', '--source', source, '--dest', dest], { env: { [variable]: value } });
+    expect(result.code, result.stdout + result.stderr).toBe(2);
+    expect(result.stderr).toMatch(/^pvc-backup: [^\n]+\n$/);
+    expect(result.stderr).toContain(`unknown variable ${variable}`);
+    expect(result.stderr).toContain(`closest known one is ${closest};`);
+    expect(result.stdout).toBe('');
+    expect(fs.readdirSync(dest)).toEqual([]);
+    expect(exactState(source)).toBe(before);
+  });
+
+  it('every unknown variable is named, not only the first', async () => {
+    const result = await runCli(['list', '--dest', dest], { env: { PVC_BACKUP_KEEPLAST: '3', PVC_BACKUP_JSON_OUTPUT: 'true' } });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('PVC_BACKUP_JSON_OUTPUT');
+    expect(result.stderr).toContain('PVC_BACKUP_KEEPLAST');
+  });
+
+  it("a variable of another command is no error (the chart's extraEnv reaches every pod), nor are Kubernetes service links", async () => {
+    const result = await runCli(['list', '--dest', dest], {
+      env: { PVC_BACKUP_KEEP_LAST: '3', PVC_BACKUP_SOURCE: '/nowhere', PVC_BACKUP_SERVICE_HOST: '10.0.0.1', PVC_BACKUP_SERVICE_PORT: '80', PVC_BACKUP_PORT: 'tcp://10.0.0.1:80', PVC_BACKUP_PORT_80_TCP_ADDR: '10.0.0.1' },
+    });
+    expect(result.code, result.stdout + result.stderr).toBe(0);
+  });
+});
+
+describe('an old Node.js', () => {
+  const systemNode = ['/usr/bin/node', '/usr/local/bin/node'].find((file) => {
+    const probe = spawnSync(file, ['-p', 'process.versions.node.split(".")[0]'], { encoding: 'utf8' });
+    return probe.status === 0 && Number(probe.stdout) < REQUIRED_NODE_MAJOR;
+  });
+  if (!systemNode) console.warn(`skipping the old-Node test: no Node.js older than ${REQUIRED_NODE_MAJOR} at /usr/bin/node or /usr/local/bin/node`);
+
+  it('the required version is the one package.json declares', () => {
+    const pkg = JSON.parse(fs.readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as { engines: { node: string } };
+    expect(pkg.engines.node).toBe(`>=${REQUIRED_NODE_MAJOR}`);
+  });
+
+  it.skipIf(!systemNode)('gets one line naming the required version and how to get it, and nothing runs', async () => {
+    ensureBuilt();
+    const before = exactState(source);
+    const result = spawnSync(systemNode!, [cliPath, 'backup', '--source', source, '--dest', dest], { encoding: 'utf8', env: cleanEnv() });
+    expect(result.status, result.stderr).toBe(2);
+    expect(result.stdout).toBe('');
+    expect(result.stderr).toMatch(/^pvc-backup: [^\n]+\n$/);
+    expect(result.stderr).toContain(`needs Node.js ${REQUIRED_NODE_MAJOR} or newer`);
+    expect(result.stderr).toMatch(/is Node\.js v\d+\./);
+    expect(result.stderr).toContain('npm ci');
+    expect(result.stderr).not.toMatch(/TypeError|at file:/);
+    expect(fs.readdirSync(dest)).toEqual([]);
+    expect(exactState(source)).toBe(before);
+  });
+});
+
 describe('help and version', () => {
   it.each(COMMANDS)('%s --help lists every flag with its variable', async (command) => {
     const result = await runCli([command, '--help']);
@@ -252,7 +387,7 @@ describe('help and version', () => {
 });
 
 describe('JSON logs', () => {
-  const secrets = { PVC_BACKUP_SECRET_TOKEN: 'tok-5f3a9c1e-do-not-print', AWS_SECRET_ACCESS_KEY: 'aws-7b2d4e6f-do-not-print' };
+  const secrets = { AWS_SESSION_TOKEN: 'tok-5f3a9c1e-do-not-print', AWS_SECRET_ACCESS_KEY: 'aws-7b2d4e6f-do-not-print' };
 
   function expectWellFormed(stdout: string) {
     const lines = jsonLines(stdout);

@@ -1,5 +1,6 @@
 import type { Compression } from '../config.js';
 import { IntegrityError } from '../errors.js';
+import { count } from '../log.js';
 import { ContentHash } from './hash.js';
 import type { EntryType, Manifest, ManifestFile } from './manifest.js';
 import { type ReadProgress, type ReadResult, readArchive } from './read.js';
@@ -76,10 +77,10 @@ export class ManifestChecker implements TarVisitor {
     }
     if (!manifest) return;
     if (this.index !== manifest.files.length) {
-      throw new IntegrityError(`${label} holds ${this.index} entries but its manifest lists ${manifest.files.length}; the archive is incomplete`, 'MANIFEST');
+      throw new IntegrityError(`${label} holds ${count(this.index, 'entry')} but its manifest lists ${manifest.files.length}; the archive is incomplete`, 'MANIFEST');
     }
     if (manifest.entryCount !== this.index) {
-      throw new IntegrityError(`${label} holds ${this.index} entries but its manifest's entryCount says ${JSON.stringify(manifest.entryCount)}; the manifest was altered`, 'MANIFEST');
+      throw new IntegrityError(`${label} holds ${count(this.index, 'entry')} but its manifest's entryCount says ${JSON.stringify(manifest.entryCount)}; the manifest was altered`, 'MANIFEST');
     }
     if (result.sha256 !== manifest.sha256) {
       throw new IntegrityError(`${label}: checksum ${result.sha256} differs from the manifest's ${manifest.sha256}`, 'CHECKSUM');

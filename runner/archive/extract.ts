@@ -1,8 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { OperationError, RunnerError, describeSystemError } from '../errors.js';
-import { humanBytes } from '../log.js';
-import { type SafeEntry, SafetyRules } from './safety.js';
+import { count, humanBytes } from '../log.js';
+import { type SafeEntry, type SafetyOptions, SafetyRules } from './safety.js';
 import type { EntrySink, TarEntry, TarVisitor } from './tar-reader.js';
 
 /**
@@ -45,6 +45,8 @@ export interface ExtractOptions {
   onSkip?: (entryPath: string) => void;
   /** Prefix of merge-mode temporary names (must be a reserved name, e.g. restore's control prefix). */
   tempPrefix?: string;
+  /** Options of the path-safety rules every entry is checked against. */
+  safety?: SafetyOptions;
 }
 
 const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = fs.constants;
@@ -56,7 +58,7 @@ function errno(error: unknown): string | undefined {
 }
 
 export class Extractor implements TarVisitor {
-  readonly rules = new SafetyRules();
+  readonly rules: SafetyRules;
   /** Regular files written, bytes written, all entries created. */
   files = 0;
   bytes = 0;
@@ -76,6 +78,7 @@ export class Extractor implements TarVisitor {
 
   constructor(private readonly options: ExtractOptions) {
     this.root = path.resolve(options.root);
+    this.rules = new SafetyRules(options.safety);
     this.tempPrefix = options.tempPrefix ?? `.pvc-backup-extract-${process.pid}`;
     this.savedUmask = process.umask(0);
   }
@@ -156,7 +159,7 @@ export class Extractor implements TarVisitor {
     const code = errno(error);
     if (code === 'ENOSPC' || code === 'EDQUOT') {
       return new OperationError(
-        `the target volume is full: writing ${entryPath} failed after ${humanBytes(this.bytes)} in ${this.files} files; free space or enlarge the volume`,
+        `the target volume is full: writing ${entryPath} failed after ${humanBytes(this.bytes)} in ${count(this.files, 'file')}; free space or enlarge the volume`,
         'NO_SPACE',
         { cause: error },
       );
@@ -356,7 +359,7 @@ function wrapFileError(owner: Extractor, error: unknown, rel: string, size: numb
   const code = errno(error);
   if (code === 'ENOSPC' || code === 'EDQUOT') {
     return new OperationError(
-      `the target volume is full: writing ./${rel} (${humanBytes(size)}) failed after ${humanBytes(owner.bytes)} in ${owner.files} files; free space or enlarge the volume`,
+      `the target volume is full: writing ./${rel} (${humanBytes(size)}) failed after ${humanBytes(owner.bytes)} in ${count(owner.files, 'file')}; free space or enlarge the volume`,
       'NO_SPACE',
       { cause: error },
     );

@@ -126,7 +126,7 @@ export class TarPacker {
         return;
       }
       if (target.startsWith('/')) {
-        this.warnings.push({ path, problem: `is a symlink to the absolute path ${target}; pvc-backup restore refuses links that point outside the target, so make it relative or restore this archive by hand with tar` });
+        this.warnings.push({ path, problem: `is a symlink to the absolute path ${target}; pvc-backup restore refuses links that point outside the target unless --allow-absolute-symlinks (chart: restore.allowAbsoluteSymlinks) asks to recreate them as they are, so make it relative or restore with that flag` });
       }
       this.header({ path, type: 'SymbolicLink', size: 0, linkpath: target, ...base });
       this.files.push({ path, type: 'symlink', size: 0, linkTarget: target, ...base });

@@ -15,7 +15,10 @@ import type { EntrySink, TarEntry, TarVisitor } from './tar-reader.js';
  * - a symlink target must be relative and, resolved from the link's directory, stay inside the
  *   root; resolution follows the archive's own symlinks (checked lexically per entry, then again
  *   with the complete set of links at `finish`), so chains like `a -> .` + `b -> a/..` are caught.
- *   Absolute targets are refused: in the restoring pod they point outside the target;
+ *   Absolute targets are refused: in the restoring pod they point outside the target. With
+ *   `allowAbsoluteSymlinks` they are accepted as they are (the extractor never follows a link
+ *   while writing, so such a link writes nothing outside), and a relative link resolved through
+ *   one ends there;
  * - a hard link must name an earlier regular-file entry of the same archive;
  * - no entry may go through a symlink or a file created earlier by the archive (the
  *   "write through a symlink" attack), and a directory and a non-directory may not share a path.
@@ -37,6 +40,14 @@ export interface SafeEntry {
 type Seen = EntryKind | 'implicit';
 
 const MAX_LINK_DEPTH = 40;
+
+export interface SafetyOptions {
+  /** Accept symlinks with absolute targets (recreated verbatim) instead of refusing the archive. */
+  allowAbsoluteSymlinks?: boolean;
+}
+
+/** What resolveLinkTarget returns for a path that ends at an absolute symlink target (allowed ones only). */
+export const ABSOLUTE_TARGET: readonly string[] = Object.freeze(['/']);
 
 export class UnsafeEntryError extends IntegrityError {
   constructor(
@@ -89,15 +100,18 @@ function parentOf(rel: string): string {
  * Resolves a symlink target from the directory `dirParts` (components under the root).
  * Returns the resolved components, or undefined when the target leaves the root. With
  * `links`, components that are symlinks of the archive are followed (up to 40 levels, like the
- * kernel; a deeper chain cannot be followed at all, so it counts as staying inside).
+ * kernel; a deeper chain cannot be followed at all, so it counts as staying inside). With
+ * `allowAbsolute`, an absolute target (also one met on the way) ends the resolution with
+ * ABSOLUTE_TARGET instead of counting as leaving the root.
  */
 export function resolveLinkTarget(
   dirParts: readonly string[],
   target: string,
   links?: ReadonlyMap<string, string>,
   depth = 0,
-): string[] | undefined {
-  if (target.startsWith('/')) return undefined;
+  allowAbsolute = false,
+): readonly string[] | undefined {
+  if (target.startsWith('/')) return allowAbsolute ? ABSOLUTE_TARGET : undefined;
   let parts = [...dirParts];
   for (const part of target.split('/')) {
     if (part === '' || part === '.') continue;
@@ -111,9 +125,9 @@ export function resolveLinkTarget(
     if (linked === undefined) continue;
     if (depth >= MAX_LINK_DEPTH) return parts;
     parts.pop();
-    const resolved = resolveLinkTarget(parts, linked, links, depth + 1);
-    if (!resolved) return undefined;
-    parts = resolved;
+    const resolved = resolveLinkTarget(parts, linked, links, depth + 1, allowAbsolute);
+    if (!resolved || resolved === ABSOLUTE_TARGET) return resolved;
+    parts = [...resolved];
   }
   return parts;
 }
@@ -136,9 +150,11 @@ export class SafetyRules implements TarVisitor {
   /** Sum of regular file sizes. */
   totalBytes = 0;
   entries = 0;
+  private readonly allowAbsolute: boolean;
 
-  constructor() {
+  constructor(options: SafetyOptions = {}) {
     this.seen.set('', 'dir');
+    this.allowAbsolute = options.allowAbsoluteSymlinks === true;
   }
 
   entry(entry: TarEntry): EntrySink | undefined {
@@ -168,9 +184,14 @@ export class SafetyRules implements TarVisitor {
     if (kind === 'symlink') {
       if (entry.linkpath === '') throw new UnsafeEntryError(entry.path, 'is a symlink with an empty target');
       if (entry.linkpath.includes('\0')) throw new UnsafeEntryError(entry.path, 'is a symlink whose target has a NUL byte');
-      if (entry.linkpath.startsWith('/')) throw new UnsafeEntryError(entry.path, `is a symlink to the absolute path ${JSON.stringify(entry.linkpath)}, outside the target`);
+      if (entry.linkpath.startsWith('/') && !this.allowAbsolute) {
+        throw new UnsafeEntryError(
+          entry.path,
+          `is a symlink to the absolute path ${JSON.stringify(entry.linkpath)}, outside the target (--allow-absolute-symlinks recreates such links as they are)`,
+        );
+      }
       const dir = parentOf(rel);
-      if (!resolveLinkTarget(dir === '' ? [] : dir.split('/'), entry.linkpath, this.symlinks)) {
+      if (!resolveLinkTarget(dir === '' ? [] : dir.split('/'), entry.linkpath, this.symlinks, 0, this.allowAbsolute)) {
         throw new UnsafeEntryError(entry.path, `is a symlink to ${JSON.stringify(entry.linkpath)}, which points outside the target`);
       }
       this.symlinks.set(rel, entry.linkpath);
@@ -215,9 +236,45 @@ export class SafetyRules implements TarVisitor {
   finish(): void {
     for (const [rel, target] of this.symlinks) {
       const dir = parentOf(rel);
-      if (!resolveLinkTarget(dir === '' ? [] : dir.split('/'), target, this.symlinks)) {
+      if (!resolveLinkTarget(dir === '' ? [] : dir.split('/'), target, this.symlinks, 0, this.allowAbsolute)) {
         throw new UnsafeEntryError(`./${rel}`, `is a symlink to ${JSON.stringify(target)}, which through other symlinks of the archive points outside the target`);
       }
     }
+  }
+}
+
+/**
+ * The safety rules as a verdict instead of an exception, for verify: the first entry restore
+ * would refuse is recorded and the read goes on (verify reads the whole archive anyway).
+ */
+export class RestorabilityCheck implements TarVisitor {
+  readonly rules: SafetyRules;
+  private refusal: UnsafeEntryError | undefined;
+
+  constructor(options: SafetyOptions = {}) {
+    this.rules = new SafetyRules(options);
+  }
+
+  entry(entry: TarEntry): EntrySink | undefined {
+    if (this.refusal) return undefined;
+    try {
+      this.rules.check(entry);
+    } catch (error) {
+      if (!(error instanceof UnsafeEntryError)) throw error;
+      this.refusal = error;
+    }
+    return undefined;
+  }
+
+  /** After the whole archive was read: the entry restore would refuse, if any. */
+  finish(): UnsafeEntryError | undefined {
+    if (this.refusal) return this.refusal;
+    try {
+      this.rules.finish();
+    } catch (error) {
+      if (!(error instanceof UnsafeEntryError)) throw error;
+      this.refusal = error;
+    }
+    return this.refusal;
   }
 }

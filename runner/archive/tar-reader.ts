@@ -1,5 +1,6 @@
 import { Header, type HeaderData } from 'tar';
 import { IntegrityError } from '../errors.js';
+import { count } from '../log.js';
 
 /**
  * A push parser for tar streams (ustar, pax, GNU long names): feed it decompressed bytes with
@@ -123,7 +124,7 @@ export class TarReader {
       return;
     }
     if (state.kind !== 'done') {
-      throw new IntegrityError(`archive is truncated: no tar end-of-archive marker after ${this.entries} entries (${this.bytes} bytes)`, 'TRUNCATED');
+      throw new IntegrityError(`archive is truncated: no tar end-of-archive marker after ${count(this.entries, 'entry')} (${this.bytes} bytes)`, 'TRUNCATED');
     }
     if (this.trailingGarbage) {
       throw new IntegrityError('archive has unexpected data after its tar end-of-archive marker', 'CORRUPT');

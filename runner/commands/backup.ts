@@ -9,7 +9,7 @@ import { type WrittenArchive, writeArchive } from '../archive/write.js';
 import { type BackupConfig, COMPRESSIONS } from '../config.js';
 import type { RunContext } from '../context.js';
 import { OperationError, UsageError } from '../errors.js';
-import { ProgressReporter, humanBytes } from '../log.js';
+import { ProgressReporter, count, humanBytes } from '../log.js';
 import { fsyncDirectory, removeLeftoverPartials, writeFileAtomicSync } from '../store/atomic.js';
 import { listArchives, readManifest } from '../store/catalog.js';
 import { acquireLock, logLockWarnings } from '../store/lock.js';
@@ -55,7 +55,7 @@ export async function backupUnderLock(config: BackupConfig, ctx: RunContext): Pr
   const exclude = excludeMatcher(config.excludes);
   const scan = await preflight(config, exclude, ctx);
   const name = await chooseName(config, started, ctx);
-  log.info('backup.start', `backing up ${config.source} (${humanBytes(scan.bytes)} in ${scan.files} files) into ${name}`, {
+  log.info('backup.start', `backing up ${config.source} (${humanBytes(scan.bytes)} in ${count(scan.files, 'file')}) into ${name}`, {
     archive: name,
     source: config.source,
     dest: config.dest,
@@ -86,8 +86,8 @@ export async function backupUnderLock(config: BackupConfig, ctx: RunContext): Pr
   };
   log.info(
     'backup.done',
-    `backup ${name} complete: ${humanBytes(summary.bytesIn)} in ${summary.files} files -> ${humanBytes(summary.bytesOut)} in ${summary.durationSeconds}s` +
-      (summary.warnings ? ` (${summary.warnings} files changed or skipped while reading; see warnings)` : ''),
+    `backup ${name} complete: ${humanBytes(summary.bytesIn)} in ${count(summary.files, 'file')} -> ${humanBytes(summary.bytesOut)} in ${summary.durationSeconds}s` +
+      (summary.warnings ? ` (${count(summary.warnings, 'entry')} changed or skipped while reading; see warnings)` : ''),
     { ...summary },
   );
   return summary;
@@ -115,11 +115,11 @@ async function preflight(config: BackupConfig, exclude: ReturnType<typeof exclud
         ctx.log.error('backup.cannot-archive', `cannot archive ${problem.path}: ${problem.problem}`, { path: problem.path, problem: problem.problem });
       }
       throw new OperationError(
-        `${scan.problems.length} entries in ${config.source} cannot be archived: ${list}; fix permissions, exclude them with --exclude, or pass --skip-unreadable to skip them with a warning`,
+        `${count(scan.problems.length, 'entry')} in ${config.source} cannot be archived: ${list}; fix permissions, exclude them with --exclude, or pass --skip-unreadable to skip them with a warning`,
         'SOURCE_UNREADABLE',
       );
     }
-    ctx.log.warn('backup.skipping', `skipping ${scan.problems.length} entries that cannot be archived: ${list}`, { count: scan.problems.length });
+    ctx.log.warn('backup.skipping', `skipping ${count(scan.problems.length, 'entry')} that cannot be archived: ${list}`, { count: scan.problems.length });
   }
   if (scan.empty && !config.allowEmpty) {
     throw new OperationError(
@@ -171,7 +171,7 @@ async function write(config: BackupConfig, exclude: ReturnType<typeof excludeMat
   const reporter = new ProgressReporter(ctx.log, 'backup.progress', config.progressSeconds, () => ({
     bytes: progress.bytesRead,
     files: progress.files,
-    message: `read ${humanBytes(progress.bytesRead)} of ${humanBytes(sourceBytes)} in ${progress.files} files, archive ${humanBytes(progress.archiveBytes)}`,
+    message: `read ${humanBytes(progress.bytesRead)} of ${humanBytes(sourceBytes)} in ${count(progress.files, 'file')}, archive ${humanBytes(progress.archiveBytes)}`,
   })).start();
   try {
     return await writeArchive({
@@ -225,7 +225,7 @@ async function verifyPartial(partial: string, written: WrittenArchive, manifest:
   const onDisk = await hashFile(partial);
   checker.finish({ sha256: onDisk.sha256, archiveBytes: onDisk.bytes, tarBytes: written.tarBytes, entries: written.entries.length });
   manifest.verification = { at: ctx.now().toISOString(), ok: true };
-  ctx.log.info('backup.verified', `${manifest.archive} verified: ${manifest.entryCount} entries, sha256 ${manifest.sha256}`, {
+  ctx.log.info('backup.verified', `${manifest.archive} verified: ${count(manifest.entryCount, 'entry')}, sha256 ${manifest.sha256}`, {
     archive: manifest.archive,
     seconds: round((Date.now() - started) / 1000),
   });

@@ -1,6 +1,6 @@
 import type { ListConfig } from '../config.js';
-import { type Logger, humanBytes } from '../log.js';
-import { type ArchiveInfo, listArchives } from '../store/catalog.js';
+import { type Logger, count, humanBytes } from '../log.js';
+import { type ArchiveInfo, choosePrefix, listArchives, otherPrefixesHint } from '../store/catalog.js';
 import { manifestName, sha256Name } from '../store/naming.js';
 
 /** One archive in `pvc-backup list --json` output. Field names are part of the public interface. */
@@ -10,8 +10,10 @@ export interface ListedArchive {
   createdAt: string;
   /** Size of the archive file. */
   bytes: number;
-  /** Entries in the archive (from the manifest), null without a readable manifest. */
+  /** Regular files in the archive (from the manifest), null without a readable manifest. */
   files: number | null;
+  /** Entries in the archive — files, directories, symlinks, hard links (from the manifest), null without a readable manifest. */
+  entries: number | null;
   /** Uncompressed bytes of regular files (from the manifest), null without a readable manifest. */
   totalBytes: number | null;
   compression: string;
@@ -32,7 +34,8 @@ export function toListed(archive: ArchiveInfo): ListedArchive {
     name: archive.name,
     createdAt: isoSeconds(archive.time),
     bytes: archive.size,
-    files: summary?.entryCount ?? null,
+    files: summary?.fileCount ?? null,
+    entries: summary?.entryCount ?? null,
     totalBytes: summary?.totalBytes ?? null,
     compression: archive.compression,
     verified: summary?.verification ?? (archive.hasManifest ? 'unverified' : 'no-manifest'),
@@ -67,7 +70,10 @@ export function formatTable(rows: ListedArchive[]): string[] {
  * not log lines). A table for people, or with `--json` one JSON array. Takes no lock.
  */
 export async function runList(config: ListConfig, log: Logger, out: (line: string) => void): Promise<ListedArchive[]> {
-  const archives = await listArchives(config.dest, config.prefix, { manifests: true });
+  const { prefix, picked } = await choosePrefix(config.dest, config.prefix, config.prefixDefaulted);
+  // JSON output stays one JSON document: the note is for people.
+  if (picked && !config.json) log.info('list.prefix', picked, { prefix });
+  const archives = await listArchives(config.dest, prefix, { manifests: true });
   for (const a of archives) {
     if (a.summary?.manifestError) {
       log.warn('list.manifest-unreadable', a.summary.manifestError, { archive: a.name });
@@ -79,11 +85,11 @@ export async function runList(config: ListConfig, log: Logger, out: (line: strin
     return rows;
   }
   if (rows.length === 0) {
-    out(`no archives with prefix ${config.prefix} in ${config.dest}`);
+    out(`no archives with prefix ${prefix} in ${config.dest}${await otherPrefixesHint(config.dest, prefix)}`);
     return rows;
   }
   for (const line of formatTable(rows)) out(line);
   const total = rows.reduce((sum, r) => sum + r.bytes, 0);
-  out(`${rows.length} archive${rows.length === 1 ? '' : 's'}, ${humanBytes(total)}`);
+  out(`${count(rows.length, 'archive')}, ${humanBytes(total)}`);
   return rows;
 }

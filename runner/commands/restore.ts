@@ -2,32 +2,21 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { type Expectation, checkArchive } from '../archive/check.js';
 import { sniffCompression } from '../archive/compress.js';
-import { Extractor, applyMeta, removeTree } from '../archive/extract.js';
+import { Extractor, applyMeta } from '../archive/extract.js';
 import { parseChecksumFile } from '../archive/hash.js';
 import type { Manifest } from '../archive/manifest.js';
 import type { ReadProgress } from '../archive/read.js';
-import { SafetyRules } from '../archive/safety.js';
+import { type SafetyOptions, SafetyRules } from '../archive/safety.js';
 import type { TarVisitor } from '../archive/tar-reader.js';
 import type { BackupConfig, Compression, RestoreConfig } from '../config.js';
 import type { RunContext } from '../context.js';
-import { IntegrityError, OperationError, RunnerError, describeSystemError } from '../errors.js';
-import { type Logger, ProgressReporter, humanBytes } from '../log.js';
+import { IntegrityError, OperationError, RunnerError, UsageError, describeSystemError } from '../errors.js';
+import { type Logger, ProgressReporter, count, humanBytes } from '../log.js';
 import { collectAllGarbage } from '../memory.js';
-import { IndexBuilder, type RestorePlan, indexFromManifest, planRestore } from '../restore/plan.js';
-import {
-  CONTROL_PREFIX,
-  KEEP_IN_PLACE,
-  checkSwapPossible,
-  isControlName,
-  newRestoreId,
-  pendingControlEntries,
-  recoverTarget,
-  restorePaths,
-  swapIn,
-  syncFileSystem,
-} from '../restore/staging.js';
+import { IndexBuilder, type RestorePlan, indexFromManifest, mountsInside, planRestore } from '../restore/plan.js';
+import { CONTROL_PREFIX, KEEP_IN_PLACE, RestoreRun, checkSwapPossible, pendingRecovery, recoverInterrupted, syncFileSystem, tempPrefix } from '../restore/staging.js';
 import { removeLeftoverPartials, writeFileAtomic } from '../store/atomic.js';
-import { type ResolvedArchive, findArchive, readManifest } from '../store/catalog.js';
+import { type ResolvedArchive, choosePrefix, findArchive, readManifest } from '../store/catalog.js';
 import { acquireLock, logLockWarnings } from '../store/lock.js';
 import { PRE_RESTORE_SUFFIX, sha256Name } from '../store/naming.js';
 import { backupUnderLock } from './backup.js';
@@ -35,7 +24,8 @@ import { backupUnderLock } from './backup.js';
 /**
  * `pvc-backup restore`, as ordered steps:
  *
- *   lock DEST → request already done? → recover the target from an interrupted restore →
+ *   lock DEST → request already done? → refuse mount points inside the target →
+ *   recover the target from an interrupted restore recorded in DEST →
  *   resolve the archive and its sidecars (refuse unverified archives without --allow-unverified) →
  *   replace: [unverified: safety + decode pre-pass] → ONE pass that verifies (checksum, full
  *            decode, every entry against the manifest incl. per-file SHA-256) AND extracts into
@@ -86,7 +76,10 @@ interface ArchiveSource {
 
 const isRoot = (): boolean => process.getuid?.() === 0;
 
-export async function runRestore(config: RestoreConfig, ctx: RunContext): Promise<RestoreSummary | undefined> {
+export async function runRestore(given: RestoreConfig, ctx: RunContext): Promise<RestoreSummary | undefined> {
+  const { prefix, picked } = await choosePrefix(given.dest, given.prefix, given.prefixDefaulted);
+  if (picked) ctx.log.info('restore.prefix', picked, { prefix });
+  const config = { ...given, prefix };
   if (config.dryRun) {
     await runDryRun(config, ctx);
     return undefined;
@@ -94,15 +87,16 @@ export async function runRestore(config: RestoreConfig, ctx: RunContext): Promis
   const lock = await acquireLock(config.dest, { command: 'restore', staleSeconds: config.lockStaleSeconds, onWarning: logLockWarnings(ctx.log) });
   const forgetLock = ctx.cleanup.add('release the lock', () => lock.releaseSync());
   try {
-    if (alreadyDone(config, ctx.log)) return undefined;
-    recoverTarget(config.target, ctx.log);
+    if (requestAlreadyDone(config, ctx.log)) return undefined;
+    refuseMounts(config.target);
+    recoverInterrupted(config.dest, config.target, ctx.log);
     const source = await openArchive(config, ctx.log);
     const summary = config.mode === 'replace' ? await restoreReplace(config, ctx, source) : await restoreMerge(config, ctx, source);
     if (config.requestId) await recordDone(config, summary);
     ctx.log.info(
       'restore.done',
-      `restored ${summary.archive} into ${summary.target} (${summary.mode}): ${humanBytes(summary.bytes)} in ${summary.files} files, ` +
-        `${summary.entries} entries in ${summary.durationSeconds}s (${humanBytes(summary.durationSeconds > 0 ? summary.bytes / summary.durationSeconds : summary.bytes)}/s)` +
+      `restored ${summary.archive} into ${summary.target} (${summary.mode}): ${humanBytes(summary.bytes)} in ${count(summary.files, 'file')}, ` +
+        `${count(summary.entries, 'entry')} in ${summary.durationSeconds}s (${humanBytes(summary.durationSeconds > 0 ? summary.bytes / summary.durationSeconds : summary.bytes)}/s)` +
         (summary.snapshot ? `; previous contents saved as ${summary.snapshot}` : ''),
       { ...summary },
     );
@@ -115,26 +109,55 @@ export async function runRestore(config: RestoreConfig, ctx: RunContext): Promis
 
 // ---------------------------------------------------------------- request ids
 
-function alreadyDone(config: RestoreConfig, log: Logger): boolean {
+/** What DEST records about a completed request (`.pvc-backup-restore-<request id>.done`). */
+interface DoneRecord {
+  requestId?: string;
+  jobUid?: string;
+  archive?: string;
+  mode?: string;
+  target?: string;
+  sha256?: string;
+  snapshot?: string;
+  completedAt?: string;
+}
+
+/**
+ * A request runs once. Found done in DEST: a retry of the same Job (a pod restarted after the
+ * restore completed) exits 0; any other run of it — a Job recreated with the same values, the
+ * documented steps repeated later — fails, saying when it ran and how to ask again. It never
+ * ends as a success that restored nothing. A dry run only says so.
+ */
+function requestAlreadyDone(config: RestoreConfig, log: Logger): boolean {
   if (!config.requestId) return false;
   const marker = path.join(config.dest, doneMarkerName(config.requestId));
-  let recorded: Record<string, unknown> = {};
+  let recorded: DoneRecord = {};
   try {
-    recorded = JSON.parse(fs.readFileSync(marker, 'utf8')) as Record<string, unknown>;
+    const value: unknown = JSON.parse(fs.readFileSync(marker, 'utf8'));
+    if (value && typeof value === 'object') recorded = value as DoneRecord;
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    // Unreadable: it still says the request ran.
   }
-  log.info('restore.already-done', `restore request ${config.requestId} was already completed${recorded.completedAt ? ` at ${String(recorded.completedAt)}` : ''}${recorded.archive ? ` (${String(recorded.archive)})` : ''}; nothing to do`, {
-    requestId: config.requestId,
-    marker,
-    ...recorded,
-  });
-  return true;
+  const when = `${recorded.completedAt ? ` at ${recorded.completedAt}` : ''}${recorded.archive ? ` from ${recorded.archive}` : ''}`;
+  const fields = { requestId: config.requestId, marker, ...recorded };
+  if (config.jobUid && recorded.jobUid === config.jobUid) {
+    log.info('restore.already-done', `restore request ${config.requestId} was already completed by this Job${when}; nothing to do`, fields);
+    return true;
+  }
+  const message =
+    `restore request ${config.requestId} already ran${when}${recorded.jobUid ? ` (Job ${recorded.jobUid})` : ''}, so this run restores nothing; ` +
+    'set restore.nonce to a new value (e.g. --set restore.nonce=$(date +%s)) to restore again (without the chart: another --request-id)';
+  if (config.dryRun) {
+    log.warn('restore.already-done', message, fields);
+    return false;
+  }
+  throw new UsageError(message, 'ALREADY_RESTORED');
 }
 
 async function recordDone(config: RestoreConfig, summary: RestoreSummary): Promise<void> {
-  const record = {
+  const record: DoneRecord = {
     requestId: config.requestId,
+    jobUid: config.jobUid,
     archive: summary.archive,
     mode: summary.mode,
     target: summary.target,
@@ -143,6 +166,17 @@ async function recordDone(config: RestoreConfig, summary: RestoreSummary): Promi
     completedAt: new Date().toISOString(),
   };
   await writeFileAtomic(config.dest, doneMarkerName(config.requestId!), JSON.stringify(record, null, 2) + '\n');
+}
+
+/** Mount points inside the target: refused before anything changes (see mountsInside). */
+function refuseMounts(target: string): void {
+  const mounts = mountsInside(target);
+  if (mounts.length === 0) return;
+  throw new OperationError(
+    `cannot restore into ${target}: ${mounts[0]} is a separate mount inside it${mounts.length > 1 ? ` (and ${count(mounts.length - 1, 'more')}: ${mounts.slice(1).join(', ')})` : ''}; ` +
+      `a replace would move it aside and a merge could delete what it holds, so nothing was changed; unmount it first (and restore into it on its own with --target ${mounts[0]} if it needs restoring too)`,
+    'TARGET_MOUNT',
+  );
 }
 
 // ---------------------------------------------------------------- the archive
@@ -201,33 +235,48 @@ function sniffFile(file: string): Compression | undefined {
   }
 }
 
-/** One full read of the archive (checksum, decode, manifest, per-file hashes) with a visitor riding along. */
+/**
+ * One full read of the archive (checksum, decode, manifest, per-file hashes) with a visitor
+ * riding along, then the visitor's whole-archive checks (`finish`). Every failure names the archive.
+ */
 async function readPass(
   config: RestoreConfig,
   ctx: RunContext,
   source: ArchiveSource,
-  visitor: TarVisitor,
+  visitor: TarVisitor & { finish(): void },
   what: { event: string; verb: string; progress?: () => { bytes: number; files: number } },
 ) {
   let read: ReadProgress = { archiveBytes: 0, tarBytes: 0, entries: 0 };
   const started = Date.now();
   const total = source.manifest?.tarBytes;
   const reporter = new ProgressReporter(ctx.log, what.event, config.progressSeconds, () => {
-    const p = what.progress?.() ?? { bytes: read.tarBytes, files: read.entries };
+    // The extractor counts the files it wrote; a read-only pass only knows entries.
+    const p = what.progress?.();
+    const bytes = p?.bytes ?? read.tarBytes;
     const seconds = (Date.now() - started) / 1000;
     return {
-      bytes: p.bytes,
-      files: p.files,
+      bytes,
+      files: p?.files ?? read.entries,
       message:
-        `${what.verb} ${source.name}: ${humanBytes(p.bytes)} in ${p.files} files, read ${humanBytes(read.archiveBytes)} of ${humanBytes(source.info.size)}` +
-        `${total ? ` (${Math.floor((read.tarBytes / total) * 100)}%)` : ''}, ${humanBytes(seconds > 0 ? p.bytes / seconds : 0)}/s`,
+        `${what.verb} ${source.name}: ${humanBytes(bytes)} in ${p ? count(p.files, 'file') : count(read.entries, 'entry')}, read ${humanBytes(read.archiveBytes)} of ${humanBytes(source.info.size)}` +
+        `${total ? ` (${Math.floor((read.tarBytes / total) * 100)}%)` : ''}, ${humanBytes(seconds > 0 ? bytes / seconds : 0)}/s`,
     };
   }).start();
   try {
-    return await checkArchive(source.file, source.compression, source.expectation, { visitor, onProgress: (p) => (read = p) });
+    const result = await checkArchive(source.file, source.compression, source.expectation, { visitor, onProgress: (p) => (read = p) });
+    visitor.finish();
+    return result;
+  } catch (error) {
+    throw namingArchive(error, source.name);
   } finally {
     reporter.stop();
   }
+}
+
+/** Decompression and tar errors do not know the file they came from; the message must name it. */
+function namingArchive(error: unknown, name: string): unknown {
+  if (!(error instanceof RunnerError) || error.message.includes(name)) return error;
+  return new RunnerError(`${name}: ${error.message}`, error.exitCode, error.code, { cause: error });
 }
 
 // ---------------------------------------------------------------- replace
@@ -244,20 +293,18 @@ async function restoreReplace(config: RestoreConfig, ctx: RunContext, source: Ar
   checkSwapPossible(target);
   checkTargetSpace(target, expectedBytes ?? 0, 'replace');
 
-  const id = newRestoreId();
-  const paths = restorePaths(target, id);
   const before = fs.statSync(target);
-  log.info('restore.start', `restoring ${source.name} into ${target} (replace): verifying and extracting into ${path.basename(paths.staging)} in one pass`, {
+  const run = RestoreRun.begin(config.dest, target, { mode: 'replace', archive: source.name, chown });
+  log.info('restore.start', `restoring ${source.name} into ${target} (replace): verifying and extracting into ${run.topLevelNames[0]} in one pass`, {
     archive: source.name,
     target,
     mode: 'replace',
-    verified: source.verified,
+    sidecars: source.verified,
     bytes: expectedBytes,
     entries: source.manifest?.entryCount,
   });
-  fs.mkdirSync(paths.staging, 0o700);
   const discard = () => {
-    removeTree(paths.staging);
+    run.discard();
     // The target looks exactly as before, its own mtime included.
     try {
       fs.utimesSync(target, before.atime, before.mtime);
@@ -266,13 +313,7 @@ async function restoreReplace(config: RestoreConfig, ctx: RunContext, source: Ar
     }
   };
   const forgetStaging = cleanup.add('remove the staging directory', discard);
-  const extractor = new Extractor({
-    root: paths.staging,
-    merge: false,
-    chown,
-    skipTopLevel: isControlName,
-    onSkip: warnReserved(log),
-  });
+  const extractor = new Extractor({ root: run.stagingPath, merge: false, chown, safety: safetyOptions(config) });
   let result;
   let snapshot: string | undefined;
   try {
@@ -281,14 +322,15 @@ async function restoreReplace(config: RestoreConfig, ctx: RunContext, source: Ar
     } finally {
       extractor.close();
     }
-    log.info('restore.verified', `${source.name} ${source.verified ? 'verified' : 'read completely'} and staged: ${extractor.files} files, ${humanBytes(extractor.bytes)}, sha256 ${result.sha256}`, {
+    log.info('restore.verified', `${source.name} ${source.verified ? 'verified' : 'read completely'} and staged: ${count(extractor.files, 'file')}, ${humanBytes(extractor.bytes)}, sha256 ${result.sha256}`, {
       archive: source.name,
+      verified: source.verified,
       sha256: result.sha256,
       files: extractor.files,
       bytes: extractor.bytes,
       seconds: round((Date.now() - started) / 1000),
     });
-    snapshot = await takeSnapshot(config, ctx);
+    snapshot = await takeSnapshot(config, ctx, run.topLevelNames);
     if (!syncFileSystem(target)) log.warn('restore.sync-failed', 'could not run sync; the restored data may not be on disk yet if the node loses power now');
   } catch (error) {
     discard();
@@ -297,7 +339,7 @@ async function restoreReplace(config: RestoreConfig, ctx: RunContext, source: Ar
   }
   forgetStaging();
   // From here on nothing is removed on failure: the journal lets the next run finish the swap.
-  swapIn(target, { id, archive: source.name, startedAt: new Date(started).toISOString(), root: extractor.rootMeta, chown }, log);
+  run.swapIn(extractor.rootMeta, log);
   return summarize('replace', { source, target, extractor, result, snapshot, started });
 }
 
@@ -313,31 +355,30 @@ async function restoreMerge(config: RestoreConfig, ctx: RunContext, source: Arch
   // Merge writes into the live tree, so the archive is verified and checked completely first.
   const expectedBytes = await safetyPrePass(config, ctx, source);
   checkTargetSpace(target, expectedBytes, 'merge');
-  const snapshot = await takeSnapshot(config, ctx);
+  const snapshot = await takeSnapshot(config, ctx, []);
 
-  const id = newRestoreId();
+  const run = RestoreRun.begin(config.dest, target, { mode: 'merge', archive: source.name, chown });
   log.info('restore.start', `restoring ${source.name} into ${target} (merge): extracting over the existing tree`, {
     archive: source.name,
     target,
     mode: 'merge',
-    verified: source.verified,
+    sidecars: source.verified,
     bytes: expectedBytes,
   });
-  const extractor = new Extractor({
-    root: target,
-    merge: true,
-    chown,
-    skipTopLevel: isControlName,
-    tempPrefix: `${CONTROL_PREFIX}${id}`,
-    onSkip: warnReserved(log),
-  });
-  const forgetTemp = cleanup.add('remove the temporary file', () => {
-    const temp = extractor.pendingTemp;
-    if (temp) fs.rmSync(temp, { force: true });
-  });
+  const extractor = new Extractor({ root: target, merge: true, chown, tempPrefix: tempPrefix(run.id), safety: safetyOptions(config) });
+  let finished = false;
+  const finish = () => {
+    if (finished) return;
+    finished = true;
+    extractor.close();
+    run.discard();
+  };
+  const forgetRun = cleanup.add('remove the temporary file', finish);
   let result;
   try {
     result = await extractPass(config, ctx, source, extractor);
+    finish();
+    // After the run's marker is gone: removing it changes the target's mtime.
     if (extractor.rootMeta) applyMeta(target, extractor.rootMeta, chown);
   } catch (error) {
     if (error instanceof RunnerError) {
@@ -350,17 +391,16 @@ async function restoreMerge(config: RestoreConfig, ctx: RunContext, source: Arch
     }
     throw error;
   } finally {
-    extractor.close();
-    forgetTemp();
+    forgetRun();
+    finish();
   }
   return summarize('merge', { source, target, extractor, result, snapshot, started });
 }
 
 // ---------------------------------------------------------------- shared steps
 
-/** Entries named like restore's own files are skipped, and each skip is said. */
-function warnReserved(log: Logger): (entryPath: string) => void {
-  return (p) => log.warn('restore.skipped', `skipped ${p}: names starting with ${CONTROL_PREFIX} are reserved for restore's own files`, { path: p });
+function safetyOptions(config: RestoreConfig): SafetyOptions {
+  return { allowAbsoluteSymlinks: config.allowAbsoluteSymlinks };
 }
 
 /** One read of the archive that verifies it and feeds the extractor, with progress lines; then the extractor's own final checks. */
@@ -370,7 +410,6 @@ async function extractPass(config: RestoreConfig, ctx: RunContext, source: Archi
     verb: 'restoring',
     progress: () => ({ bytes: extractor.bytes, files: extractor.files }),
   });
-  extractor.finish();
   return result;
 }
 
@@ -398,12 +437,12 @@ function summarize(
  * decompression to the tar end marker, and every path-safety rule. Returns the file bytes.
  */
 async function safetyPrePass(config: RestoreConfig, ctx: RunContext, source: ArchiveSource): Promise<number> {
-  const rules = new SafetyRules();
+  const rules = new SafetyRules(safetyOptions(config));
   const started = Date.now();
   const result = await readPass(config, ctx, source, rules, { event: 'restore.verify-progress', verb: 'verifying' });
-  rules.finish();
-  ctx.log.info('restore.verified', `${source.name} ${source.verified ? 'verified' : 'read completely (unverified)'}: ${rules.entries} entries, ${humanBytes(rules.totalBytes)}, every path safe, sha256 ${result.sha256}`, {
+  ctx.log.info('restore.verified', `${source.name} ${source.verified ? 'verified' : 'read completely (unverified)'}: ${count(rules.entries, 'entry')}, ${humanBytes(rules.totalBytes)}, every path safe, sha256 ${result.sha256}`, {
     archive: source.name,
+    verified: source.verified,
     sha256: result.sha256,
     entries: rules.entries,
     bytes: rules.totalBytes,
@@ -436,22 +475,24 @@ function checkTargetSpace(target: string, bytes: number, mode: RestoreConfig['mo
   );
 }
 
-function targetHasData(target: string): boolean {
-  return fs.readdirSync(target).some((name) => !isControlName(name) && !KEEP_IN_PLACE.includes(name));
+/** Whether the target holds anything besides lost+found and the run's own entries (`own`). */
+function targetHasData(target: string, own: readonly string[]): boolean {
+  return fs.readdirSync(target).some((name) => !own.includes(name) && !KEEP_IN_PLACE.includes(name));
 }
 
 /**
  * The pre-restore snapshot: a normal pvc-backup archive of the target (zstd) under the prefix
  * `<prefix>-pre-restore`, written while this run holds the DEST lock, then pruned to the newest
- * SNAPSHOT_KEEP of that prefix. Restore's own control entries and lost+found are excluded.
+ * SNAPSHOT_KEEP of that prefix. lost+found and this run's own entries (`own`: the staging
+ * directory of a replace) are left out; everything else in the target is data and goes in.
  */
-async function takeSnapshot(config: RestoreConfig, ctx: RunContext): Promise<string | undefined> {
+async function takeSnapshot(config: RestoreConfig, ctx: RunContext, own: readonly string[]): Promise<string | undefined> {
   const { log } = ctx;
   if (!config.snapshot) {
     log.warn('restore.no-snapshot', `no pre-restore snapshot (--no-snapshot): the current contents of ${config.target} cannot be brought back by pvc-backup`, { target: config.target });
     return undefined;
   }
-  if (!targetHasData(config.target)) {
+  if (!targetHasData(config.target, own)) {
     log.info('restore.no-snapshot', `${config.target} is empty; no pre-restore snapshot needed`, { target: config.target });
     return undefined;
   }
@@ -472,7 +513,7 @@ async function takeSnapshot(config: RestoreConfig, ctx: RunContext): Promise<str
     source: config.target,
     compression: 'zstd',
     level: 3,
-    excludes: [`/${CONTROL_PREFIX}*`, ...KEEP_IN_PLACE.map((n) => `/${n}`)],
+    excludes: [...own, ...KEEP_IN_PLACE].map((n) => `/${n}`),
     retention: { last: SNAPSHOT_KEEP },
     allowEmpty: true,
     skipUnreadable: false,
@@ -494,29 +535,30 @@ async function takeSnapshot(config: RestoreConfig, ctx: RunContext): Promise<str
 
 async function runDryRun(config: RestoreConfig, ctx: RunContext): Promise<RestorePlan | undefined> {
   const { log } = ctx;
-  if (alreadyDone(config, log)) return undefined;
-  const pending = pendingControlEntries(config.target);
+  requestAlreadyDone(config, log);
+  refuseMounts(config.target);
+  const pending = pendingRecovery(config.dest, config.target);
   if (pending.length > 0) {
     log.warn('restore.pending-recovery', `${config.target} holds leftovers of an interrupted restore (${pending.join(', ')}); the next real restore completes or removes them first; the plan below ignores them`, {
       entries: pending,
     });
   }
   const source = await openArchive(config, log);
-  const builder = source.manifest ? undefined : new IndexBuilder();
-  const rules = builder?.rules ?? new SafetyRules();
+  const builder = source.manifest ? undefined : new IndexBuilder(safetyOptions(config));
+  const rules = builder?.rules ?? new SafetyRules(safetyOptions(config));
   const result = await readPass(config, ctx, source, builder ?? rules, { event: 'restore.verify-progress', verb: 'verifying' });
-  rules.finish();
-  log.info('restore.verified', `${source.name} ${source.verified ? 'verified' : 'read completely (unverified)'}: ${rules.entries} entries, every path safe, sha256 ${result.sha256}`, {
+  log.info('restore.verified', `${source.name} ${source.verified ? 'verified' : 'read completely (unverified)'}: ${count(rules.entries, 'entry')}, every path safe, sha256 ${result.sha256}`, {
     archive: source.name,
+    verified: source.verified,
     sha256: result.sha256,
   });
   const index = source.manifest ? indexFromManifest(source.manifest) : builder!.entries;
-  const ignoreTopLevel = (name: string) => isControlName(name) || (config.mode === 'replace' && KEEP_IN_PLACE.includes(name));
+  const ignoreTopLevel = (name: string) => pending.includes(name) || (config.mode === 'replace' && KEEP_IN_PLACE.includes(name));
   const plan = planRestore(config.target, index, config.mode, { ignoreTopLevel });
   for (const item of plan.add) log.info('restore.plan.add', `would add ${item.path}${item.kind === 'file' ? ` (${humanBytes(item.bytes)})` : ''}`, { path: item.path, kind: item.kind, bytes: item.bytes });
   for (const item of plan.replace) log.info('restore.plan.replace', `would replace ${item.path}${item.kind === 'file' ? ` (${humanBytes(item.bytes)})` : ''}`, { path: item.path, kind: item.kind, bytes: item.bytes });
   for (const item of plan.remove) log.info('restore.plan.remove', `would remove ${item.path}`, { path: item.path, kind: item.kind, bytes: item.bytes });
-  if (config.snapshot && targetHasData(config.target)) {
+  if (config.snapshot && targetHasData(config.target, pending)) {
     log.info('restore.plan.snapshot', `would first save the current contents of ${config.target} as a pre-restore snapshot (prefix ${snapshotPrefix(config.prefix)})`, {
       prefix: snapshotPrefix(config.prefix),
     });

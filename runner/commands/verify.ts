@@ -3,29 +3,37 @@ import path from 'node:path';
 import { checkArchive } from '../archive/check.js';
 import { parseChecksumFile } from '../archive/hash.js';
 import { type Manifest, serializeManifest } from '../archive/manifest.js';
+import { RestorabilityCheck } from '../archive/safety.js';
 import type { VerifyConfig } from '../config.js';
 import type { RunContext } from '../context.js';
 import { IntegrityError, OperationError, RunnerError, describeSystemError } from '../errors.js';
 import { judgeFreshness } from '../freshness.js';
-import { ProgressReporter, humanBytes } from '../log.js';
+import { ProgressReporter, count, humanBytes } from '../log.js';
 import { writeFileAtomicSync } from '../store/atomic.js';
-import { type ArchiveInfo, findArchive, listArchives, readManifest } from '../store/catalog.js';
+import { type ArchiveInfo, choosePrefix, findArchive, listArchives, otherPrefixesHint, readManifest } from '../store/catalog.js';
 import { manifestName, partialName, sha256Name } from '../store/naming.js';
 
 export interface VerifyOutcome {
   archive: string;
+  /** Intact (integrity) and restorable under restore's path-safety rules. */
   ok: boolean;
+  /** Intact, whatever restore would say. */
+  intact: boolean;
   error?: string;
 }
 
 /**
- * Reads the selected archives back completely and compares them with their sidecars; records
- * the result in each manifest; then, with --schedule, checks that the newest archive is not
- * overdue. Takes no lock: a long verify must not block backups, and an archive pruned
- * meanwhile is reported and skipped.
+ * Reads the selected archives back completely and compares them with their sidecars; checks
+ * in the same pass every entry against restore's path-safety rules (an intact archive that
+ * restore would refuse fails too); records the integrity result in each manifest; then, with
+ * --schedule, checks that the newest archive is not overdue. Takes no lock: a long verify must
+ * not block backups, and an archive pruned meanwhile is reported and skipped.
  */
-export async function runVerify(config: VerifyConfig, ctx: RunContext): Promise<VerifyOutcome[]> {
+export async function runVerify(given: VerifyConfig, ctx: RunContext): Promise<VerifyOutcome[]> {
   const { log } = ctx;
+  const { prefix, picked } = await choosePrefix(given.dest, given.prefix, given.prefixDefaulted);
+  if (picked) log.info('verify.prefix', picked, { prefix });
+  const config = { ...given, prefix };
   const selected = await select(config);
   const outcomes: VerifyOutcome[] = [];
   for (const archive of selected) {
@@ -33,17 +41,25 @@ export async function runVerify(config: VerifyConfig, ctx: RunContext): Promise<
     if (outcome) outcomes.push(outcome);
   }
   const failed = outcomes.filter((o) => !o.ok);
-  if (selected.length === 0) log.warn('verify.none', `no archives with prefix ${config.prefix} in ${config.dest} to verify`, { prefix: config.prefix });
+  const unrestorable = failed.filter((o) => o.intact).length;
+  if (selected.length === 0) {
+    log.warn('verify.none', `no archives with prefix ${config.prefix} in ${config.dest} to verify${await otherPrefixesHint(config.dest, config.prefix)}`, { prefix: config.prefix });
+  }
   if (outcomes.length > 0) {
-    log.info('verify.done', `${outcomes.length - failed.length} of ${outcomes.length} archives verified`, {
-      verified: outcomes.length - failed.length,
-      failed: failed.length,
-    });
+    const damaged = failed.length - unrestorable;
+    log.info(
+      'verify.done',
+      `${outcomes.length - failed.length} of ${count(outcomes.length, 'archive')} verified and restorable` +
+        (damaged ? `, ${damaged} damaged` : '') +
+        (unrestorable ? `, ${unrestorable} intact but refused by restore's safety rules` : ''),
+      { verified: outcomes.length - failed.length, failed: failed.length, damaged, unrestorable },
+    );
   }
   const stale = config.freshness ? await checkFresh(config, ctx).catch((error: unknown) => error) : undefined;
   if (stale) ctx.log.error('verify.missing', (stale as Error).message, { code: (stale as RunnerError).code });
-  if (failed.length === 1) throw new IntegrityError(failed[0]!.error!, 'VERIFY_FAILED');
-  if (failed.length > 1) throw new IntegrityError(`${failed.length} archives failed verification: ${failed.map((f) => f.archive).join(', ')}`, 'VERIFY_FAILED');
+  const code = unrestorable === failed.length ? 'UNRESTORABLE' : 'VERIFY_FAILED';
+  if (failed.length === 1) throw new IntegrityError(failed[0]!.error!, code);
+  if (failed.length > 1) throw new IntegrityError(`${failed.length} archives failed verification: ${failed.map((f) => f.archive).join(', ')}`, code);
   if (stale) throw stale;
   return outcomes;
 }
@@ -72,16 +88,24 @@ async function verifyOne(config: VerifyConfig, archive: ArchiveInfo, ctx: RunCon
     const sha256 = await readChecksum(config.dest, archive.name);
     manifest = await readManifest(config.dest, archive.name);
     if (!manifest) throw new IntegrityError(`${archive.name} has no ${manifestName(archive.name)}; it was not made by pvc-backup or its manifest was deleted`, 'NO_MANIFEST');
-    const result = await checkArchive(file, archive.compression, { label: archive.name, sha256, manifest }, { onProgress: (p) => (read = p.archiveBytes) });
+    const restorability = new RestorabilityCheck({ allowAbsoluteSymlinks: config.allowAbsoluteSymlinks });
+    const result = await checkArchive(file, archive.compression, { label: archive.name, sha256, manifest }, { visitor: restorability, onProgress: (p) => (read = p.archiveBytes) });
     await record(config.dest, archive.name, manifest, { at: ctx.now().toISOString(), ok: true }, ctx);
-    ctx.log.info('verify.ok', `${archive.name} verified: ${result.entries} entries, ${humanBytes(result.totalBytes)}, sha256 ${result.sha256}`, {
+    const fields = {
       archive: archive.name,
       entries: result.entries,
       bytes: result.totalBytes,
       sha256: result.sha256,
       seconds: Math.round((Date.now() - started) / 10) / 100,
-    });
-    return { archive: archive.name, ok: true };
+    };
+    const refusal = restorability.finish();
+    if (refusal) {
+      const message = `${archive.name} is intact but restore would refuse it: archive entry ${JSON.stringify(refusal.entryPath)} ${refusal.reason}`;
+      ctx.log.error('verify.unrestorable', message, { ...fields, restorable: false, entry: refusal.entryPath, code: 'UNRESTORABLE' });
+      return { archive: archive.name, ok: false, intact: true, error: message };
+    }
+    ctx.log.info('verify.ok', `${archive.name} verified and restorable: ${count(result.entries, 'entry')}, ${humanBytes(result.totalBytes)}, sha256 ${result.sha256}`, { ...fields, restorable: true });
+    return { archive: archive.name, ok: true, intact: true };
   } catch (error) {
     if (!fs.existsSync(file)) {
       ctx.log.warn('verify.vanished', `${archive.name} was deleted while being verified (pruned by a backup?); skipped`, { archive: archive.name });
@@ -94,7 +118,7 @@ async function verifyOne(config: VerifyConfig, archive: ArchiveInfo, ctx: RunCon
     const message = error.message.includes(archive.name) ? error.message : `${archive.name}: ${error.message}`;
     if (manifest) await record(config.dest, archive.name, manifest, { at: ctx.now().toISOString(), ok: false, error: message }, ctx).catch(() => undefined);
     ctx.log.error('verify.failed', message, { archive: archive.name, code: error.code });
-    return { archive: archive.name, ok: false, error: message };
+    return { archive: archive.name, ok: false, intact: false, error: message };
   } finally {
     reporter.stop();
   }

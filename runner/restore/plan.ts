@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import type { Manifest } from '../archive/manifest.js';
-import { type EntryKind, SafetyRules, normalizeEntryPath } from '../archive/safety.js';
+import { type EntryKind, type SafetyOptions, SafetyRules, normalizeEntryPath } from '../archive/safety.js';
 import type { EntrySink, TarEntry, TarVisitor } from '../archive/tar-reader.js';
 import type { RestoreMode } from '../config.js';
 
@@ -53,8 +53,16 @@ export function indexFromManifest(manifest: Manifest): IndexEntry[] {
 
 /** Builds the index while reading an archive that has no manifest (hashing file contents); applies the safety rules too. */
 export class IndexBuilder implements TarVisitor {
-  readonly rules = new SafetyRules();
+  readonly rules: SafetyRules;
   readonly entries: IndexEntry[] = [];
+
+  constructor(options: SafetyOptions = {}) {
+    this.rules = new SafetyRules(options);
+  }
+
+  finish(): void {
+    this.rules.finish();
+  }
 
   entry(entry: TarEntry): EntrySink | undefined {
     const safe = this.rules.check(entry);
@@ -254,5 +262,67 @@ function safeReaddir(dir: string): string[] {
     return fs.readdirSync(dir).sort();
   } catch {
     return [];
+  }
+}
+
+/**
+ * Mount points strictly inside the target (a separate file system, or a bind mount of a file or
+ * directory). A replace would move them aside and a merge could delete their contents, and
+ * neither can rename them (EBUSY), so restore refuses them up front. Read from the kernel's
+ * mount table of this process (/proc/self/mountinfo); without it, every directory of the target
+ * is compared by device number.
+ */
+export function mountsInside(target: string): string[] {
+  const root = fs.realpathSync(target);
+  let table: string | undefined;
+  try {
+    table = fs.readFileSync('/proc/self/mountinfo', 'utf8');
+  } catch {
+    table = undefined;
+  }
+  if (table === undefined) return mountsByDevice(root);
+  const inside: string[] = [];
+  for (const line of table.split('\n')) {
+    // Fields: id, parent id, major:minor, root, mount point, … (octal escapes for space, tab, newline, backslash).
+    const field = line.split(' ')[4];
+    if (field === undefined) continue;
+    const mountPoint = field.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8)));
+    if (mountPoint.startsWith(root === '/' ? '/' : `${root}/`) && mountPoint !== root) inside.push(mountPoint);
+  }
+  return [...new Set(inside)].sort();
+}
+
+function mountsByDevice(root: string): string[] {
+  const inside: string[] = [];
+  walkOwnFileSystem(root, () => undefined, (dir) => inside.push(dir));
+  return inside.sort();
+}
+
+/**
+ * Visits every entry below `root` that is not a directory, walking only directories on root's
+ * own file system and never through a symlink (readdir types, lstat for devices); a directory
+ * on another file system is reported to `onOtherDevice` and not entered. Unreadable directories
+ * are skipped.
+ */
+export function walkOwnFileSystem(root: string, visit: (dir: string, entry: fs.Dirent) => void, onOtherDevice?: (dir: string) => void): void {
+  const device = fs.lstatSync(root).dev;
+  const dirs = [root];
+  while (dirs.length > 0) {
+    const dir = dirs.pop()!;
+    let entries: fs.Dirent[];
+    try {
+      entries = fs.readdirSync(dir, { withFileTypes: true });
+    } catch {
+      continue;
+    }
+    for (const entry of entries) {
+      if (!entry.isDirectory()) {
+        visit(dir, entry);
+        continue;
+      }
+      const abs = `${dir}/${entry.name}`;
+      if (lstat(abs)?.dev === device) dirs.push(abs);
+      else onOtherDevice?.(abs);
+    }
   }
 }

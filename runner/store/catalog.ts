@@ -5,6 +5,7 @@ import type { Compression } from '../config.js';
 import { IntegrityError, UsageError } from '../errors.js';
 import {
   type ArchiveName,
+  PRE_RESTORE_SUFFIX,
   compareNewestFirst,
   compressionFromExtension,
   manifestName,
@@ -23,6 +24,8 @@ export type VerificationState = 'verified' | 'failed' | 'unverified' | 'no-manif
 
 export interface ManifestSummary {
   entryCount: number | undefined;
+  /** Regular files among the entries (hard links, directories and symlinks are entries but not files). */
+  fileCount: number | undefined;
   totalBytes: number | undefined;
   verification: VerificationState;
   /** ISO time of the last verification, when the manifest records one. */
@@ -83,9 +86,10 @@ export async function readManifest(dest: string, archiveName: string): Promise<M
 
 /** The verification state of an archive from its manifest (undefined: no manifest). */
 export function summarizeManifest(manifest: Manifest | undefined): ManifestSummary {
-  if (!manifest) return { entryCount: undefined, totalBytes: undefined, verification: 'no-manifest' };
+  if (!manifest) return { entryCount: undefined, fileCount: undefined, totalBytes: undefined, verification: 'no-manifest' };
   const summary: ManifestSummary = {
     entryCount: typeof manifest.entryCount === 'number' ? manifest.entryCount : undefined,
+    fileCount: Array.isArray(manifest.files) ? manifest.files.filter((f) => f?.type === 'file').length : undefined,
     totalBytes: typeof manifest.totalBytes === 'number' ? manifest.totalBytes : undefined,
     verification: 'unverified',
   };
@@ -104,7 +108,7 @@ async function readSummary(dest: string, name: string): Promise<ManifestSummary>
   } catch (error) {
     // One broken manifest must not hide the other archives: report it as a failed state.
     const message = error instanceof Error ? error.message : String(error);
-    return { entryCount: undefined, totalBytes: undefined, verification: 'failed', manifestError: message };
+    return { entryCount: undefined, fileCount: undefined, totalBytes: undefined, verification: 'failed', manifestError: message };
   }
 }
 
@@ -142,6 +146,48 @@ function noArchive(dest: string, what: string): UsageError {
   return new UsageError(`no archive ${what} in ${dest}; run pvc-backup list --dest ${dest}`, 'NO_ARCHIVE');
 }
 
+/** Every prefix that has archives in DEST, with how many, sorted by name. */
+export async function prefixesIn(dest: string): Promise<Map<string, number>> {
+  const counts = new Map<string, number>();
+  for (const entry of await readdir(dest, { withFileTypes: true })) {
+    const parsed = entry.isFile() ? parseArchiveName(entry.name) : undefined;
+    if (parsed) counts.set(parsed.prefix, (counts.get(parsed.prefix) ?? 0) + 1);
+  }
+  return new Map([...counts].sort(([a], [b]) => (a < b ? -1 : 1)));
+}
+
+/**
+ * What to tell someone who found no archives of `prefix`: the prefixes DEST does hold, and how
+ * to pick one. Empty when DEST holds none at all.
+ */
+export async function otherPrefixesHint(dest: string, prefix: string): Promise<string> {
+  const others = [...(await prefixesIn(dest))].filter(([p]) => p !== prefix);
+  if (others.length === 0) return '';
+  const listed = others.map(([p, n]) => `${p} (${n})`).join(', ');
+  return `; ${dest} holds archives with prefix ${listed}: pick one with --prefix NAME (or PVC_BACKUP_PREFIX)`;
+}
+
+export interface PrefixChoice {
+  prefix: string;
+  /** Set when the prefix was picked because it is the only one in DEST: say so. */
+  picked?: string;
+}
+
+/**
+ * The prefix list, verify and restore work on. An explicit --prefix is used as given; the
+ * default (`backup`) too when it has archives. Otherwise, when DEST holds archives of exactly
+ * one prefix (pre-restore snapshot prefixes aside), that one is used, and `picked` says so.
+ */
+export async function choosePrefix(dest: string, prefix: string, defaulted: boolean | undefined): Promise<PrefixChoice> {
+  if (!defaulted) return { prefix };
+  const prefixes = await prefixesIn(dest);
+  if (prefixes.has(prefix)) return { prefix };
+  const candidates = [...prefixes.keys()].filter((p) => !p.endsWith(PRE_RESTORE_SUFFIX));
+  if (candidates.length !== 1) return { prefix };
+  const only = candidates[0]!;
+  return { prefix: only, picked: `no --prefix given and ${dest} holds no archives with prefix ${prefix}; using prefix ${only}, the only one there` };
+}
+
 /**
  * Resolves `latest` to the newest archive of the prefix, or an explicit file name in DEST.
  * An explicit name may be of another prefix (e.g. a pre-restore snapshot) or not made by
@@ -151,7 +197,7 @@ function noArchive(dest: string, what: string): UsageError {
 export async function findArchive(dest: string, prefix: string, nameOrLatest: string): Promise<ResolvedArchive> {
   if (nameOrLatest === 'latest') {
     const [newest] = await listArchives(dest, prefix);
-    if (!newest) throw noArchive(dest, `with prefix ${prefix}`);
+    if (!newest) throw new UsageError(`no archive with prefix ${prefix} in ${dest}${(await otherPrefixesHint(dest, prefix)) || `; run pvc-backup list --dest ${dest}`}`, 'NO_ARCHIVE');
     return { ...newest, foreign: false };
   }
   const name = nameOrLatest;

@@ -6,6 +6,9 @@ import { V } from '../values.js';
 import { monitoringArgs } from './monitoring.js';
 import { backupMount, MOUNT_PATHS, runnerContainer, targetMount, templateRunnerPod } from './runner-pod.js';
 
+/** The label the Job controller puts on its pods (Kubernetes 1.27+): the Job's UID. */
+export const JOB_UID_LABEL = 'batch.kubernetes.io/controller-uid';
+
 /**
  * One restore request. The Job name carries the request id (a hash of archive, mode, target and
  * nonce), so a changed request is a new Job and an unchanged one is the same Job:
@@ -14,7 +17,11 @@ import { backupMount, MOUNT_PATHS, runnerContainer, targetMount, templateRunnerP
  *   re-emits the live spec unchanged, so `helm upgrade` with other changed values (image tag,
  *   resources) neither fails nor restarts the restore. `lookup` is empty under `helm template`.
  * - No ttlSecondsAfterFinished: Helm would recreate a Job deleted by its TTL on the next upgrade.
- *   Even then the runner would exit at once: it records finished request ids in the backup volume.
+ * - The runner records a finished request id in the backup volume, with the UID of the Job that
+ *   ran it (the pod's controller-uid label, through the downward API). A retry of that Job's pod
+ *   exits 0; the same request from any other Job (recreated after deletion, the documented steps
+ *   repeated later) fails with a line that says to set restore.nonce. So a request never ends as
+ *   a success that restored nothing, and an unrelated upgrade never restores twice.
  */
 export class RestoreJob extends Construct {
   constructor(scope: Construct, id: string) {
@@ -29,6 +36,7 @@ export class RestoreJob extends Construct {
           component: 'restore',
           args: restoreArgs(helm),
           mounts: [targetMount(this), backupMount(this)],
+          env: { PVC_BACKUP_JOB_UID: kplus.EnvValue.fromFieldRef(kplus.EnvFieldPaths.POD_LABEL, { key: JOB_UID_LABEL }) },
         }),
       ],
     });
@@ -79,5 +87,6 @@ function restoreArgs(helm: HelmPlaceholders): string[] {
     helm.switchArg('--no-snapshot', restore.noSnapshot),
     helm.switchArg('--allow-unverified', restore.allowUnverified),
     ...monitoringArgs(helm, 'restore'),
+    helm.switchArg('--allow-absolute-symlinks', restore.allowAbsoluteSymlinks),
   ];
 }

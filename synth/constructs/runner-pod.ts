@@ -45,6 +45,8 @@ export interface RunnerContainerProps {
   /** The runner's arguments; the image's entrypoint is the pvc-backup CLI, so no command is set. */
   args: string[];
   mounts: kplus.VolumeMount[];
+  /** Variables of this component beside RUNNER_ENV (e.g. from the downward API). */
+  env?: Record<string, kplus.EnvValue>;
 }
 
 /** The one container of a runner pod. Its read-only root filesystem gets a writable /tmp. */
@@ -55,7 +57,7 @@ export function runnerContainer(scope: Construct, props: RunnerContainerProps): 
     name: props.component,
     image: helm.field(V.container.image),
     args: props.args,
-    envVariables: Object.fromEntries(Object.entries(RUNNER_ENV).map(([name, value]) => [name, kplus.EnvValue.fromValue(value)])),
+    envVariables: { ...Object.fromEntries(Object.entries(RUNNER_ENV).map(([name, value]) => [name, kplus.EnvValue.fromValue(value)])), ...props.env },
     volumeMounts: [...props.mounts, { volume: tmp, path: MOUNT_PATHS.tmp }],
   };
 }

@@ -54,6 +54,8 @@ function verifyArgs(helm: HelmPlaceholders): string[] {
     '--prefix',
     helm.arg(V.backup.prefix),
     '--all',
+    // Restorable means restorable by this chart's restore Job.
+    helm.switchArg('--allow-absolute-symlinks', V.restore.allowAbsoluteSymlinks),
     helm.argsWhen(V.verify.checkFreshness, [
       '--schedule',
       helm.arg(V.backup.schedule),

@@ -115,12 +115,14 @@ export interface Values {
     targetClaim: string;
     /** targetSubPath is the directory of the target volume restored into; null means source.subPath, "" the volume root. */
     targetSubPath: string | null;
-    /** nonce is any text that makes an otherwise identical request new (e.g. a date); change it to run the same restore again. */
-    nonce: string;
+    /** nonce is any text or number that makes an otherwise identical request new (e.g. a date); a request that already ran fails instead of restoring again, so set a new nonce (e.g. --set restore.nonce=$(date +%s)) to repeat a restore. */
+    nonce: string | number;
     /** snapshot archives the current target into the backup volume before restoring. */
     snapshot: boolean;
     /** allowUnverified restores an archive without checksum and manifest sidecars (made by another tool). */
     allowUnverified: boolean;
+    /** allowAbsoluteSymlinks recreates symlinks with absolute targets (e.g. current -> /data/releases/v2) as they are, instead of refusing the archive; links are never followed while restoring, so nothing is written outside the target. The verify job then accepts such archives too. */
+    allowAbsoluteSymlinks: boolean;
     /** backoffLimit is how many times a failed restore pod is retried. */
     backoffLimit: number;
     /** activeDeadlineSeconds stops a restore that runs longer than this; null means no limit. */
@@ -268,9 +270,10 @@ export interface ValueTypes {
   'restore.mode': "replace" | "merge";
   'restore.targetClaim': string;
   'restore.targetSubPath': string | null;
-  'restore.nonce': string;
+  'restore.nonce': string | number;
   'restore.snapshot': boolean;
   'restore.allowUnverified': boolean;
+  'restore.allowAbsoluteSymlinks': boolean;
   'restore.backoffLimit': number;
   'restore.activeDeadlineSeconds': number | null;
   'restore.addCapabilities': string[];

@@ -14,7 +14,9 @@ function config(dest: string, json: boolean, prefix = 'backup'): ListConfig {
 }
 
 async function populate(dir: string): Promise<void> {
-  await makeArchive(dir, 'backup-20260101T000000Z.tar.gz', { bytes: 2048, manifest: { entryCount: 12, totalBytes: 9000, verification: { at: '2026-01-01T00:01:00Z', ok: true } } });
+  // 12 entries: 9 regular files, 2 directories, 1 symlink.
+  const files = [...Array.from({ length: 9 }, () => ({ type: 'file' })), { type: 'dir' }, { type: 'dir' }, { type: 'symlink' }];
+  await makeArchive(dir, 'backup-20260101T000000Z.tar.gz', { bytes: 2048, manifest: { entryCount: 12, totalBytes: 9000, files, verification: { at: '2026-01-01T00:01:00Z', ok: true } } });
   await makeArchive(dir, 'backup-20260102T030405Z.tar.zst', { bytes: 10, manifest: { entryCount: 3, totalBytes: 30 } });
   await makeArchive(dir, 'backup-20260102T030405Z-2.tar.gz', { bytes: 10, manifest: { verification: { at: '2026-01-03T00:00:00Z', ok: false, error: 'checksum mismatch' } } });
   await makeArchive(dir, 'backup-20260102T030405Z-10.tar', { bytes: 3 * 1024 * 1024, sha256: false, manifest: false });
@@ -43,6 +45,7 @@ describe('list', () => {
       createdAt: '2026-01-02T03:04:05Z',
       bytes: 3 * 1024 * 1024,
       files: null,
+      entries: null,
       totalBytes: null,
       compression: 'none',
       verified: 'no-manifest',
@@ -51,12 +54,13 @@ describe('list', () => {
       manifestFile: null,
     });
     expect(rows[1]).toMatchObject({ verified: 'failed', verifiedAt: '2026-01-03T00:00:00Z' });
-    expect(rows[2]).toMatchObject({ verified: 'unverified', files: 3, totalBytes: 30, compression: 'zstd' });
+    expect(rows[2]).toMatchObject({ verified: 'unverified', files: 0, entries: 3, totalBytes: 30, compression: 'zstd' });
     expect(rows[3]).toEqual({
       name: 'backup-20260101T000000Z.tar.gz',
       createdAt: '2026-01-01T00:00:00Z',
       bytes: 2048,
-      files: 12,
+      files: 9,
+      entries: 12,
       totalBytes: 9000,
       compression: 'gzip',
       verified: 'verified',
@@ -80,7 +84,7 @@ describe('list', () => {
       'backup-20260101T000000Z.tar.gz',
     ]);
     expect(out[1]).toMatch(/2026-01-02 03:04:05\s+3\.0 MiB\s+-\s+no-manifest$/);
-    expect(out[4]).toMatch(/2026-01-01 00:00:00\s+2\.0 KiB\s+12\s+verified$/);
+    expect(out[4]).toMatch(/2026-01-01 00:00:00\s+2\.0 KiB\s+9\s+verified$/);
     expect(out[5]).toBe('4 archives, 3.0 MiB');
     expect(out).toHaveLength(6);
     // Columns line up: every row starts its CREATED column at the same offset.
@@ -102,7 +106,7 @@ describe('list', () => {
     await writeFile(path.join(dir, 'other-20260105T000000Z.tar.gz'), 'x');
     const text: string[] = [];
     await runList(config(dir, false), memoryLogger(), (l) => text.push(l));
-    expect(text).toEqual([`no archives with prefix backup in ${dir}`]);
+    expect(text).toEqual([`no archives with prefix backup in ${dir}; ${dir} holds archives with prefix other (1): pick one with --prefix NAME (or PVC_BACKUP_PREFIX)`]);
     const json: string[] = [];
     await runList(config(dir, true), memoryLogger(), (l) => json.push(l));
     expect(JSON.parse(json.join('\n'))).toEqual([]);

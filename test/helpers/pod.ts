@@ -1,4 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -109,12 +110,54 @@ export function podSpecOf(job: Manifest): PodSpec {
   return job.spec.template.spec as PodSpec;
 }
 
-/** The container's environment as its process sees it: image ENV, then the container's env (plain values) on top. */
-export function containerEnvironment(image: ImageConfig, container: Container, hostname: string): Record<string, string> {
-  const env: Record<string, string> = { ...image.env, HOSTNAME: hostname };
+/** What a pod knows about itself: the downward API's source. */
+export interface PodMetadata {
+  name: string;
+  namespace: string;
+  uid: string;
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
+}
+
+/**
+ * The metadata of a pod the Job controller makes for `job`: the template's labels plus the
+ * controller's own (`batch.kubernetes.io/controller-uid` = the Job's UID, `job-name`, and their
+ * legacy forms), a generated pod name.
+ */
+export function jobPodMetadata(job: Manifest, jobUid: string, namespace = 'default'): PodMetadata {
+  const template = (job.spec.template?.metadata ?? {}) as { labels?: Record<string, string>; annotations?: Record<string, string> };
+  const name = job.metadata.name;
+  return {
+    name: `${name}-${jobUid.slice(0, 5)}`,
+    namespace,
+    uid: `pod-of-${jobUid}`,
+    labels: { ...template.labels, 'batch.kubernetes.io/controller-uid': jobUid, 'batch.kubernetes.io/job-name': name, 'controller-uid': jobUid, 'job-name': name },
+    annotations: { ...template.annotations },
+  };
+}
+
+/** A valueFrom.fieldRef resolved as the kubelet does (metadata.name/namespace/uid, metadata.labels['k'], metadata.annotations['k']). */
+function fieldRefValue(variable: EnvVar, pod: PodMetadata): string {
+  const fieldPath = (variable.valueFrom as { fieldRef?: { fieldPath?: string } } | undefined)?.fieldRef?.fieldPath;
+  if (fieldPath === undefined) throw new Error(`env ${variable.name} uses a valueFrom other than fieldRef, which the test kubelet cannot resolve`);
+  const keyed = /^metadata\.(labels|annotations)\['([^']+)'\]$/.exec(fieldPath);
+  if (keyed) return pod[keyed[1] as 'labels' | 'annotations'][keyed[2]!] ?? '';
+  switch (fieldPath) {
+    case 'metadata.name':
+      return pod.name;
+    case 'metadata.namespace':
+      return pod.namespace;
+    case 'metadata.uid':
+      return pod.uid;
+  }
+  throw new Error(`env ${variable.name}: fieldRef ${fieldPath} is not emulated by the test kubelet`);
+}
+
+/** The container's environment as its process sees it: image ENV, then the container's env (values and fieldRefs) on top. */
+export function containerEnvironment(image: ImageConfig, container: Container, pod: PodMetadata): Record<string, string> {
+  const env: Record<string, string> = { ...image.env, HOSTNAME: pod.name };
   for (const variable of container.env ?? []) {
-    if (variable.valueFrom !== undefined) throw new Error(`env ${variable.name} uses valueFrom, which the test kubelet cannot resolve`);
-    env[variable.name] = variable.value ?? '';
+    env[variable.name] = variable.valueFrom !== undefined ? fieldRefValue(variable, pod) : (variable.value ?? '');
   }
   return env;
 }
@@ -138,6 +181,12 @@ export interface RunPodOptions {
   /** Scratch directory for the root filesystem and the env file (created if missing). */
   scratch: string;
   timeoutMs?: number;
+  /**
+   * The UID the Job was created with. Running the same manifest twice with the same UID is a
+   * retry of one Job (a second pod); another UID is the Job deleted and created again.
+   * Default: one fixed UID per Job name.
+   */
+  jobUid?: string;
 }
 
 /** Kubernetes capability names as setpriv wants them (DAC_READ_SEARCH -> dac_read_search). */
@@ -206,7 +255,8 @@ export function runPod(options: RunPodOptions): Promise<PodRun> {
 
   fs.mkdirSync(options.scratch, { recursive: true });
   const root = fs.mkdtempSync(path.join(options.scratch, 'rootfs-'));
-  const env = containerEnvironment(image, container, job.metadata.name);
+  const jobUid = options.jobUid ?? `uid-${createHash('sha256').update(job.metadata.name).digest('hex').slice(0, 24)}`;
+  const env = containerEnvironment(image, container, jobPodMetadata(job, jobUid));
   const envFile = path.join(options.scratch, `env-${path.basename(root)}`);
   fs.writeFileSync(envFile, Object.entries(env).map(([k, v]) => `${k}=${v}\0`).join(''));
 

@@ -48,7 +48,12 @@ async function expectUntouched(dest: string, target: string, args: string[], mes
     const run = await cli(['restore', '--dest', dest, '--target', target, '--mode', mode, ...args]);
     const context = `${mode}\n${describeRun(run)}`;
     expect(run.code, context).toBe(3);
-    expect(run.lines.find((l) => l.level === 'error')?.msg, context).toMatch(message);
+    const error = run.lines.find((l) => l.level === 'error')?.msg;
+    expect(error, context).toMatch(message);
+    // The failure names the archive, and no line claims a verification that failed.
+    const archive = args.includes('--archive') ? args[args.indexOf('--archive') + 1]! : undefined;
+    if (archive) expect(error, context).toContain(archive);
+    expect(run.lines.filter((l) => l.verified === true).map((l) => l.event), context).toEqual([]);
     expect(treeState(target), context).toBe(before);
     expect(Math.abs(rootMtimeMs(target) - mtime), context).toBeLessThanOrEqual(1);
     expect(controlEntries(target), context).toEqual([]);

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { OTHER_UID, buildRichTree, isRoot, snapshotTree, useTempDirs, writeTree } from '../helpers/tree.js';
+import { OTHER_UID, buildRichTree, exactState, isRoot, snapshotTree, useTempDirs, writeTree } from '../helpers/tree.js';
 import { tool } from '../helpers/cli.js';
 import { cli, controlEntries, describe as describeRun, dirAndLinkTimes, listing } from './support.js';
 
@@ -188,20 +188,40 @@ describe('merge', () => {
 });
 
 describe('request ids', () => {
-  it('a request already completed is not run again', async () => {
+  it('a request runs once: a retry of the Job that completed it exits 0, any other run of it fails saying how to ask again', async () => {
     const source = await tempDir('src');
     const dest = await tempDir('dest');
     const target = await tempDir('target');
     writeTree(source, { 'a.txt': 'archive\n' });
-    await backup(source, dest);
-    await restore(['--dest', dest, '--archive', 'latest', '--target', target, '--request-id', 'req-1']);
-    expect(listing(dest)).toContain('.pvc-backup-restore-req-1.done');
+    const first = await backup(source, dest);
+    await restore(['--dest', dest, '--archive', 'latest', '--target', target, '--request-id', 'req-1', '--job-uid', 'job-a']);
+    const record = JSON.parse(fs.readFileSync(path.join(dest, '.pvc-backup-restore-req-1.done'), 'utf8')) as Record<string, string>;
+    expect(record).toMatchObject({ requestId: 'req-1', jobUid: 'job-a', archive: first, completedAt: expect.any(String) });
+
+    // The same Job's pod again (restarted after it had finished): nothing to do, success.
     writeTree(target, { 'written-after.txt': 'by the app\n' });
-    const again = await restore(['--dest', dest, '--archive', 'latest', '--target', target, '--request-id', 'req-1']);
-    expect(again.lines.some((l) => l.event === 'restore.already-done')).toBe(true);
+    const retry = await restore(['--dest', dest, '--archive', 'latest', '--target', target, '--request-id', 'req-1', '--job-uid', 'job-a']);
+    expect(retry.lines.some((l) => l.event === 'restore.already-done' && l.level === 'info')).toBe(true);
     expect(listing(target)).toEqual(['a.txt', 'written-after.txt']);
-    await restore(['--dest', dest, '--archive', 'latest', '--target', target, '--request-id', 'req-2', '--no-snapshot']);
-    expect(listing(target)).toEqual(['a.txt']);
+
+    // Weeks later: a newer backup, the same documented steps, so the same request id from a new Job.
+    await new Promise((r) => setTimeout(r, 1100));
+    writeTree(source, { 'b.txt': 'newer\n' });
+    const newer = await backup(source, dest);
+    expect(newer).not.toBe(first);
+    const before = exactState(target);
+    for (const jobUid of [['--job-uid', 'job-b'], []]) {
+      const repeated = await restore(['--dest', dest, '--archive', 'latest', '--target', target, '--request-id', 'req-1', ...jobUid], 2);
+      const failure = repeated.lines.at(-1)!;
+      expect(failure).toMatchObject({ level: 'error', event: 'restore.failed', exitCode: 2, code: 'ALREADY_RESTORED' });
+      expect(failure.msg).toContain(`already ran at ${record.completedAt} from ${first}`);
+      expect(failure.msg).toContain('set restore.nonce to a new value (e.g. --set restore.nonce=$(date +%s)) to restore again');
+      expect(exactState(target)).toBe(before);
+    }
+
+    // A new request (what a new restore.nonce gives): the newest archive is restored.
+    await restore(['--dest', dest, '--archive', 'latest', '--target', target, '--request-id', 'req-2', '--job-uid', 'job-c', '--no-snapshot']);
+    expect(listing(target)).toEqual(['a.txt', 'b.txt']);
   });
 });
 

@@ -114,3 +114,26 @@ describe('SafetyRules', () => {
     expect(() => feed(entries)).toThrow(message);
   });
 });
+
+describe('SafetyRules with allowAbsoluteSymlinks', () => {
+  const allowing = (entries: TarEntry[]) => {
+    const rules = new SafetyRules({ allowAbsoluteSymlinks: true });
+    for (const e of entries) rules.check(e);
+    rules.finish();
+    return rules;
+  };
+
+  it('accepts absolute targets, and relative links resolved through them', () => {
+    expect(() => allowing([entry('current', 'SymbolicLink', '/srv/releases/v2'), entry('config', 'SymbolicLink', 'current/config.yaml')])).not.toThrow();
+    expect(() => allowing([entry('config', 'SymbolicLink', 'current/config.yaml'), entry('current', 'SymbolicLink', '/srv/releases/v2')])).not.toThrow();
+  });
+
+  it.each<[string, TarEntry[], string]>([
+    ['a write through an absolute symlink', [entry('abs', 'SymbolicLink', '/etc'), entry('abs/passwd')], 'through the symlink ./abs'],
+    ['a relative link that escapes', [entry('l', 'SymbolicLink', '../x')], 'outside the target'],
+    ['an absolute hard link', [entry('h', 'Link', '/etc/passwd')], 'outside the target'],
+    ['an absolute path', [entry('/tmp/x')], 'absolute'],
+  ])('still refuses %s', (_what, entries, message) => {
+    expect(() => allowing(entries)).toThrow(message);
+  });
+});

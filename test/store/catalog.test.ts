@@ -95,7 +95,9 @@ describe('findArchive', () => {
     const latest = await findArchive(dir, 'backup', 'latest').catch((e: unknown) => e);
     expect(latest).toBeInstanceOf(UsageError);
     expect((latest as UsageError).exitCode).toBe(ExitCode.usage);
-    expect((latest as Error).message).toBe(`no archive with prefix backup in ${dir}; run pvc-backup list --dest ${dir}`);
+    expect((latest as Error).message).toBe(`no archive with prefix backup in ${dir}; ${dir} holds archives with prefix other (1): pick one with --prefix NAME (or PVC_BACKUP_PREFIX)`);
+    const empty = await tempDir('catalog');
+    expect(((await findArchive(empty, 'backup', 'latest').catch((e: unknown) => e)) as Error).message).toBe(`no archive with prefix backup in ${empty}; run pvc-backup list --dest ${empty}`);
     const named = await findArchive(dir, 'backup', 'backup-20260101T000000Z.tar.gz').catch((e: unknown) => e);
     expect((named as Error).message).toBe(`no archive named backup-20260101T000000Z.tar.gz in ${dir}; run pvc-backup list --dest ${dir}`);
     await expect(findArchive(dir, 'backup', '../etc/passwd')).rejects.toBeInstanceOf(UsageError);

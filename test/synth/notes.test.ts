@@ -75,6 +75,13 @@ describe.each(helmBinaries())('NOTES.txt on Helm $major', (helm) => {
     expect(scaleUp).toBeGreaterThan(restore);
   });
 
+  it('starts a restore with a new restore.nonce, and says how to run a request that already ran again', () => {
+    expect(renderNotes(helm, values)).toContain('--set restore.enabled=true --set restore.archive=latest --set restore.nonce=$(date +%s) --set backup.suspend=true');
+    const enabled = renderNotes(helm, { ...values, restore: { enabled: true, nonce: '1767225600' } });
+    expect(enabled).toContain('saying the request "already ran" was restored before with these values (nonce "1767225600")');
+    expect(enabled).toContain('helm upgrade shop charts/pvc-backup -n apps --reuse-values --set restore.nonce=$(date +%s)');
+  });
+
   it('names the restore Job and how to follow it while a restore is enabled', () => {
     const restoreValues: ValuesOverride = { ...values, restore: { enabled: true } };
     const job = renderChart(helm, restoreValues).find((m) => m.kind === 'Job')!;

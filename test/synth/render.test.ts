@@ -184,7 +184,9 @@ const SET_CHECKS: Record<string, (manifests: Manifest[]) => void> = {
       expect(container.image).toBe('registry.example.com/tools/pvc-backup:1.2.3');
       expect(container.imagePullPolicy).toBe('Always');
       expect(container.resources).toEqual({ requests: { cpu: '250m', memory: '256Mi' }, limits: { cpu: '2', memory: '1Gi' } });
-      expect(container.env.map((e: { name: string }) => e.name)).toEqual(['PVC_BACKUP_LOG_FORMAT', 'PVC_BACKUP_PROGRESS_INTERVAL', 'HTTP_PROXY']);
+      // The restore Job also gets its Job's UID (test/restore/chart-request.test.ts).
+      const own = workload.kind === 'Job' ? ['PVC_BACKUP_JOB_UID'] : [];
+      expect(container.env.map((e: { name: string }) => e.name)).toEqual(['PVC_BACKUP_LOG_FORMAT', ...own, 'PVC_BACKUP_PROGRESS_INTERVAL', 'HTTP_PROXY']);
       expect(pod.spec.imagePullSecrets).toEqual([{ name: 'registry-login' }]);
       expect(pod.spec.nodeSelector).toEqual({ 'kubernetes.io/os': 'linux', 'node.example.com/pool': 'storage' });
       expect(pod.spec.tolerations).toEqual([{ key: 'dedicated', operator: 'Equal', value: 'storage', effect: 'NoSchedule' }]);
