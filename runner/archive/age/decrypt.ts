@@ -1,0 +1,173 @@
+import { Transform, type TransformCallback } from 'node:stream';
+import { badHeader, badPayload } from './errors.js';
+import { type ParsedHeader, parseHeader, verifyHeaderMac } from './header.js';
+import { type AgeIdentity, unwrapFileKey } from './identity.js';
+import { ChunkCipher, PAYLOAD_NONCE_BYTES, SEALED_CHUNK_BYTES, payloadKey } from './stream.js';
+import { TAG_BYTES } from './aead.js';
+
+/**
+ * Decrypts an age file as it streams, between the file (or HTTP body) and the decompressor.
+ *
+ * Plaintext is released chunk by chunk once each chunk authenticates, but the stream only ends
+ * cleanly after the final chunk authenticated as final and nothing followed it: truncation
+ * (anywhere, even at a chunk boundary), a flipped bit, swapped or dropped chunks, a missing or
+ * early final chunk and trailing bytes all end it with an IntegrityError (exit 3). Whoever
+ * consumes the plaintext must treat it as unproven until then (restore stages it).
+ * Memory: the header (at most 1 MiB) while it arrives, then one sealed chunk carried over.
+ */
+export class AgeDecryptor extends Transform {
+  private readonly identities: readonly AgeIdentity[];
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private cipher: ChunkCipher | undefined;
+  private readonly carry = Buffer.allocUnsafe(SEALED_CHUNK_BYTES);
+  private carried = 0;
+  /** The parsed header, once it has arrived (stanza types and count, for messages). */
+  header: ParsedHeader | undefined;
+  /** Encrypted bytes taken in so far. */
+  encryptedBytes = 0;
+  /** Plaintext bytes released so far. */
+  plaintextBytes = 0;
+
+  constructor(identities: readonly AgeIdentity[], options: { highWaterMark?: number } = {}) {
+    super({ readableHighWaterMark: options.highWaterMark ?? 4 * 1024 * 1024, writableHighWaterMark: options.highWaterMark ?? 4 * 1024 * 1024 });
+    this.identities = identities;
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, done: TransformCallback): void {
+    try {
+      this.encryptedBytes += chunk.length;
+      if (!this.cipher) {
+        const rest = this.takeHeader(chunk, false);
+        if (!rest) return done();
+        chunk = rest;
+      }
+      const out = this.openChunks(chunk);
+      if (out) this.release(out);
+      done();
+    } catch (error) {
+      done(error as Error);
+    }
+  }
+
+  override _flush(done: TransformCallback): void {
+    try {
+      if (!this.cipher) {
+        const rest = this.takeHeader(Buffer.alloc(0), true);
+        if (rest) this.openChunks(rest);
+        if (!this.cipher) throw badHeader('the file ends before the payload nonce');
+      }
+      this.release(this.openFinal());
+      done();
+    } catch (error) {
+      done(error as Error);
+    }
+  }
+
+  /**
+   * Collects bytes until the header and payload nonce are complete, then unwraps the file key,
+   * checks the header MAC and sets up the payload cipher. Returns the bytes after the nonce.
+   */
+  private takeHeader(chunk: Buffer, endOfInput: boolean): Buffer | undefined {
+    if (chunk.length > 0) {
+      this.pending.push(chunk);
+      this.pendingBytes += chunk.length;
+    }
+    const data = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes);
+    this.pending = [data];
+    const header = parseHeader(data, endOfInput);
+    if (!header) return undefined;
+    if (data.length < header.length + PAYLOAD_NONCE_BYTES) {
+      if (endOfInput) throw badHeader('the file ends inside the payload nonce (truncated)');
+      return undefined;
+    }
+    this.header = header;
+    const fileKey = unwrapFileKey(header.stanzas, this.identities);
+    try {
+      if (!verifyHeaderMac(header, fileKey)) throw badHeader('the header MAC does not match (the header was modified)');
+      const nonce = data.subarray(header.length, header.length + PAYLOAD_NONCE_BYTES);
+      this.cipher = new ChunkCipher(payloadKey(fileKey, nonce));
+    } finally {
+      fileKey.fill(0);
+    }
+    this.pending = [];
+    this.pendingBytes = 0;
+    return data.subarray(header.length + PAYLOAD_NONCE_BYTES);
+  }
+
+  /** Opens every sealed chunk that is certainly not the last one (more bytes follow it). */
+  private openChunks(chunk: Buffer): Buffer | undefined {
+    const cipher = this.cipher!;
+    const opened: Buffer[] = [];
+    let position = 0;
+    if (this.carried > 0 && this.carried + chunk.length > SEALED_CHUNK_BYTES) {
+      position = SEALED_CHUNK_BYTES - this.carried;
+      chunk.copy(this.carry, this.carried, 0, position);
+      opened.push(this.openMiddle(cipher, this.carry));
+      this.carried = 0;
+    }
+    while (this.carried === 0 && chunk.length - position > SEALED_CHUNK_BYTES) {
+      opened.push(this.openMiddle(cipher, chunk.subarray(position, position + SEALED_CHUNK_BYTES)));
+      position += SEALED_CHUNK_BYTES;
+    }
+    chunk.copy(this.carry, this.carried, position);
+    this.carried += chunk.length - position;
+    if (opened.length === 0) return undefined;
+    return opened.length === 1 ? opened[0]! : Buffer.concat(opened);
+  }
+
+  private openMiddle(cipher: ChunkCipher, sealed: Buffer): Buffer {
+    const plaintext = cipher.open(sealed, false);
+    if (plaintext) return plaintext;
+    // A final chunk with bytes after it authenticates as final: say what is wrong precisely.
+    if (cipher.open(sealed, true)) throw badPayload('data follows the final chunk (trailing bytes or two final chunks)');
+    throw badPayload(`chunk ${cipher.chunks} does not authenticate (the file is damaged, truncated, reordered or not for this key)`);
+  }
+
+  /** The carried-over bytes must be one valid final chunk. */
+  private openFinal(): Buffer {
+    const cipher = this.cipher!;
+    const sealed = this.carry.subarray(0, this.carried);
+    if (sealed.length < TAG_BYTES) {
+      throw badPayload(sealed.length === 0 && cipher.chunks === 0 ? 'the payload has no chunks (truncated)' : 'the file ends inside a chunk (truncated)');
+    }
+    if (sealed.length === TAG_BYTES && cipher.chunks > 0) {
+      // Only an empty payload may have an empty final chunk.
+      if (cipher.open(sealed, true)) throw badPayload('the final chunk is empty but the payload is not');
+    }
+    const plaintext = cipher.open(sealed, true);
+    if (plaintext) {
+      cipher.destroy();
+      return plaintext;
+    }
+    if (sealed.length === SEALED_CHUNK_BYTES && cipher.open(sealed, false)) {
+      throw badPayload('the file ends without its final chunk (truncated at a chunk boundary)');
+    }
+    throw badPayload(`the final chunk (${cipher.chunks}) does not authenticate (the file is damaged or truncated)`);
+  }
+
+  private release(plaintext: Buffer): void {
+    if (plaintext.length === 0) return;
+    this.plaintextBytes += plaintext.length;
+    this.push(plaintext);
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.cipher?.destroy();
+    this.carry.fill(0);
+    callback(error);
+  }
+}
+
+/** Decrypts a whole small age file (a manifest, say); throws what the stream would. */
+export async function decryptBuffer(data: Buffer, identities: readonly AgeIdentity[]): Promise<Buffer> {
+  const decryptor = new AgeDecryptor(identities);
+  const parts: Buffer[] = [];
+  decryptor.on('data', (part: Buffer) => void parts.push(part));
+  await new Promise<void>((resolve, reject) => {
+    decryptor.once('error', reject);
+    decryptor.once('end', resolve);
+    decryptor.end(data);
+  });
+  return Buffer.concat(parts);
+}

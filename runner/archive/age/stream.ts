@@ -1,0 +1,69 @@
+import { createCipheriv, createDecipheriv, hkdfSync } from 'node:crypto';
+import { TAG_BYTES } from './aead.js';
+
+/**
+ * age's STREAM payload: a 16-byte random nonce, then the plaintext in 64 KiB chunks, each sealed
+ * with ChaCha20-Poly1305 under HKDF-SHA-256(file key, salt = nonce, info = "payload") and the
+ * 12-byte nonce counter (11 bytes, big-endian) || last-chunk flag. The final chunk may be short
+ * or full but is empty only when the whole payload is.
+ */
+
+export const PAYLOAD_NONCE_BYTES = 16;
+export const PLAIN_CHUNK_BYTES = 64 * 1024;
+export const SEALED_CHUNK_BYTES = PLAIN_CHUNK_BYTES + TAG_BYTES;
+
+export function payloadKey(fileKey: Buffer, nonce: Buffer): Buffer {
+  return Buffer.from(hkdfSync('sha256', fileKey, nonce, 'payload', 32));
+}
+
+/** Seals or opens the chunks of one payload in order; the counter advances by itself. */
+export class ChunkCipher {
+  private counter = 0;
+  private readonly nonce = Buffer.alloc(12);
+
+  constructor(private readonly key: Buffer) {}
+
+  get chunks(): number {
+    return this.counter;
+  }
+
+  private nextNonce(last: boolean): Buffer {
+    // 11-byte counter: the top 3 bytes stay zero below 2^64 chunks.
+    this.nonce.writeUInt32BE(Math.floor(this.counter / 2 ** 32), 3);
+    this.nonce.writeUInt32BE(this.counter >>> 0, 7);
+    this.nonce[11] = last ? 1 : 0;
+    return this.nonce;
+  }
+
+  /** Seals one chunk into `out` at `offset` (ciphertext then tag); returns the bytes written. */
+  sealInto(plaintext: Buffer, last: boolean, out: Buffer, offset: number): number {
+    const cipher = createCipheriv('chacha20-poly1305', this.key, this.nextNonce(last), { authTagLength: TAG_BYTES });
+    const sealed = cipher.update(plaintext);
+    cipher.final();
+    sealed.copy(out, offset);
+    cipher.getAuthTag().copy(out, offset + sealed.length);
+    this.counter++;
+    return sealed.length + TAG_BYTES;
+  }
+
+  /**
+   * Opens one sealed chunk (ciphertext || tag) as chunk number `chunks`, flagged last or not;
+   * undefined (counter unchanged) when it does not authenticate that way.
+   */
+  open(sealed: Buffer, last: boolean): Buffer | undefined {
+    const decipher = createDecipheriv('chacha20-poly1305', this.key, this.nextNonce(last), { authTagLength: TAG_BYTES });
+    decipher.setAuthTag(sealed.subarray(sealed.length - TAG_BYTES));
+    const plaintext = decipher.update(sealed.subarray(0, sealed.length - TAG_BYTES));
+    try {
+      decipher.final();
+    } catch {
+      return undefined;
+    }
+    this.counter++;
+    return plaintext;
+  }
+
+  destroy(): void {
+    this.key.fill(0);
+  }
+}
