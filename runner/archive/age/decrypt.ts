@@ -1,9 +1,9 @@
 import { Transform, type TransformCallback } from 'node:stream';
-import { badHeader, badPayload } from './errors.js';
+import { TAG_BYTES } from './aead.js';
+import { badHeader, badHeaderMac, badPayload } from './errors.js';
 import { type ParsedHeader, parseHeader, verifyHeaderMac } from './header.js';
 import { type AgeIdentity, unwrapFileKey } from './identity.js';
 import { ChunkCipher, PAYLOAD_NONCE_BYTES, SEALED_CHUNK_BYTES, payloadKey } from './stream.js';
-import { TAG_BYTES } from './aead.js';
 
 /**
  * Decrypts an age file as it streams, between the file (or HTTP body) and the decompressor.
@@ -42,8 +42,7 @@ export class AgeDecryptor extends Transform {
         if (!rest) return done();
         chunk = rest;
       }
-      const out = this.openChunks(chunk);
-      if (out) this.release(out);
+      this.openChunks(chunk);
       done();
     } catch (error) {
       done(error as Error);
@@ -57,7 +56,7 @@ export class AgeDecryptor extends Transform {
         if (rest) this.openChunks(rest);
         if (!this.cipher) throw badHeader('the file ends before the payload nonce');
       }
-      this.release(this.openFinal());
+      this.openFinal();
       done();
     } catch (error) {
       done(error as Error);
@@ -84,7 +83,7 @@ export class AgeDecryptor extends Transform {
     this.header = header;
     const fileKey = unwrapFileKey(header.stanzas, this.identities);
     try {
-      if (!verifyHeaderMac(header, fileKey)) throw badHeader('the header MAC does not match (the header was modified)');
+      if (!verifyHeaderMac(header, fileKey)) throw badHeaderMac();
       const nonce = data.subarray(header.length, header.length + PAYLOAD_NONCE_BYTES);
       this.cipher = new ChunkCipher(payloadKey(fileKey, nonce));
     } finally {
@@ -96,57 +95,67 @@ export class AgeDecryptor extends Transform {
   }
 
   /** Opens every sealed chunk that is certainly not the last one (more bytes follow it). */
-  private openChunks(chunk: Buffer): Buffer | undefined {
+  private openChunks(chunk: Buffer): void {
     const cipher = this.cipher!;
     const opened: Buffer[] = [];
-    let position = 0;
-    if (this.carried > 0 && this.carried + chunk.length > SEALED_CHUNK_BYTES) {
-      position = SEALED_CHUNK_BYTES - this.carried;
-      chunk.copy(this.carry, this.carried, 0, position);
-      opened.push(this.openMiddle(cipher, this.carry));
-      this.carried = 0;
+    try {
+      let position = 0;
+      if (this.carried > 0 && this.carried + chunk.length > SEALED_CHUNK_BYTES) {
+        position = SEALED_CHUNK_BYTES - this.carried;
+        chunk.copy(this.carry, this.carried, 0, position);
+        this.openMiddle(cipher, this.carry, opened);
+        this.carried = 0;
+      }
+      while (this.carried === 0 && chunk.length - position > SEALED_CHUNK_BYTES) {
+        this.openMiddle(cipher, chunk.subarray(position, position + SEALED_CHUNK_BYTES), opened);
+        position += SEALED_CHUNK_BYTES;
+      }
+      chunk.copy(this.carry, this.carried, position);
+      this.carried += chunk.length - position;
+    } finally {
+      this.release(opened);
     }
-    while (this.carried === 0 && chunk.length - position > SEALED_CHUNK_BYTES) {
-      opened.push(this.openMiddle(cipher, chunk.subarray(position, position + SEALED_CHUNK_BYTES)));
-      position += SEALED_CHUNK_BYTES;
-    }
-    chunk.copy(this.carry, this.carried, position);
-    this.carried += chunk.length - position;
-    if (opened.length === 0) return undefined;
-    return opened.length === 1 ? opened[0]! : Buffer.concat(opened);
   }
 
-  private openMiddle(cipher: ChunkCipher, sealed: Buffer): Buffer {
+  /** A chunk that more bytes follow; a chunk that authenticates only as final is released, then refused. */
+  private openMiddle(cipher: ChunkCipher, sealed: Buffer, opened: Buffer[]): void {
     const plaintext = cipher.open(sealed, false);
-    if (plaintext) return plaintext;
-    // A final chunk with bytes after it authenticates as final: say what is wrong precisely.
-    if (cipher.open(sealed, true)) throw badPayload('data follows the final chunk (trailing bytes or two final chunks)');
+    if (plaintext) return void opened.push(plaintext);
+    const final = cipher.open(sealed, true);
+    if (final) {
+      opened.push(final);
+      throw badPayload('data follows the final chunk (trailing bytes or two final chunks)');
+    }
     throw badPayload(`chunk ${cipher.chunks} does not authenticate (the file is damaged, truncated, reordered or not for this key)`);
   }
 
   /** The carried-over bytes must be one valid final chunk. */
-  private openFinal(): Buffer {
+  private openFinal(): void {
     const cipher = this.cipher!;
     const sealed = this.carry.subarray(0, this.carried);
     if (sealed.length < TAG_BYTES) {
       throw badPayload(sealed.length === 0 && cipher.chunks === 0 ? 'the payload has no chunks (truncated)' : 'the file ends inside a chunk (truncated)');
     }
-    if (sealed.length === TAG_BYTES && cipher.chunks > 0) {
+    if (sealed.length === TAG_BYTES && cipher.chunks > 0 && cipher.open(sealed, true)) {
       // Only an empty payload may have an empty final chunk.
-      if (cipher.open(sealed, true)) throw badPayload('the final chunk is empty but the payload is not');
+      throw badPayload('the final chunk is empty but the payload is not');
     }
-    const plaintext = cipher.open(sealed, true);
-    if (plaintext) {
+    const final = cipher.open(sealed, true);
+    if (final) {
       cipher.destroy();
-      return plaintext;
+      return this.release([final]);
     }
-    if (sealed.length === SEALED_CHUNK_BYTES && cipher.open(sealed, false)) {
+    // Only a full chunk can be a middle one; a short chunk is never opened as one.
+    const middle = sealed.length === SEALED_CHUNK_BYTES ? cipher.open(sealed, false) : undefined;
+    if (middle) {
+      this.release([middle]);
       throw badPayload('the file ends without its final chunk (truncated at a chunk boundary)');
     }
     throw badPayload(`the final chunk (${cipher.chunks}) does not authenticate (the file is damaged or truncated)`);
   }
 
-  private release(plaintext: Buffer): void {
+  private release(opened: Buffer[]): void {
+    const plaintext = opened.length === 1 ? opened[0]! : Buffer.concat(opened);
     if (plaintext.length === 0) return;
     this.plaintextBytes += plaintext.length;
     this.push(plaintext);

@@ -20,6 +20,10 @@ export function badHeader(detail: string): IntegrityError {
   return new IntegrityError(`age header is malformed: ${detail}`, 'AGE_HEADER');
 }
 
+export function badHeaderMac(): IntegrityError {
+  return new IntegrityError('age header MAC does not match: the header was modified or damaged', 'AGE_MAC');
+}
+
 export function badPayload(detail: string): IntegrityError {
   return new IntegrityError(`age payload is corrupt: ${detail}`, 'AGE_PAYLOAD');
 }
