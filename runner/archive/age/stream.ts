@@ -1,4 +1,5 @@
 import { createCipheriv, createDecipheriv, hkdfSync } from 'node:crypto';
+import type { Sink } from '../compress.js';
 import { TAG_BYTES } from './aead.js';
 
 /**
@@ -65,5 +66,67 @@ export class ChunkCipher {
 
   destroy(): void {
     this.key.fill(0);
+  }
+}
+
+/**
+ * The encrypting half of STREAM as a sink in front of another sink: each `append` passes on
+ * every 64 KiB chunk it completes, sealed, in one buffer. A chunk is sealed only once a further
+ * byte exists, so the last one is held back until `end`, when it is known to be the final one
+ * (full or short; empty only when nothing was appended).
+ */
+export class StreamSealer {
+  private readonly cipher: ChunkCipher;
+  private readonly carry = Buffer.allocUnsafe(PLAIN_CHUNK_BYTES);
+  private carried = 0;
+  private ended = false;
+  plaintextBytes = 0;
+  sealedBytes = 0;
+
+  constructor(
+    key: Buffer,
+    private readonly out: Sink,
+  ) {
+    this.cipher = new ChunkCipher(key);
+  }
+
+  append(chunk: Buffer): void {
+    if (this.ended) throw new Error('age encryption: append after end');
+    if (chunk.length === 0) return;
+    this.plaintextBytes += chunk.length;
+    let position = 0;
+    const sealable = Math.floor((this.carried + chunk.length - 1) / PLAIN_CHUNK_BYTES);
+    if (sealable > 0) {
+      const out = Buffer.allocUnsafe(sealable * SEALED_CHUNK_BYTES);
+      let offset = 0;
+      if (this.carried > 0) {
+        position = PLAIN_CHUNK_BYTES - this.carried;
+        chunk.copy(this.carry, this.carried, 0, position);
+        offset += this.cipher.sealInto(this.carry, false, out, offset);
+        this.carried = 0;
+      }
+      while (offset < out.length) {
+        offset += this.cipher.sealInto(chunk.subarray(position, position + PLAIN_CHUNK_BYTES), false, out, offset);
+        position += PLAIN_CHUNK_BYTES;
+      }
+      this.emit(out);
+    }
+    chunk.copy(this.carry, this.carried, position);
+    this.carried += chunk.length - position;
+  }
+
+  end(): void {
+    if (this.ended) return;
+    this.ended = true;
+    const out = Buffer.allocUnsafe(this.carried + TAG_BYTES);
+    this.cipher.sealInto(this.carry.subarray(0, this.carried), true, out, 0);
+    this.carry.fill(0);
+    this.cipher.destroy();
+    this.emit(out);
+  }
+
+  private emit(bytes: Buffer): void {
+    this.sealedBytes += bytes.length;
+    this.out(bytes);
   }
 }
