@@ -1,8 +1,9 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import { TAG_BYTES } from './aead.js';
-import { badHeader, badHeaderMac, badPayload } from './errors.js';
-import { type ParsedHeader, parseHeader, verifyHeaderMac } from './header.js';
-import { type AgeIdentity, unwrapFileKey } from './identity.js';
+import { badHeader, badHeaderMac, badPayload, noMatchingIdentity } from './errors.js';
+import { type ParsedHeader, type Stanza, parseHeader, verifyHeaderMac } from './header.js';
+import type { AgeIdentity } from './identity.js';
+import { SCRYPT_STANZA_TYPE } from './scrypt.js';
 import { ChunkCipher, PAYLOAD_NONCE_BYTES, SEALED_CHUNK_BYTES, payloadKey } from './stream.js';
 
 /**
@@ -166,6 +167,21 @@ export class AgeDecryptor extends Transform {
     this.carry.fill(0);
     callback(error);
   }
+}
+
+/**
+ * The file key of a header: the first identity that opens a stanza wins. A passphrase (scrypt)
+ * stanza must be the only one, so a passphrase file cannot carry a second, unauthenticated key.
+ */
+function unwrapFileKey(stanzas: readonly Stanza[], identities: readonly AgeIdentity[]): Buffer {
+  if (stanzas.length > 1 && stanzas.some((s) => s.args[0] === SCRYPT_STANZA_TYPE)) {
+    throw badHeader('a passphrase (scrypt) stanza must be the only stanza of its header');
+  }
+  for (const identity of identities) {
+    const fileKey = identity.unwrap(stanzas);
+    if (fileKey) return fileKey;
+  }
+  throw noMatchingIdentity();
 }
 
 /** Decrypts a whole small age file (a manifest, say); throws what the stream would. */

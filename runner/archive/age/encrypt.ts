@@ -1,7 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import type { Sink } from '../compress.js';
+import { badKey } from './errors.js';
 import { encodeHeader } from './header.js';
 import { type AgeRecipient, FILE_KEY_BYTES } from './identity.js';
+import { SCRYPT_STANZA_TYPE } from './scrypt.js';
 import { PAYLOAD_NONCE_BYTES, StreamSealer, payloadKey } from './stream.js';
 
 /**
@@ -18,7 +20,11 @@ export class AgeEncryptor {
     const fileKey = randomBytes(FILE_KEY_BYTES);
     const nonce = randomBytes(PAYLOAD_NONCE_BYTES);
     try {
-      const header = Buffer.concat([encodeHeader(recipients.flatMap((r) => r.wrap(fileKey)), fileKey), nonce]);
+      const stanzas = recipients.flatMap((r) => r.wrap(fileKey));
+      if (stanzas.length > 1 && stanzas.some((s) => s.args[0] === SCRYPT_STANZA_TYPE)) {
+        throw badKey('a passphrase cannot be combined with other age recipients (age requires a passphrase to be the only one)');
+      }
+      const header = Buffer.concat([encodeHeader(stanzas, fileKey), nonce]);
       this.headerBytes = header.length;
       out(header);
       this.sealer = new StreamSealer(payloadKey(fileKey, nonce), out);

@@ -1,4 +1,3 @@
-import { badHeader, noMatchingIdentity } from './errors.js';
 import type { Stanza } from './header.js';
 
 /** The file key of an age file: 16 random bytes, new for every file. */
@@ -20,17 +19,3 @@ export interface AgeIdentity {
   destroy(): void;
 }
 
-/**
- * The file key of a header: the first identity that opens a stanza wins. A passphrase (scrypt)
- * stanza must be the only one, so a passphrase file cannot carry a second, unauthenticated key.
- */
-export function unwrapFileKey(stanzas: readonly Stanza[], identities: readonly AgeIdentity[]): Buffer {
-  if (stanzas.length > 1 && stanzas.some((s) => s.args[0] === 'scrypt')) {
-    throw badHeader('a passphrase (scrypt) stanza must be the only stanza of its header');
-  }
-  for (const identity of identities) {
-    const fileKey = identity.unwrap(stanzas);
-    if (fileKey) return fileKey;
-  }
-  throw noMatchingIdentity();
-}

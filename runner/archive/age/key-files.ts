@@ -15,7 +15,7 @@ const MAX_KEY_FILE_BYTES = 1024 * 1024;
 
 /** Why a recipient string is not one we take, worded for the kinds users are likely to try. */
 function recipientProblem(text: string): string | undefined {
-  if (text.startsWith('AGE-SECRET-KEY-')) return 'this is a secret key (identity), not a recipient; give its public key "age1…" (age-keygen -y KEYFILE prints it)';
+  if (text.toUpperCase().startsWith('AGE-SECRET-KEY-')) return 'this is a secret key (identity), not a recipient; give its public key "age1…" (age-keygen -y KEYFILE prints it)';
   if (text.startsWith('age1pq1')) return 'post-quantum recipients (age1pq1…) need age 1.3 or later and are not supported; use an X25519 recipient from age-keygen';
   if (text.startsWith('age1tag')) return 'tagged (hardware) recipients are not supported; use an X25519 recipient from age-keygen';
   if (text.startsWith('ssh-') || text.startsWith('ecdsa-') || text.startsWith('sk-')) return 'SSH keys are not supported as recipients; use an X25519 recipient from age-keygen';

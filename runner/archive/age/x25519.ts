@@ -58,12 +58,16 @@ export class X25519Recipient implements AgeRecipient {
     return new X25519Recipient(Buffer.from(point), publicKeyObject(point));
   }
 
-  /** Parses an `age1…` recipient; a usage error (which may quote it: it is public) otherwise. */
+  /**
+   * Parses an `age1…` recipient; a usage error otherwise, quoting the text only when it looks
+   * like a recipient (public), so a secret pasted in the wrong place is never echoed.
+   */
   static parse(text: string): X25519Recipient {
-    const shown = text.length > 100 ? `${text.slice(0, 100)}…` : text;
-    const decoded = decodeBech32(Buffer.from(text, 'latin1'));
-    if (!decoded || decoded.hrp !== RECIPIENT_HRP || decoded.data.length !== KEY_BYTES || /[^\x21-\x7e]/.test(text)) {
-      throw badKey(`malformed age recipient "${shown}": expected an X25519 public key "age1…" (as printed by age-keygen)`);
+    const decoded = /^[\x21-\x7e]+$/.test(text) ? decodeBech32(Buffer.from(text, 'latin1')) : undefined;
+    if (!decoded || decoded.hrp !== RECIPIENT_HRP || decoded.data.length !== KEY_BYTES) {
+      decoded?.data.fill(0);
+      const shown = /^age1[a-z0-9]{0,100}$/.test(text) ? ` "${text}"` : '';
+      throw badKey(`malformed age recipient${shown}: expected an X25519 public key "age1…" (as printed by age-keygen)`);
     }
     return X25519Recipient.fromPublicKey(Buffer.from(decoded.data));
   }
