@@ -4,7 +4,7 @@ import { badHeader, badHeaderMac, badPayload, noMatchingIdentity } from './error
 import { type ParsedHeader, type Stanza, parseHeader, verifyHeaderMac } from './header.js';
 import type { AgeIdentity } from './identity.js';
 import { SCRYPT_STANZA_TYPE } from './scrypt.js';
-import { ChunkCipher, PAYLOAD_NONCE_BYTES, SEALED_CHUNK_BYTES, payloadKey } from './stream.js';
+import { BATCH_CHUNKS, ChunkCipher, PAYLOAD_NONCE_BYTES, SEALED_CHUNK_BYTES, payloadKey } from './stream.js';
 
 /**
  * Decrypts an age file as it streams, between the file (or HTTP body) and the decompressor.
@@ -110,6 +110,7 @@ export class AgeDecryptor extends Transform {
       while (this.carried === 0 && chunk.length - position > SEALED_CHUNK_BYTES) {
         this.openMiddle(cipher, chunk.subarray(position, position + SEALED_CHUNK_BYTES), opened);
         position += SEALED_CHUNK_BYTES;
+        if (opened.length === BATCH_CHUNKS) this.release(opened.splice(0));
       }
       chunk.copy(this.carry, this.carried, position);
       this.carried += chunk.length - position;
@@ -155,7 +156,9 @@ export class AgeDecryptor extends Transform {
     throw badPayload(`the final chunk (${cipher.chunks}) does not authenticate (the file is damaged or truncated)`);
   }
 
+  /** Pushes what opened as one buffer (at most BATCH_CHUNKS chunks, ~1 MiB, for the decompressor). */
   private release(opened: Buffer[]): void {
+    if (opened.length === 0) return;
     const plaintext = opened.length === 1 ? opened[0]! : Buffer.concat(opened);
     if (plaintext.length === 0) return;
     this.plaintextBytes += plaintext.length;

