@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { decodeBase64, encodeBase64 } from '../../runner/archive/age/base64.js';
 import { encodeHeader, looksLikeAge, looksLikeArmoredAge, parseHeader, verifyHeaderMac } from '../../runner/archive/age/header.js';
-import { X25519Identity, encryptBuffer, decryptBuffer, ScryptRecipient } from '../../runner/archive/age/index.js';
+import { MAX_HEADER_BYTES, ScryptRecipient, X25519Identity, checkAgeHeader, decryptBuffer, encryptBuffer } from '../../runner/archive/age/index.js';
 import { UsageError } from '../../runner/errors.js';
 
 /** The encoding rules of the age header, checked on the exact text we write. */
@@ -58,6 +58,19 @@ describe('age header encoding', () => {
     expect((await decryptBuffer(sealed, [identity])).equals(manifest)).toBe(true);
     await expect(decryptBuffer(sealed, [X25519Identity.generate()])).rejects.toThrow("no identity matches this archive's recipients");
     await expect(decryptBuffer(sealed.subarray(0, sealed.length - 1), [identity])).rejects.toMatchObject({ code: 'AGE_PAYLOAD', exitCode: 3 });
+  });
+
+  it('checkAgeHeader tells from the first bytes whether an identity opens the file, before any payload is read', () => {
+    const identity = X25519Identity.generate();
+    const file = encryptBuffer(randomBytes(300_000), [X25519Identity.generate().recipient, identity.recipient]);
+    const head = file.subarray(0, MAX_HEADER_BYTES);
+    expect(checkAgeHeader(head, [identity]).stanzas).toHaveLength(2);
+    expect(() => checkAgeHeader(head, [X25519Identity.generate()])).toThrow("no identity matches this archive's recipients");
+    const tampered = Buffer.from(head);
+    tampered[30]! ^= 1;
+    expect(() => checkAgeHeader(tampered, [identity])).toThrow(/^age header|no identity matches/);
+    expect(() => checkAgeHeader(Buffer.from('PK\x03\x04'), [identity])).toThrow(/^not an age encrypted file/);
+    expect(() => checkAgeHeader(file.subarray(0, 40), [identity])).toThrow(/truncated/);
   });
 
   it('a passphrase cannot be mixed with other recipients (age refuses such files)', () => {

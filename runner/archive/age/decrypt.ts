@@ -187,6 +187,23 @@ function unwrapFileKey(stanzas: readonly Stanza[], identities: readonly AgeIdent
   throw noMatchingIdentity();
 }
 
+/**
+ * Checks, from the first bytes of a file, that one of the identities opens it: the header parses,
+ * a stanza unwraps, the header MAC matches. Throws what the decryptor would (not age, malformed
+ * header, no matching identity, bad MAC), so a restore can fail before it touches anything.
+ * `head` must hold the whole header (at most MAX_HEADER_BYTES; fewer if the file is shorter).
+ */
+export function checkAgeHeader(head: Buffer, identities: readonly AgeIdentity[]): ParsedHeader {
+  const header = parseHeader(head, true)!;
+  const fileKey = unwrapFileKey(header.stanzas, identities);
+  try {
+    if (!verifyHeaderMac(header, fileKey)) throw badHeaderMac();
+  } finally {
+    fileKey.fill(0);
+  }
+  return header;
+}
+
 /** Decrypts a whole small age file (a manifest, say); throws what the stream would. */
 export async function decryptBuffer(data: Buffer, identities: readonly AgeIdentity[]): Promise<Buffer> {
   const decryptor = new AgeDecryptor(identities);

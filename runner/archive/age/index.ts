@@ -3,10 +3,10 @@
  * and passphrase recipients, the text header, and the STREAM payload on node:crypto's
  * ChaCha20-Poly1305. Files made here decrypt with `age -d`, and files `age -e` makes decrypt here.
  */
-export { AgeDecryptor, decryptBuffer } from './decrypt.js';
+export { AgeDecryptor, checkAgeHeader, decryptBuffer } from './decrypt.js';
 export { AgeEncryptor, encryptBuffer } from './encrypt.js';
 export { NO_MATCH_MESSAGE } from './errors.js';
-export { type ParsedHeader, type Stanza, looksLikeAge, looksLikeArmoredAge, parseHeader } from './header.js';
+export { MAX_HEADER_BYTES, type ParsedHeader, type Stanza, looksLikeAge, looksLikeArmoredAge, parseHeader } from './header.js';
 export type { AgeIdentity, AgeRecipient } from './identity.js';
 export { parseIdentitiesBytes, parseRecipient, parseRecipientsText, readIdentityFile, readRecipientsFile } from './key-files.js';
 export { ScryptIdentity, ScryptRecipient } from './scrypt.js';
