@@ -200,7 +200,7 @@ async function main(): Promise<void> {
   ];
   for (const [producer, consumer] of consumers) {
     const row = rows().find((r) => r.label === producer)!;
-    if (!selected.includes(row) && selected.some((r) => consumer.test(r.label))) {
+    if (!selected.some((r) => r.label === producer) && selected.some((r) => consumer.test(r.label))) {
       log(`preparing the input of ${consumer.source}: ${producer} (untimed)`);
       const m = await measure(row.command());
       if (m.exitCode !== 0) log(`  ${failureText(m)}`);
