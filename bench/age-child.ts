@@ -76,7 +76,7 @@ const governor = new GarbageGovernor();
 
 async function encrypt(input: string, output: string, recipient: string): Promise<number> {
   const out = fileSink(output);
-  const encryptor = new AgeEncryptor([X25519Recipient.parse(recipient)], out.write);
+  const encryptor = new AgeEncryptor([X25519Recipient.parse(recipient)], out.write, { sinkCopies: true });
   for (const chunk of fileChunks(input)) {
     encryptor.append(chunk);
     governor.processed(chunk.length);
@@ -113,7 +113,7 @@ async function libDecrypt(input: string, keyFile: string): Promise<number> {
 }
 
 function seal(total: number): number {
-  const sealer = new StreamSealer(randomBytes(32), () => undefined);
+  const sealer = new StreamSealer(randomBytes(32), () => undefined, { sinkCopies: true });
   for (const chunk of memoryChunks(total)) {
     sealer.append(chunk);
     governor.processed(chunk.length);
@@ -201,7 +201,7 @@ async function sealWorkers(total: number, threads: number): Promise<number> {
 async function pack(dataset: string, output: string, mode: string, recipient: string): Promise<number> {
   const out = fileSink(output);
   const pool = new BufferPool(CHUNK_BYTES.zstd, 5);
-  const encryptor = mode === 'zstd+age' ? new AgeEncryptor([X25519Recipient.parse(recipient)], out.write) : undefined;
+  const encryptor = mode === 'zstd+age' ? new AgeEncryptor([X25519Recipient.parse(recipient)], out.write, { sinkCopies: true }) : undefined;
   const compressor = createCompressor('zstd', undefined, encryptor ? encryptor.append : out.write, (c) => pool.give(c));
   const packer = new TarPacker({ source: dataset, exclude: excludeMatcher([]), skipUnreadable: false, pool });
   for (const chunk of packer.chunks()) {

@@ -40,10 +40,15 @@ async function encryptedBackup(source: string, file: string, compression: Compre
   const fd = fs.openSync(file, 'wx');
   const hash = createHash('sha256');
   const pool = new BufferPool(CHUNK_BYTES[compression], 5);
-  const encryptor = new AgeEncryptor([X25519Recipient.parse(key.recipient)], (chunk) => {
-    fs.writeSync(fd, chunk);
-    hash.update(chunk);
-  });
+  // The file sink writes and hashes each buffer before returning, so the encryptor may reuse it.
+  const encryptor = new AgeEncryptor(
+    [X25519Recipient.parse(key.recipient)],
+    (chunk) => {
+      fs.writeSync(fd, chunk);
+      hash.update(chunk);
+    },
+    { sinkCopies: true },
+  );
   const compressor = createCompressor(compression, undefined, encryptor.append, (chunk) => pool.give(chunk));
   const packer = new TarPacker({ source, exclude: excludeMatcher([]), skipUnreadable: false, pool });
   for (const chunk of packer.chunks()) await compressor.write(chunk);

@@ -10,9 +10,10 @@ import { decryptInPieces, encryptInPieces } from '../helpers/age.js';
  */
 
 const KEY = randomBytes(32);
-const sealedWith = (plaintext: Buffer, pieces: number[]): { bytes: Buffer; emitted: number[] } => {
+const sealedWith = (plaintext: Buffer, pieces: number[], sinkCopies = false): { bytes: Buffer; emitted: number[] } => {
   const out: Buffer[] = [];
-  const sealer = new StreamSealer(Buffer.from(KEY), (b) => void out.push(b));
+  // With sinkCopies the sealer reuses its output buffer, so this sink must copy what it keeps.
+  const sealer = new StreamSealer(Buffer.from(KEY), (b) => void out.push(sinkCopies ? Buffer.from(b) : b), { sinkCopies });
   let position = 0;
   for (let i = 0; position < plaintext.length; i++) {
     const size = pieces[i % pieces.length]!;
@@ -29,9 +30,11 @@ describe('age STREAM streaming', () => {
     const whole = sealedWith(plaintext, [plaintext.length]);
     expect(Math.max(...whole.emitted)).toBe(BATCH_CHUNKS * SEALED_CHUNK_BYTES);
     for (const pieces of [[1, 2, 65_533], [PLAIN_CHUNK_BYTES - 1], [PLAIN_CHUNK_BYTES], [PLAIN_CHUNK_BYTES + 1], [3 * 1024 * 1024], [17 * PLAIN_CHUNK_BYTES + 5, 0, 9]]) {
-      const cut = sealedWith(plaintext, pieces);
-      expect(cut.bytes.equals(whole.bytes), JSON.stringify(pieces)).toBe(true);
-      expect(Math.max(...cut.emitted)).toBeLessThanOrEqual(BATCH_CHUNKS * SEALED_CHUNK_BYTES);
+      for (const sinkCopies of [false, true]) {
+        const cut = sealedWith(plaintext, pieces, sinkCopies);
+        expect(cut.bytes.equals(whole.bytes), JSON.stringify({ pieces, sinkCopies })).toBe(true);
+        expect(Math.max(...cut.emitted)).toBeLessThanOrEqual(BATCH_CHUNKS * SEALED_CHUNK_BYTES);
+      }
     }
   });
 

@@ -4,18 +4,19 @@ import { badKey } from './errors.js';
 import { encodeHeader } from './header.js';
 import { type AgeRecipient, FILE_KEY_BYTES } from './identity.js';
 import { SCRYPT_STANZA_TYPE } from './scrypt.js';
-import { PAYLOAD_NONCE_BYTES, StreamSealer, payloadKey } from './stream.js';
+import { PAYLOAD_NONCE_BYTES, type SealerOptions, StreamSealer, payloadKey } from './stream.js';
 
 /**
  * Encrypts a byte stream to age recipients as it is produced: a sink (`append`, then `end`) in
  * front of another sink. The header and payload nonce go out at once, then the STREAM chunks
- * as they complete (see StreamSealer). Memory: one 64 KiB carry buffer.
+ * as they complete (see StreamSealer). Memory: one 64 KiB carry buffer (and, with
+ * `sinkCopies`, one reused ~1 MiB output buffer).
  */
 export class AgeEncryptor {
   private readonly sealer: StreamSealer;
   private readonly headerBytes: number;
 
-  constructor(recipients: readonly AgeRecipient[], out: Sink) {
+  constructor(recipients: readonly AgeRecipient[], out: Sink, options: SealerOptions = {}) {
     if (recipients.length === 0) throw new Error('age encryption needs at least one recipient');
     const fileKey = randomBytes(FILE_KEY_BYTES);
     const nonce = randomBytes(PAYLOAD_NONCE_BYTES);
@@ -27,7 +28,7 @@ export class AgeEncryptor {
       const header = Buffer.concat([encodeHeader(stanzas, fileKey), nonce]);
       this.headerBytes = header.length;
       out(header);
-      this.sealer = new StreamSealer(payloadKey(fileKey, nonce), out);
+      this.sealer = new StreamSealer(payloadKey(fileKey, nonce), out, options);
     } finally {
       fileKey.fill(0);
     }

