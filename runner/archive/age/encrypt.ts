@@ -17,7 +17,7 @@ export class AgeEncryptor {
   private readonly headerBytes: number;
 
   constructor(recipients: readonly AgeRecipient[], out: Sink, options: SealerOptions = {}) {
-    if (recipients.length === 0) throw new Error('age encryption needs at least one recipient');
+    if (recipients.length === 0) throw badKey('age encryption needs at least one recipient (--age-recipient or --age-recipients-file)');
     const fileKey = randomBytes(FILE_KEY_BYTES);
     const nonce = randomBytes(PAYLOAD_NONCE_BYTES);
     try {
