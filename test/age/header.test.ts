@@ -73,6 +73,10 @@ describe('age header encoding', () => {
     expect(() => checkAgeHeader(file.subarray(0, 40), [identity])).toThrow(/truncated/);
   });
 
+  it('no recipients at all is a usage error, not a file nobody can open', () => {
+    expect(() => encryptBuffer(Buffer.from('x'), [])).toThrow(UsageError);
+  });
+
   it('a passphrase cannot be mixed with other recipients (age refuses such files)', () => {
     expect(() => encryptBuffer(Buffer.from('x'), [new ScryptRecipient('pw', 10), X25519Identity.generate().recipient])).toThrow(UsageError);
   });
