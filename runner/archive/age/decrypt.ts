@@ -15,7 +15,7 @@ import { ChunkCipher, PAYLOAD_NONCE_BYTES, SEALED_CHUNK_BYTES, payloadKey } from
  * early final chunk and trailing bytes all end it with an IntegrityError (exit 3). Whoever
  * consumes the plaintext must treat it as unproven until then (restore stages it).
  * Memory: the header (at most 1 MiB) while it arrives, then one sealed chunk carried over, and
- * up to `highWaterMark` (1 MiB) queued on each side.
+ * up to `highWaterMark` (4 MiB) queued on each side.
  */
 export class AgeDecryptor extends Transform {
   private readonly identities: readonly AgeIdentity[];
@@ -32,7 +32,9 @@ export class AgeDecryptor extends Transform {
   plaintextBytes = 0;
 
   constructor(identities: readonly AgeIdentity[], options: { highWaterMark?: number } = {}) {
-    const highWaterMark = options.highWaterMark ?? 1024 * 1024;
+    // Decryption runs on the main thread; 4 MiB of read-ahead (about two zstd frames) lets it
+    // work while the decompressor waits for its thread-pool jobs (1 MiB measured ~1.3× slower).
+    const highWaterMark = options.highWaterMark ?? 4 * 1024 * 1024;
     super({ readableHighWaterMark: highWaterMark, writableHighWaterMark: highWaterMark });
     this.identities = identities;
   }
