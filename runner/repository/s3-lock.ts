@@ -5,7 +5,7 @@ import { LockHeldError, OperationError, RunnerError } from '../errors.js';
 import { LOCK_FILE } from '../store/naming.js';
 import type { LockOptions, LockWarning, RepositoryLock } from './repository.js';
 import type { BucketClient } from './s3-client.js';
-import { errorCode, httpStatus, isNotFound, isPreconditionFailed } from './s3-errors.js';
+import { isNotFound, isPreconditionFailed } from './s3-errors.js';
 import { type S3Location, objectKey } from './s3-settings.js';
 
 /**
@@ -19,9 +19,10 @@ import { type S3Location, objectKey } from './s3-settings.js';
  * - Created with a conditional PUT (`If-None-Match: *`, atomic on AWS S3 since 2024, Ceph RGW,
  *   MinIO); the content is JSON {host, pid, command, startedAt, token}, then read back: a store
  *   that ignored the condition and let a contender overwrite it shows the contender's token.
- * - While held, a heartbeat rewrites it every min(30 s, stale / 3) with `If-Match` on its ETag
- *   (same content: same ETag), which refreshes LastModified; a 412 means another run replaced
- *   it, and the lock is reported lost.
+ * - While held, a heartbeat reads it back every min(30 s, stale / 3) and, while it still holds
+ *   our token, writes it again, which refreshes LastModified; another token (or none) means
+ *   another run replaced it, and the lock is reported lost. (Not `If-Match` on the PUT: Ceph RGW
+ *   16 compares it against the unquoted ETag and refuses the correct, quoted one.)
  * - It is stale when its LastModified is older than the stale age on the store's own clock
  *   (from its Date header, so a pod's skewed clock does not matter), or when it names this host
  *   and a process that no longer runs (or this very process, which does not hold it: a restarted
@@ -80,21 +81,21 @@ export async function acquireBucketLock(client: BucketClient, location: S3Locati
   const md5 = createHash('md5').update(body).digest('base64');
 
   for (let attempt = 0; attempt < 5; attempt++) {
-    let etag: string | undefined;
+    let created = false;
     try {
-      const put = await client.send(
+      await client.send(
         new PutObjectCommand({ Bucket: client.bucket, Key: key, Body: body, ContentMD5: md5, ContentType: 'application/json', IfNoneMatch: '*' }),
         `take the lock ${where}`,
         { raw: true },
       );
-      etag = put.ETag;
+      created = true;
     } catch (error) {
       if (!isPreconditionFailed(error)) throw client.describe(error, `take the lock ${where}`);
     }
     const seen = await readLock(client, key, where);
-    if (etag !== undefined && seen?.content?.token === content.token) {
+    if (created && seen?.content?.token === content.token) {
       heldTokens.add(content.token);
-      return new BucketLock(client, key, where, body, md5, seen.etag ?? etag, content.token, options.staleSeconds, warn);
+      return new BucketLock(client, key, where, body, md5, content.token, options.staleSeconds, warn);
     }
     if (!seen) continue; // released between our attempt and the read
     const reason = staleReason(seen, options.staleSeconds, client.serverNow());
@@ -125,14 +126,13 @@ export async function acquireBucketLock(client: BucketClient, location: S3Locati
 interface SeenLock {
   content: LockContent | undefined;
   modified: Date;
-  etag: string | undefined;
 }
 
 async function readLock(client: BucketClient, key: string, where: string): Promise<SeenLock | undefined> {
   try {
     const answer = await client.send(new GetObjectCommand({ Bucket: client.bucket, Key: key }), `read the lock ${where}`, { raw: true });
     const raw = await answer.Body!.transformToString();
-    return { content: parseContent(raw), modified: answer.LastModified ?? new Date(0), etag: answer.ETag };
+    return { content: parseContent(raw), modified: answer.LastModified ?? new Date(0) };
   } catch (error) {
     if (isNotFound(error)) return undefined;
     throw client.describe(error, `read the lock ${where}`);
@@ -163,7 +163,6 @@ class BucketLock implements RepositoryLock {
     private readonly where: string,
     private readonly body: string,
     private readonly md5: string,
-    private etag: string,
     private readonly token: string,
     staleSeconds: number,
     private readonly warn: LockWarning,
@@ -177,20 +176,20 @@ class BucketLock implements RepositoryLock {
 
   private async beat(): Promise<void> {
     try {
-      const put = await this.client.send(
-        new PutObjectCommand({ Bucket: this.client.bucket, Key: this.key, Body: this.body, ContentMD5: this.md5, ContentType: 'application/json', IfMatch: this.etag }),
+      const seen = await readLock(this.client, this.key, this.where);
+      if (this.released) return;
+      if (seen?.content?.token !== this.token) {
+        this.markLost(seen ? 'replaced by another run' : 'removed');
+        return;
+      }
+      await this.client.send(
+        new PutObjectCommand({ Bucket: this.client.bucket, Key: this.key, Body: this.body, ContentMD5: this.md5, ContentType: 'application/json' }),
         `refresh the lock ${this.where}`,
-        { raw: true },
       );
-      if (put.ETag) this.etag = put.ETag;
     } catch (error) {
       if (this.released) return;
-      if (isPreconditionFailed(error) || isNotFound(error)) {
-        this.markLost(httpStatus(error) === 404 || errorCode(error) === 'NoSuchKey' ? 'removed' : 'replaced by another run');
-      } else {
-        const message = error instanceof RunnerError ? error.message : this.client.describe(error, `refresh the lock ${this.where}`).message;
-        this.warn(`cannot refresh lock heartbeat on ${this.where}: ${message}`, { lock: this.where });
-      }
+      const message = error instanceof RunnerError ? error.message : this.client.describe(error, `refresh the lock ${this.where}`).message;
+      this.warn(`cannot refresh lock heartbeat on ${this.where}: ${message}`, { lock: this.where });
     }
   }
 

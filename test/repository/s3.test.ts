@@ -1,0 +1,248 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { HeadObjectCommand, ListMultipartUploadsCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { describe, expect, test } from 'vitest';
+import { LockHeldError, OperationError, RunnerError } from '../../runner/errors.js';
+import { memoryLogger } from '../../runner/log.js';
+import { manifestName, sha256Name } from '../../runner/store/naming.js';
+import { type Rgw, useRgw, withEnv } from '../helpers/rgw.js';
+import { bucketRepository, bucketSubject, feed, listKeys, publish, readAll, sha256 } from './support.js';
+
+/**
+ * What only the bucket does: metadata and HEAD checks, paging, denied deletes, the part plan's
+ * limit, stopping on a signal, its lock, and one clear line for each way the store says no.
+ */
+
+const rgw = useRgw();
+const MiB = 1024 * 1024;
+
+async function head(r: Rgw, bucket: string, key: string) {
+  return r.client().send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+}
+
+describe('publishing', () => {
+  test('the archive object carries sha256 metadata: stamped after a multipart upload, or set at once', async () => {
+    const r = rgw();
+    const s = await bucketSubject(r, 'p');
+    const big = randomBytes(17 * MiB + 3);
+    const name = 'backup-20240101T000000Z.tar.gz';
+    await publish(s.repo, name, big);
+    const stamped = await head(r, s.bucket, `p/${name}`);
+    expect(stamped.Metadata).toEqual({ sha256: sha256(big) });
+    expect(stamped.ContentLength).toBe(big.length);
+    expect(stamped.ETag).toMatch(/-3"$/); // three parts, each sent with its Content-MD5
+
+    // Uploading a file whose hash is known: metadata from the start, no copy.
+    const known = 'backup-20240102T000000Z.tar.gz';
+    const sink = await s.repo.createArchive(known, { sha256: sha256(big), sizeHint: big.length });
+    await feed(sink, big);
+    await sink.commit({ sha256: sha256(big), manifest: '{}' });
+    expect((await head(r, s.bucket, `p/${known}`)).Metadata).toEqual({ sha256: sha256(big) });
+
+    // Smaller than one part: a single PutObject with everything.
+    const small = randomBytes(1000);
+    await publish(s.repo, 'backup-20240103T000000Z.tar.gz', small);
+    const single = await head(r, s.bucket, 'p/backup-20240103T000000Z.tar.gz');
+    expect(single.Metadata).toEqual({ sha256: sha256(small) });
+    expect(single.ETag).toBe(`"${createHash('md5').update(small).digest('hex')}"`);
+  });
+
+  test('above the copy limit the metadata is stamped with a multipart copy', async () => {
+    const r = rgw();
+    const s = await bucketSubject(r, 'p', { copyLimitBytes: 6 * MiB });
+    const data = randomBytes(17 * MiB);
+    await publish(s.repo, 'backup-20240101T000000Z.tar', data);
+    expect((await head(r, s.bucket, 'p/backup-20240101T000000Z.tar')).Metadata).toEqual({ sha256: sha256(data) });
+    expect(sha256(await readAll(s.repo, 'backup-20240101T000000Z.tar'))).toBe(sha256(data));
+    expect(await s.unfinished()).toEqual([]);
+  });
+
+  test('a hash announced at the start that differs at the end discards the upload', async () => {
+    const s = await bucketSubject(rgw(), 'p');
+    const data = randomBytes(9 * MiB);
+    const sink = await s.repo.createArchive('backup-20240101T000000Z.tar', { sha256: '0'.repeat(64) });
+    await feed(sink, data);
+    await expect(sink.commit({ sha256: sha256(data), manifest: '{}' })).rejects.toMatchObject({ code: 'CHECKSUM', exitCode: 3 });
+    expect(await s.stored()).toEqual([]);
+    expect(await s.unfinished()).toEqual([]);
+  });
+
+  test('an archive that outgrows its part plan fails clearly, and nothing is left', async () => {
+    const s = await bucketSubject(rgw(), 'p', { plan: { capacity: 0, minPartBytes: 5 * MiB } });
+    const repo = bucketRepository(rgw(), `s3://${s.bucket}/p`, { plan: { capacity: 0, minPartBytes: 5 * MiB } }, { maxParts: '100' });
+    expect(repo.plan().capacity).toBe(500 * MiB);
+    const sink = await repo.createArchive('backup-20240101T000000Z.tar');
+    const chunk = randomBytes(MiB);
+    let failure: unknown;
+    for (let i = 0; i < 501 && !failure; i++) {
+      sink.append(chunk);
+      failure = await sink.drain().then(() => undefined, (e: unknown) => e);
+    }
+    expect(failure).toBeInstanceOf(OperationError);
+    expect((failure as Error).message).toMatch(/outgrew its upload plan \(100 parts.*raise --s3-max-parts/);
+    await expect(sink.commit({ sha256: '0'.repeat(64), manifest: '{}' })).rejects.toBe(failure);
+    expect(await s.stored()).toEqual([]);
+    expect(await s.unfinished()).toEqual([]);
+  });
+
+  test('an AbortSignal (SIGTERM) stops the upload: requests cancelled, upload aborted, nothing visible', async () => {
+    const s = await bucketSubject(rgw(), 'p');
+    const stop = new AbortController();
+    const sink = await s.repo.createArchive('backup-20240101T000000Z.tar', { signal: stop.signal });
+    await feed(sink, randomBytes(30 * MiB));
+    expect(await s.unfinished()).toHaveLength(1);
+    stop.abort();
+    await expect(sink.drain()).rejects.toMatchObject({ code: 'STOPPED' });
+    await sink.abort();
+    expect(await s.unfinished()).toEqual([]);
+    expect(await s.stored()).toEqual([]);
+  });
+});
+
+describe('listing and deleting', () => {
+  test('listings are paged (ListObjectsV2 continuation tokens)', async () => {
+    const s = await bucketSubject(rgw(), 'p', { listPageSize: 2 });
+    const names = Array.from({ length: 7 }, (_, i) => `backup-2024010${i + 1}T000000Z.tar`);
+    for (const n of names) await publish(s.repo, n, randomBytes(10));
+    const listing = await s.repo.list('backup');
+    expect(listing.archives.map((a) => a.name)).toEqual([...names].reverse());
+    expect(listing.archives.every((a) => a.hasManifest && a.hasSha256)).toBe(true);
+  });
+
+  test('a delete the store denies (Object Lock, delete-less credentials) is "retained", not a failure', async () => {
+    const r = rgw();
+    const s = await bucketSubject(r, 'p');
+    await publish(s.repo, 'backup-20240101T000000Z.tar.gz');
+    await r.policy(s.bucket, [{ Effect: 'Deny', Principal: { AWS: ['arn:aws:iam:::user/backup'] }, Action: ['s3:DeleteObject'], Resource: [`arn:aws:s3:::${s.bucket}/*`] }]);
+    const outcome = await s.repo.deleteArchive('backup-20240101T000000Z.tar.gz');
+    expect(outcome).toEqual({ status: 'retained', removed: [], reason: expect.stringMatching(/is retained: the store denied its deletion/) });
+    expect((await s.repo.list('backup')).archives).toHaveLength(1);
+  });
+});
+
+describe('reading', () => {
+  test('reads in ranges with read-ahead; an object replaced mid-read fails the read', async () => {
+    const r = rgw();
+    const s = await bucketSubject(r, 'p', { rangeBytes: MiB, readAhead: 2 });
+    const data = randomBytes(6 * MiB + 5);
+    await publish(s.repo, 'backup-20240101T000000Z.tar', data);
+    expect((await readAll(s.repo, 'backup-20240101T000000Z.tar')).equals(data)).toBe(true);
+
+    const { stream, size } = await s.repo.read('backup-20240101T000000Z.tar');
+    expect(size).toBe(data.length);
+    const iterator = stream[Symbol.asyncIterator]();
+    await iterator.next();
+    await r.client().send(new PutObjectCommand({ Bucket: s.bucket, Key: 'p/backup-20240101T000000Z.tar', Body: randomBytes(data.length) }));
+    const rest = (async () => {
+      for (;;) if ((await iterator.next()).done) return;
+    })();
+    await expect(rest).rejects.toThrow(/was replaced while it was being read/);
+  });
+});
+
+describe('lock', () => {
+  test('a heartbeat keeps the lock fresh; a stale one is broken with a warning; a replaced one is reported lost', async () => {
+    const r = rgw();
+    const s = await bucketSubject(r, 'p');
+    const log = memoryLogger();
+    const held = await s.repo.lock({ command: 'backup', staleSeconds: 3, onWarning: (m, f) => log.warn('lock.warning', m, f) });
+    await new Promise((done) => setTimeout(done, 4500));
+    await expect(s.repo.lock({ command: 'prune', staleSeconds: 3 })).rejects.toBeInstanceOf(LockHeldError);
+
+    // A lock of another host that stopped beating 3+ seconds ago is stale.
+    await held.release();
+    const body = JSON.stringify({ host: 'gone-pod', pid: 1, command: 'backup', startedAt: '2024-01-01T00:00:00Z', token: 'x' });
+    await r.client().send(new PutObjectCommand({ Bucket: s.bucket, Key: 'p/.pvc-backup.lock', Body: body }));
+    await expect(s.repo.lock({ command: 'prune', staleSeconds: 3 })).rejects.toThrow(/locked by backup on gone-pod \(pid 1\)/);
+    await new Promise((done) => setTimeout(done, 4500));
+    const taken = await s.repo.lock({ command: 'prune', staleSeconds: 3, onWarning: (m, f) => log.warn('lock.warning', m, f) });
+    expect(log.lines.map((l) => l.message)).toEqual([expect.stringMatching(/breaking stale lock on s3:\/\/.*\/p held by backup on gone-pod \(pid 1\): no heartbeat for \d+s/)]);
+
+    // Someone replaces it: the next heartbeat says so.
+    await r.client().send(new PutObjectCommand({ Bucket: s.bucket, Key: 'p/.pvc-backup.lock', Body: body }));
+    await new Promise((done) => setTimeout(done, 1500));
+    expect(taken.lost).toBe(true);
+    expect(log.lines.at(-1)?.message).toMatch(/was replaced by another run/);
+    await taken.release();
+    expect(await listKeys(r.client(), s.bucket)).toEqual(['p/.pvc-backup.lock']); // not ours any more: left alone
+  });
+});
+
+describe('errors: one line naming the bucket, the operation and what to do', () => {
+  function expectOneLine(error: unknown, pattern: RegExp, secrets: string[] = []) {
+    expect(error).toBeInstanceOf(RunnerError);
+    const e = error as RunnerError;
+    expect(e.exitCode).toBe(1);
+    expect(e.message).not.toMatch(/\n/);
+    expect(e.message).toMatch(pattern);
+    for (const s of secrets) expect(e.message).not.toContain(s);
+  }
+
+  test('wrong secret key', async () => {
+    const r = rgw();
+    const bucket = await r.bucket();
+    const secret = 'definitely-not-the-secret-123';
+    const error = await withEnv({ AWS_SECRET_ACCESS_KEY: secret }, () => bucketRepository(r, `s3://${bucket}/p`).list('backup')).catch((e: unknown) => e);
+    expectOneLine(error, new RegExp(`^s3://${bucket}/p: cannot list s3://${bucket}/p: the request signature does not match \\(SignatureDoesNotMatch, HTTP 403\\); check AWS_SECRET_ACCESS_KEY$`), [secret, r.accessKeyId]);
+  });
+
+  test('unknown access key', async () => {
+    const r = rgw();
+    const bucket = await r.bucket();
+    const error = await withEnv({ AWS_ACCESS_KEY_ID: 'nobody-knows-me' }, () => bucketRepository(r, `s3://${bucket}`).list('backup')).catch((e: unknown) => e);
+    expectOneLine(error, /does not know this access key \(InvalidAccessKeyId, HTTP 403\); check AWS_ACCESS_KEY_ID/, ['nobody-knows-me', r.secretAccessKey]);
+  });
+
+  test('no credentials at all', async () => {
+    const r = rgw();
+    const error = await withEnv({ AWS_ACCESS_KEY_ID: undefined, AWS_SECRET_ACCESS_KEY: undefined, AWS_SHARED_CREDENTIALS_FILE: '/nonexistent', AWS_CONFIG_FILE: '/nonexistent', AWS_EC2_METADATA_DISABLED: 'true' }, () =>
+      bucketRepository(r, 's3://some-bucket').list('backup'),
+    ).catch((e: unknown) => e);
+    expectOneLine(error, /^s3:\/\/some-bucket: cannot list s3:\/\/some-bucket: no credentials found; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY/);
+  });
+
+  test('missing bucket', async () => {
+    const error = await bucketRepository(rgw(), 's3://no-such-bucket-here/p').list('backup').catch((e: unknown) => e);
+    expectOneLine(error, /^s3:\/\/no-such-bucket-here\/p: cannot list .*: bucket no-such-bucket-here does not exist at http:\/\/127\.0\.0\.1:\d+ \(NoSuchBucket, HTTP 404\); create it/);
+  });
+
+  test('a 403 on list (credentials of a user without access to the bucket)', async () => {
+    const r = rgw();
+    const bucket = await r.bucket();
+    const other = r.user(`reader${randomBytes(3).toString('hex')}`);
+    const error = await withEnv(r.env(other), () => bucketRepository(r, `s3://${bucket}/p`).list('backup')).catch((e: unknown) => e);
+    expectOneLine(error, /cannot list .*: access denied \(AccessDenied, HTTP 403\); the credentials may not list here: grant it in the bucket or user policy/, [other.secretAccessKey]);
+  });
+
+  test('a header the store rejects (a storage class it does not have)', async () => {
+    const r = rgw();
+    const bucket = await r.bucket();
+    const repo = bucketRepository(r, `s3://${bucket}/p`, {}, { storageClass: 'GLACIER' });
+    const error = await publish(repo, 'backup-20240101T000000Z.tar').catch((e: unknown) => e);
+    expectOneLine(error, /cannot upload .*: the store rejected the request \(InvalidArgument, HTTP 400\); it may not support --s3-storage-class GLACIER: remove or change it/);
+    expect(await listKeys(r.client(), bucket)).toEqual([]);
+  });
+
+  test('SSE-KMS on a store without KMS, in a multipart upload', async () => {
+    const r = rgw();
+    const bucket = await r.bucket();
+    const repo = bucketRepository(r, `s3://${bucket}/p`, {}, { sse: 'aws:kms', sseKmsKeyId: 'key-1' });
+    const sink = await repo.createArchive('backup-20240101T000000Z.tar');
+    const failure = await feed(sink, randomBytes(20 * MiB)).then(() => sink.commit({ sha256: '0'.repeat(64), manifest: '{}' })).catch((e: unknown) => e);
+    expectOneLine(failure, /cannot start the upload of .*: the store rejected the request \(InvalidArgument, HTTP 400\); it may not support --s3-sse aws:kms/);
+    expect((await r.client().send(new ListMultipartUploadsCommand({ Bucket: bucket }))).Uploads ?? []).toEqual([]);
+  });
+
+  test('an endpoint nobody listens on', async () => {
+    const r = rgw();
+    const repo = bucketRepository(r, 's3://some-bucket/p', { maxAttempts: 1 }, { endpoint: 'http://127.0.0.1:9' });
+    const error = await repo.list('backup').catch((e: unknown) => e);
+    expectOneLine(error, /^s3:\/\/some-bucket\/p: cannot list .*: cannot reach the store at http:\/\/127\.0\.0\.1:9 \(ECONNREFUSED\); check --s3-endpoint/);
+  });
+
+  test('a read of an object that is not there', async () => {
+    const s = await bucketSubject(rgw(), 'p');
+    await expect(s.repo.read('backup-20240101T000000Z.tar')).rejects.toThrow(/^no backup-20240101T000000Z\.tar in s3:\/\/.*\/p$/);
+    expect(await s.repo.stat(sha256Name('x'))).toBeUndefined();
+    expect(await s.repo.readSmall(manifestName('x'))).toBeUndefined();
+  });
+});
