@@ -7,6 +7,7 @@ import {
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
 import { OperationError } from '../errors.js';
+import { GarbageGovernor } from '../memory.js';
 import type { BucketClient } from './s3-client.js';
 import { errorCode } from './s3-errors.js';
 import type { PartPlan } from './s3-parts.js';
@@ -66,6 +67,8 @@ export class ObjectUpload {
   private finished = false;
   private aborted: Promise<void> | undefined;
   private readonly controller = new AbortController();
+  /** The HTTP layer's small buffers are garbage as soon as a part is sent: collect them regularly. */
+  private readonly governor = new GarbageGovernor();
   private readonly onSignal = () => this.fail(new OperationError(`${this.options.label}: upload stopped by a signal`, 'STOPPED'));
 
   constructor(
@@ -240,6 +243,7 @@ export class ObjectUpload {
           );
           if (!result.ETag) throw new OperationError(`${this.client.location}: the store returned no ETag for part ${partNumber} of ${this.options.label}`, 'S3_FAILED');
           this.parts.push({ PartNumber: partNumber, ETag: result.ETag });
+          this.governor.processed(length);
           return;
         } catch (error) {
           // A part corrupted on the way is refused by the store (Content-MD5): send it again.

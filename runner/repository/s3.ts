@@ -51,9 +51,9 @@ import { ObjectUpload } from './s3-upload.js';
 export interface BucketRepositoryOptions extends BucketClientOptions {
   /** Keys per ListObjectsV2 page (S3's maximum, 1000, by default). */
   listPageSize?: number;
-  /** Bytes per ranged GET when reading, and how many are fetched ahead. */
-  rangeBytes?: number;
-  readAhead?: number;
+  /** Bytes per ranged GET when reading (default 64 MiB), and bytes buffered ahead of the reader (default 4 MiB). */
+  segmentBytes?: number;
+  readAheadBytes?: number;
   /** For tests: part-plan overrides (a small capacity, small parts). */
   plan?: Omit<PlanOptions, 'sizeHint'>;
   /** Objects larger than this are stamped with a multipart copy (S3's CopyObject limit is 5 GiB). */
@@ -149,8 +149,8 @@ export class BucketRepository implements Repository {
     const stream = openRangedObject(this.client, this.key(name), head.size, head.etag, {
       label: name,
       signal: options.signal,
-      rangeBytes: this.options.rangeBytes,
-      readAhead: this.options.readAhead,
+      segmentBytes: this.options.segmentBytes,
+      highWaterMark: this.options.readAheadBytes,
     });
     return { stream, size: head.size };
   }

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
 import { afterEach, expect, test } from 'vitest';
-import { cleanEnv, repoRoot } from '../helpers/cli.js';
+import { cleanEnv, ensureBuilt, repoRoot } from '../helpers/cli.js';
 import { type Rgw, useRgw } from '../helpers/rgw.js';
 import { listKeys } from './support.js';
 
@@ -30,7 +30,8 @@ interface Run {
 }
 
 function start(r: Rgw, args: string[]): Run {
-  const proc = spawn(process.execPath, ['--import', 'tsx', child, ...args], { cwd: repoRoot, env: cleanEnv(r.env()), stdio: 'pipe' });
+  ensureBuilt();
+  const proc = spawn(process.execPath, ['--no-warnings', child, ...args], { cwd: repoRoot, env: cleanEnv(r.env()), stdio: 'pipe' });
   running.add(proc);
   const lines: Record<string, unknown>[] = [];
   const watchers: { predicate: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }[] = [];

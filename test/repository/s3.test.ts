@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
+import net from 'node:net';
 import { HeadObjectCommand, ListMultipartUploadsCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { describe, expect, test } from 'vitest';
 import { LockHeldError, OperationError, RunnerError } from '../../runner/errors.js';
@@ -120,9 +121,9 @@ describe('listing and deleting', () => {
 });
 
 describe('reading', () => {
-  test('reads in ranges with read-ahead; an object replaced mid-read fails the read', async () => {
+  test('reads in ranges, streaming; an object replaced mid-read fails the read', async () => {
     const r = rgw();
-    const s = await bucketSubject(r, 'p', { rangeBytes: MiB, readAhead: 2 });
+    const s = await bucketSubject(r, 'p', { segmentBytes: MiB, readAheadBytes: 256 * 1024 });
     const data = randomBytes(6 * MiB + 5);
     await publish(s.repo, 'backup-20240101T000000Z.tar', data);
     expect((await readAll(s.repo, 'backup-20240101T000000Z.tar')).equals(data)).toBe(true);
@@ -136,6 +137,78 @@ describe('reading', () => {
       for (;;) if ((await iterator.next()).done) return;
     })();
     await expect(rest).rejects.toThrow(/was replaced while it was being read/);
+  });
+});
+
+/**
+ * A TCP relay in front of RGW that cuts chosen connections after some bytes: a real broken
+ * connection mid-transfer, for the retry paths.
+ */
+async function cuttingRelay(target: string, cut: { direction: 'down' | 'up'; afterBytes: number; connections: number[] }) {
+  const { hostname, port } = new URL(target);
+  let count = 0;
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    const n = ++count;
+    const upstream = net.connect(Number(port), hostname);
+    sockets.add(client).add(upstream);
+    let moved = 0;
+    const [from, to] = cut.direction === 'down' ? [upstream, client] : [client, upstream];
+    const [back, forth] = cut.direction === 'down' ? [client, upstream] : [upstream, client];
+    from.on('data', (chunk: Buffer) => {
+      moved += chunk.length;
+      if (cut.connections.includes(n) && moved > cut.afterBytes) {
+        client.resetAndDestroy();
+        upstream.destroy();
+        return;
+      }
+      to.write(chunk);
+    });
+    back.on('data', (chunk: Buffer) => forth.write(chunk));
+    for (const s of [client, upstream]) s.on('error', () => (client.destroy(), upstream.destroy()));
+    for (const s of [client, upstream]) s.on('close', () => (client.destroy(), upstream.destroy()));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    endpoint: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`,
+    connections: () => count,
+    close: () => {
+      for (const s of sockets) s.destroy();
+      server.close();
+    },
+  };
+}
+
+describe('broken connections', () => {
+  test('a read whose connection breaks mid-range resumes from the first byte not yet delivered', async () => {
+    const r = rgw();
+    const s = await bucketSubject(r, 'p');
+    const data = randomBytes(12 * MiB);
+    await publish(s.repo, 'backup-20240101T000000Z.tar', data);
+    // Connection 1 carries the HEAD and then (kept alive) the first range, and breaks after 3 MiB.
+    const relay = await cuttingRelay(r.endpoint, { direction: 'down', afterBytes: 3 * MiB, connections: [1] });
+    try {
+      const repo = bucketRepository(r, `s3://${s.bucket}/p`, { segmentBytes: 8 * MiB }, { endpoint: relay.endpoint });
+      expect(sha256(await readAll(repo, 'backup-20240101T000000Z.tar'))).toBe(sha256(data));
+      expect(relay.connections()).toBeGreaterThanOrEqual(2);
+    } finally {
+      relay.close();
+    }
+  });
+
+  test('an upload whose connection breaks mid-part sends the part again; the archive is intact', async () => {
+    const r = rgw();
+    const bucket = await r.bucket();
+    const relay = await cuttingRelay(r.endpoint, { direction: 'up', afterBytes: 2 * MiB, connections: [1, 2] });
+    try {
+      const repo = bucketRepository(r, `s3://${bucket}/p`, {}, { endpoint: relay.endpoint });
+      const data = randomBytes(20 * MiB);
+      await publish(repo, 'backup-20240101T000000Z.tar', data);
+      expect(sha256(await readAll(bucketRepository(r, `s3://${bucket}/p`), 'backup-20240101T000000Z.tar'))).toBe(sha256(data));
+      expect(relay.connections()).toBeGreaterThanOrEqual(3);
+    } finally {
+      relay.close();
+    }
   });
 });
 

@@ -11,9 +11,13 @@
  * lock and exits 143, as the runner's signal handling does.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { exitCodeOf } from '../../runner/errors.js';
-import { BucketRepository } from '../../runner/repository/s3.js';
-import { parseS3Settings } from '../../runner/repository/s3-settings.js';
+
+// Plain `node` runs this file (Node 24 strips the types) against the built runner in dist/, so
+// the memory measured is the runner's, without a TypeScript loader in the process.
+const dist = new URL('../../dist/runner/', import.meta.url);
+const { exitCodeOf } = await import(new URL('errors.js', dist).href);
+const { BucketRepository } = await import(new URL('repository/s3.js', dist).href);
+const { parseS3Settings } = await import(new URL('repository/s3-settings.js', dist).href);
 
 const [url, name, what] = process.argv.slice(2);
 
@@ -21,13 +25,16 @@ function say(value: Record<string, unknown>) {
   process.stdout.write(JSON.stringify({ pid: process.pid, ...value }) + '\n');
 }
 
-/** Incompressible-looking data, cheap to make: one random MiB with a counter stamped into each copy. */
+/**
+ * Incompressible-looking data, cheap to make: one random MiB with a counter stamped into it for
+ * each chunk (the same buffer every time: the sink copies what it is given).
+ */
 function* generate(total: number): Generator<Buffer> {
   const block = randomBytes(1024 * 1024);
   let made = 0;
   for (let i = 0; made < total; i++) {
-    const chunk = Buffer.from(block.subarray(0, Math.min(block.length, total - made)));
-    chunk.writeUInt32BE(i % 2 ** 32, 0);
+    block.writeUInt32BE(i % 2 ** 32, 0);
+    const chunk = block.subarray(0, Math.min(block.length, total - made));
     made += chunk.length;
     yield chunk;
   }
@@ -48,7 +55,7 @@ async function main(): Promise<number> {
   }
   const total = Number(what);
   const abort = new AbortController();
-  const lock = await repo.lock({ command: 'backup', staleSeconds: 600, onWarning: (message) => say({ event: 'warning', message }) });
+  const lock = await repo.lock({ command: 'backup', staleSeconds: 600, onWarning: (message: string) => say({ event: 'warning', message }) });
   say({ event: 'locked' });
   say({ event: 'leftovers', names: await repo.removeLeftovers() });
   const sink = await repo.createArchive(name!, { sizeHint: total, signal: abort.signal });
@@ -76,8 +83,8 @@ async function main(): Promise<number> {
     await sink.commit({ sha256, manifest: JSON.stringify({ format: 1, archive: name, archiveBytes: total, sha256 }) });
     say({ event: 'done', sha256, bytes: sink.bytes, maxRssKiB: process.resourceUsage().maxRSS });
     return 0;
-  } catch (error) {
-    if (abort.signal.aborted) await new Promise(() => undefined); // the SIGTERM handler finishes
+  } catch (error: unknown) {
+    if (abort.signal.aborted) await new Promise<void>(() => undefined); // the SIGTERM handler finishes
     await sink.abort();
     say({ event: 'failed', message: (error as Error).message });
     return exitCodeOf(error);
