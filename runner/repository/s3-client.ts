@@ -9,7 +9,7 @@ import { type S3Settings, formatS3Url } from './s3-settings.js';
  * - request and response checksums only "when required": the SDK's default CRC32 checksums
  *   make some stores fail (Ceph RGW 16 answers a streamed PutObject with 411, R2 with 501) or
  *   store the aws-chunked framing inside the object. Integrity comes from Content-MD5 on every
- *   upload and the SDK's SHA-256 payload signature instead;
+ *   upload instead (checked by the store; the payload itself is sent UNSIGNED-PAYLOAD);
  * - path-style addressing when asked (the default with a custom endpoint);
  * - connection and request timeouts, so a store that stops answering fails the run.
  * Every call goes through `send`, which turns failures into one-line errors naming the bucket.
@@ -49,6 +49,17 @@ export class BucketClient {
         httpsAgent: { keepAlive: true, maxSockets: 16 },
       },
     });
+    // A body sent with Content-MD5 is checked by the store against that (signed) header, so its
+    // SHA-256 need not be signed as well: UNSIGNED-PAYLOAD saves a second hash of every byte, on
+    // both sides (Ceph RGW verifies a signed payload's SHA-256 itself).
+    this.sdk.middlewareStack.add(
+      (next) => async (args) => {
+        const headers = (args.request as { headers?: Record<string, string> }).headers;
+        if (headers && Object.keys(headers).some((h) => h.toLowerCase() === 'content-md5')) headers['x-amz-content-sha256'] = 'UNSIGNED-PAYLOAD';
+        return next(args);
+      },
+      { step: 'build', name: 'pvcBackupUnsignedPayloadWithMd5', priority: 'low' },
+    );
     // The store's Date header: a lock's age is judged on the store's clock, not the pod's.
     this.sdk.middlewareStack.add(
       (next) => async (args) => {

@@ -13,7 +13,7 @@ import { listKeys } from './support.js';
  */
 
 const rgw = useRgw();
-const child = path.join(path.dirname(fileURLToPath(import.meta.url)), 'upload-child.ts');
+const child = path.join(path.dirname(fileURLToPath(import.meta.url)), 'upload-child.mjs');
 const running = new Set<ChildProcessWithoutNullStreams>();
 
 afterEach(() => {
@@ -31,7 +31,7 @@ interface Run {
 
 function start(r: Rgw, args: string[]): Run {
   ensureBuilt();
-  const proc = spawn(process.execPath, ['--no-warnings', child, ...args], { cwd: repoRoot, env: cleanEnv(r.env()), stdio: 'pipe' });
+  const proc = spawn(process.execPath, [child, ...args], { cwd: repoRoot, env: cleanEnv(r.env()), stdio: 'pipe' });
   running.add(proc);
   const lines: Record<string, unknown>[] = [];
   const watchers: { predicate: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }[] = [];

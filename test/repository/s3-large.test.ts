@@ -16,12 +16,12 @@ import { useRgw } from '../helpers/rgw.js';
 const GiB = 1024 ** 3;
 const BYTES = Number(process.env.PVC_BACKUP_TEST_S3_LARGE_BYTES ?? 3 * GiB);
 const rgw = useRgw({ objectstore: 'bluestore', storeGb: Math.ceil(BYTES / GiB) + 3 });
-const child = path.join(path.dirname(fileURLToPath(import.meta.url)), 'upload-child.ts');
+const child = path.join(path.dirname(fileURLToPath(import.meta.url)), 'upload-child.mjs');
 const run = promisify(execFile);
 
 async function runChild(args: string[]): Promise<Record<string, unknown>> {
   ensureBuilt();
-  const { stdout } = await run(process.execPath, ['--no-warnings', child, ...args], { cwd: repoRoot, env: cleanEnv(rgw().env()), maxBuffer: 64 * 1024 * 1024, timeout: 900_000 });
+  const { stdout } = await run(process.execPath, [child, ...args], { cwd: repoRoot, env: cleanEnv(rgw().env()), maxBuffer: 64 * 1024 * 1024, timeout: 900_000 });
   const lines = stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
   return lines.at(-1)!;
 }

@@ -141,12 +141,14 @@ describe('reading', () => {
 });
 
 /**
- * A TCP relay in front of RGW that cuts chosen connections after some bytes: a real broken
- * connection mid-transfer, for the retry paths.
+ * A TCP relay in front of RGW that cuts chosen connections after some bytes (a real broken
+ * connection mid-transfer) or flips one byte in them (data damaged on the way), for the retry
+ * and integrity paths.
  */
-async function cuttingRelay(target: string, cut: { direction: 'down' | 'up'; afterBytes: number; connections: number[] }) {
+async function cuttingRelay(target: string, cut: { direction: 'down' | 'up'; afterBytes: number; connections: number[]; flip?: boolean }) {
   const { hostname, port } = new URL(target);
   let count = 0;
+  let flips = 0;
   const sockets = new Set<net.Socket>();
   const server = net.createServer((client) => {
     const n = ++count;
@@ -158,9 +160,17 @@ async function cuttingRelay(target: string, cut: { direction: 'down' | 'up'; aft
     from.on('data', (chunk: Buffer) => {
       moved += chunk.length;
       if (cut.connections.includes(n) && moved > cut.afterBytes) {
-        client.resetAndDestroy();
-        upstream.destroy();
-        return;
+        if (cut.flip) {
+          // Damage one byte of this connection, once, and let everything else through.
+          const at = chunk.length - (moved - cut.afterBytes);
+          chunk[at] = chunk[at]! ^ 0x01;
+          flips++;
+          cut.connections = cut.connections.filter((c) => c !== n);
+        } else {
+          client.resetAndDestroy();
+          upstream.destroy();
+          return;
+        }
       }
       to.write(chunk);
     });
@@ -172,6 +182,7 @@ async function cuttingRelay(target: string, cut: { direction: 'down' | 'up'; aft
   return {
     endpoint: `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`,
     connections: () => count,
+    flips: () => flips,
     close: () => {
       for (const s of sockets) s.destroy();
       server.close();
@@ -209,6 +220,46 @@ describe('broken connections', () => {
     } finally {
       relay.close();
     }
+  });
+});
+
+describe('integrity on the way', () => {
+  test('a part damaged in transit is refused by the store (Content-MD5: BadDigest) and sent again', async () => {
+    const r = rgw();
+    const bucket = await r.bucket();
+    // 9 MiB into the first connection: inside part 2's body (part 1 is 8 MiB).
+    const relay = await cuttingRelay(r.endpoint, { direction: 'up', afterBytes: 9 * MiB, connections: [1, 2, 3, 4], flip: true });
+    try {
+      const repo = bucketRepository(r, `s3://${bucket}/p`, {}, { endpoint: relay.endpoint });
+      const data = randomBytes(20 * MiB);
+      const sink = await repo.createArchive('backup-20240101T000000Z.tar');
+      // One part at a time, so the byte counts of the connection are those of this upload.
+      for (let offset = 0; offset < data.length; offset += MiB) {
+        sink.append(data.subarray(offset, offset + MiB));
+        await sink.drain();
+      }
+      await sink.commit({ sha256: sha256(data), manifest: '{}' });
+      expect(relay.flips()).toBe(1);
+      expect(sha256(await readAll(bucketRepository(r, `s3://${bucket}/p`), 'backup-20240101T000000Z.tar'))).toBe(sha256(data));
+    } finally {
+      relay.close();
+    }
+  });
+
+  test('a part damaged every time fails the upload with a clear line, and nothing is left', async () => {
+    const r = rgw();
+    const bucket = await r.bucket();
+    const relay = await cuttingRelay(r.endpoint, { direction: 'up', afterBytes: 3 * MiB, connections: Array.from({ length: 50 }, (_, i) => i + 1), flip: true });
+    try {
+      const repo = bucketRepository(r, `s3://${bucket}/p`, {}, { endpoint: relay.endpoint });
+      const failure = await publish(repo, 'backup-20240101T000000Z.tar', randomBytes(20 * MiB)).catch((e: unknown) => e);
+      expect(failure).toBeInstanceOf(OperationError);
+      expect((failure as Error).message).toMatch(/cannot upload part \d+ of .*: the store received different bytes than were sent \(BadDigest, HTTP 400\)/);
+    } finally {
+      relay.close();
+    }
+    expect(await listKeys(r.client(), bucket)).toEqual([]);
+    expect((await r.client().send(new ListMultipartUploadsCommand({ Bucket: bucket }))).Uploads ?? []).toEqual([]);
   });
 });
 
