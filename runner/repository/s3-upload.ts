@@ -123,7 +123,6 @@ export class ObjectUpload {
     if (this.failure !== undefined) throw await this.settle();
     if (this.finished) throw new Error(`${this.options.label}: finish called twice`);
     this.finished = true;
-    this.options.signal?.removeEventListener('abort', this.onSignal);
     try {
       if (!this.uploadId) {
         const body = this.current ? this.current.subarray(0, this.filled) : Buffer.alloc(0);
@@ -159,6 +158,8 @@ export class ObjectUpload {
     } catch (error) {
       this.fail(error);
       throw await this.settle();
+    } finally {
+      this.options.signal?.removeEventListener('abort', this.onSignal);
     }
   }
 

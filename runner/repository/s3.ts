@@ -49,7 +49,7 @@ import { ObjectUpload } from './s3-upload.js';
  */
 
 export interface BucketRepositoryOptions extends BucketClientOptions {
-  /** Keys per ListObjectsV2 page (S3's maximum, 1000, by default). */
+  /** Keys per ListObjectsV2 / ListMultipartUploads page (S3's maximum, 1000, by default). */
   listPageSize?: number;
   /** Bytes per ranged GET when reading (default 64 MiB), and bytes buffered ahead of the reader (default 4 MiB). */
   segmentBytes?: number;
@@ -249,7 +249,13 @@ export class BucketRepository implements Repository {
     const prefix = this.settings.location.keyPrefix ? `${this.settings.location.keyPrefix}/` : '';
     for (;;) {
       const page = await this.client.send(
-        new ListMultipartUploadsCommand({ Bucket: this.client.bucket, Prefix: prefix, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker }),
+        new ListMultipartUploadsCommand({
+          Bucket: this.client.bucket,
+          Prefix: prefix,
+          KeyMarker: keyMarker,
+          UploadIdMarker: uploadIdMarker,
+          MaxUploads: this.options.listPageSize ?? 1000,
+        }),
         `list the unfinished uploads in ${this.location}`,
       );
       for (const upload of page.Uploads ?? []) {

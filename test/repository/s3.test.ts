@@ -109,6 +109,15 @@ describe('listing and deleting', () => {
     expect(listing.archives.every((a) => a.hasManifest && a.hasSha256)).toBe(true);
   });
 
+  test('leftover uploads are found across pages of the upload listing', async () => {
+    const s = await bucketSubject(rgw(), 'p', { listPageSize: 2 });
+    const names = ['backup-20240101T000000Z.tar', 'backup-20240102T000000Z.tar', 'backup-20240103T000000Z.tar', 'other-20240101T000000Z.tar.gz.manifest.json', 'backup-20240104T000000Z.tar'];
+    for (const n of names) await s.leaveInterrupted(n);
+    await s.leaveInterrupted('backup-20240103T000000Z.tar'); // a second upload of the same key
+    expect(await s.repo.removeLeftovers()).toEqual([...names, 'backup-20240103T000000Z.tar'].sort());
+    expect(await s.unfinished()).toEqual([]);
+  });
+
   test('a delete the store denies (Object Lock, delete-less credentials) is "retained", not a failure', async () => {
     const r = rgw();
     const s = await bucketSubject(r, 'p');
