@@ -8,7 +8,8 @@
 #
 # Environment: PORT (S3, required), MON_PORT (required; the OSD picks free ports itself),
 # OBJECTSTORE=memstore (data in RAM) | bluestore (sparse file DIR/osd/block), STORE_GB=4,
-# ACCESS_KEY / SECRET_KEY (the first user, uid "backup").
+# ACCESS_KEY / SECRET_KEY (the first user, uid "backup"), STORAGE_CLASSES="STANDARD_IA …" (accepted
+# besides STANDARD, stored alike).
 #
 # One mon, one OSD, no cephx, pool size 1, every socket on 127.0.0.1. The Debian packages
 # (ceph-mon ceph-osd radosgw ceph-common) are installed by scripts/setup.sh.
@@ -165,6 +166,15 @@ EOF
   ceph-osd -c "$CONF" -i 0 --mkfs --osd-uuid "$osd_uuid" >"$DIR/log/osd-mkfs.out" 2>&1
   ceph-osd -c "$CONF" -i 0
   wait_for 60 "the OSD" osd_up
+
+  # Extra storage classes (all in the same pool): without them RGW refuses any class but STANDARD.
+  local class
+  [ -z "${STORAGE_CLASSES:-}" ] || radosgw-admin -c "$CONF" user list >/dev/null # creates the default zone and zonegroup
+  for class in ${STORAGE_CLASSES:-}; do
+    radosgw-admin -c "$CONF" zonegroup placement add --rgw-zonegroup default --placement-id default-placement --storage-class "$class" >/dev/null
+    radosgw-admin -c "$CONF" zone placement add --rgw-zone default --placement-id default-placement --storage-class "$class" \
+      --data-pool default.rgw.buckets.data >/dev/null
+  done
 
   radosgw -c "$CONF" -n client.rgw
   wait_for 90 "radosgw on 127.0.0.1:$PORT" rgw_up

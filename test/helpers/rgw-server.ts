@@ -65,6 +65,8 @@ function parseEnvFile(text: string): Record<string, string> {
 export interface RgwOptions {
   objectstore?: 'memstore' | 'bluestore';
   storeGb?: number;
+  /** Storage classes RGW accepts besides STANDARD. */
+  storageClasses?: string[];
 }
 
 export async function startRgw(options: RgwOptions = {}): Promise<Rgw> {
@@ -80,6 +82,7 @@ export async function startRgw(options: RgwOptions = {}): Promise<Rgw> {
           MON_PORT: String(monPort),
           OBJECTSTORE: options.objectstore ?? 'memstore',
           STORE_GB: String(options.storeGb ?? 3),
+          STORAGE_CLASSES: (options.storageClasses ?? []).join(' '),
         },
         encoding: 'utf8',
         stdio: ['ignore', 'pipe', 'pipe'],

@@ -13,7 +13,7 @@ import { bucketRepository, bucketSubject, feed, listKeys, publish, readAll, sha2
  * limit, stopping on a signal, its lock, and one clear line for each way the store says no.
  */
 
-const rgw = useRgw();
+const rgw = useRgw({ storageClasses: ['STANDARD_IA'] });
 const MiB = 1024 * 1024;
 
 async function head(r: Rgw, bucket: string, key: string) {
@@ -45,6 +45,18 @@ describe('publishing', () => {
     const single = await head(r, s.bucket, 'p/backup-20240103T000000Z.tar.gz');
     expect(single.Metadata).toEqual({ sha256: sha256(small) });
     expect(single.ETag).toBe(`"${createHash('md5').update(small).digest('hex')}"`);
+  });
+
+  test('storage class and SSE headers reach the store, and stamping the metadata keeps the class', async () => {
+    const r = rgw();
+    const bucket = await r.bucket();
+    const repo = bucketRepository(r, `s3://${bucket}/p`, {}, { storageClass: 'STANDARD_IA', sse: 'AES256' });
+    const data = randomBytes(10 * MiB);
+    await publish(repo, 'backup-20240101T000000Z.tar', data);
+    const object = await head(r, bucket, 'p/backup-20240101T000000Z.tar');
+    expect(object.StorageClass).toBe('STANDARD_IA');
+    expect(object.Metadata).toEqual({ sha256: sha256(data) });
+    expect((await head(r, bucket, 'p/backup-20240101T000000Z.tar.manifest.json')).StorageClass).toBe('STANDARD_IA');
   });
 
   test('above the copy limit the metadata is stamped with a multipart copy', async () => {
@@ -90,7 +102,8 @@ describe('publishing', () => {
     const stop = new AbortController();
     const sink = await s.repo.createArchive('backup-20240101T000000Z.tar', { signal: stop.signal });
     await feed(sink, randomBytes(30 * MiB));
-    expect(await s.unfinished()).toHaveLength(1);
+    // Parts are still in flight: wait until the store lists the upload, then stop.
+    await expect.poll(() => s.unfinished(), { timeout: 20_000 }).toHaveLength(1);
     stop.abort();
     await expect(sink.drain()).rejects.toMatchObject({ code: 'STOPPED' });
     await sink.abort();
