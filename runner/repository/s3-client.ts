@@ -44,7 +44,13 @@ export class BucketClient {
       maxAttempts: options.maxAttempts ?? 3,
       requestHandler: {
         connectionTimeout: 10_000,
+        // Until the answer's headers, uploads included: a store that stops answering (Ceph blocks
+        // writes when it is full) fails the request instead of hanging the run. By default the SDK
+        // only logs a warning when this expires.
         requestTimeout: options.requestTimeoutMs ?? 300_000,
+        throwOnRequestTimeout: true,
+        // A connection on which nothing moves for this long is given up (a read resumes elsewhere).
+        socketTimeout: 120_000,
         httpAgent: { keepAlive: true, maxSockets: 16 },
         httpsAgent: { keepAlive: true, maxSockets: 16 },
       },

@@ -115,7 +115,13 @@ export function describeS3Error(error: unknown, ctx: S3ErrorContext): RunnerErro
   if (code === 'AccessDenied' || status === 403) {
     return fail(`access denied (${answer(error)}); the credentials may not ${ctx.operation.split(' ')[0]} here: grant it in the bucket or user policy, or use other credentials`, 'S3_ACCESS_DENIED');
   }
-  const network = NETWORK_CODES.has(e?.code ?? '') || NETWORK_CODES.has(code ?? '') || e?.name === 'TimeoutError' || e?.name === 'RequestTimeout';
+  if (e?.name === 'TimeoutError' || e?.code === 'ETIMEDOUT' || code === 'RequestTimeout') {
+    return fail(
+      `the store ${where(ctx)} did not answer in time, also after retries (${e?.code ?? code ?? e?.name}); it may be overloaded or full (Ceph blocks writes when full), or unreachable: check its health, --s3-endpoint and the network`,
+      'S3_TIMEOUT',
+    );
+  }
+  const network = NETWORK_CODES.has(e?.code ?? '') || NETWORK_CODES.has(code ?? '');
   if (network) {
     return fail(
       `cannot reach the store ${where(ctx)} (${e?.code ?? code ?? e?.name}); check --s3-endpoint / AWS_ENDPOINT_URL, --s3-region and the network`,

@@ -18,8 +18,8 @@ import type { PartPlan } from './s3-parts.js';
  * - chunks are copied into a part buffer; a full buffer is sealed and sent as an UploadPart with
  *   its Content-MD5 (the store refuses a part whose bytes differ: BadDigest, retried twice);
  * - parts upload concurrently up to the plan's limit for their size; `drain()` holds the
- *   producer while that many are pending, so at most limit + 2 part buffers exist (pending,
- *   the one being filled, one kept for reuse);
+ *   producer while that many are pending, so at most limit + 1 part buffers exist (pending and
+ *   the one being filled; sent ones are reused);
  * - the multipart upload is created only when the first part is full: an object smaller than one
  *   part is sent by `finish()` as one PutObject (with Content-MD5 and all its metadata);
  * - the upload is completed last, in `finish()`; any failure, `abort()` or the signal aborts it
@@ -181,8 +181,14 @@ export class ObjectUpload {
     return Buffer.allocUnsafeSlow(size);
   }
 
+  /**
+   * Keeps a sent part's buffer for the next part of that size. Allocating a fresh 8-60 MiB buffer
+   * per part would report gigabytes of external memory to V8, which answers with a full
+   * collection every few parts; reusing them keeps the total at what is in flight.
+   */
   private giveBuffer(buffer: Buffer): void {
-    if (this.spare.length < 1 && this.failure === undefined && buffer.length === this.options.plan.size(this.partNumber)) this.spare.push(buffer);
+    const size = this.options.plan.size(this.partNumber);
+    if (this.failure === undefined && buffer.length === size && this.spare.length < this.options.plan.inFlight(size)) this.spare.push(buffer);
   }
 
   private seal(): void {

@@ -381,6 +381,22 @@ describe('errors: one line naming the bucket, the operation and what to do', () 
     expectOneLine(error, /^s3:\/\/some-bucket\/p: cannot list .*: cannot reach the store at http:\/\/127\.0\.0\.1:9 \(ECONNREFUSED\); check --s3-endpoint/);
   });
 
+  test('a store that stops answering fails the request in time instead of hanging the run', async () => {
+    // Accepts connections and never answers, as RGW does while its OSDs are full.
+    const silent = net.createServer((socket) => socket.on('error', () => undefined));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    try {
+      const endpoint = `http://127.0.0.1:${(silent.address() as net.AddressInfo).port}`;
+      const repo = bucketRepository(rgw(), 's3://some-bucket/p', { maxAttempts: 1, requestTimeoutMs: 1500 }, { endpoint });
+      const started = Date.now();
+      const error = await repo.list('backup').catch((e: unknown) => e);
+      expect(Date.now() - started).toBeLessThan(10_000);
+      expectOneLine(error, /cannot list .*: the store at http:\/\/127\.0\.0\.1:\d+ did not answer in time, also after retries \(ETIMEDOUT\); it may be overloaded or full/);
+    } finally {
+      silent.close();
+    }
+  });
+
   test('a read of an object that is not there', async () => {
     const s = await bucketSubject(rgw(), 'p');
     await expect(s.repo.read('backup-20240101T000000Z.tar')).rejects.toThrow(/^no backup-20240101T000000Z\.tar in s3:\/\/.*\/p$/);
