@@ -2,7 +2,6 @@ import type { IncomingMessage } from 'node:http';
 import { Readable } from 'node:stream';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { OperationError } from '../errors.js';
-import { GarbageGovernor } from '../memory.js';
 import type { BucketClient } from './s3-client.js';
 import { isPreconditionFailed } from './s3-errors.js';
 
@@ -46,8 +45,6 @@ export function openRangedObject(client: BucketClient, key: string, size: number
   let body: IncomingMessage | undefined;
   let opening = false;
   let failures = 0;
-  // The socket's chunks are garbage once passed on: young collections keep them from piling up.
-  const governor = new GarbageGovernor();
 
   const stream = new Readable({
     highWaterMark: options.highWaterMark ?? DEFAULT_HIGH_WATER_MARK,
@@ -93,7 +90,6 @@ export function openRangedObject(client: BucketClient, key: string, size: number
         return;
       }
       offset += chunk.length;
-      governor.processed(chunk.length);
       if (!delivered) {
         delivered = true;
         failures = 0;
