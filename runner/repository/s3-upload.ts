@@ -1,0 +1,330 @@
+import { createHash } from 'node:crypto';
+import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
+  PutObjectCommand,
+  UploadPartCommand,
+} from '@aws-sdk/client-s3';
+import { OperationError } from '../errors.js';
+import { GarbageGovernor } from '../memory.js';
+import type { BucketClient } from './s3-client.js';
+import { errorCode } from './s3-errors.js';
+import type { PartPlan } from './s3-parts.js';
+
+/**
+ * Uploads one object from pushed chunks with bounded memory, never visible before `finish()`:
+ *
+ * - chunks are copied into a part buffer; a full buffer is sealed and sent as an UploadPart with
+ *   its Content-MD5 (the store refuses a part whose bytes differ: BadDigest, retried twice);
+ * - parts upload concurrently up to the plan's limit for their size; `drain()` holds the
+ *   producer while that many are pending, so at most limit + 1 part buffers exist (pending and
+ *   the one being filled; sent ones are reused);
+ * - the multipart upload is created only when the first part is full: an object smaller than one
+ *   part is sent by `finish()` as one PutObject (with Content-MD5 and all its metadata);
+ * - the upload is completed last, in `finish()`; any failure, `abort()` or the signal aborts it
+ *   (AbortMultipartUpload), and in-flight requests are cancelled.
+ */
+
+export interface ObjectUploadOptions {
+  key: string;
+  plan: PartPlan;
+  /** User metadata known at the start (stored at CreateMultipartUpload or PutObject). */
+  metadata?: Record<string, string>;
+  contentType?: string;
+  signal?: AbortSignal;
+  /** For messages: what is being uploaded ("archive X", "manifest of X"). */
+  label: string;
+}
+
+export interface FinishedUpload {
+  multipart: boolean;
+  parts: number;
+  bytes: number;
+}
+
+function md5(data: Uint8Array): string {
+  return createHash('md5').update(data).digest('base64');
+}
+
+const BAD_DIGEST_ATTEMPTS = 3;
+
+export class ObjectUpload {
+  bytes = 0;
+  private current: Buffer | undefined;
+  private filled = 0;
+  /** Number of the part being filled. */
+  private partNumber = 1;
+  private uploadId: Promise<string> | undefined;
+  private readonly parts: { PartNumber: number; ETag: string }[] = [];
+  private readonly tasks = new Set<Promise<void>>();
+  private pending = 0;
+  private running = 0;
+  private readonly queue: (() => void)[] = [];
+  private readonly spare: Buffer[] = [];
+  private waiters: { resolve: () => void; reject: (e: unknown) => void }[] = [];
+  private failure: unknown;
+  private finished = false;
+  private aborted: Promise<void> | undefined;
+  private readonly controller = new AbortController();
+  /** The HTTP layer's small buffers are garbage as soon as a part is sent: collect them regularly. */
+  private readonly governor = new GarbageGovernor();
+  private readonly onSignal = () => this.fail(new OperationError(`${this.options.label}: upload stopped by a signal`, 'STOPPED'));
+
+  constructor(
+    private readonly client: BucketClient,
+    private readonly options: ObjectUploadOptions,
+  ) {
+    if (options.signal?.aborted) this.onSignal();
+    else options.signal?.addEventListener('abort', this.onSignal, { once: true });
+  }
+
+  get failed(): unknown {
+    return this.failure;
+  }
+
+  append(chunk: Uint8Array): void {
+    if (this.failure !== undefined || this.finished) return;
+    let offset = 0;
+    while (offset < chunk.length) {
+      if (!this.current) {
+        if (this.partNumber > this.options.plan.maxParts) {
+          this.fail(
+            new OperationError(
+              `${this.options.label}: the archive outgrew its upload plan (${this.options.plan.maxParts} parts, up to ${this.options.plan.capacity} bytes; the plan covers twice the source's size at the start, or 500 GiB); raise --s3-max-parts if the store allows more parts`,
+              'S3_TOO_LARGE',
+            ),
+          );
+          return;
+        }
+        this.current = this.takeBuffer(this.options.plan.size(this.partNumber));
+        this.filled = 0;
+      }
+      const n = Math.min(chunk.length - offset, this.current.length - this.filled);
+      this.current.set(chunk.subarray(offset, offset + n), this.filled);
+      this.filled += n;
+      offset += n;
+      this.bytes += n;
+      if (this.filled === this.current.length) this.seal();
+    }
+  }
+
+  drain(): Promise<void> {
+    if (this.failure !== undefined) return Promise.reject(this.failure);
+    if (this.pending < this.limit()) return Promise.resolve();
+    return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
+  }
+
+  /**
+   * Sends what is left and makes the object visible. `metadata` is added to the object when it
+   * is still a single PutObject (a multipart upload's metadata was fixed at its start).
+   */
+  async finish(metadata: Record<string, string> = {}): Promise<FinishedUpload> {
+    if (this.failure !== undefined) throw await this.settle();
+    if (this.finished) throw new Error(`${this.options.label}: finish called twice`);
+    this.finished = true;
+    try {
+      if (!this.uploadId) {
+        const body = this.current ? this.current.subarray(0, this.filled) : Buffer.alloc(0);
+        await this.client.send(
+          new PutObjectCommand({
+            Bucket: this.client.bucket,
+            Key: this.options.key,
+            Body: body,
+            ContentLength: body.length,
+            ContentMD5: md5(body),
+            ContentType: this.options.contentType,
+            Metadata: { ...this.options.metadata, ...metadata },
+            ...this.client.objectHeaders(),
+          }),
+          `upload ${this.options.label}`,
+          { signal: this.controller.signal, headersMatter: true },
+        );
+        this.current = undefined;
+        return { multipart: false, parts: 1, bytes: this.bytes };
+      }
+      if (this.filled > 0) this.seal();
+      while (this.tasks.size > 0) await Promise.all([...this.tasks]);
+      if (this.failure !== undefined) throw this.failure;
+      const uploadId = await this.uploadId;
+      const parts = [...this.parts].sort((a, b) => a.PartNumber - b.PartNumber);
+      // Ceph RGW 16 answers with an empty ETag here: the result is not used, HEAD checks the object.
+      await this.client.send(
+        new CompleteMultipartUploadCommand({ Bucket: this.client.bucket, Key: this.options.key, UploadId: uploadId, MultipartUpload: { Parts: parts } }),
+        `complete the upload of ${this.options.label}`,
+        { signal: this.controller.signal },
+      );
+      return { multipart: true, parts: parts.length, bytes: this.bytes };
+    } catch (error) {
+      this.fail(error);
+      throw await this.settle();
+    } finally {
+      this.options.signal?.removeEventListener('abort', this.onSignal);
+    }
+  }
+
+  /** Cancels requests in flight and aborts the multipart upload. Never throws; resolves when done. */
+  abort(): Promise<void> {
+    this.fail(new OperationError(`${this.options.label}: upload aborted`, 'ABORTED'));
+    return this.aborted ?? Promise.resolve();
+  }
+
+  private limit(): number {
+    return this.options.plan.inFlight(this.options.plan.size(this.partNumber));
+  }
+
+  private takeBuffer(size: number): Buffer {
+    while (this.spare.length > 0) {
+      const b = this.spare.pop()!;
+      if (b.length === size) return b;
+    }
+    return Buffer.allocUnsafeSlow(size);
+  }
+
+  /**
+   * Keeps a sent part's buffer for the next part of that size. Allocating a fresh 8-60 MiB buffer
+   * per part would report gigabytes of external memory to V8, which answers with a full
+   * collection every few parts; reusing them keeps the total at what is in flight.
+   */
+  private giveBuffer(buffer: Buffer): void {
+    const size = this.options.plan.size(this.partNumber);
+    if (this.failure === undefined && buffer.length === size && this.spare.length < this.options.plan.inFlight(size)) this.spare.push(buffer);
+  }
+
+  private seal(): void {
+    const buffer = this.current!;
+    const length = this.filled;
+    const partNumber = this.partNumber++;
+    this.current = undefined;
+    this.filled = 0;
+    this.uploadId ??= this.createUpload();
+    this.pending++;
+    const task = this.sendPart(partNumber, buffer, length)
+      .catch((error) => this.fail(error))
+      .finally(() => {
+        this.pending--;
+        this.tasks.delete(task);
+        this.giveBuffer(buffer);
+        this.wake();
+      });
+    this.tasks.add(task);
+  }
+
+  private async createUpload(): Promise<string> {
+    const created = await this.client.send(
+      new CreateMultipartUploadCommand({
+        Bucket: this.client.bucket,
+        Key: this.options.key,
+        ContentType: this.options.contentType,
+        Metadata: this.options.metadata,
+        ...this.client.objectHeaders(),
+      }),
+      `start the upload of ${this.options.label}`,
+      { signal: this.controller.signal, headersMatter: true },
+    );
+    if (!created.UploadId) throw new OperationError(`${this.client.location}: the store returned no upload id for ${this.options.label}`, 'S3_FAILED');
+    return created.UploadId;
+  }
+
+  private async sendPart(partNumber: number, buffer: Buffer, length: number): Promise<void> {
+    const uploadId = await this.uploadId!;
+    await this.slot();
+    try {
+      const body = buffer.subarray(0, length);
+      const digest = md5(body);
+      for (let attempt = 1; ; attempt++) {
+        if (this.failure !== undefined) return;
+        try {
+          const result = await this.client.send(
+            new UploadPartCommand({
+              Bucket: this.client.bucket,
+              Key: this.options.key,
+              UploadId: uploadId,
+              PartNumber: partNumber,
+              Body: body,
+              ContentLength: length,
+              ContentMD5: digest,
+            }),
+            `upload part ${partNumber} of ${this.options.label}`,
+            { signal: this.controller.signal, raw: true },
+          );
+          if (!result.ETag) throw new OperationError(`${this.client.location}: the store returned no ETag for part ${partNumber} of ${this.options.label}`, 'S3_FAILED');
+          this.parts.push({ PartNumber: partNumber, ETag: result.ETag });
+          this.governor.processed(length);
+          return;
+        } catch (error) {
+          // A part corrupted on the way is refused by the store (Content-MD5): send it again.
+          if (errorCode(error) === 'BadDigest' && attempt < BAD_DIGEST_ATTEMPTS) continue;
+          throw this.client.describe(error, `upload part ${partNumber} of ${this.options.label}`);
+        }
+      }
+    } finally {
+      this.release();
+    }
+  }
+
+  private slot(): Promise<void> {
+    if (this.running < this.limit()) {
+      this.running++;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) =>
+      this.queue.push(() => {
+        this.running++;
+        resolve();
+      }),
+    );
+  }
+
+  private release(): void {
+    this.running--;
+    this.queue.shift()?.();
+  }
+
+  private wake(): void {
+    if (this.failure !== undefined) {
+      for (const w of this.waiters.splice(0)) w.reject(this.failure);
+      return;
+    }
+    if (this.pending < this.limit()) for (const w of this.waiters.splice(0)) w.resolve();
+  }
+
+  /** Records the first failure, cancels everything in flight and starts aborting the upload. */
+  private fail(error: unknown): void {
+    if (this.failure !== undefined) return;
+    this.failure = error;
+    this.options.signal?.removeEventListener('abort', this.onSignal);
+    this.controller.abort();
+    for (const run of this.queue.splice(0)) run();
+    this.wake();
+    this.current = undefined;
+    this.spare.length = 0;
+    this.aborted = this.abortUpload();
+  }
+
+  private async abortUpload(): Promise<void> {
+    await Promise.allSettled([...this.tasks]);
+    if (!this.uploadId) return;
+    const uploadId = await this.uploadId.catch(() => undefined);
+    if (!uploadId) return;
+    try {
+      await this.client.send(
+        new AbortMultipartUploadCommand({ Bucket: this.client.bucket, Key: this.options.key, UploadId: uploadId }),
+        `abort the upload of ${this.options.label}`,
+        { raw: true },
+      );
+    } catch (error) {
+      // Already gone is fine; anything else is left for the next run's removeLeftovers().
+      if (errorCode(error) !== 'NoSuchUpload') this.abortFailure = error;
+    }
+  }
+
+  /** Set when AbortMultipartUpload itself failed (the next run's leftover clean-up aborts it). */
+  abortFailure: unknown;
+
+  /** Waits for the abort to finish and returns the failure to throw. */
+  private async settle(): Promise<unknown> {
+    await this.aborted;
+    return this.failure;
+  }
+}
