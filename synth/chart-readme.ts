@@ -1,4 +1,4 @@
-import { valueEntries, type SchemaNode } from './schema.js';
+import { alternatives, valueEntries, type SchemaNode } from './schema.js';
 
 /** The chart's README.md (shown by `helm show readme`): install line and the values table. */
 export function renderChartReadme(schema: SchemaNode): string {
@@ -25,7 +25,7 @@ export function renderValuesTable(schema: SchemaNode): string {
   const rows = valueEntries(schema).map(({ path, node }) => {
     const required = isRequired(schema, path);
     const fallback = 'default' in node ? code(JSON.stringify(node.default)) : required ? '(required)' : '';
-    return `| \`${path}\` | ${typeText(node)} | ${fallback} | ${cell(node.description ?? '')} |`;
+    return `| \`${path}\` | ${typeText(schema, node)} | ${fallback} | ${cell(node.description ?? '')} |`;
   });
   return ['| Key | Type | Default | Description |', '|---|---|---|---|', ...rows, ''].join('\n');
 }
@@ -37,10 +37,18 @@ function isRequired(schema: SchemaNode, path: string): boolean {
   return (node?.required ?? []).includes(keys.at(-1)!);
 }
 
-function typeText(node: SchemaNode): string {
-  if (node.enum) return cell(node.enum.map((v) => String(v)).join(' | '));
-  const types = Array.isArray(node.type) ? node.type : [node.type ?? 'any'];
-  return types.map((t) => (t === 'array' && node.items?.type ? `${node.items.type}[]` : t)).join(' or ');
+function typeText(root: SchemaNode, node: SchemaNode): string {
+  const names = alternatives(root, node).flatMap((option) => {
+    if (option.enum) return [option.enum.map((v) => String(v)).join(' | ')];
+    const types = Array.isArray(option.type) ? option.type : [option.type ?? 'any'];
+    return types.map((t) => (t === 'array' && option.items ? `${itemText(root, option.items)}[]` : t));
+  });
+  return cell([...new Set(names)].join(' or '));
+}
+
+function itemText(root: SchemaNode, items: SchemaNode): string {
+  const names = [...new Set(alternatives(root, items).flatMap((option) => (Array.isArray(option.type) ? option.type : [option.type ?? 'any'])))];
+  return names.length === 1 ? names[0]! : `(${names.join(' or ')})`;
 }
 
 function code(text: string): string {

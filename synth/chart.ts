@@ -5,17 +5,24 @@ import { stringify } from 'yaml';
 import { renderChartReadme } from './chart-readme.js';
 import { BackupClaim } from './constructs/backup-claim.js';
 import { BackupCronJob } from './constructs/backup-cron-job.js';
+import { BindJob } from './constructs/bind-job.js';
 import { RestoreJob } from './constructs/restore-job.js';
 import { RunnerServiceAccount } from './constructs/service-account.js';
+import { TestPod } from './constructs/test-pod.js';
 import { VerifyCronJob } from './constructs/verify-cron-job.js';
 import { HelmChartApp, TemplateFile } from './helm.js';
 import { checkSchemaConventions, readSchema, readSchemaText } from './schema.js';
 import { RENDER_WHEN } from './values.js';
 import { renderValuesType, VALUES_TYPE_FILE } from './values-type.js';
 import { renderValuesYaml } from './values-yaml.js';
+import { CI_VALUES } from './ci-values.js';
+import { TIME_ZONES_FILE } from './update-time-zones.js';
+import { DAYS_IN_MONTH, MAX_FIELD_VALUES, SCHEDULE_FIELDS, SCHEDULE_MACROS } from '../runner/freshness.js';
 
 /** The chart directory, relative to the repository root. */
 export const CHART_DIR = 'charts/pvc-backup';
+
+const PROJECT_URL = 'https://github.com/pvc-backup/pvc-backup';
 
 export const CHART_METADATA = {
   apiVersion: 'v2',
@@ -25,7 +32,29 @@ export const CHART_METADATA = {
   version: '0.1.0',
   appVersion: '0.1.0',
   kubeVersion: '>=1.28.0-0',
+  home: PROJECT_URL,
+  sources: [PROJECT_URL],
+  icon: `${PROJECT_URL}/raw/main/docs/icon.svg`,
+  maintainers: [{ name: 'pvc-backup maintainers', url: PROJECT_URL }],
   keywords: ['backup', 'restore', 'pvc', 'persistentvolumeclaim', 'cronjob', 'tar'],
+  annotations: {
+    'artifacthub.io/license': 'Apache-2.0',
+    'artifacthub.io/category': 'storage',
+    'artifacthub.io/operator': 'false',
+    'artifacthub.io/containsSecurityUpdates': 'false',
+    'artifacthub.io/links': stringify([
+      { name: 'source', url: PROJECT_URL },
+      { name: 'documentation', url: `${PROJECT_URL}/blob/main/docs/chart.md` },
+      { name: 'image', url: `${PROJECT_URL}/blob/main/docs/image.md` },
+    ], { lineWidth: 0 }),
+    'artifacthub.io/changes': stringify([
+      { kind: 'added', description: 'securityProfile (baseline, restricted); the default pods meet Pod Security baseline' },
+      { kind: 'added', description: 'bind Job, so helm --wait works with WaitForFirstConsumer storage classes' },
+      { kind: 'added', description: 'global.imageRegistry, global.imagePullSecrets, global.storageClass, namespaceOverride, commonLabels, commonAnnotations, per-component scheduling and resources' },
+      { kind: 'added', description: 'helm test (verify --latest); render-time checks of schedules and time zones' },
+      { kind: 'changed', description: 'image.repository is required; verify pods mount only the backup volume' },
+    ], { lineWidth: 0 }),
+  },
 } as const;
 
 type ConstructClass = new (scope: Construct, id: string) => Construct;
@@ -37,10 +66,15 @@ const TEMPLATES: { fileName: string; condition?: string; construct: ConstructCla
   { fileName: 'backup-cronjob.yaml', condition: RENDER_WHEN.backupCronJob, construct: BackupCronJob, source: 'synth/constructs/backup-cron-job.ts' },
   { fileName: 'verify-cronjob.yaml', condition: RENDER_WHEN.verifyCronJob, construct: VerifyCronJob, source: 'synth/constructs/verify-cron-job.ts' },
   { fileName: 'restore-job.yaml', condition: RENDER_WHEN.restoreJob, construct: RestoreJob, source: 'synth/constructs/restore-job.ts' },
+  { fileName: 'bind-job.yaml', condition: RENDER_WHEN.bindJob, construct: BindJob, source: 'synth/constructs/bind-job.ts' },
+  { fileName: 'tests/test-pod.yaml', condition: RENDER_WHEN.testPod, construct: TestPod, source: 'synth/constructs/test-pod.ts' },
 ];
 
 /** Hand-written templates, copied as they are. */
-const HAND_WRITTEN = ['_helpers.tpl', 'NOTES.txt'];
+const HAND_WRITTEN = ['_helpers.tpl', '_schedule.tpl', 'validate.yaml', 'NOTES.txt'];
+
+/** Values files for chart-testing (ct lint / ct install), under ci/. */
+export const CI_VALUES_DIR = 'ci';
 
 const HELMIGNORE = ['.DS_Store', '.git/', '*.swp', '*.bak', '*.tmp', '*.orig', '*~', ''].join('\n');
 
@@ -61,6 +95,11 @@ export function synthesize(): Map<string, string> {
   for (const name of HAND_WRITTEN) {
     files.set(inChart(`templates/${name}`), readFileSync(fileURLToPath(new URL(`templates/${name}`, import.meta.url)), 'utf8'));
   }
+  files.set(inChart('templates/_schedule-rule.tpl'), renderScheduleRule());
+  files.set(inChart('files/time-zones.txt'), readFileSync(TIME_ZONES_FILE, 'utf8'));
+  for (const [name, values] of Object.entries(CI_VALUES)) {
+    files.set(inChart(`${CI_VALUES_DIR}/${name}-values.yaml`), `# chart-testing values: ${values.about}\n${stringify(values.values, { lineWidth: 0 })}`);
+  }
   for (const [fileName, text] of renderTemplateFiles()) {
     files.set(inChart(`templates/${fileName}`), text);
   }
@@ -71,7 +110,7 @@ export function synthesize(): Map<string, string> {
 function renderTemplateFiles(): Map<string, string> {
   const app = new HelmChartApp();
   for (const { fileName, condition, construct, source } of TEMPLATES) {
-    const file = new TemplateFile(app, fileName.replace(/\.yaml$/, ''), { fileName, condition, source });
+    const file = new TemplateFile(app, fileName.replace(/\.yaml$/, '').replace('/', '-'), { fileName, condition, source });
     new construct(file, 'Resource');
   }
   const rendered = new Map(app.templateFiles.map((file) => [file.props.fileName, file.render()]));
@@ -80,9 +119,26 @@ function renderTemplateFiles(): Map<string, string> {
   return rendered;
 }
 
-/** Fails the synth when a template includes a helper that _helpers.tpl does not define. */
+/** The schedule rule's tables (runner/freshness.ts) as a helper of _schedule.tpl. */
+function renderScheduleRule(): string {
+  const rule = {
+    macros: SCHEDULE_MACROS,
+    fields: SCHEDULE_FIELDS,
+    daysInMonth: DAYS_IN_MONTH,
+    maxValues: MAX_FIELD_VALUES,
+  };
+  return [
+    '{{- /* Generated by npm run synth from runner/freshness.ts (the schedule rule the runner uses); used by _schedule.tpl. */}}',
+    '{{- define "pvc-backup.scheduleRule" -}}',
+    JSON.stringify(rule),
+    '{{- end }}',
+    '',
+  ].join('\n');
+}
+
+/** Fails the synth when a template includes a helper that no .tpl file defines. */
 function checkHelpersDefined(files: Map<string, string>): void {
-  const helpers = files.get(`${CHART_DIR}/templates/_helpers.tpl`) ?? '';
+  const helpers = [...files].filter(([path]) => path.startsWith(`${CHART_DIR}/templates/`) && path.endsWith('.tpl')).map(([, text]) => text).join('\n');
   const defined = new Set([...helpers.matchAll(/define "([^"]+)"/g)].map((m) => m[1]));
   for (const [path, text] of files) {
     if (!path.startsWith(`${CHART_DIR}/templates/`)) continue;

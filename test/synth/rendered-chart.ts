@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CronJob, Job } from 'kubernetes-models/batch/v1';
-import { PersistentVolumeClaim, ServiceAccount } from 'kubernetes-models/v1';
+import { PersistentVolumeClaim, Pod, ServiceAccount } from 'kubernetes-models/v1';
 import { parseAllDocuments } from 'yaml';
 import type { Values } from '../../synth/values.js';
 import { runHelm, type HelmBinary, type HelmResult } from '../helpers/helm.js';
@@ -21,7 +21,7 @@ export type ValuesOverride = DeepPartial<Values>;
 export interface Manifest {
   apiVersion: string;
   kind: string;
-  metadata: { name: string; labels?: Record<string, string>; annotations?: Record<string, string> };
+  metadata: { name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> };
   spec?: any;
   [field: string]: unknown;
 }
@@ -78,6 +78,7 @@ const MODELS: Record<string, new (data: any) => { validate(): void }> = {
   'batch/v1/CronJob': CronJob,
   'batch/v1/Job': Job,
   'v1/PersistentVolumeClaim': PersistentVolumeClaim,
+  'v1/Pod': Pod,
   'v1/ServiceAccount': ServiceAccount,
 };
 
@@ -92,14 +93,25 @@ export function validateKubernetesObject(manifest: Manifest): void {
   }
 }
 
-/** The pod template of a CronJob or Job. */
-export function podTemplateOf(manifest: Manifest): { metadata: { labels?: Record<string, string>; annotations?: Record<string, string> }; spec: any } {
+export interface PodTemplate {
+  metadata: { labels?: Record<string, string>; annotations?: Record<string, string> };
+  spec: any;
+}
+
+/** The pod template of a CronJob or Job, or a Pod itself. */
+export function podTemplateOf(manifest: Manifest): PodTemplate {
   if (manifest.kind === 'CronJob') return manifest.spec.jobTemplate.spec.template;
   if (manifest.kind === 'Job') return manifest.spec.template;
+  if (manifest.kind === 'Pod') return manifest as unknown as PodTemplate;
   throw new Error(`${manifest.kind} has no pod template`);
 }
 
-/** The one runner container of a CronJob or Job. */
+/** Every manifest that runs pods (CronJobs, Jobs, Pods). */
+export function workloadsOf(manifests: Manifest[]): Manifest[] {
+  return manifests.filter((m) => m.kind === 'CronJob' || m.kind === 'Job' || m.kind === 'Pod');
+}
+
+/** The one runner container of a CronJob, Job or Pod. */
 export function runnerContainerOf(manifest: Manifest): any {
   const containers = podTemplateOf(manifest).spec.containers as any[];
   if (containers.length !== 1) throw new Error(`expected one container in ${manifest.kind}/${manifest.metadata.name}`);
@@ -110,6 +122,12 @@ export function runnerContainerOf(manifest: Manifest): any {
 export function environmentOf(container: { env?: { name: string; value?: string }[] }): Record<string, string> {
   return Object.fromEntries((container.env ?? []).filter((e) => e.value !== undefined).map((e) => [e.name, e.value!]));
 }
+
+/** The image repository every test installs from (the chart requires one). */
+export const IMAGE_REPOSITORY = 'registry.example.com/pvc-backup';
+
+/** The values every install needs: a source claim and the image. */
+export const REQUIRED_VALUES = { source: { claimName: 'shop-data' }, image: { repository: IMAGE_REPOSITORY } } as const;
 
 /** The names of the chart's resources for a release, as the contract spells them. */
 export function fullname(release = RELEASE): string {
