@@ -37,12 +37,6 @@ export const SCHEDULE_FIELDS: readonly ScheduleField[] = [
 /** The longest each month can be (February 29); cron-parser refuses a day of month no listed month has. */
 export const DAYS_IN_MONTH = [31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31] as const;
 
-/**
- * At most this many values per field (items times their range, repeats counted): cron-parser
- * refuses fields that expand to more than 256, and counts a day-of-week `*` as eight.
- */
-export const MAX_FIELD_VALUES = 128;
-
 const ITEM = /^(?:(?<any>[*?])|(?<from>[0-9A-Za-z]+)(?:-(?<to>[0-9A-Za-z]+))?)(?:\/(?<step>[0-9]+))?$/;
 
 /** What is wrong with a schedule under the rule above, or undefined when it is fine. */
@@ -75,14 +69,17 @@ interface Range {
   step: number;
 }
 
+/** The items of a field; no value may come twice (cron-parser refuses a field that repeats one). */
 function parseField(text: string, spec: ScheduleField): Range[] | string {
   const ranges: Range[] = [];
-  let count = 0;
+  const seen = new Set<number>();
   for (const item of text.split(',')) {
     const range = parseItem(item, spec);
     if (typeof range === 'string') return range;
-    count += Math.floor((range.end - range.start) / range.step) + 1;
-    if (count > MAX_FIELD_VALUES) return `more than ${MAX_FIELD_VALUES} values`;
+    for (const v of expand(range)) {
+      if (seen.has(v)) return `${v} comes twice`;
+      seen.add(v);
+    }
     ranges.push(range);
   }
   return ranges;

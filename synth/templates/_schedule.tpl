@@ -26,7 +26,7 @@ and a test compares the two on a list of cases.
 {{- range $index, $spec := $rule.fields }}
 {{- if not $problem }}
 {{- $text := index $fields $index }}
-{{- $parsed := include "pvc-backup.scheduleField" (dict "text" $text "spec" $spec "maxValues" $rule.maxValues) | fromJson }}
+{{- $parsed := include "pvc-backup.scheduleField" (dict "text" $text "spec" $spec) | fromJson }}
 {{- if $parsed.problem }}
 {{- $problem = printf "%s \"%s\": %s" $spec.name $text $parsed.problem }}
 {{- else if eq $index 2 }}
@@ -51,15 +51,14 @@ and a test compares the two on a list of cases.
 {{- end }}
 
 {{/*
-One field: JSON {"problem": "..."} or {"first": lowest start, "values": every value}.
-Args: text, spec (name, min, max, names), maxValues.
+One field: JSON {"problem": "..."} or {"first": lowest start, "values": every value}; no value may
+come twice. Args: text, spec (name, min, max, names).
 */}}
 {{- define "pvc-backup.scheduleField" -}}
 {{- $spec := .spec }}
 {{- $min := $spec.min | int }}
 {{- $max := $spec.max | int }}
 {{- $problem := "" }}
-{{- $count := 0 }}
 {{- $first := 100 }}
 {{- $values := list }}
 {{- range $item := splitList "," .text }}
@@ -104,12 +103,13 @@ Args: text, spec (name, min, max, names), maxValues.
 {{- end }}
 {{- end }}
 {{- if not $problem }}
-{{- $count = add $count (add1 (div (sub $end $start) $step)) }}
-{{- if gt $count ($.maxValues | int) }}
-{{- $problem = printf "more than %d values" ($.maxValues | int) }}
+{{- range untilStep (int $start) (add1 $end | int) (int $step) }}
+{{- if and (not $problem) (has . $values) }}
+{{- $problem = printf "%d comes twice" . }}
+{{- end }}
+{{- $values = append $values . }}
 {{- end }}
 {{- $first = min $first $start }}
-{{- $values = concat $values (untilStep (int $start) (add1 $end | int) (int $step)) }}
 {{- end }}
 {{- end }}
 {{- end }}
