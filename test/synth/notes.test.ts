@@ -1,10 +1,27 @@
+import { spawnSync } from 'node:child_process';
 import { copyFileSync, cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { Pod } from 'kubernetes-models/v1';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseCommandLine } from '../../runner/config.js';
-import { helmBinaries, runHelm, type HelmBinary } from '../helpers/helm.js';
-import { CHART_PATH, NAMESPACE, parseManifests, RELEASE, renderChart, valuesFile, type ValuesOverride } from './rendered-chart.js';
+import { helmBinaries, helmEnvironment, kubectlBinary, runHelm, type HelmBinary } from '../helpers/helm.js';
+import { OVERRIDE_SETS, overrideSet } from './override-sets.js';
+import { lowestLevel, podSecurityLevel } from './pod-security.js';
+import {
+  CHART_PATH,
+  find,
+  fullname,
+  NAMESPACE,
+  parseManifests,
+  podTemplateOf,
+  RELEASE,
+  renderChart,
+  REQUIRED_VALUES,
+  valuesFile,
+  workloadsOf,
+  type ValuesOverride,
+} from './rendered-chart.js';
 
 /**
  * helm template does not print NOTES.txt, and Helm 3 needs a cluster even for
@@ -14,14 +31,15 @@ import { CHART_PATH, NAMESPACE, parseManifests, RELEASE, renderChart, valuesFile
  */
 const probeChart = mkdtempSync(path.join(os.tmpdir(), 'pvc-backup-notes-'));
 cpSync(CHART_PATH, probeChart, { recursive: true });
-mkdirSync(path.join(probeChart, 'files'));
+mkdirSync(path.join(probeChart, 'files'), { recursive: true });
 copyFileSync(path.join(CHART_PATH, 'templates', 'NOTES.txt'), path.join(probeChart, 'files', 'NOTES.txt'));
 writeFileSync(
   path.join(probeChart, 'templates', 'notes-probe.yaml'),
   ['apiVersion: v1', 'kind: ConfigMap', 'metadata:', '  name: notes-probe', 'data:', '  notes: {{ tpl (.Files.Get "files/NOTES.txt") . | toJson }}', ''].join('\n'),
 );
 
-const values: ValuesOverride = { source: { claimName: 'shop-data' } };
+const values: ValuesOverride = REQUIRED_VALUES;
+const F = fullname();
 
 function renderNotes(helm: HelmBinary, values: ValuesOverride): string {
   const result = runHelm(helm, ['template', RELEASE, probeChart, '--namespace', NAMESPACE, '-f', valuesFile(values)]);
@@ -54,15 +72,46 @@ describe.each(helmBinaries())('NOTES.txt on Helm $major', (helm) => {
 
   it('prints a list command whose pod runs a command line the runner accepts', () => {
     const notes = renderNotes(helm, values);
-    const overrides = /--overrides='([^']+)'/.exec(notes)?.[1];
     expect(notes).toContain('kubectl -n apps run shop-pvc-backup-list --rm -i --restart=Never');
-    expect(overrides).toBeDefined();
-    const pod = JSON.parse(overrides!);
+    const pod = listPod(notes);
     const container = pod.spec.containers[0];
     expect(container.name).toBe('shop-pvc-backup-list');
     const parsed = parseCommandLine(container.args, {}, { checkPaths: false });
     expect(parsed).toMatchObject({ kind: 'run', config: { command: 'list', dest: '/backup', prefix: 'shop' } });
     expect(pod.spec.volumes).toContainEqual({ name: 'backup', persistentVolumeClaim: { claimName: 'shop-pvc-backup', readOnly: true } });
+  });
+
+  it.each(['resources, scheduling and pod settings', 'per-component scheduling and resources', 'restricted profile', 'Helm conventions: globals, namespace, common labels and annotations'])(
+    'prints a list pod that pulls, schedules and runs like the verify pods (%s)',
+    (name) => {
+      const set = overrideSet(name);
+      const verify = podTemplateOf(find(renderChart(helm, set.values), 'CronJob', `${F}-verify`)).spec;
+      const pod = listPod(renderNotes(helm, set.values));
+      new Pod({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'list' }, ...pod, spec: { ...pod.spec, restartPolicy: 'Never' } }).validate();
+      for (const field of ['imagePullSecrets', 'nodeSelector', 'tolerations', 'affinity', 'priorityClassName', 'runtimeClassName', 'securityContext', 'serviceAccountName', 'automountServiceAccountToken']) {
+        expect(pod.spec[field], field).toEqual(verify[field]);
+      }
+      for (const field of ['image', 'imagePullPolicy', 'resources', 'securityContext']) {
+        expect(pod.spec.containers[0][field], field).toEqual(verify.containers[0][field]);
+      }
+      expect(podSecurityLevel(pod)).toBe(podSecurityLevel(podTemplateOf(find(renderChart(helm, set.values), 'CronJob', `${F}-verify`))));
+    },
+  );
+
+  it.each(OVERRIDE_SETS.filter((s) => s.values.backup?.enabled !== false && s.values.verify?.enabled !== false).map((s) => s.name))(
+    'names the Pod Security level the pods meet, the one the checker finds (%s)',
+    (name) => {
+      const set = overrideSet(name);
+      const withRestore = { ...set.values, restore: { ...set.values.restore, enabled: true } };
+      const level = lowestLevel(workloadsOf(renderChart(helm, withRestore)).map((w) => podSecurityLevel(podTemplateOf(w))));
+      expect(renderNotes(helm, set.values)).toContain(`Pod Security: the pods (backup, verify, restore) meet the "${level}" level`);
+    },
+  );
+
+  it('says how to run helm test, and names the bind Job', () => {
+    const notes = renderNotes(helm, values);
+    expect(notes).toContain('helm test shop -n apps');
+    expect(notes).toMatch(/Job shop-pvc-backup-bind-[0-9a-f]{8} is the backup claim's first consumer/);
   });
 
   it('prints the safe restore procedure: scale down, restore, scale up', () => {
@@ -75,11 +124,63 @@ describe.each(helmBinaries())('NOTES.txt on Helm $major', (helm) => {
     expect(scaleUp).toBeGreaterThan(restore);
   });
 
-  it('names the restore Job and how to follow it while a restore is enabled', () => {
+  it('upgrades with --reset-then-reuse-values, so new chart defaults are not lost', () => {
+    const notes = renderNotes(helm, values);
+    const upgrades = notes.split('\n').filter((l) => l.includes('helm upgrade'));
+    expect(upgrades.length).toBeGreaterThanOrEqual(2);
+    for (const line of upgrades) {
+      expect(line).toContain('--reset-then-reuse-values');
+      expect(line).not.toMatch(/--reuse-values/);
+    }
+  });
+
+  it('names the restore Job, how to follow it, and a wait that also returns when it fails', () => {
     const restoreValues: ValuesOverride = { ...values, restore: { enabled: true } };
-    const job = renderChart(helm, restoreValues).find((m) => m.kind === 'Job')!;
+    const job = renderChart(helm, restoreValues).find((m) => m.kind === 'Job' && m.metadata.name.startsWith(`${F}-restore-`))!;
     const notes = renderNotes(helm, restoreValues);
     expect(notes).toContain(`kubectl -n apps logs -f job/${job.metadata.name}`);
     expect(notes).toContain('--set restore.enabled=false');
+    const wait = notes.split('\n').find((l) => l.includes('until kubectl'))!;
+    expect(wait).toContain(`get job/${job.metadata.name}`);
+    expect(notes).not.toContain('--timeout=24h');
+    expect(waitResult(wait, [{ type: 'Complete', status: 'True' }])).toBe('Complete');
+    expect(waitResult(wait, [{ type: 'FailureTarget', status: 'True' }, { type: 'Failed', status: 'True' }])).toBe('Failed');
+    expect(waitResult(wait, [{ type: 'Suspended', status: 'False' }])).toBe(undefined);
+  });
+
+  it('uses the namespace of namespaceOverride in every kubectl command', () => {
+    const notes = renderNotes(helm, { ...values, namespaceOverride: 'backups' });
+    const kubectlLines = notes.split('\n').filter((l) => /\bkubectl\b/.test(l));
+    expect(kubectlLines.length).toBeGreaterThan(3);
+    for (const line of kubectlLines) expect(line).toContain('kubectl -n backups ');
   });
 });
+
+/** The pod the printed `kubectl run --overrides` creates: kubectl's default override type is a JSON merge (lists replaced), so the spec is the overrides' spec. */
+function listPod(notes: string): { spec: any } {
+  const overrides = /--overrides='((?:[^']|'\\'')+)'/.exec(notes)?.[1];
+  if (!overrides) throw new Error(`no --overrides in:\n${notes}`);
+  return JSON.parse(overrides.replace(/'\\''/g, "'"));
+}
+
+/**
+ * What the printed wait loop sees for a Job with these conditions: its `kubectl get -o jsonpath`
+ * and `grep`, with real kubectl reading the Job from a file (`label --local`) instead of a cluster.
+ * Returns the word that ends the loop, or undefined when it would keep waiting.
+ */
+function waitResult(line: string, conditions: { type: string; status: string }[]): string | undefined {
+  const jsonpath = /-o jsonpath='([^']+)'/.exec(line)?.[1];
+  const grep = /grep (-\w+) '([^']+)'/.exec(line);
+  if (!jsonpath || !grep) throw new Error(`unexpected wait command: ${line}`);
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'pvc-backup-wait-'));
+  try {
+    const job = { apiVersion: 'batch/v1', kind: 'Job', metadata: { name: 'j' }, spec: { template: { spec: { containers: [{ name: 'c', image: 'x' }], restartPolicy: 'Never' } } }, status: { conditions } };
+    writeFileSync(path.join(dir, 'job.json'), JSON.stringify(job));
+    const got = spawnSync(kubectlBinary(), ['label', '--local', '-f', path.join(dir, 'job.json'), 'probe=1', '-o', `jsonpath=${jsonpath}`], { encoding: 'utf8', env: helmEnvironment() });
+    if (got.status !== 0) throw new Error(`kubectl failed: ${got.stderr}`);
+    const matched = spawnSync('grep', [grep[1]!, grep[2]!], { input: got.stdout, encoding: 'utf8' });
+    return matched.status === 0 ? matched.stdout.trim() : undefined;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
