@@ -1,11 +1,12 @@
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Pod } from 'kubernetes-models/v1';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { parseCommandLine } from '../../runner/config.js';
-import { helmBinaries, helmEnvironment, kubectlBinary, runHelm, type HelmBinary } from '../helpers/helm.js';
+import { helmBinaries, helmEnvironment, kubectlBinary, runHelm } from '../helpers/helm.js';
+import { listPodOf as listPod, renderNotes } from './notes-probe.js';
 import { OVERRIDE_SETS, overrideSet } from './override-sets.js';
 import { lowestLevel, podSecurityLevel } from './pod-security.js';
 import {
@@ -13,7 +14,6 @@ import {
   find,
   fullname,
   NAMESPACE,
-  parseManifests,
   podTemplateOf,
   RELEASE,
   renderChart,
@@ -23,32 +23,8 @@ import {
   type ValuesOverride,
 } from './rendered-chart.js';
 
-/**
- * helm template does not print NOTES.txt, and Helm 3 needs a cluster even for
- * `install --dry-run=client`. So a copy of the chart renders the notes into a ConfigMap with
- * `tpl` (same engine, same values and helpers); on Helm 4 the real dry-run install proves the
- * probe prints exactly what users see.
- */
-const probeChart = mkdtempSync(path.join(os.tmpdir(), 'pvc-backup-notes-'));
-cpSync(CHART_PATH, probeChart, { recursive: true });
-mkdirSync(path.join(probeChart, 'files'), { recursive: true });
-copyFileSync(path.join(CHART_PATH, 'templates', 'NOTES.txt'), path.join(probeChart, 'files', 'NOTES.txt'));
-writeFileSync(
-  path.join(probeChart, 'templates', 'notes-probe.yaml'),
-  ['apiVersion: v1', 'kind: ConfigMap', 'metadata:', '  name: notes-probe', 'data:', '  notes: {{ tpl (.Files.Get "files/NOTES.txt") . | toJson }}', ''].join('\n'),
-);
-
 const values: ValuesOverride = REQUIRED_VALUES;
 const F = fullname();
-
-function renderNotes(helm: HelmBinary, values: ValuesOverride): string {
-  const result = runHelm(helm, ['template', RELEASE, probeChart, '--namespace', NAMESPACE, '-f', valuesFile(values)]);
-  if (result.code !== 0) throw new Error(`helm ${helm.major} template failed:\n${result.stderr}`);
-  const probe = parseManifests(result.stdout).find((m) => m.metadata.name === 'notes-probe');
-  return (probe as unknown as { data: { notes: string } }).data.notes;
-}
-
-afterAll(() => rmSync(probeChart, { recursive: true, force: true }));
 
 it('the notes probe prints what helm install prints (Helm 4 dry-run, no cluster needed)', () => {
   const helm4 = helmBinaries().find((h) => h.major === 4)!;
@@ -87,7 +63,7 @@ describe.each(helmBinaries())('NOTES.txt on Helm $major', (helm) => {
       const set = overrideSet(name);
       const verify = podTemplateOf(find(renderChart(helm, set.values), 'CronJob', `${F}-verify`)).spec;
       const pod = listPod(renderNotes(helm, set.values));
-      new Pod({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'list' }, ...pod, spec: { ...pod.spec, restartPolicy: 'Never' } }).validate();
+      new Pod({ metadata: { name: 'list' }, spec: { ...pod.spec, restartPolicy: 'Never' } }).validate();
       for (const field of ['imagePullSecrets', 'nodeSelector', 'tolerations', 'affinity', 'priorityClassName', 'runtimeClassName', 'securityContext', 'serviceAccountName', 'automountServiceAccountToken']) {
         expect(pod.spec[field], field).toEqual(verify[field]);
       }
@@ -155,13 +131,6 @@ describe.each(helmBinaries())('NOTES.txt on Helm $major', (helm) => {
     for (const line of kubectlLines) expect(line).toContain('kubectl -n backups ');
   });
 });
-
-/** The pod the printed `kubectl run --overrides` creates: kubectl's default override type is a JSON merge (lists replaced), so the spec is the overrides' spec. */
-function listPod(notes: string): { spec: any } {
-  const overrides = /--overrides='((?:[^']|'\\'')+)'/.exec(notes)?.[1];
-  if (!overrides) throw new Error(`no --overrides in:\n${notes}`);
-  return JSON.parse(overrides.replace(/'\\''/g, "'"));
-}
 
 /**
  * What the printed wait loop sees for a Job with these conditions: its `kubectl get -o jsonpath`
