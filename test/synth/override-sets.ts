@@ -224,6 +224,19 @@ export const OVERRIDE_SETS: OverrideSet[] = [
     level: 'privileged',
   },
   {
+    name: 'a hostPath extra volume and an AppArmor annotation',
+    values: {
+      ...base,
+      securityProfile: 'restricted',
+      extraVolumes: [{ name: 'host-ca', hostPath: { path: '/etc/ssl/certs', type: 'Directory' } }],
+      extraVolumeMounts: [{ name: 'host-ca', mountPath: '/etc/ssl/host', readOnly: true }],
+      podAnnotations: { 'container.apparmor.security.beta.kubernetes.io/backup': 'unconfined' },
+    },
+    resources: everyDefault,
+    bindJob: true,
+    level: 'privileged',
+  },
+  {
     name: 'only the backup claim',
     values: { ...base, backup: { enabled: false }, verify: { enabled: false }, serviceAccount: { create: false }, tests: { enabled: false } },
     resources: [backupClaim],

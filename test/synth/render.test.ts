@@ -286,6 +286,12 @@ const SET_CHECKS: Record<string, (manifests: Manifest[]) => void> = {
     expect(runnerContainerOf(find(manifests, 'CronJob', F)).securityContext.capabilities).toEqual({ drop: ['ALL'], add: ['DAC_READ_SEARCH'] });
   },
 
+  'a hostPath extra volume and an AppArmor annotation': (manifests) => {
+    for (const workload of workloads(manifests)) {
+      expect(podTemplateOf(workload).spec.volumes.at(-1)).toEqual({ name: 'host-ca', hostPath: { path: '/etc/ssl/certs', type: 'Directory' } });
+    }
+  },
+
   'only the backup claim': () => {},
 
   'no bind Job': () => {},

@@ -77,6 +77,13 @@ const BAD_VALUES: BadCase[] = [
   { name: 'an extraEnv entry with a typo', values: { ...REQUIRED_VALUES, extraEnv: [{ name: 'A', valu: 'b' }] }, key: 'valu' },
   { name: 'a bind Job deadline of 0', values: { ...REQUIRED_VALUES, storage: { bindJob: { activeDeadlineSeconds: 0 } } }, key: 'activeDeadlineSeconds' },
   { name: 'tests.enabled as a string', values: { ...REQUIRED_VALUES, tests: { enabled: 'yes' } }, key: 'enabled' },
+  { name: 'storage.bindJob.enabled as a string', values: { ...REQUIRED_VALUES, storage: { bindJob: { enabled: 'no' } } }, key: 'enabled' },
+  { name: 'a common annotation that is a list', values: { ...REQUIRED_VALUES, commonAnnotations: { team: ['a'] } }, key: 'commonAnnotations' },
+  { name: 'a global.storageClass that is a number', values: { ...REQUIRED_VALUES, global: { storageClass: 3 } }, key: 'storageClass' },
+  { name: 'gid 0 for the restricted profile', values: { ...REQUIRED_VALUES, nonRoot: { runAsGroup: 0 } }, key: 'runAsGroup' },
+  { name: 'a priorityClassName that is a number', values: { ...REQUIRED_VALUES, priorityClassName: 1000 }, key: 'priorityClassName' },
+  { name: 'a runtimeClassName that is a boolean', values: { ...REQUIRED_VALUES, runtimeClassName: true }, key: 'runtimeClassName' },
+  { name: 'a component toleration with a typo', values: { ...REQUIRED_VALUES, backup: { tolerations: [{ key: 'a', efect: 'NoSchedule' }] } }, key: 'tolerations' },
 ];
 
 describe.each(helmBinaries())('values schema on Helm $major', (helm) => {
