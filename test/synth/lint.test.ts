@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { CI_VALUES } from '../../synth/ci-values.js';
 import { helmBinaries, runHelm } from '../helpers/helm.js';
 import { OVERRIDE_SETS } from './override-sets.js';
-import { CHART_PATH, IMAGE_REPOSITORY, valuesFile } from './rendered-chart.js';
+import { CHART_PATH, IMAGE_REPOSITORY, VALUES_FROM_STDIN, valuesInput } from './rendered-chart.js';
 
 const CI_DIR = path.join(CHART_PATH, 'ci');
 
@@ -18,7 +18,7 @@ describe.each(helmBinaries())('helm $major lint --strict', (helm) => {
   });
 
   it.each(OVERRIDE_SETS.map((s) => [s.name, s.values] as const))('passes with %s', (_name, values) => {
-    const result = runHelm(helm, ['lint', '--strict', CHART_PATH, '-f', valuesFile(values)]);
+    const result = runHelm(helm, ['lint', '--strict', CHART_PATH, ...VALUES_FROM_STDIN], { input: valuesInput(values) });
     expect(result.code, result.stdout + result.stderr).toBe(0);
   });
 

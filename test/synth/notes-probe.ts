@@ -2,7 +2,8 @@ import { copyFileSync, cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } f
 import os from 'node:os';
 import path from 'node:path';
 import { runHelm, type HelmBinary } from '../helpers/helm.js';
-import { CHART_PATH, NAMESPACE, parseManifests, RELEASE, valuesFile, type ValuesOverride } from './rendered-chart.js';
+import { afterAll } from 'vitest';
+import { CHART_PATH, NAMESPACE, parseManifests, RELEASE, VALUES_FROM_STDIN, valuesInput, type ValuesOverride } from './rendered-chart.js';
 
 /**
  * helm template does not print NOTES.txt, and Helm 3 needs a cluster even for
@@ -12,10 +13,17 @@ import { CHART_PATH, NAMESPACE, parseManifests, RELEASE, valuesFile, type Values
  */
 let probeChart: string | undefined;
 
+/** Call at the top of a test file that renders notes: removes the probe chart after the file. */
+export function useNotesProbe(): void {
+  afterAll(() => {
+    if (probeChart) rmSync(probeChart, { recursive: true, force: true });
+    probeChart = undefined;
+  });
+}
+
 function probe(): string {
   if (probeChart) return probeChart;
   const dir = mkdtempSync(path.join(os.tmpdir(), 'pvc-backup-notes-'));
-  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
   cpSync(CHART_PATH, dir, { recursive: true });
   mkdirSync(path.join(dir, 'files'), { recursive: true });
   copyFileSync(path.join(CHART_PATH, 'templates', 'NOTES.txt'), path.join(dir, 'files', 'NOTES.txt'));
@@ -29,7 +37,7 @@ function probe(): string {
 
 /** The NOTES helm install would print for these values (release "shop" in "apps"). */
 export function renderNotes(helm: HelmBinary, values: ValuesOverride): string {
-  const result = runHelm(helm, ['template', RELEASE, probe(), '--namespace', NAMESPACE, '-f', valuesFile(values)]);
+  const result = runHelm(helm, ['template', RELEASE, probe(), '--namespace', NAMESPACE, ...VALUES_FROM_STDIN], { input: valuesInput(values) });
   if (result.code !== 0) throw new Error(`helm ${helm.major} template failed:\n${result.stderr}`);
   const found = parseManifests(result.stdout).find((m) => m.metadata.name === 'notes-probe');
   return (found as unknown as { data: { notes: string } }).data.notes;

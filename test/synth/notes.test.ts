@@ -6,7 +6,7 @@ import { Pod } from 'kubernetes-models/v1';
 import { describe, expect, it } from 'vitest';
 import { parseCommandLine } from '../../runner/config.js';
 import { helmBinaries, helmEnvironment, kubectlBinary, runHelm } from '../helpers/helm.js';
-import { listPodOf as listPod, renderNotes } from './notes-probe.js';
+import { listPodOf as listPod, renderNotes, useNotesProbe } from './notes-probe.js';
 import { OVERRIDE_SETS, overrideSet } from './override-sets.js';
 import { lowestLevel, podSecurityLevel } from './pod-security.js';
 import {
@@ -18,17 +18,19 @@ import {
   RELEASE,
   renderChart,
   REQUIRED_VALUES,
-  valuesFile,
+  VALUES_FROM_STDIN,
+  valuesInput,
   workloadsOf,
   type ValuesOverride,
 } from './rendered-chart.js';
 
 const values: ValuesOverride = REQUIRED_VALUES;
 const F = fullname();
+useNotesProbe();
 
 it('the notes probe prints what helm install prints (Helm 4 dry-run, no cluster needed)', () => {
   const helm4 = helmBinaries().find((h) => h.major === 4)!;
-  const result = runHelm(helm4, ['install', RELEASE, CHART_PATH, '--dry-run=client', '--namespace', NAMESPACE, '-f', valuesFile(values)]);
+  const result = runHelm(helm4, ['install', RELEASE, CHART_PATH, '--dry-run=client', '--namespace', NAMESPACE, ...VALUES_FROM_STDIN], { input: valuesInput(values) });
   expect(result.code, result.stderr).toBe(0);
   const installed = result.stdout.split('\nNOTES:\n')[1];
   expect(installed?.trim()).toBe(renderNotes(helm4, values).trim());

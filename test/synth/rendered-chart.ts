@@ -1,6 +1,3 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CronJob, Job } from 'kubernetes-models/batch/v1';
 import { PersistentVolumeClaim, Pod, ServiceAccount } from 'kubernetes-models/v1';
@@ -26,25 +23,17 @@ export interface Manifest {
   [field: string]: unknown;
 }
 
-let scratch: string | undefined;
-let counter = 0;
+/** Helm arguments that read these values from stdin (`-f -`); pass `valuesInput(values)` as runHelm's input. */
+export const VALUES_FROM_STDIN = ['-f', '-'];
 
-/** Writes values to a temporary file (JSON is YAML) for `-f`. */
-export function valuesFile(values: unknown): string {
-  if (!scratch) {
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'pvc-backup-values-'));
-    scratch = dir;
-    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
-  }
-  counter += 1;
-  const file = path.join(scratch, `values-${counter}.json`);
-  writeFileSync(file, JSON.stringify(values));
-  return file;
+/** Values as Helm reads them with `-f -` (JSON is YAML). */
+export function valuesInput(values: unknown): string {
+  return JSON.stringify(values);
 }
 
 /** `helm template` of the chart with these values; the raw result, for error checks. */
 export function helmTemplate(helm: HelmBinary, values: unknown, extraArgs: string[] = [], release = RELEASE): HelmResult {
-  return runHelm(helm, ['template', release, CHART_PATH, '--namespace', NAMESPACE, '-f', valuesFile(values), ...extraArgs]);
+  return runHelm(helm, ['template', release, CHART_PATH, '--namespace', NAMESPACE, ...VALUES_FROM_STDIN, ...extraArgs], { input: valuesInput(values) });
 }
 
 /** `helm template`, parsed; fails the test with Helm's message when rendering fails. */
