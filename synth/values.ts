@@ -10,8 +10,16 @@ import type { HelmValue } from './helm.js';
 
 export type { Values, ValueTypes };
 
-/** The pods the chart runs; also their app.kubernetes.io/component label. */
+/** The runner components; also their app.kubernetes.io/component label. */
 export type Component = 'backup' | 'verify' | 'restore';
+
+/**
+ * Every pod the chart renders, and the component whose settings (resources, scheduling,
+ * capabilities, security context) it uses: the bind Job runs with the backup pods' settings,
+ * the helm test Pod with verify's.
+ */
+export const POD_COMPONENT = { backup: 'backup', verify: 'verify', restore: 'restore', bind: 'backup', test: 'verify' } as const;
+export type PodKind = keyof typeof POD_COMPONENT;
 
 type PathOf<T> = { [P in keyof ValueTypes]: [ValueTypes[P]] extends [T] ? P : never }[keyof ValueTypes];
 
@@ -24,44 +32,60 @@ const nonEmptyString = (path: PathOf<string>): HelmValue => ({ kind: 'nonEmptySt
 const yaml = (path: PathOf<unknown[] | Record<string, unknown>>): HelmValue => ({ kind: 'yaml', expr: `.Values.${path}` });
 
 /** A helper from templates/_helpers.tpl that returns one string. */
-const helper = (name: string, kind: 'string' | 'nonEmptyString' = 'string'): HelmValue => ({ kind, expr: `include "pvc-backup.${name}" .` });
-/** A helper that returns YAML, given extra arguments beside the root context. */
-const yamlHelper = (name: string, args: Record<string, string> = {}): HelmValue => ({
+const helper = (name: string, kind: 'string' | 'nonEmptyString' | 'nonEmptyScalar' = 'string'): HelmValue => ({ kind, expr: `include "pvc-backup.${name}" .` });
+/** A helper that returns YAML (a map, or with `list` a list), given extra arguments beside the root context. */
+const yamlHelper = (name: string, args: Record<string, string> = {}, shape: 'map' | 'list' = 'map'): HelmValue => ({
   kind: 'yaml',
   expr: `(include "pvc-backup.${name}" (dict "context" .${Object.entries(args)
     .map(([k, v]) => ` "${k}" ${v}`)
-    .join('')}) | fromYaml)`,
+    .join('')}) | ${shape === 'list' ? 'fromYamlArray' : 'fromYaml'})`,
 });
 /** A Helm expression over several values (kept here so that all value logic stays in this table). */
 const derived = (kind: HelmValue['kind'], expr: string): HelmValue => ({ kind, expr });
+
+type ComponentSetting = 'resources' | 'nodeSelector' | 'tolerations';
+/** A component's own setting, or the shared one while the component's is null. */
+const componentSetting = (component: Component, key: ComponentSetting): HelmValue =>
+  derived('yaml', `(ternary .Values.${key} .Values.${component}.${key} (kindIs "invalid" .Values.${component}.${key}))`);
 
 export const V = {
   names: {
     backupCronJob: helper('backupCronJobName'),
     verifyCronJob: helper('verifyCronJobName'),
     restoreJob: helper('restoreJobName'),
+    bindJob: helper('bindJobName'),
+    testPod: helper('testPodName'),
     backupClaim: helper('backupClaimName'),
     serviceAccount: helper('serviceAccountName'),
     /** The events Role and RoleBinding, and the PrometheusRule. */
     monitoring: helper('fullname'),
   },
-  labels: (component?: Component | 'storage') => yamlHelper('labels', component ? { component: `"${component}"` } : {}),
+  namespace: helper('namespace'),
+  labels: (component?: Component | 'storage' | 'bind' | 'test') => yamlHelper('labels', component ? { component: `"${component}"` } : {}),
+  /** commonAnnotations (resources that have no annotations of their own). */
+  annotations: yamlHelper('annotations'),
   pod: {
-    labels: (component: Component) => yamlHelper('podLabels', { component: `"${component}"` }),
+    labels: (pod: PodKind) => yamlHelper('podLabels', { component: `"${pod}"` }),
     annotations: yaml('podAnnotations'),
-    imagePullSecrets: yaml('imagePullSecrets'),
-    securityContext: yaml('podSecurityContext'),
-    nodeSelector: yaml('nodeSelector'),
-    tolerations: yaml('tolerations'),
-    /** `affinity`, plus the podAffinity term of source.colocateWith when `colocate`. */
-    affinity: (colocate: boolean) => yamlHelper('affinity', { colocate: String(colocate) }),
+    imagePullSecrets: yamlHelper('imagePullSecrets', {}, 'list'),
+    securityContext: (pod: PodKind) => yamlHelper('podSecurityContext', { component: `"${POD_COMPONENT[pod]}"` }),
+    nodeSelector: (pod: PodKind) => componentSetting(POD_COMPONENT[pod], 'nodeSelector'),
+    tolerations: (pod: PodKind) => componentSetting(POD_COMPONENT[pod], 'tolerations'),
+    /** The component's affinity, plus the podAffinity term of source.colocateWith when `colocate`. */
+    affinity: (pod: PodKind, colocate: boolean) => yamlHelper('affinity', { component: `"${POD_COMPONENT[pod]}"`, colocate: String(colocate) }),
+    priorityClassName: nonEmptyString('priorityClassName'),
+    runtimeClassName: nonEmptyString('runtimeClassName'),
+    terminationGracePeriodSeconds: optionalInteger('terminationGracePeriodSeconds'),
+    extraVolumes: yaml('extraVolumes'),
   },
   container: {
     image: helper('image'),
     imagePullPolicy: string('image.pullPolicy'),
-    resources: yaml('resources'),
+    resources: (pod: PodKind) => componentSetting(POD_COMPONENT[pod], 'resources'),
     extraEnv: yaml('extraEnv'),
-    securityContext: (component: Component) => yamlHelper('containerSecurityContext', { add: `.Values.${component}.addCapabilities` }),
+    extraEnvFrom: yaml('extraEnvFrom'),
+    extraVolumeMounts: yaml('extraVolumeMounts'),
+    securityContext: (pod: PodKind) => yamlHelper('containerSecurityContext', { component: `"${POD_COMPONENT[pod]}"` }),
   },
   source: {
     claimName: string('source.claimName'),
@@ -94,9 +118,11 @@ export const V = {
   },
   storage: {
     size: string('storage.size'),
-    storageClassName: optionalString('storage.storageClassName'),
+    /** storage.storageClassName, else global.storageClass; left out when neither names one. */
+    storageClassName: helper('storageClassName', 'nonEmptyScalar'),
     accessModes: yaml('storage.accessModes'),
     annotations: yamlHelper('backupClaimAnnotations'),
+    bindActiveDeadlineSeconds: integer('storage.bindJob.activeDeadlineSeconds'),
   },
   verify: {
     /** Without a schedule of its own the check runs on the backup schedule; suspended, it still needs a valid one. */
@@ -126,10 +152,12 @@ export const V = {
     annotations: yamlHelper('restoreAnnotations'),
   },
   serviceAccount: {
-    annotations: yaml('serviceAccount.annotations'),
+    annotations: yamlHelper('serviceAccountAnnotations'),
+  },
+  test: {
+    annotations: yamlHelper('testPodAnnotations'),
   },
   monitoring: {
-    namespace: derived('string', '.Release.Namespace'),
     /** The runner needs the namespace for the metrics' label and for the Events. */
     needsNamespace: derived('boolean', '(or .Values.metrics.pushgateway.url .Values.events.enabled)'),
     /** The claim a pod's Events are about: the one it reads (backup, verify) or writes (restore). */
@@ -163,4 +191,7 @@ export const RENDER_WHEN = {
   serviceAccount: '.Values.serviceAccount.create',
   eventsRole: 'and .Values.events.enabled (or .Values.backup.enabled .Values.verify.enabled .Values.restore.enabled)',
   prometheusRule: '.Values.metrics.prometheusRule.enabled',
+  /** The chart creates the backup claim, so a WaitForFirstConsumer class needs a consumer at install. */
+  bindJob: 'and .Values.storage.bindJob.enabled .Values.storage.create (not .Values.storage.existingClaim)',
+  testPod: '.Values.tests.enabled',
 } as const;

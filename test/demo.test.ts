@@ -56,7 +56,7 @@ describe('bin/helm', () => {
     const bad = spawnSync(helm, ['version'], { encoding: 'utf8', env: env({ HELM_MAJOR: '5' }) });
     expect(bad.status).toBe(2);
     expect(bad.stderr).toBe('bin/helm: HELM_MAJOR must be 3 or 4, got "5"\n');
-    const rendered = execFileSync(helm, ['template', 'shop', 'charts/pvc-backup', '--set', 'source.claimName=shop-data'], { cwd: repoRoot, encoding: 'utf8' });
+    const rendered = execFileSync(helm, ['template', 'shop', 'charts/pvc-backup', '--set', 'source.claimName=shop-data', '--set', 'image.repository=registry.example.com/pvc-backup'], { cwd: repoRoot, encoding: 'utf8' });
     expect(rendered).toMatch(/name: "?shop-pvc-backup"?\n/);
   });
 });

@@ -15,6 +15,7 @@ import {
   runtimeConfig,
 } from './helpers/image.js';
 import { type Manifest, type PodSpec, helmTemplate } from './helpers/pod.js';
+import { IMAGE_REPOSITORY } from './synth/rendered-chart.js';
 import { snapshotTree, useTempDirs } from './helpers/tree.js';
 
 /**
@@ -33,6 +34,10 @@ function runs(stageName: string): string[] {
 }
 
 describe('Dockerfile', () => {
+  it('needs no frontend from a registry: no # syntax= line, so it builds offline from a local base image', () => {
+    expect(fs.readFileSync(path.join(repoRoot, 'Dockerfile'), 'utf8')).not.toMatch(/^#\s*syntax\s*=/im);
+  });
+
   it('builds in three stages from one pinned Node 24 image: build (npm ci + npm run build), deps (npm ci --omit=dev), runtime', () => {
     expect(df.stages.map((s) => s.name)).toEqual(['build', 'deps', '2']);
     const images = new Set(df.stages.map((s) => s.from));
@@ -136,13 +141,13 @@ describe('Dockerfile', () => {
 describe('chart pods and the image', () => {
   let workloads: Manifest[];
   beforeAll(() => {
-    const manifests = helmTemplate('r', ['--set', 'source.claimName=data', '--set', 'restore.enabled=true']);
-    workloads = manifests.filter((m) => m.kind === 'CronJob' || m.kind === 'Job');
+    const manifests = helmTemplate('r', ['--set', 'source.claimName=data', '--set', `image.repository=${IMAGE_REPOSITORY}`, '--set', 'restore.enabled=true']);
+    workloads = manifests.filter((m) => m.kind === 'CronJob' || m.kind === 'Job' || m.kind === 'Pod');
   });
-  const podOf = (m: Manifest): PodSpec => (m.kind === 'CronJob' ? m.spec.jobTemplate.spec.template.spec : m.spec.template.spec);
+  const podOf = (m: Manifest): PodSpec => (m.kind === 'CronJob' ? m.spec.jobTemplate.spec.template.spec : m.kind === 'Pod' ? m.spec : m.spec.template.spec);
 
-  it('renders a backup CronJob, a verify CronJob and a restore Job', () => {
-    expect(workloads.map((w) => w.kind).sort()).toEqual(['CronJob', 'CronJob', 'Job']);
+  it('renders the backup and verify CronJobs, the bind and restore Jobs and the helm test Pod', () => {
+    expect(workloads.map((w) => w.kind).sort()).toEqual(['CronJob', 'CronJob', 'Job', 'Job', 'Pod']);
   });
 
   it('every pod runs the image entrypoint with args only, at the image tag the chart version names', () => {
@@ -150,7 +155,7 @@ describe('chart pods and the image', () => {
       for (const container of podOf(workload).containers) {
         expect(container.command, `${workload.metadata.name}/${container.name}`).toBeUndefined();
         expect(container.args?.length).toBeGreaterThan(0);
-        expect(container.image).toBe(`ghcr.io/pvc-backup/pvc-backup:${config.labels['org.opencontainers.image.version']}`);
+        expect(container.image).toBe(`${IMAGE_REPOSITORY}:${config.labels['org.opencontainers.image.version']}`);
       }
     }
   });
@@ -164,7 +169,8 @@ describe('chart pods and the image', () => {
         const where = `${workload.metadata.name}/${container.name}`;
         expect(container.securityContext?.readOnlyRootFilesystem, where).toBe(true);
         const mounts = container.volumeMounts ?? [];
-        expect(mounts.map((m) => m.mountPath).sort(), where).toEqual(['/backup', '/data', '/tmp']);
+        // Backup, bind and restore pods mount /data too; verify and helm test only the archives.
+        expect(mounts.map((m) => m.mountPath).filter((p) => p !== '/data').sort(), where).toEqual(['/backup', '/tmp']);
         for (const mount of mounts) {
           const volume = volumes.get(mount.name)!;
           if (mount.mountPath === '/tmp') expect(volume.emptyDir, `${where}: /tmp is an emptyDir`).toBeDefined();

@@ -3,6 +3,7 @@ import * as kplus from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import { HelmPlaceholders, setFields } from '../helm.js';
 import { V } from '../values.js';
+import { resourceMetadata } from './runner-pod.js';
 
 /** The claim holding the archives; annotated helm.sh/resource-policy: keep unless told otherwise. */
 export class BackupClaim extends Construct {
@@ -16,9 +17,8 @@ export class BackupClaim extends Construct {
       storageClassName: helm.field(V.storage.storageClassName),
       volumeMode: kplus.PersistentVolumeMode.FILE_SYSTEM,
     });
+    resourceMetadata(ApiObject.of(claim), V.labels('storage'), V.storage.annotations);
     setFields(ApiObject.of(claim), {
-      '/metadata/labels': helm.field(V.labels('storage')),
-      '/metadata/annotations': helm.field(V.storage.annotations),
       '/spec/resources/requests/storage': helm.field(V.storage.size),
       '/spec/accessModes': helm.field(V.storage.accessModes),
     });

@@ -4,7 +4,7 @@ import { Construct } from 'constructs';
 import { HelmPlaceholders, setFields } from '../helm.js';
 import { V } from '../values.js';
 import { monitoringArgs } from './monitoring.js';
-import { backupMount, MOUNT_PATHS, runnerContainer, sourceMount, templateRunnerPod } from './runner-pod.js';
+import { backupMount, MOUNT_PATHS, resourceMetadata, runnerContainer, sourceMount, templateRunnerPod } from './runner-pod.js';
 
 /** The scheduled backup: `pvc-backup backup` with every setting spelled out as a flag. */
 export class BackupCronJob extends Construct {
@@ -20,15 +20,15 @@ export class BackupCronJob extends Construct {
       automountServiceAccountToken: false,
       containers: [
         runnerContainer(this, {
-          component: 'backup',
+          name: 'backup',
           args: backupArgs(helm),
           mounts: [sourceMount(this), backupMount(this)],
         }),
       ],
     });
     const backup = V.backup;
+    resourceMetadata(ApiObject.of(cronJob), V.labels('backup'));
     setFields(ApiObject.of(cronJob), {
-      '/metadata/labels': helm.field(V.labels('backup')),
       '/spec/schedule': helm.field(backup.schedule),
       '/spec/timeZone': helm.field(backup.timeZone),
       '/spec/suspend': helm.field(backup.suspend),
@@ -41,7 +41,7 @@ export class BackupCronJob extends Construct {
       '/spec/jobTemplate/spec/activeDeadlineSeconds': helm.field(backup.activeDeadlineSeconds),
       '/spec/jobTemplate/spec/ttlSecondsAfterFinished': helm.field(backup.ttlSecondsAfterFinished),
     });
-    templateRunnerPod(ApiObject.of(cronJob), '/spec/jobTemplate/spec/template', { component: 'backup', colocate: true });
+    templateRunnerPod(ApiObject.of(cronJob), '/spec/jobTemplate/spec/template', { pod: 'backup', colocate: true, reports: true });
   }
 }
 

@@ -1,7 +1,8 @@
 import { ApiObject } from 'cdk8s';
 import { Construct } from 'constructs';
-import { HelmPlaceholders, setFields } from '../helm.js';
+import { HelmPlaceholders } from '../helm.js';
 import { V } from '../values.js';
+import { resourceMetadata } from './runner-pod.js';
 
 /**
  * What the runner may do with the Kubernetes API: create Events (events.k8s.io), in the release
@@ -22,8 +23,8 @@ export class EventsRole extends Construct {
       kind: 'RoleBinding',
       metadata: { name: helm.field(V.names.monitoring) },
       roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: helm.field(V.names.monitoring) },
-      subjects: [{ kind: 'ServiceAccount', name: helm.field(V.names.serviceAccount), namespace: helm.field(V.monitoring.namespace) }],
+      subjects: [{ kind: 'ServiceAccount', name: helm.field(V.names.serviceAccount), namespace: helm.field(V.namespace) }],
     });
-    for (const object of [role, binding]) setFields(object, { '/metadata/labels': helm.field(V.labels()) });
+    for (const object of [role, binding]) resourceMetadata(object, V.labels());
   }
 }

@@ -10,7 +10,7 @@ import { V, type Component } from '../values.js';
 /** The monitoring flags of a runner pod; the dead-man's-switch ping goes out from backups only. */
 export function monitoringArgs(helm: HelmPlaceholders, component: Component): string[] {
   return [
-    helm.argsWhen(V.monitoring.needsNamespace, ['--namespace', helm.arg(V.monitoring.namespace)]),
+    helm.argsWhen(V.monitoring.needsNamespace, ['--namespace', helm.arg(V.namespace)]),
     helm.optionalArg('--pushgateway-url', V.metrics.pushgatewayUrl),
     ...(component === 'backup' ? [helm.argsWhen(V.metrics.pushes, ['--schedule', helm.arg(V.backup.schedule), '--time-zone', helm.arg(V.backup.timeZone)])] : []),
     helm.argsWhen(V.events.enabled, ['--events', '--claim-name', helm.arg(V.monitoring.claimName(component))]),

@@ -2,6 +2,7 @@ import { ApiObject } from 'cdk8s';
 import { Construct } from 'constructs';
 import { HelmPlaceholders, setFields } from '../helm.js';
 import { V } from '../values.js';
+import { resourceMetadata } from './runner-pod.js';
 
 /**
  * Alerts on the metrics the pods push (Prometheus Operator PrometheusRule): a failed backup, an
@@ -17,9 +18,7 @@ export class BackupPrometheusRule extends Construct {
       kind: 'PrometheusRule',
       metadata: { name: helm.field(V.names.monitoring) },
     });
-    setFields(rule, {
-      '/metadata/labels': helm.field(V.metrics.ruleLabels),
-      '/spec': helm.field(V.metrics.ruleSpec),
-    });
+    resourceMetadata(rule, V.metrics.ruleLabels);
+    setFields(rule, { '/spec': helm.field(V.metrics.ruleSpec) });
   }
 }

@@ -4,7 +4,7 @@ import { Construct } from 'constructs';
 import { HelmPlaceholders, setFields, TemplateFile, toYamlLines } from '../helm.js';
 import { V } from '../values.js';
 import { monitoringArgs } from './monitoring.js';
-import { backupMount, MOUNT_PATHS, runnerContainer, targetMount, templateRunnerPod } from './runner-pod.js';
+import { backupMount, MOUNT_PATHS, resourceMetadata, runnerContainer, targetMount, templateRunnerPod } from './runner-pod.js';
 
 /** The label the Job controller puts on its pods (Kubernetes 1.27+): the Job's UID. */
 export const JOB_UID_LABEL = 'batch.kubernetes.io/controller-uid';
@@ -33,7 +33,7 @@ export class RestoreJob extends Construct {
       automountServiceAccountToken: false,
       containers: [
         runnerContainer(this, {
-          component: 'restore',
+          name: 'restore',
           args: restoreArgs(helm),
           mounts: [targetMount(this), backupMount(this)],
           env: { PVC_BACKUP_JOB_UID: kplus.EnvValue.fromFieldRef(kplus.EnvFieldPaths.POD_LABEL, { key: JOB_UID_LABEL }) },
@@ -41,18 +41,17 @@ export class RestoreJob extends Construct {
       ],
     });
     const restore = V.restore;
+    resourceMetadata(ApiObject.of(job), V.labels('restore'), restore.annotations);
     setFields(ApiObject.of(job), {
-      '/metadata/labels': helm.field(V.labels('restore')),
-      '/metadata/annotations': helm.field(restore.annotations),
       '/spec/backoffLimit': helm.field(restore.backoffLimit),
       '/spec/activeDeadlineSeconds': helm.field(restore.activeDeadlineSeconds),
     });
     // The restore target is not the source mount: colocation with the (scaled-down) app would
     // leave the pod unschedulable.
-    templateRunnerPod(ApiObject.of(job), '/spec/template', { component: 'restore', colocate: false });
+    templateRunnerPod(ApiObject.of(job), '/spec/template', { pod: 'restore', colocate: false, reports: true });
 
     const file = TemplateFile.ofConstruct(this);
-    file.addPreamble(`{{- $live := lookup "batch/v1" "Job" .Release.Namespace (${V.names.restoreJob.expr}) }}`);
+    file.addPreamble(`{{- $live := lookup "batch/v1" "Job" (${V.namespace.expr}) (${V.names.restoreJob.expr}) }}`);
     file.addTransform((manifest) => ({
       ...manifest,
       spec: helm.lines((at) => [

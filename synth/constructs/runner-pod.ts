@@ -1,8 +1,8 @@
 import type { ApiObject } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-28';
 import type { Construct } from 'constructs';
-import { HelmPlaceholders, setFields } from '../helm.js';
-import { V, type Component } from '../values.js';
+import { HelmPlaceholders, setFields, type HelmValue } from '../helm.js';
+import { V, type PodKind } from '../values.js';
 import { templateMonitoring } from './monitoring.js';
 
 /** Where the runner pods mount their volumes; the runner's flags refer to these paths. */
@@ -41,7 +41,8 @@ export function targetMount(scope: Construct): kplus.VolumeMount {
 }
 
 export interface RunnerContainerProps {
-  component: Component;
+  /** The container's name. */
+  name: PodKind;
   /** The runner's arguments; the image's entrypoint is the pvc-backup CLI, so no command is set. */
   args: string[];
   mounts: kplus.VolumeMount[];
@@ -54,7 +55,7 @@ export function runnerContainer(scope: Construct, props: RunnerContainerProps): 
   const helm = HelmPlaceholders.of(scope);
   const tmp = kplus.Volume.fromEmptyDir(scope, 'TmpVolume', 'tmp');
   return {
-    name: props.component,
+    name: props.name,
     image: helm.field(V.container.image),
     args: props.args,
     envVariables: { ...Object.fromEntries(Object.entries(RUNNER_ENV).map(([name, value]) => [name, kplus.EnvValue.fromValue(value)])), ...props.env },
@@ -63,34 +64,58 @@ export function runnerContainer(scope: Construct, props: RunnerContainerProps): 
 }
 
 export interface RunnerPodOptions {
-  component: Component;
+  pod: PodKind;
   /** Whether source.colocateWith applies (pods that mount the source volume). */
   colocate: boolean;
+  /**
+   * Whether the pod reports its run (metrics, Events, notifications): then it gets the
+   * ServiceAccount token while events.enabled, and the notification URLs. The bind Job and the
+   * helm test pod report nothing and never get the token.
+   */
+  reports: boolean;
+  /** The pod's annotations; podAnnotations by default. */
+  annotations?: HelmValue;
 }
 
 /**
- * Fills the parts of a runner pod template that come from values, replacing what cdk8s-plus
- * generated there (its default labels, security contexts and resources).
- * `podTemplate` is the JSON pointer of the pod template inside `apiObject`.
+ * Fills the parts of a runner pod that come from values, replacing what cdk8s-plus generated
+ * there (its default labels, security contexts and resources). `podTemplate` is the JSON pointer
+ * of the pod template inside `apiObject` ("" for a Pod). Every runner pod gets its settings here,
+ * so a value that applies to all of them is added once, in this function.
  */
 export function templateRunnerPod(apiObject: ApiObject, podTemplate: string, options: RunnerPodOptions): void {
   const helm = HelmPlaceholders.of(apiObject);
+  const { pod: kind } = options;
   const pod = `${podTemplate}/spec`;
   const container = `${pod}/containers/0`;
   setFields(apiObject, {
-    [`${podTemplate}/metadata`]: {
-      labels: helm.field(V.pod.labels(options.component)),
-      annotations: helm.field(V.pod.annotations),
-    },
+    [`${podTemplate}/metadata/labels`]: helm.field(V.pod.labels(kind)),
+    [`${podTemplate}/metadata/annotations`]: helm.field(options.annotations ?? V.pod.annotations),
     [`${pod}/imagePullSecrets`]: helm.field(V.pod.imagePullSecrets),
-    [`${pod}/securityContext`]: helm.field(V.pod.securityContext),
-    [`${pod}/nodeSelector`]: helm.field(V.pod.nodeSelector),
-    [`${pod}/tolerations`]: helm.field(V.pod.tolerations),
-    [`${pod}/affinity`]: helm.field(V.pod.affinity(options.colocate)),
+    [`${pod}/securityContext`]: helm.field(V.pod.securityContext(kind)),
+    [`${pod}/nodeSelector`]: helm.field(V.pod.nodeSelector(kind)),
+    [`${pod}/tolerations`]: helm.field(V.pod.tolerations(kind)),
+    [`${pod}/affinity`]: helm.field(V.pod.affinity(kind, options.colocate)),
+    [`${pod}/priorityClassName`]: helm.field(V.pod.priorityClassName),
+    [`${pod}/runtimeClassName`]: helm.field(V.pod.runtimeClassName),
+    [`${pod}/terminationGracePeriodSeconds`]: helm.field(V.pod.terminationGracePeriodSeconds),
+    [`${pod}/volumes/-`]: helm.appendItems(V.pod.extraVolumes),
     [`${container}/imagePullPolicy`]: helm.field(V.container.imagePullPolicy),
-    [`${container}/resources`]: helm.field(V.container.resources),
-    [`${container}/securityContext`]: helm.field(V.container.securityContext(options.component)),
+    [`${container}/resources`]: helm.field(V.container.resources(kind)),
+    [`${container}/securityContext`]: helm.field(V.container.securityContext(kind)),
     [`${container}/env/-`]: helm.appendItems(V.container.extraEnv),
+    [`${container}/envFrom`]: helm.field(V.container.extraEnvFrom),
+    [`${container}/volumeMounts/-`]: helm.appendItems(V.container.extraVolumeMounts),
   });
-  templateMonitoring(apiObject, podTemplate);
+  if (options.reports) templateMonitoring(apiObject, podTemplate);
+}
+
+/** Metadata every resource of the chart gets: its namespace, labels and annotations. */
+export function resourceMetadata(apiObject: ApiObject, labels: HelmValue, annotations: HelmValue = V.annotations): void {
+  const helm = HelmPlaceholders.of(apiObject);
+  setFields(apiObject, {
+    '/metadata/namespace': helm.field(V.namespace),
+    '/metadata/labels': helm.field(labels),
+    '/metadata/annotations': helm.field(annotations),
+  });
 }

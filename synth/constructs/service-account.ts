@@ -1,8 +1,9 @@
 import { ApiObject } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
-import { HelmPlaceholders, setFields } from '../helm.js';
+import { HelmPlaceholders } from '../helm.js';
 import { V } from '../values.js';
+import { resourceMetadata } from './runner-pod.js';
 
 /** The pods' identity. Its token is not mounted by default; pods mount it only to post Events (synth/constructs/monitoring.ts). */
 export class RunnerServiceAccount extends Construct {
@@ -13,9 +14,6 @@ export class RunnerServiceAccount extends Construct {
       metadata: { name: helm.field(V.names.serviceAccount) },
       automountToken: false,
     });
-    setFields(ApiObject.of(serviceAccount), {
-      '/metadata/labels': helm.field(V.labels()),
-      '/metadata/annotations': helm.field(V.serviceAccount.annotations),
-    });
+    resourceMetadata(ApiObject.of(serviceAccount), V.labels(), V.serviceAccount.annotations);
   }
 }

@@ -4,12 +4,14 @@ import { Construct } from 'constructs';
 import { HelmPlaceholders, setFields } from '../helm.js';
 import { V } from '../values.js';
 import { monitoringArgs } from './monitoring.js';
-import { backupMount, MOUNT_PATHS, runnerContainer, sourceMount, templateRunnerPod } from './runner-pod.js';
+import { backupMount, MOUNT_PATHS, resourceMetadata, runnerContainer, templateRunnerPod } from './runner-pod.js';
 
 /**
  * The integrity check: `pvc-backup verify --all`, plus the freshness check against the backup
  * schedule. It runs on verify.schedule, or on the backup schedule while backups are scheduled;
  * otherwise it is suspended and serves as the template for `kubectl create job --from=cronjob/F-verify`.
+ * It mounts only the backup volume: it never reads the source, so it neither waits for the
+ * application's node nor fails when the source is gone.
  */
 export class VerifyCronJob extends Construct {
   constructor(scope: Construct, id: string) {
@@ -22,15 +24,15 @@ export class VerifyCronJob extends Construct {
       automountServiceAccountToken: false,
       containers: [
         runnerContainer(this, {
-          component: 'verify',
+          name: 'verify',
           args: verifyArgs(helm),
-          mounts: [sourceMount(this), backupMount(this)],
+          mounts: [backupMount(this)],
         }),
       ],
     });
     const verify = V.verify;
+    resourceMetadata(ApiObject.of(cronJob), V.labels('verify'));
     setFields(ApiObject.of(cronJob), {
-      '/metadata/labels': helm.field(V.labels('verify')),
       '/spec/schedule': helm.field(verify.schedule),
       '/spec/timeZone': helm.field(V.backup.timeZone),
       '/spec/suspend': helm.field(verify.suspend),
@@ -42,7 +44,7 @@ export class VerifyCronJob extends Construct {
       '/spec/jobTemplate/spec/backoffLimit': helm.field(verify.backoffLimit),
       '/spec/jobTemplate/spec/activeDeadlineSeconds': helm.field(verify.activeDeadlineSeconds),
     });
-    templateRunnerPod(ApiObject.of(cronJob), '/spec/jobTemplate/spec/template', { component: 'verify', colocate: true });
+    templateRunnerPod(ApiObject.of(cronJob), '/spec/jobTemplate/spec/template', { pod: 'verify', colocate: false, reports: true });
   }
 }
 

@@ -2,41 +2,59 @@
 
 /** The chart values after Helm merged values.yaml with the user's values. */
 export interface Values {
-  /** global holds values a parent chart shares with all its subcharts; declared so this chart also works as a subchart. Nothing here is read by this chart. */
-  global: Record<string, unknown>;
+  /** global holds values a parent chart shares with all its subcharts (the chart also works as a subchart); the keys below are read, any other key is allowed and ignored. */
+  global: {
+    /** imageRegistry is put in front of image.repository (registry.example.com -> registry.example.com/REPOSITORY); empty means none. */
+    imageRegistry: string;
+    /** imagePullSecrets are added to imagePullSecrets: Secret names, as strings or as {name: ...}. */
+    imagePullSecrets: (string | {
+      name: string;
+    })[];
+    /** storageClass is the storage class of the backup claim when storage.storageClassName is null; "-" means no class (static provisioning), empty means the cluster's default. */
+    storageClass: string;
+    [key: string]: unknown;
+  };
   /** enabled is read only by a parent chart that lists this chart as a dependency with condition: pvc-backup.enabled; declared so that works, ignored otherwise. */
   enabled?: boolean;
   /** nameOverride replaces the chart name in resource names and the app.kubernetes.io/name label. */
   nameOverride: string;
   /** fullnameOverride replaces the whole resource name prefix (by default the release name, plus -pvc-backup unless the release name contains it). */
   fullnameOverride: string;
-  /** image is the pvc-backup runner image; its entrypoint is the pvc-backup CLI. */
+  /** namespaceOverride puts every resource into this namespace instead of the release namespace (the source claim must be there too). */
+  namespaceOverride: string;
+  /** commonLabels are added to every resource and every pod. */
+  commonLabels: Record<string, string>;
+  /** commonAnnotations are added to every resource (not to pods; see podAnnotations). */
+  commonAnnotations: Record<string, string>;
+  /** image is the pvc-backup runner image; its entrypoint is the pvc-backup CLI. No image is published: build and push it, then set image.repository (see the chart README, The image). */
   image: {
-    /** repository is the image repository. */
+    /** repository is the image repository you pushed the runner image to (required; build it with docker build -t REGISTRY/pvc-backup:0.1.0 . in the pvc-backup repository, then docker push REGISTRY/pvc-backup:0.1.0). */
     repository: string;
     /** tag is the image tag; empty means the chart's appVersion. */
     tag: string;
     /** pullPolicy is the container imagePullPolicy. */
     pullPolicy: "Always" | "IfNotPresent" | "Never";
   };
-  /** imagePullSecrets lists Secrets (as {name: ...}) used to pull the image. */
-  imagePullSecrets: Record<string, unknown>[];
-  /** source is the PersistentVolumeClaim to back up; it is mounted read-only at /data in the backup and verify pods. */
+  /** imagePullSecrets lists Secrets used to pull the image, as names or as {name: ...}; global.imagePullSecrets are added. */
+  imagePullSecrets: (string | {
+    name: string;
+  })[];
+  /** source is the PersistentVolumeClaim to back up; it is mounted read-only at /data in the backup pods and the bind Job (verify pods never mount it). */
   source: {
     /** claimName is the name of the PersistentVolumeClaim to back up, in the release namespace (required). */
     claimName: string;
     /** subPath backs up only this directory of the volume; empty means the whole volume. */
     subPath: string;
-    /** colocateWith is the label set of the application's pod (e.g. {app.kubernetes.io/name: myapp}); when set, backup and verify pods are scheduled on that pod's node, which a ReadWriteOnce volume needs to avoid a Multi-Attach error. */
+    /** colocateWith is the label set of the application's pod (e.g. {app.kubernetes.io/name: myapp}); when set, backup pods and the bind Job are scheduled on that pod's node, which a ReadWriteOnce volume needs to avoid a Multi-Attach error. */
     colocateWith: Record<string, string>;
   };
   /** backup configures the scheduled backup CronJob. */
   backup: {
     /** enabled creates the backup CronJob. */
     enabled: boolean;
-    /** schedule is the cron expression of the backups (five fields or @daily-style macros). */
+    /** schedule is the cron expression of the backups: five fields (minute hour day-of-month month day-of-week; numbers, names like MON or JAN, ranges, lists, *\/step) or one of @yearly, @annually, @monthly, @weekly, @daily, @hourly. Checked at render time: only what both Kubernetes and the verify job's freshness check read. */
     schedule: string;
-    /** timeZone is the IANA time zone the schedule is read in. */
+    /** timeZone is the IANA time zone name the schedule is read in (e.g. Europe/Berlin); checked at render time against the names both Kubernetes and the runner know. */
     timeZone: string;
     /** suspend pauses scheduled backups (manual runs from the CronJob still work); it also turns off the verify job's freshness check. */
     suspend: boolean;
@@ -79,12 +97,159 @@ export interface Values {
     failedJobsHistoryLimit: number;
     /** backoffLimit is how many times a failed backup pod is retried. */
     backoffLimit: number;
-    /** activeDeadlineSeconds stops a backup Job that runs longer than this; null means no limit. */
+    /** activeDeadlineSeconds stops a backup Job that runs (or cannot start its pod) longer than this, so a stuck Job never blocks later backups; keep it below the time between two scheduled backups. null means no limit. */
     activeDeadlineSeconds: number | null;
     /** ttlSecondsAfterFinished deletes finished backup Jobs after this many seconds; null keeps them (up to the history limits). */
     ttlSecondsAfterFinished: number | null;
-    /** addCapabilities are the Linux capabilities added to the backup container after dropping ALL; DAC_READ_SEARCH lets it read files of every owner. */
-    addCapabilities: string[];
+    /** addCapabilities are the Linux capabilities added to the backup container after dropping ALL; null means the security profile's: DAC_OVERRIDE (read files of every owner; the source is mounted read-only) for baseline, none for restricted. */
+    addCapabilities: string[] | null;
+    /** resources of the backup container; null means resources. */
+    resources: null | {
+      limits?: Record<string, string | number>;
+      requests?: Record<string, string | number>;
+    };
+    /** nodeSelector of backup pods; null means nodeSelector. */
+    nodeSelector: null | Record<string, string>;
+    /** tolerations of backup pods; null means tolerations. */
+    tolerations: null | ({
+      key?: string;
+      operator?: "Exists" | "Equal";
+      value?: string;
+      effect?: "NoSchedule" | "PreferNoSchedule" | "NoExecute";
+      tolerationSeconds?: number;
+    })[];
+    /** affinity of backup pods; null means affinity (source.colocateWith is added either way). */
+    affinity: null | {
+      nodeAffinity?: {
+        requiredDuringSchedulingIgnoredDuringExecution?: {
+          nodeSelectorTerms: ({
+            matchExpressions?: ({
+              key: string;
+              operator: "In" | "NotIn" | "Exists" | "DoesNotExist" | "Gt" | "Lt";
+              values?: string[];
+            })[];
+            matchFields?: ({
+              key: string;
+              operator: "In" | "NotIn" | "Exists" | "DoesNotExist" | "Gt" | "Lt";
+              values?: string[];
+            })[];
+          })[];
+        };
+        preferredDuringSchedulingIgnoredDuringExecution?: ({
+          weight: number;
+          preference: {
+            matchExpressions?: ({
+              key: string;
+              operator: "In" | "NotIn" | "Exists" | "DoesNotExist" | "Gt" | "Lt";
+              values?: string[];
+            })[];
+            matchFields?: ({
+              key: string;
+              operator: "In" | "NotIn" | "Exists" | "DoesNotExist" | "Gt" | "Lt";
+              values?: string[];
+            })[];
+          };
+        })[];
+      };
+      podAffinity?: {
+        requiredDuringSchedulingIgnoredDuringExecution?: ({
+          labelSelector?: {
+            matchLabels?: Record<string, string>;
+            matchExpressions?: ({
+              key: string;
+              operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+              values?: string[];
+            })[];
+          };
+          namespaceSelector?: {
+            matchLabels?: Record<string, string>;
+            matchExpressions?: ({
+              key: string;
+              operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+              values?: string[];
+            })[];
+          };
+          namespaces?: string[];
+          topologyKey: string;
+          matchLabelKeys?: string[];
+          mismatchLabelKeys?: string[];
+        })[];
+        preferredDuringSchedulingIgnoredDuringExecution?: ({
+          weight: number;
+          podAffinityTerm: {
+            labelSelector?: {
+              matchLabels?: Record<string, string>;
+              matchExpressions?: ({
+                key: string;
+                operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+                values?: string[];
+              })[];
+            };
+            namespaceSelector?: {
+              matchLabels?: Record<string, string>;
+              matchExpressions?: ({
+                key: string;
+                operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+                values?: string[];
+              })[];
+            };
+            namespaces?: string[];
+            topologyKey: string;
+            matchLabelKeys?: string[];
+            mismatchLabelKeys?: string[];
+          };
+        })[];
+      };
+      podAntiAffinity?: {
+        requiredDuringSchedulingIgnoredDuringExecution?: ({
+          labelSelector?: {
+            matchLabels?: Record<string, string>;
+            matchExpressions?: ({
+              key: string;
+              operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+              values?: string[];
+            })[];
+          };
+          namespaceSelector?: {
+            matchLabels?: Record<string, string>;
+            matchExpressions?: ({
+              key: string;
+              operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+              values?: string[];
+            })[];
+          };
+          namespaces?: string[];
+          topologyKey: string;
+          matchLabelKeys?: string[];
+          mismatchLabelKeys?: string[];
+        })[];
+        preferredDuringSchedulingIgnoredDuringExecution?: ({
+          weight: number;
+          podAffinityTerm: {
+            labelSelector?: {
+              matchLabels?: Record<string, string>;
+              matchExpressions?: ({
+                key: string;
+                operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+                values?: string[];
+              })[];
+            };
+            namespaceSelector?: {
+              matchLabels?: Record<string, string>;
+              matchExpressions?: ({
+                key: string;
+                operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+                values?: string[];
+              })[];
+            };
+            namespaces?: string[];
+            topologyKey: string;
+            matchLabelKeys?: string[];
+            mismatchLabelKeys?: string[];
+          };
+        })[];
+      };
+    };
   };
   /** storage is the PersistentVolumeClaim that holds the archives, mounted at /backup. */
   storage: {
@@ -102,6 +267,13 @@ export interface Values {
     annotations: Record<string, string>;
     /** keepOnUninstall annotates the backup claim with helm.sh/resource-policy: keep, so helm uninstall never deletes the archives. */
     keepOnUninstall: boolean;
+    /** bindJob is a short Job, created with the release (not a hook), whose pod mounts the new backup claim with the backup pods' scheduling and volumes, so that a WaitForFirstConsumer claim is provisioned where backups run and helm --wait sees it Bound; it runs pvc-backup list. */
+    bindJob: {
+      /** enabled renders the bind Job while the chart creates the backup claim; without it a WaitForFirstConsumer claim stays Pending (and helm --wait times out) until the first backup. */
+      enabled: boolean;
+      /** activeDeadlineSeconds stops the bind Job when its pod cannot run (for example a ReadWriteOnce source attached to another node) instead of leaving it pending. */
+      activeDeadlineSeconds: number;
+    };
   };
   /** restore runs one restore Job per distinct request (archive, mode, target, nonce); scale the application down first. */
   restore: {
@@ -127,14 +299,161 @@ export interface Values {
     backoffLimit: number;
     /** activeDeadlineSeconds stops a restore that runs longer than this; null means no limit. */
     activeDeadlineSeconds: number | null;
-    /** addCapabilities are the Linux capabilities added to the restore container after dropping ALL; these four let root write anywhere in the target and restore owners and modes. */
-    addCapabilities: string[];
+    /** addCapabilities are the Linux capabilities added to the restore container after dropping ALL; null means the security profile's: CHOWN, DAC_OVERRIDE, FOWNER, FSETID (write anywhere in the target, restore owners and modes) for baseline, none for restricted. */
+    addCapabilities: string[] | null;
+    /** resources of the restore container; null means resources. */
+    resources: null | {
+      limits?: Record<string, string | number>;
+      requests?: Record<string, string | number>;
+    };
+    /** nodeSelector of the restore pod; null means nodeSelector. */
+    nodeSelector: null | Record<string, string>;
+    /** tolerations of the restore pod; null means tolerations. */
+    tolerations: null | ({
+      key?: string;
+      operator?: "Exists" | "Equal";
+      value?: string;
+      effect?: "NoSchedule" | "PreferNoSchedule" | "NoExecute";
+      tolerationSeconds?: number;
+    })[];
+    /** affinity of the restore pod; null means affinity (source.colocateWith never applies: the application is scaled down). */
+    affinity: null | {
+      nodeAffinity?: {
+        requiredDuringSchedulingIgnoredDuringExecution?: {
+          nodeSelectorTerms: ({
+            matchExpressions?: ({
+              key: string;
+              operator: "In" | "NotIn" | "Exists" | "DoesNotExist" | "Gt" | "Lt";
+              values?: string[];
+            })[];
+            matchFields?: ({
+              key: string;
+              operator: "In" | "NotIn" | "Exists" | "DoesNotExist" | "Gt" | "Lt";
+              values?: string[];
+            })[];
+          })[];
+        };
+        preferredDuringSchedulingIgnoredDuringExecution?: ({
+          weight: number;
+          preference: {
+            matchExpressions?: ({
+              key: string;
+              operator: "In" | "NotIn" | "Exists" | "DoesNotExist" | "Gt" | "Lt";
+              values?: string[];
+            })[];
+            matchFields?: ({
+              key: string;
+              operator: "In" | "NotIn" | "Exists" | "DoesNotExist" | "Gt" | "Lt";
+              values?: string[];
+            })[];
+          };
+        })[];
+      };
+      podAffinity?: {
+        requiredDuringSchedulingIgnoredDuringExecution?: ({
+          labelSelector?: {
+            matchLabels?: Record<string, string>;
+            matchExpressions?: ({
+              key: string;
+              operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+              values?: string[];
+            })[];
+          };
+          namespaceSelector?: {
+            matchLabels?: Record<string, string>;
+            matchExpressions?: ({
+              key: string;
+              operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+              values?: string[];
+            })[];
+          };
+          namespaces?: string[];
+          topologyKey: string;
+          matchLabelKeys?: string[];
+          mismatchLabelKeys?: string[];
+        })[];
+        preferredDuringSchedulingIgnoredDuringExecution?: ({
+          weight: number;
+          podAffinityTerm: {
+            labelSelector?: {
+              matchLabels?: Record<string, string>;
+              matchExpressions?: ({
+                key: string;
+                operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+                values?: string[];
+              })[];
+            };
+            namespaceSelector?: {
+              matchLabels?: Record<string, string>;
+              matchExpressions?: ({
+                key: string;
+                operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+                values?: string[];
+              })[];
+            };
+            namespaces?: string[];
+            topologyKey: string;
+            matchLabelKeys?: string[];
+            mismatchLabelKeys?: string[];
+          };
+        })[];
+      };
+      podAntiAffinity?: {
+        requiredDuringSchedulingIgnoredDuringExecution?: ({
+          labelSelector?: {
+            matchLabels?: Record<string, string>;
+            matchExpressions?: ({
+              key: string;
+              operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+              values?: string[];
+            })[];
+          };
+          namespaceSelector?: {
+            matchLabels?: Record<string, string>;
+            matchExpressions?: ({
+              key: string;
+              operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+              values?: string[];
+            })[];
+          };
+          namespaces?: string[];
+          topologyKey: string;
+          matchLabelKeys?: string[];
+          mismatchLabelKeys?: string[];
+        })[];
+        preferredDuringSchedulingIgnoredDuringExecution?: ({
+          weight: number;
+          podAffinityTerm: {
+            labelSelector?: {
+              matchLabels?: Record<string, string>;
+              matchExpressions?: ({
+                key: string;
+                operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+                values?: string[];
+              })[];
+            };
+            namespaceSelector?: {
+              matchLabels?: Record<string, string>;
+              matchExpressions?: ({
+                key: string;
+                operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+                values?: string[];
+              })[];
+            };
+            namespaces?: string[];
+            topologyKey: string;
+            matchLabelKeys?: string[];
+            mismatchLabelKeys?: string[];
+          };
+        })[];
+      };
+    };
   };
   /** verify configures the integrity-check CronJob: it re-reads every archive and fails when the newest one is older than the backup schedule allows. */
   verify: {
     /** enabled creates the verify CronJob. */
     enabled: boolean;
-    /** schedule is the cron expression of the checks; empty means the backup schedule while backups are scheduled (the check runs beside each backup and fails when the previous one is missing), otherwise the CronJob stays suspended, for on-demand runs with kubectl create job --from. */
+    /** schedule is the cron expression of the checks (the same rules as backup.schedule); empty means the backup schedule while backups are scheduled (the check runs beside each backup and fails when the previous one is missing), otherwise the CronJob stays suspended, for on-demand runs with kubectl create job --from. */
     schedule: string;
     /** grace is how late the newest archive may be past the last scheduled backup before the check fails (e.g. 30m, 1h, 2d). */
     grace: string;
@@ -146,10 +465,162 @@ export interface Values {
     failedJobsHistoryLimit: number;
     /** backoffLimit is how many times a failed check is retried; 0 because an integrity failure does not heal by retrying. */
     backoffLimit: number;
-    /** activeDeadlineSeconds stops a check that runs longer than this; null means no limit. */
+    /** activeDeadlineSeconds stops a check that runs (or cannot start its pod) longer than this, so a stuck check never blocks later ones; null means no limit. */
     activeDeadlineSeconds: number | null;
-    /** addCapabilities are the Linux capabilities added to the verify container after dropping ALL. */
-    addCapabilities: string[];
+    /** addCapabilities are the Linux capabilities added to the verify container after dropping ALL; null means none under either profile (verify reads only the archives, which the backup pods wrote). Add DAC_OVERRIDE when the backup volume holds archives of another owner. */
+    addCapabilities: string[] | null;
+    /** resources of the verify container (also the helm test and list pods); null means resources. */
+    resources: null | {
+      limits?: Record<string, string | number>;
+      requests?: Record<string, string | number>;
+    };
+    /** nodeSelector of verify pods (also the helm test and list pods); null means nodeSelector. */
+    nodeSelector: null | Record<string, string>;
+    /** tolerations of verify pods (also the helm test and list pods); null means tolerations. */
+    tolerations: null | ({
+      key?: string;
+      operator?: "Exists" | "Equal";
+      value?: string;
+      effect?: "NoSchedule" | "PreferNoSchedule" | "NoExecute";
+      tolerationSeconds?: number;
+    })[];
+    /** affinity of verify pods (also the helm test and list pods); null means affinity. Verify mounts only the backup volume, so it is never colocated with the application. */
+    affinity: null | {
+      nodeAffinity?: {
+        requiredDuringSchedulingIgnoredDuringExecution?: {
+          nodeSelectorTerms: ({
+            matchExpressions?: ({
+              key: string;
+              operator: "In" | "NotIn" | "Exists" | "DoesNotExist" | "Gt" | "Lt";
+              values?: string[];
+            })[];
+            matchFields?: ({
+              key: string;
+              operator: "In" | "NotIn" | "Exists" | "DoesNotExist" | "Gt" | "Lt";
+              values?: string[];
+            })[];
+          })[];
+        };
+        preferredDuringSchedulingIgnoredDuringExecution?: ({
+          weight: number;
+          preference: {
+            matchExpressions?: ({
+              key: string;
+              operator: "In" | "NotIn" | "Exists" | "DoesNotExist" | "Gt" | "Lt";
+              values?: string[];
+            })[];
+            matchFields?: ({
+              key: string;
+              operator: "In" | "NotIn" | "Exists" | "DoesNotExist" | "Gt" | "Lt";
+              values?: string[];
+            })[];
+          };
+        })[];
+      };
+      podAffinity?: {
+        requiredDuringSchedulingIgnoredDuringExecution?: ({
+          labelSelector?: {
+            matchLabels?: Record<string, string>;
+            matchExpressions?: ({
+              key: string;
+              operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+              values?: string[];
+            })[];
+          };
+          namespaceSelector?: {
+            matchLabels?: Record<string, string>;
+            matchExpressions?: ({
+              key: string;
+              operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+              values?: string[];
+            })[];
+          };
+          namespaces?: string[];
+          topologyKey: string;
+          matchLabelKeys?: string[];
+          mismatchLabelKeys?: string[];
+        })[];
+        preferredDuringSchedulingIgnoredDuringExecution?: ({
+          weight: number;
+          podAffinityTerm: {
+            labelSelector?: {
+              matchLabels?: Record<string, string>;
+              matchExpressions?: ({
+                key: string;
+                operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+                values?: string[];
+              })[];
+            };
+            namespaceSelector?: {
+              matchLabels?: Record<string, string>;
+              matchExpressions?: ({
+                key: string;
+                operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+                values?: string[];
+              })[];
+            };
+            namespaces?: string[];
+            topologyKey: string;
+            matchLabelKeys?: string[];
+            mismatchLabelKeys?: string[];
+          };
+        })[];
+      };
+      podAntiAffinity?: {
+        requiredDuringSchedulingIgnoredDuringExecution?: ({
+          labelSelector?: {
+            matchLabels?: Record<string, string>;
+            matchExpressions?: ({
+              key: string;
+              operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+              values?: string[];
+            })[];
+          };
+          namespaceSelector?: {
+            matchLabels?: Record<string, string>;
+            matchExpressions?: ({
+              key: string;
+              operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+              values?: string[];
+            })[];
+          };
+          namespaces?: string[];
+          topologyKey: string;
+          matchLabelKeys?: string[];
+          mismatchLabelKeys?: string[];
+        })[];
+        preferredDuringSchedulingIgnoredDuringExecution?: ({
+          weight: number;
+          podAffinityTerm: {
+            labelSelector?: {
+              matchLabels?: Record<string, string>;
+              matchExpressions?: ({
+                key: string;
+                operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+                values?: string[];
+              })[];
+            };
+            namespaceSelector?: {
+              matchLabels?: Record<string, string>;
+              matchExpressions?: ({
+                key: string;
+                operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+                values?: string[];
+              })[];
+            };
+            namespaces?: string[];
+            topologyKey: string;
+            matchLabelKeys?: string[];
+            mismatchLabelKeys?: string[];
+          };
+        })[];
+      };
+    };
+  };
+  /** tests configures the helm test hook: a Pod (F-test) that runs pvc-backup verify --latest on the backup volume. */
+  tests: {
+    /** enabled renders the helm test Pod; helm test then fails until the first backup exists and whenever the newest archive does not verify. */
+    enabled: boolean;
   };
   /** metrics pushes every backup, verify and restore run's Prometheus metrics to a Pushgateway, and can render alerts on them (see the README, Monitoring and alerts). */
   metrics: {
@@ -174,7 +645,7 @@ export interface Values {
   };
   /** events posts a Kubernetes Event (events.k8s.io/v1) on the claim after each run, so kubectl describe pvc shows BackupSucceeded, BackupFailed, VerifyFailed, RestoreSucceeded and RestoreFailed. */
   events: {
-    /** enabled posts the Events; the chart then creates a Role granting only create on events and mounts the ServiceAccount token in the pods (which is not mounted otherwise). */
+    /** enabled posts the Events; the chart then creates a Role granting only create on events and mounts the ServiceAccount token in the backup, verify and restore pods (which is not mounted otherwise, and never in the bind Job or the helm test pod). */
     enabled: boolean;
   };
   /** notify sends notifications about runs to webhooks (JSON, Slack, ntfy) and pings a dead-man's switch from the backup pods. */
@@ -191,7 +662,7 @@ export interface Values {
     /** pingUrl is a dead-man's switch (healthchecks.io style) the backup pods ping: URL/start when a backup starts, then URL or URL/fail; the service alarms when pings stop coming. It is visible in the CronJob. */
     pingUrl: string;
   };
-  /** serviceAccount the pods run as; its API token is mounted only while events.enabled (to post Events, the one Kubernetes API call the runner makes). */
+  /** serviceAccount the pods run as; its API token is mounted only in the backup, verify and restore pods while events.enabled (to post Events, the one Kubernetes API call the runner makes). */
   serviceAccount: {
     /** create makes the chart create the ServiceAccount. */
     create: boolean;
@@ -200,36 +671,278 @@ export interface Values {
     /** annotations added to the ServiceAccount. */
     annotations: Record<string, string>;
   };
-  /** resources of every runner container; the runner streams, and its peak memory does not grow with the data (measured on 1 GiB: about 190 MiB with gzip, 290 MiB with zstd). */
-  resources: Record<string, unknown>;
-  /** podSecurityContext of every pod; root (uid 0) by default so files of every owner can be read and restored, see the chart docs for a fully non-root setup. */
-  podSecurityContext: Record<string, unknown>;
-  /** securityContext of every container; each component's addCapabilities are added to capabilities.add. */
-  securityContext: Record<string, unknown>;
+  /** securityProfile is the Pod Security Standard the pods are built to meet: baseline (uid 0 with a few capabilities: reads and restores files of every owner) or restricted (uid nonRoot.runAsUser, no capabilities: reads only what that user may read, restored files belong to it). NOTES print the level the rendered pods meet. */
+  securityProfile: "baseline" | "restricted";
+  /** nonRoot is the identity of every pod under securityProfile=restricted: use the owner of the application's files. */
+  nonRoot: {
+    /** runAsUser is the uid the pods run as under securityProfile=restricted. */
+    runAsUser: number;
+    /** runAsGroup is the gid the pods run as under securityProfile=restricted; pods that mount the application's volume read-only or not at all also get it as fsGroup, which makes the backup claim writable (the restore pod, which mounts the application's volume read-write, gets no fsGroup). */
+    runAsGroup: number;
+  };
+  /** resources of every runner container (each component's resources replaces it); the runner streams, and its peak memory does not grow with the data (measured on 1 GiB: about 190 MiB with gzip, 290 MiB with zstd). */
+  resources: {
+    limits?: Record<string, string | number>;
+    requests?: Record<string, string | number>;
+  };
+  /** podSecurityContext is merged over the security profile's pod securityContext (baseline: runAsUser 0, runAsGroup 0, runAsNonRoot false, seccomp RuntimeDefault; restricted: nonRoot's uid and gid, runAsNonRoot true, seccomp RuntimeDefault). */
+  podSecurityContext: {
+    appArmorProfile?: {
+      type: "RuntimeDefault" | "Localhost" | "Unconfined";
+      localhostProfile?: string;
+    };
+    fsGroup?: number;
+    fsGroupChangePolicy?: "Always" | "OnRootMismatch";
+    runAsGroup?: number;
+    runAsNonRoot?: boolean;
+    runAsUser?: number;
+    seLinuxOptions?: {
+      level?: string;
+      role?: string;
+      type?: string;
+      user?: string;
+    };
+    seccompProfile?: {
+      type: "RuntimeDefault" | "Localhost" | "Unconfined";
+      localhostProfile?: string;
+    };
+    supplementalGroups?: number[];
+    supplementalGroupsPolicy?: "Merge" | "Strict";
+  };
+  /** securityContext of every container; each component's capabilities (addCapabilities, or the profile's) are added to capabilities.add. */
+  securityContext: {
+    allowPrivilegeEscalation?: boolean;
+    appArmorProfile?: {
+      type: "RuntimeDefault" | "Localhost" | "Unconfined";
+      localhostProfile?: string;
+    };
+    capabilities?: {
+      add?: string[];
+      drop?: string[];
+    };
+    privileged?: boolean;
+    procMount?: "Default" | "Unmasked";
+    readOnlyRootFilesystem?: boolean;
+    runAsGroup?: number;
+    runAsNonRoot?: boolean;
+    runAsUser?: number;
+    seLinuxOptions?: {
+      level?: string;
+      role?: string;
+      type?: string;
+      user?: string;
+    };
+    seccompProfile?: {
+      type: "RuntimeDefault" | "Localhost" | "Unconfined";
+      localhostProfile?: string;
+    };
+  };
   /** podAnnotations are added to every pod. */
   podAnnotations: Record<string, string>;
   /** podLabels are added to every pod. */
   podLabels: Record<string, string>;
-  /** nodeSelector of every pod. */
+  /** priorityClassName of every pod; empty means none. */
+  priorityClassName: string;
+  /** runtimeClassName of every pod; empty means the cluster's default runtime. */
+  runtimeClassName: string;
+  /** terminationGracePeriodSeconds of every pod: how long a stopped run may clean up after SIGTERM; null means Kubernetes' default (30). */
+  terminationGracePeriodSeconds: number | null;
+  /** nodeSelector of every pod (each component's nodeSelector replaces it). */
   nodeSelector: Record<string, string>;
-  /** tolerations of every pod. */
-  tolerations: Record<string, unknown>[];
-  /** affinity of every pod; source.colocateWith adds a required podAffinity term to it for backup and verify pods. */
-  affinity: Record<string, unknown>;
+  /** tolerations of every pod (each component's tolerations replaces it). */
+  tolerations: ({
+    key?: string;
+    operator?: "Exists" | "Equal";
+    value?: string;
+    effect?: "NoSchedule" | "PreferNoSchedule" | "NoExecute";
+    tolerationSeconds?: number;
+  })[];
+  /** affinity of every pod (each component's affinity replaces it); source.colocateWith adds a required podAffinity term for backup pods and the bind Job. */
+  affinity: {
+    nodeAffinity?: {
+      requiredDuringSchedulingIgnoredDuringExecution?: {
+        nodeSelectorTerms: ({
+          matchExpressions?: ({
+            key: string;
+            operator: "In" | "NotIn" | "Exists" | "DoesNotExist" | "Gt" | "Lt";
+            values?: string[];
+          })[];
+          matchFields?: ({
+            key: string;
+            operator: "In" | "NotIn" | "Exists" | "DoesNotExist" | "Gt" | "Lt";
+            values?: string[];
+          })[];
+        })[];
+      };
+      preferredDuringSchedulingIgnoredDuringExecution?: ({
+        weight: number;
+        preference: {
+          matchExpressions?: ({
+            key: string;
+            operator: "In" | "NotIn" | "Exists" | "DoesNotExist" | "Gt" | "Lt";
+            values?: string[];
+          })[];
+          matchFields?: ({
+            key: string;
+            operator: "In" | "NotIn" | "Exists" | "DoesNotExist" | "Gt" | "Lt";
+            values?: string[];
+          })[];
+        };
+      })[];
+    };
+    podAffinity?: {
+      requiredDuringSchedulingIgnoredDuringExecution?: ({
+        labelSelector?: {
+          matchLabels?: Record<string, string>;
+          matchExpressions?: ({
+            key: string;
+            operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+            values?: string[];
+          })[];
+        };
+        namespaceSelector?: {
+          matchLabels?: Record<string, string>;
+          matchExpressions?: ({
+            key: string;
+            operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+            values?: string[];
+          })[];
+        };
+        namespaces?: string[];
+        topologyKey: string;
+        matchLabelKeys?: string[];
+        mismatchLabelKeys?: string[];
+      })[];
+      preferredDuringSchedulingIgnoredDuringExecution?: ({
+        weight: number;
+        podAffinityTerm: {
+          labelSelector?: {
+            matchLabels?: Record<string, string>;
+            matchExpressions?: ({
+              key: string;
+              operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+              values?: string[];
+            })[];
+          };
+          namespaceSelector?: {
+            matchLabels?: Record<string, string>;
+            matchExpressions?: ({
+              key: string;
+              operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+              values?: string[];
+            })[];
+          };
+          namespaces?: string[];
+          topologyKey: string;
+          matchLabelKeys?: string[];
+          mismatchLabelKeys?: string[];
+        };
+      })[];
+    };
+    podAntiAffinity?: {
+      requiredDuringSchedulingIgnoredDuringExecution?: ({
+        labelSelector?: {
+          matchLabels?: Record<string, string>;
+          matchExpressions?: ({
+            key: string;
+            operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+            values?: string[];
+          })[];
+        };
+        namespaceSelector?: {
+          matchLabels?: Record<string, string>;
+          matchExpressions?: ({
+            key: string;
+            operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+            values?: string[];
+          })[];
+        };
+        namespaces?: string[];
+        topologyKey: string;
+        matchLabelKeys?: string[];
+        mismatchLabelKeys?: string[];
+      })[];
+      preferredDuringSchedulingIgnoredDuringExecution?: ({
+        weight: number;
+        podAffinityTerm: {
+          labelSelector?: {
+            matchLabels?: Record<string, string>;
+            matchExpressions?: ({
+              key: string;
+              operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+              values?: string[];
+            })[];
+          };
+          namespaceSelector?: {
+            matchLabels?: Record<string, string>;
+            matchExpressions?: ({
+              key: string;
+              operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+              values?: string[];
+            })[];
+          };
+          namespaces?: string[];
+          topologyKey: string;
+          matchLabelKeys?: string[];
+          mismatchLabelKeys?: string[];
+        };
+      })[];
+    };
+  };
   /** extraEnv lists extra environment variables (Kubernetes EnvVar objects) for every container, e.g. PVC_BACKUP_* settings. */
-  extraEnv: Record<string, unknown>[];
+  extraEnv: ({
+    name: string;
+    value?: string;
+    valueFrom?: Record<string, unknown>;
+  })[];
+  /** extraEnvFrom lists ConfigMaps and Secrets (Kubernetes EnvFromSource objects) whose keys become environment variables of every container. */
+  extraEnvFrom: ({
+    prefix?: string;
+    configMapRef?: {
+      name: string;
+      optional?: boolean;
+    };
+    secretRef?: {
+      name: string;
+      optional?: boolean;
+    };
+  })[];
+  /** extraVolumes are added to every pod (Kubernetes Volume objects); mount them with extraVolumeMounts. A hostPath volume takes the pods out of the baseline level. */
+  extraVolumes: ({
+    name: string;
+    [key: string]: unknown;
+  })[];
+  /** extraVolumeMounts are added to every container (Kubernetes VolumeMount objects); /data, /backup and /tmp are the chart's own. */
+  extraVolumeMounts: ({
+    name: string;
+    mountPath: string;
+    readOnly?: boolean;
+    subPath?: string;
+    subPathExpr?: string;
+    mountPropagation?: "None" | "HostToContainer";
+    recursiveReadOnly?: "Disabled" | "IfPossible" | "Enabled";
+  })[];
 }
 
 /** The type of every value, by its dotted path; synth/values.ts uses it to type-check value references. */
 export interface ValueTypes {
-  'global': Record<string, unknown>;
+  'global.imageRegistry': string;
+  'global.imagePullSecrets': (string | {
+    name: string;
+  })[];
+  'global.storageClass': string;
   'enabled': boolean;
   'nameOverride': string;
   'fullnameOverride': string;
+  'namespaceOverride': string;
+  'commonLabels': Record<string, string>;
+  'commonAnnotations': Record<string, string>;
   'image.repository': string;
   'image.tag': string;
   'image.pullPolicy': "Always" | "IfNotPresent" | "Never";
-  'imagePullSecrets': Record<string, unknown>[];
+  'imagePullSecrets': (string | {
+    name: string;
+  })[];
   'source.claimName': string;
   'source.subPath': string;
   'source.colocateWith': Record<string, string>;
@@ -257,7 +970,150 @@ export interface ValueTypes {
   'backup.backoffLimit': number;
   'backup.activeDeadlineSeconds': number | null;
   'backup.ttlSecondsAfterFinished': number | null;
-  'backup.addCapabilities': string[];
+  'backup.addCapabilities': string[] | null;
+  'backup.resources': null | {
+    limits?: Record<string, string | number>;
+    requests?: Record<string, string | number>;
+  };
+  'backup.nodeSelector': null | Record<string, string>;
+  'backup.tolerations': null | ({
+    key?: string;
+    operator?: "Exists" | "Equal";
+    value?: string;
+    effect?: "NoSchedule" | "PreferNoSchedule" | "NoExecute";
+    tolerationSeconds?: number;
+  })[];
+  'backup.affinity': null | {
+    nodeAffinity?: {
+      requiredDuringSchedulingIgnoredDuringExecution?: {
+        nodeSelectorTerms: ({
+          matchExpressions?: ({
+            key: string;
+            operator: "In" | "NotIn" | "Exists" | "DoesNotExist" | "Gt" | "Lt";
+            values?: string[];
+          })[];
+          matchFields?: ({
+            key: string;
+            operator: "In" | "NotIn" | "Exists" | "DoesNotExist" | "Gt" | "Lt";
+            values?: string[];
+          })[];
+        })[];
+      };
+      preferredDuringSchedulingIgnoredDuringExecution?: ({
+        weight: number;
+        preference: {
+          matchExpressions?: ({
+            key: string;
+            operator: "In" | "NotIn" | "Exists" | "DoesNotExist" | "Gt" | "Lt";
+            values?: string[];
+          })[];
+          matchFields?: ({
+            key: string;
+            operator: "In" | "NotIn" | "Exists" | "DoesNotExist" | "Gt" | "Lt";
+            values?: string[];
+          })[];
+        };
+      })[];
+    };
+    podAffinity?: {
+      requiredDuringSchedulingIgnoredDuringExecution?: ({
+        labelSelector?: {
+          matchLabels?: Record<string, string>;
+          matchExpressions?: ({
+            key: string;
+            operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+            values?: string[];
+          })[];
+        };
+        namespaceSelector?: {
+          matchLabels?: Record<string, string>;
+          matchExpressions?: ({
+            key: string;
+            operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+            values?: string[];
+          })[];
+        };
+        namespaces?: string[];
+        topologyKey: string;
+        matchLabelKeys?: string[];
+        mismatchLabelKeys?: string[];
+      })[];
+      preferredDuringSchedulingIgnoredDuringExecution?: ({
+        weight: number;
+        podAffinityTerm: {
+          labelSelector?: {
+            matchLabels?: Record<string, string>;
+            matchExpressions?: ({
+              key: string;
+              operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+              values?: string[];
+            })[];
+          };
+          namespaceSelector?: {
+            matchLabels?: Record<string, string>;
+            matchExpressions?: ({
+              key: string;
+              operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+              values?: string[];
+            })[];
+          };
+          namespaces?: string[];
+          topologyKey: string;
+          matchLabelKeys?: string[];
+          mismatchLabelKeys?: string[];
+        };
+      })[];
+    };
+    podAntiAffinity?: {
+      requiredDuringSchedulingIgnoredDuringExecution?: ({
+        labelSelector?: {
+          matchLabels?: Record<string, string>;
+          matchExpressions?: ({
+            key: string;
+            operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+            values?: string[];
+          })[];
+        };
+        namespaceSelector?: {
+          matchLabels?: Record<string, string>;
+          matchExpressions?: ({
+            key: string;
+            operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+            values?: string[];
+          })[];
+        };
+        namespaces?: string[];
+        topologyKey: string;
+        matchLabelKeys?: string[];
+        mismatchLabelKeys?: string[];
+      })[];
+      preferredDuringSchedulingIgnoredDuringExecution?: ({
+        weight: number;
+        podAffinityTerm: {
+          labelSelector?: {
+            matchLabels?: Record<string, string>;
+            matchExpressions?: ({
+              key: string;
+              operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+              values?: string[];
+            })[];
+          };
+          namespaceSelector?: {
+            matchLabels?: Record<string, string>;
+            matchExpressions?: ({
+              key: string;
+              operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+              values?: string[];
+            })[];
+          };
+          namespaces?: string[];
+          topologyKey: string;
+          matchLabelKeys?: string[];
+          mismatchLabelKeys?: string[];
+        };
+      })[];
+    };
+  };
   'storage.create': boolean;
   'storage.existingClaim': string;
   'storage.size': string;
@@ -265,6 +1121,8 @@ export interface ValueTypes {
   'storage.accessModes': ("ReadWriteOnce" | "ReadOnlyMany" | "ReadWriteMany" | "ReadWriteOncePod")[];
   'storage.annotations': Record<string, string>;
   'storage.keepOnUninstall': boolean;
+  'storage.bindJob.enabled': boolean;
+  'storage.bindJob.activeDeadlineSeconds': number;
   'restore.enabled': boolean;
   'restore.archive': string;
   'restore.mode': "replace" | "merge";
@@ -276,7 +1134,150 @@ export interface ValueTypes {
   'restore.allowAbsoluteSymlinks': boolean;
   'restore.backoffLimit': number;
   'restore.activeDeadlineSeconds': number | null;
-  'restore.addCapabilities': string[];
+  'restore.addCapabilities': string[] | null;
+  'restore.resources': null | {
+    limits?: Record<string, string | number>;
+    requests?: Record<string, string | number>;
+  };
+  'restore.nodeSelector': null | Record<string, string>;
+  'restore.tolerations': null | ({
+    key?: string;
+    operator?: "Exists" | "Equal";
+    value?: string;
+    effect?: "NoSchedule" | "PreferNoSchedule" | "NoExecute";
+    tolerationSeconds?: number;
+  })[];
+  'restore.affinity': null | {
+    nodeAffinity?: {
+      requiredDuringSchedulingIgnoredDuringExecution?: {
+        nodeSelectorTerms: ({
+          matchExpressions?: ({
+            key: string;
+            operator: "In" | "NotIn" | "Exists" | "DoesNotExist" | "Gt" | "Lt";
+            values?: string[];
+          })[];
+          matchFields?: ({
+            key: string;
+            operator: "In" | "NotIn" | "Exists" | "DoesNotExist" | "Gt" | "Lt";
+            values?: string[];
+          })[];
+        })[];
+      };
+      preferredDuringSchedulingIgnoredDuringExecution?: ({
+        weight: number;
+        preference: {
+          matchExpressions?: ({
+            key: string;
+            operator: "In" | "NotIn" | "Exists" | "DoesNotExist" | "Gt" | "Lt";
+            values?: string[];
+          })[];
+          matchFields?: ({
+            key: string;
+            operator: "In" | "NotIn" | "Exists" | "DoesNotExist" | "Gt" | "Lt";
+            values?: string[];
+          })[];
+        };
+      })[];
+    };
+    podAffinity?: {
+      requiredDuringSchedulingIgnoredDuringExecution?: ({
+        labelSelector?: {
+          matchLabels?: Record<string, string>;
+          matchExpressions?: ({
+            key: string;
+            operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+            values?: string[];
+          })[];
+        };
+        namespaceSelector?: {
+          matchLabels?: Record<string, string>;
+          matchExpressions?: ({
+            key: string;
+            operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+            values?: string[];
+          })[];
+        };
+        namespaces?: string[];
+        topologyKey: string;
+        matchLabelKeys?: string[];
+        mismatchLabelKeys?: string[];
+      })[];
+      preferredDuringSchedulingIgnoredDuringExecution?: ({
+        weight: number;
+        podAffinityTerm: {
+          labelSelector?: {
+            matchLabels?: Record<string, string>;
+            matchExpressions?: ({
+              key: string;
+              operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+              values?: string[];
+            })[];
+          };
+          namespaceSelector?: {
+            matchLabels?: Record<string, string>;
+            matchExpressions?: ({
+              key: string;
+              operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+              values?: string[];
+            })[];
+          };
+          namespaces?: string[];
+          topologyKey: string;
+          matchLabelKeys?: string[];
+          mismatchLabelKeys?: string[];
+        };
+      })[];
+    };
+    podAntiAffinity?: {
+      requiredDuringSchedulingIgnoredDuringExecution?: ({
+        labelSelector?: {
+          matchLabels?: Record<string, string>;
+          matchExpressions?: ({
+            key: string;
+            operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+            values?: string[];
+          })[];
+        };
+        namespaceSelector?: {
+          matchLabels?: Record<string, string>;
+          matchExpressions?: ({
+            key: string;
+            operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+            values?: string[];
+          })[];
+        };
+        namespaces?: string[];
+        topologyKey: string;
+        matchLabelKeys?: string[];
+        mismatchLabelKeys?: string[];
+      })[];
+      preferredDuringSchedulingIgnoredDuringExecution?: ({
+        weight: number;
+        podAffinityTerm: {
+          labelSelector?: {
+            matchLabels?: Record<string, string>;
+            matchExpressions?: ({
+              key: string;
+              operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+              values?: string[];
+            })[];
+          };
+          namespaceSelector?: {
+            matchLabels?: Record<string, string>;
+            matchExpressions?: ({
+              key: string;
+              operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+              values?: string[];
+            })[];
+          };
+          namespaces?: string[];
+          topologyKey: string;
+          matchLabelKeys?: string[];
+          mismatchLabelKeys?: string[];
+        };
+      })[];
+    };
+  };
   'verify.enabled': boolean;
   'verify.schedule': string;
   'verify.grace': string;
@@ -285,7 +1286,151 @@ export interface ValueTypes {
   'verify.failedJobsHistoryLimit': number;
   'verify.backoffLimit': number;
   'verify.activeDeadlineSeconds': number | null;
-  'verify.addCapabilities': string[];
+  'verify.addCapabilities': string[] | null;
+  'verify.resources': null | {
+    limits?: Record<string, string | number>;
+    requests?: Record<string, string | number>;
+  };
+  'verify.nodeSelector': null | Record<string, string>;
+  'verify.tolerations': null | ({
+    key?: string;
+    operator?: "Exists" | "Equal";
+    value?: string;
+    effect?: "NoSchedule" | "PreferNoSchedule" | "NoExecute";
+    tolerationSeconds?: number;
+  })[];
+  'verify.affinity': null | {
+    nodeAffinity?: {
+      requiredDuringSchedulingIgnoredDuringExecution?: {
+        nodeSelectorTerms: ({
+          matchExpressions?: ({
+            key: string;
+            operator: "In" | "NotIn" | "Exists" | "DoesNotExist" | "Gt" | "Lt";
+            values?: string[];
+          })[];
+          matchFields?: ({
+            key: string;
+            operator: "In" | "NotIn" | "Exists" | "DoesNotExist" | "Gt" | "Lt";
+            values?: string[];
+          })[];
+        })[];
+      };
+      preferredDuringSchedulingIgnoredDuringExecution?: ({
+        weight: number;
+        preference: {
+          matchExpressions?: ({
+            key: string;
+            operator: "In" | "NotIn" | "Exists" | "DoesNotExist" | "Gt" | "Lt";
+            values?: string[];
+          })[];
+          matchFields?: ({
+            key: string;
+            operator: "In" | "NotIn" | "Exists" | "DoesNotExist" | "Gt" | "Lt";
+            values?: string[];
+          })[];
+        };
+      })[];
+    };
+    podAffinity?: {
+      requiredDuringSchedulingIgnoredDuringExecution?: ({
+        labelSelector?: {
+          matchLabels?: Record<string, string>;
+          matchExpressions?: ({
+            key: string;
+            operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+            values?: string[];
+          })[];
+        };
+        namespaceSelector?: {
+          matchLabels?: Record<string, string>;
+          matchExpressions?: ({
+            key: string;
+            operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+            values?: string[];
+          })[];
+        };
+        namespaces?: string[];
+        topologyKey: string;
+        matchLabelKeys?: string[];
+        mismatchLabelKeys?: string[];
+      })[];
+      preferredDuringSchedulingIgnoredDuringExecution?: ({
+        weight: number;
+        podAffinityTerm: {
+          labelSelector?: {
+            matchLabels?: Record<string, string>;
+            matchExpressions?: ({
+              key: string;
+              operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+              values?: string[];
+            })[];
+          };
+          namespaceSelector?: {
+            matchLabels?: Record<string, string>;
+            matchExpressions?: ({
+              key: string;
+              operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+              values?: string[];
+            })[];
+          };
+          namespaces?: string[];
+          topologyKey: string;
+          matchLabelKeys?: string[];
+          mismatchLabelKeys?: string[];
+        };
+      })[];
+    };
+    podAntiAffinity?: {
+      requiredDuringSchedulingIgnoredDuringExecution?: ({
+        labelSelector?: {
+          matchLabels?: Record<string, string>;
+          matchExpressions?: ({
+            key: string;
+            operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+            values?: string[];
+          })[];
+        };
+        namespaceSelector?: {
+          matchLabels?: Record<string, string>;
+          matchExpressions?: ({
+            key: string;
+            operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+            values?: string[];
+          })[];
+        };
+        namespaces?: string[];
+        topologyKey: string;
+        matchLabelKeys?: string[];
+        mismatchLabelKeys?: string[];
+      })[];
+      preferredDuringSchedulingIgnoredDuringExecution?: ({
+        weight: number;
+        podAffinityTerm: {
+          labelSelector?: {
+            matchLabels?: Record<string, string>;
+            matchExpressions?: ({
+              key: string;
+              operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+              values?: string[];
+            })[];
+          };
+          namespaceSelector?: {
+            matchLabels?: Record<string, string>;
+            matchExpressions?: ({
+              key: string;
+              operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+              values?: string[];
+            })[];
+          };
+          namespaces?: string[];
+          topologyKey: string;
+          matchLabelKeys?: string[];
+          mismatchLabelKeys?: string[];
+        };
+      })[];
+    };
+  };
+  'tests.enabled': boolean;
   'metrics.pushgateway.url': string;
   'metrics.prometheusRule.enabled': boolean;
   'metrics.prometheusRule.labels': Record<string, string>;
@@ -300,13 +1445,234 @@ export interface ValueTypes {
   'serviceAccount.create': boolean;
   'serviceAccount.name': string;
   'serviceAccount.annotations': Record<string, string>;
-  'resources': Record<string, unknown>;
-  'podSecurityContext': Record<string, unknown>;
-  'securityContext': Record<string, unknown>;
+  'securityProfile': "baseline" | "restricted";
+  'nonRoot.runAsUser': number;
+  'nonRoot.runAsGroup': number;
+  'resources': {
+    limits?: Record<string, string | number>;
+    requests?: Record<string, string | number>;
+  };
+  'podSecurityContext': {
+    appArmorProfile?: {
+      type: "RuntimeDefault" | "Localhost" | "Unconfined";
+      localhostProfile?: string;
+    };
+    fsGroup?: number;
+    fsGroupChangePolicy?: "Always" | "OnRootMismatch";
+    runAsGroup?: number;
+    runAsNonRoot?: boolean;
+    runAsUser?: number;
+    seLinuxOptions?: {
+      level?: string;
+      role?: string;
+      type?: string;
+      user?: string;
+    };
+    seccompProfile?: {
+      type: "RuntimeDefault" | "Localhost" | "Unconfined";
+      localhostProfile?: string;
+    };
+    supplementalGroups?: number[];
+    supplementalGroupsPolicy?: "Merge" | "Strict";
+  };
+  'securityContext': {
+    allowPrivilegeEscalation?: boolean;
+    appArmorProfile?: {
+      type: "RuntimeDefault" | "Localhost" | "Unconfined";
+      localhostProfile?: string;
+    };
+    capabilities?: {
+      add?: string[];
+      drop?: string[];
+    };
+    privileged?: boolean;
+    procMount?: "Default" | "Unmasked";
+    readOnlyRootFilesystem?: boolean;
+    runAsGroup?: number;
+    runAsNonRoot?: boolean;
+    runAsUser?: number;
+    seLinuxOptions?: {
+      level?: string;
+      role?: string;
+      type?: string;
+      user?: string;
+    };
+    seccompProfile?: {
+      type: "RuntimeDefault" | "Localhost" | "Unconfined";
+      localhostProfile?: string;
+    };
+  };
   'podAnnotations': Record<string, string>;
   'podLabels': Record<string, string>;
+  'priorityClassName': string;
+  'runtimeClassName': string;
+  'terminationGracePeriodSeconds': number | null;
   'nodeSelector': Record<string, string>;
-  'tolerations': Record<string, unknown>[];
-  'affinity': Record<string, unknown>;
-  'extraEnv': Record<string, unknown>[];
+  'tolerations': ({
+    key?: string;
+    operator?: "Exists" | "Equal";
+    value?: string;
+    effect?: "NoSchedule" | "PreferNoSchedule" | "NoExecute";
+    tolerationSeconds?: number;
+  })[];
+  'affinity': {
+    nodeAffinity?: {
+      requiredDuringSchedulingIgnoredDuringExecution?: {
+        nodeSelectorTerms: ({
+          matchExpressions?: ({
+            key: string;
+            operator: "In" | "NotIn" | "Exists" | "DoesNotExist" | "Gt" | "Lt";
+            values?: string[];
+          })[];
+          matchFields?: ({
+            key: string;
+            operator: "In" | "NotIn" | "Exists" | "DoesNotExist" | "Gt" | "Lt";
+            values?: string[];
+          })[];
+        })[];
+      };
+      preferredDuringSchedulingIgnoredDuringExecution?: ({
+        weight: number;
+        preference: {
+          matchExpressions?: ({
+            key: string;
+            operator: "In" | "NotIn" | "Exists" | "DoesNotExist" | "Gt" | "Lt";
+            values?: string[];
+          })[];
+          matchFields?: ({
+            key: string;
+            operator: "In" | "NotIn" | "Exists" | "DoesNotExist" | "Gt" | "Lt";
+            values?: string[];
+          })[];
+        };
+      })[];
+    };
+    podAffinity?: {
+      requiredDuringSchedulingIgnoredDuringExecution?: ({
+        labelSelector?: {
+          matchLabels?: Record<string, string>;
+          matchExpressions?: ({
+            key: string;
+            operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+            values?: string[];
+          })[];
+        };
+        namespaceSelector?: {
+          matchLabels?: Record<string, string>;
+          matchExpressions?: ({
+            key: string;
+            operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+            values?: string[];
+          })[];
+        };
+        namespaces?: string[];
+        topologyKey: string;
+        matchLabelKeys?: string[];
+        mismatchLabelKeys?: string[];
+      })[];
+      preferredDuringSchedulingIgnoredDuringExecution?: ({
+        weight: number;
+        podAffinityTerm: {
+          labelSelector?: {
+            matchLabels?: Record<string, string>;
+            matchExpressions?: ({
+              key: string;
+              operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+              values?: string[];
+            })[];
+          };
+          namespaceSelector?: {
+            matchLabels?: Record<string, string>;
+            matchExpressions?: ({
+              key: string;
+              operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+              values?: string[];
+            })[];
+          };
+          namespaces?: string[];
+          topologyKey: string;
+          matchLabelKeys?: string[];
+          mismatchLabelKeys?: string[];
+        };
+      })[];
+    };
+    podAntiAffinity?: {
+      requiredDuringSchedulingIgnoredDuringExecution?: ({
+        labelSelector?: {
+          matchLabels?: Record<string, string>;
+          matchExpressions?: ({
+            key: string;
+            operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+            values?: string[];
+          })[];
+        };
+        namespaceSelector?: {
+          matchLabels?: Record<string, string>;
+          matchExpressions?: ({
+            key: string;
+            operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+            values?: string[];
+          })[];
+        };
+        namespaces?: string[];
+        topologyKey: string;
+        matchLabelKeys?: string[];
+        mismatchLabelKeys?: string[];
+      })[];
+      preferredDuringSchedulingIgnoredDuringExecution?: ({
+        weight: number;
+        podAffinityTerm: {
+          labelSelector?: {
+            matchLabels?: Record<string, string>;
+            matchExpressions?: ({
+              key: string;
+              operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+              values?: string[];
+            })[];
+          };
+          namespaceSelector?: {
+            matchLabels?: Record<string, string>;
+            matchExpressions?: ({
+              key: string;
+              operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
+              values?: string[];
+            })[];
+          };
+          namespaces?: string[];
+          topologyKey: string;
+          matchLabelKeys?: string[];
+          mismatchLabelKeys?: string[];
+        };
+      })[];
+    };
+  };
+  'extraEnv': ({
+    name: string;
+    value?: string;
+    valueFrom?: Record<string, unknown>;
+  })[];
+  'extraEnvFrom': ({
+    prefix?: string;
+    configMapRef?: {
+      name: string;
+      optional?: boolean;
+    };
+    secretRef?: {
+      name: string;
+      optional?: boolean;
+    };
+  })[];
+  'extraVolumes': ({
+    name: string;
+    [key: string]: unknown;
+  })[];
+  'extraVolumeMounts': ({
+    name: string;
+    mountPath: string;
+    readOnly?: boolean;
+    subPath?: string;
+    subPathExpr?: string;
+    mountPropagation?: "None" | "HostToContainer";
+    recursiveReadOnly?: "Disabled" | "IfPossible" | "Enabled";
+  })[];
 }

@@ -6,7 +6,7 @@ few interpolated names reads best as itself.
 
 {{/* The PromQL matchers of this release's pushed series (the Pushgateway group minus the command). */}}
 {{- define "pvc-backup.metricSelector" -}}
-job="pvc-backup",namespace={{ .Release.Namespace | quote }},prefix={{ include "pvc-backup.prefix" . | quote }}
+job="pvc-backup",namespace={{ include "pvc-backup.namespace" . | quote }},prefix={{ include "pvc-backup.prefix" . | quote }}
 {{- end }}
 
 {{/* Seconds in a Prometheus duration such as 1h30m (milliseconds are dropped). */}}
@@ -69,7 +69,8 @@ Args: context.
 {{- with .context }}
 {{- $selector := include "pvc-backup.metricSelector" . }}
 {{- $prefix := include "pvc-backup.prefix" . }}
-{{- $where := printf "prefix %s in namespace %s" $prefix .Release.Namespace }}
+{{- $ns := include "pvc-backup.namespace" . }}
+{{- $where := printf "prefix %s in namespace %s" $prefix $ns }}
 {{- $claim := .Values.source.claimName }}
 {{- $cronJob := include "pvc-backup.backupCronJobName" . }}
 {{- $critical := merge (deepCopy .Values.metrics.prometheusRule.alertLabels) (dict "severity" "critical") }}
@@ -83,7 +84,7 @@ groups:
           {{- toYaml $critical | nindent 10 }}
         annotations:
           summary: {{ printf "The last backup of PVC %s failed" $claim | quote }}
-          description: {{ printf "The last backup run of %s failed. kubectl -n %s describe pvc %s shows the reason; the logs of the latest failed Job of CronJob %s show the details." $where .Release.Namespace $claim $cronJob | quote }}
+          description: {{ printf "The last backup run of %s failed. kubectl -n %s describe pvc %s shows the reason; the logs of the latest failed Job of CronJob %s show the details." $where $ns $claim $cronJob | quote }}
       {{- if and .Values.backup.enabled (not .Values.backup.suspend) }}
       - alert: PvcBackupOverdue
         expr: {{ printf "time() > pvc_backup_next_due_timestamp_seconds{%s,command=\"backup\"}" $selector | quote }}
@@ -109,7 +110,7 @@ groups:
           {{- toYaml $critical | nindent 10 }}
         annotations:
           summary: {{ printf "The backups of PVC %s failed their check" $claim | quote }}
-          description: {{ printf "The last verify run of %s failed: an archive is corrupt or the newest backup is missing. kubectl -n %s describe pvc %s shows the reason; the logs of the latest failed Job of CronJob %s show the details." $where .Release.Namespace $claim (include "pvc-backup.verifyCronJobName" .) | quote }}
+          description: {{ printf "The last verify run of %s failed: an archive is corrupt or the newest backup is missing. kubectl -n %s describe pvc %s shows the reason; the logs of the latest failed Job of CronJob %s show the details." $where $ns $claim (include "pvc-backup.verifyCronJobName" .) | quote }}
       {{- end }}
 {{- end }}
 {{- end }}

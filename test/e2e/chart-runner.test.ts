@@ -45,7 +45,8 @@ function writeAppData(dir: string): void {
   fs.writeFileSync(path.join(dir, 'db/tables/orders.dat'), 'order 1\norder 2\n');
   fs.symlinkSync('tables/users.dat', path.join(dir, 'db/current'));
   // Owned by another user, readable only by that user: the backup pod reads it as root with
-  // DAC_READ_SEARCH only, the restore pod writes it back and restores the owner with CHOWN.
+  // DAC_OVERRIDE only (the source is mounted read-only), the restore pod writes it back and
+  // restores the owner with CHOWN.
   fs.mkdirSync(path.join(dir, 'private'), { mode: 0o700 });
   fs.writeFileSync(path.join(dir, 'private/secret.key'), 'k3y\n', { mode: 0o600 });
   for (const p of ['private', 'private/secret.key']) fs.chownSync(path.join(dir, p), OTHER_UID, OTHER_GID);
@@ -109,7 +110,7 @@ describe.skipIf(unavailable !== undefined).each([
     ensureBuilt();
     image = runtimeConfig();
     imageFs = imageFilesystem();
-    manifests = helmTemplate(RELEASE, ['--namespace', 'apps', '--set', `source.claimName=${SOURCE_CLAIM}`, '--set', 'restore.enabled=true', ...set]);
+    manifests = helmTemplate(RELEASE, ['--namespace', 'apps', '--set', `source.claimName=${SOURCE_CLAIM}`, '--set', 'image.repository=registry.example.com/pvc-backup', '--set', 'restore.enabled=true', ...set]);
     const sourceClaimDir = await tempDir('pvc-data');
     claims = { [SOURCE_CLAIM]: sourceClaimDir, [F]: await tempDir('pvc-backups') };
     scratch = await tempDir('pods');
@@ -152,9 +153,10 @@ describe.skipIf(unavailable !== undefined).each([
     expect(snapshotTree(dataDir, { owner: true })).toEqual(original);
   });
 
-  it('verify: the verify CronJob, run now, checks every archive and the schedule', async () => {
+  it('verify: the verify CronJob, run now, checks every archive and the schedule, with only the backup volume', async () => {
     const job = jobFromCronJob(findManifest(manifests, 'CronJob', `${F}-verify`), `${F}-verify-1`);
     expectCompleteJob(job, chartClaims());
+    expect(podSpecOf(job).volumes!.map((v) => v.name).sort()).toEqual(['backup', 'tmp']);
     const result = await run(job);
     expectSucceeded(result, 'verify pod');
     expect(result.argv).toContain('--all');

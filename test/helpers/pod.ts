@@ -38,9 +38,12 @@ export interface VolumeMount {
 export interface Container {
   name: string;
   image: string;
+  imagePullPolicy?: string;
   command?: string[];
   args?: string[];
   env?: EnvVar[];
+  envFrom?: unknown[];
+  resources?: { limits?: Record<string, string | number>; requests?: Record<string, string | number> };
   volumeMounts?: VolumeMount[];
   securityContext?: {
     readOnlyRootFilesystem?: boolean;
@@ -59,11 +62,20 @@ export interface Volume {
   [other: string]: unknown;
 }
 
+export interface PodSecurityContext {
+  runAsUser?: number;
+  runAsGroup?: number;
+  runAsNonRoot?: boolean;
+  fsGroup?: number;
+  fsGroupChangePolicy?: 'Always' | 'OnRootMismatch';
+  supplementalGroups?: number[];
+}
+
 export interface PodSpec {
   containers: Container[];
   volumes?: Volume[];
   restartPolicy?: string;
-  securityContext?: { runAsUser?: number; runAsGroup?: number; runAsNonRoot?: boolean };
+  securityContext?: PodSecurityContext;
 }
 
 /** `helm template RELEASE charts/pvc-backup ARGS...` with Helm 3, parsed. */
@@ -295,4 +307,149 @@ export function runPod(options: RunPodOptions): Promise<PodRun> {
       resolve({ code, signal, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8'), argv, env });
     });
   });
+}
+
+/**
+ * The ownership change the kubelet makes for a pod's fsGroup (pkg/volume/volume_linux.go,
+ * SetVolumeOwnership): every file and directory of the volume gets group fsGroup and group
+ * read-write (directories also group search and setgid). It is applied to no read-only volume
+ * (CSI: csi_mounter.go supportsFSGroup), and with OnRootMismatch only when the volume root does
+ * not already have that group and those bits. Returns the claim directories it changed.
+ */
+export function applyFsGroup(pod: PodSpec, claims: Record<string, string>): string[] {
+  const fsGroup = pod.securityContext?.fsGroup;
+  if (fsGroup === undefined) return [];
+  const changed: string[] = [];
+  for (const volume of pod.volumes ?? []) {
+    const claim = volume.persistentVolumeClaim;
+    if (!claim || claim.readOnly) continue;
+    const root = claims[claim.claimName];
+    if (!root) throw new Error(`no stand-in directory for claim ${claim.claimName}`);
+    const top = fs.statSync(root);
+    const dirMask = 0o2770;
+    if (pod.securityContext?.fsGroupChangePolicy === 'OnRootMismatch' && top.gid === fsGroup && (top.mode & dirMask) === dirMask) continue;
+    const visit = (file: string) => {
+      const info = fs.lstatSync(file);
+      fs.lchownSync(file, info.uid, fsGroup);
+      if (info.isSymbolicLink()) return;
+      fs.chmodSync(file, (info.mode & 0o7777) | (info.isDirectory() ? dirMask : 0o660));
+      if (info.isDirectory()) for (const name of fs.readdirSync(file)) visit(path.join(file, name));
+    };
+    visit(root);
+    changed.push(root);
+  }
+  return changed;
+}
+
+/** Kubernetes quantity of memory (e.g. 512Mi, 1G) in bytes, for docker run --memory. */
+function memoryBytes(quantity: string | number): number {
+  const match = /^([0-9.]+)([KMGTPE]i?|[kmM])?$/.exec(String(quantity));
+  if (!match) throw new Error(`cannot read memory quantity ${quantity}`);
+  const units: Record<string, number> = { '': 1, k: 1e3, K: 1e3, M: 1e6, G: 1e9, T: 1e12, Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40 };
+  const unit = units[match[2] ?? ''];
+  if (unit === undefined) throw new Error(`unsupported memory unit in ${quantity}`);
+  return Math.round(Number(match[1]) * unit);
+}
+
+export interface DockerPodOptions {
+  spec: PodSpec;
+  /** The pod's name, also its hostname. */
+  name: string;
+  /** Host directory that stands in for each PersistentVolumeClaim, by claim name. */
+  claims: Record<string, string>;
+  /** What the pod knows about itself, for env from the downward API (fieldRef); none by default. */
+  metadata?: PodMetadata;
+}
+
+/**
+ * `docker run` arguments for the pod's one container, as the kubelet would run it: the image's
+ * entrypoint (the chart sets no command) with the container's args, its env (fieldRefs resolved
+ * from `metadata`), the user and groups of the security contexts (fsGroup and supplementalGroups
+ * as extra groups), drop ALL and the added capabilities, no-new-privileges, a read-only root
+ * filesystem, each PVC mount as a bind mount (subPath and readOnly honoured), each emptyDir as a
+ * tmpfs, the memory and CPU limits, and no network (the runner needs none besides the Kubernetes
+ * API for Events, which is not there: the runner warns and the run's result stands).
+ */
+export function dockerRunArgs({ spec, name, claims, metadata }: DockerPodOptions): string[] {
+  if (spec.containers.length !== 1) throw new Error(`${name}: expected one container`);
+  const container = spec.containers[0]!;
+  if (container.command !== undefined) throw new Error(`${name}: the container sets command; the image entrypoint would not run`);
+  if (container.envFrom !== undefined) throw new Error(`${name}: envFrom cannot be run without a cluster`);
+  const security = container.securityContext ?? {};
+  const podSecurity = spec.securityContext ?? {};
+  const args = ['run', '--rm', '--name', `${name}-${process.pid}-${Math.random().toString(16).slice(2, 8)}`, '--hostname', name, '--network', 'none'];
+
+  const uid = security.runAsUser ?? podSecurity.runAsUser;
+  const gid = security.runAsGroup ?? podSecurity.runAsGroup;
+  if (uid !== undefined) args.push('--user', gid === undefined ? String(uid) : `${uid}:${gid}`);
+  for (const group of [...(podSecurity.fsGroup === undefined ? [] : [podSecurity.fsGroup]), ...(podSecurity.supplementalGroups ?? [])]) args.push('--group-add', String(group));
+
+  const capabilities = security.capabilities ?? {};
+  for (const cap of capabilities.drop ?? []) args.push('--cap-drop', cap);
+  for (const cap of capabilities.add ?? []) args.push('--cap-add', cap);
+  if (security.allowPrivilegeEscalation === false) args.push('--security-opt', 'no-new-privileges');
+  if (security.readOnlyRootFilesystem) args.push('--read-only');
+
+  const limits = container.resources?.limits ?? {};
+  if (limits.memory !== undefined) args.push('--memory', String(memoryBytes(limits.memory)));
+  if (limits.cpu !== undefined) args.push('--cpus', String(limits.cpu).endsWith('m') ? String(Number.parseInt(String(limits.cpu), 10) / 1000) : String(limits.cpu));
+
+  for (const variable of container.env ?? []) {
+    if (variable.valueFrom !== undefined && metadata === undefined) throw new Error(`${name}: env ${variable.name} uses valueFrom; pass the pod's metadata to resolve it`);
+    args.push('--env', `${variable.name}=${variable.valueFrom !== undefined ? fieldRefValue(variable, metadata!) : (variable.value ?? '')}`);
+  }
+
+  const volumes = new Map((spec.volumes ?? []).map((v) => [v.name, v]));
+  for (const mount of container.volumeMounts ?? []) {
+    const volume = volumes.get(mount.name);
+    if (!volume) throw new Error(`${name}: volumeMount ${mount.name} has no volume`);
+    if (volume.persistentVolumeClaim) {
+      const claimDir = claims[volume.persistentVolumeClaim.claimName];
+      if (!claimDir) throw new Error(`${name}: no stand-in directory for claim ${volume.persistentVolumeClaim.claimName}`);
+      let host = claimDir;
+      if (mount.subPath) {
+        host = path.join(claimDir, mount.subPath);
+        fs.mkdirSync(host, { recursive: true }); // the kubelet creates a missing subPath directory
+      }
+      const readOnly = mount.readOnly === true || volume.persistentVolumeClaim.readOnly === true;
+      args.push('--mount', `type=bind,source=${host},target=${mount.mountPath}${readOnly ? ',readonly' : ''}`);
+    } else if (volume.emptyDir) {
+      args.push('--tmpfs', `${mount.mountPath}:rw,mode=1777`);
+    } else {
+      throw new Error(`${name}: volume ${volume.name} is neither a PVC nor an emptyDir`);
+    }
+  }
+  args.push(container.image, ...(container.args ?? []));
+  return args;
+}
+
+export interface DockerRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  /** The docker run command line, for messages. */
+  command: string[];
+}
+
+/**
+ * Runs `docker ARGS` (the CLI in PVC_BACKUP_DOCKER, else docker on PATH; scripts/test-image.sh
+ * picks one that builds with BuildKit), collecting its output; never rejects for a non-zero exit.
+ */
+export function docker(args: string[], timeoutMs = 120_000): Promise<DockerRun> {
+  return new Promise((resolve, reject) => {
+    const cli = process.env.PVC_BACKUP_DOCKER || 'docker';
+    const child = spawn(cli, args, { stdio: ['ignore', 'pipe', 'pipe'], timeout: timeoutMs, env: { ...process.env, DOCKER_BUILDKIT: '1' } });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (c: Buffer) => out.push(c));
+    child.stderr.on('data', (c: Buffer) => err.push(c));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8'), command: [cli, ...args] }));
+  });
+}
+
+/** Runs the pod's container in Docker after the kubelet's fsGroup ownership change. */
+export function runPodInDocker(options: DockerPodOptions, timeoutMs?: number): Promise<DockerRun> {
+  applyFsGroup(options.spec, options.claims);
+  return docker(dockerRunArgs(options), timeoutMs);
 }

@@ -15,6 +15,7 @@ import {
   helmTemplate,
   podTemplateOf,
   renderChart,
+  REQUIRED_VALUES,
   resourceIds,
   runnerContainerOf,
   validateKubernetesObject,
@@ -29,7 +30,6 @@ import {
  */
 
 const F = fullname();
-const claim = { claimName: 'shop-data' };
 const PROMTOOL = '/usr/bin/promtool';
 const promtoolMissing = fs.existsSync(PROMTOOL) ? undefined : 'needs promtool (Debian prometheus; scripts/setup.sh installs it)';
 if (promtoolMissing) console.warn(`skipping the promtool checks in test/monitoring/chart.test.ts: ${promtoolMissing}`);
@@ -44,13 +44,21 @@ function parse(workload: Manifest): { config: RunnerConfig; monitoring: Monitori
   return parsed;
 }
 
+/** The pods that report their run: backup, verify, restore (not the bind Job, not the helm test pod). */
 function workloads(manifests: Manifest[]): Manifest[] {
-  return manifests.filter((m) => m.kind === 'CronJob' || m.kind === 'Job');
+  return manifests.filter((m) => m.kind === 'CronJob' || (m.kind === 'Job' && !m.metadata.name.startsWith(`${F}-bind-`)));
+}
+
+/** The pods that report nothing: the bind Job and the helm test pod. */
+function quietPods(manifests: Manifest[]): Manifest[] {
+  const quiet = manifests.filter((m) => m.kind === 'Pod' || (m.kind === 'Job' && m.metadata.name.startsWith(`${F}-bind-`)));
+  expect(quiet.map((m) => m.kind).sort()).toEqual(['Job', 'Pod']);
+  return quiet;
 }
 
 describe.each(helmBinaries())('monitoring rendered by Helm $major', (helm) => {
   it('posts Events by default: a Role with only create on events, bound to the ServiceAccount, and the token mounted', () => {
-    const manifests = renderChart(helm, { source: claim, restore: { enabled: true, targetClaim: 'shop-data-copy' } });
+    const manifests = renderChart(helm, { ...REQUIRED_VALUES, restore: { enabled: true, targetClaim: 'shop-data-copy' } });
     const role = find(manifests, 'Role', F);
     const binding = find(manifests, 'RoleBinding', F);
     for (const m of [role, binding]) validateKubernetesObject(m);
@@ -68,10 +76,28 @@ describe.each(helmBinaries())('monitoring rendered by Helm $major', (helm) => {
       expect(monitoring).toMatchObject({ pushgatewayUrl: undefined, notify: [], pingUrl: undefined });
     }
     expect(claims).toEqual({ backup: 'shop-data', verify: 'shop-data', restore: 'shop-data-copy' });
+    for (const pod of quietPods(manifests)) {
+      expect(podTemplateOf(pod).spec.automountServiceAccountToken).toBe(false);
+      expect(runnerContainerOf(pod).args).not.toContain('--events');
+    }
+  });
+
+  it('posts Events, binds the Role and labels the metrics in the namespace of namespaceOverride', () => {
+    const manifests = renderChart(helm, {
+      ...REQUIRED_VALUES,
+      namespaceOverride: 'backups',
+      metrics: { pushgateway: { url: 'http://pushgateway:9091' }, prometheusRule: { enabled: true } },
+      restore: { enabled: true },
+    });
+    for (const kind of ['Role', 'RoleBinding', 'PrometheusRule']) expect(find(manifests, kind, F).metadata.namespace).toBe('backups');
+    expect(find(manifests, 'RoleBinding', F).subjects).toEqual([{ kind: 'ServiceAccount', name: F, namespace: 'backups' }]);
+    for (const workload of workloads(manifests)) expect(parse(workload).monitoring).toMatchObject({ namespace: 'backups', events: { namespace: 'backups' } });
+    const rules = find(manifests, 'PrometheusRule', F).spec.groups[0].rules as { expr: string }[];
+    for (const rule of rules) expect(rule.expr).toContain('job="pvc-backup",namespace="backups",prefix="shop"');
   });
 
   it('with events.enabled=false: no Role, no token, no Event flags', () => {
-    const manifests = renderChart(helm, { source: claim, events: { enabled: false }, restore: { enabled: true } });
+    const manifests = renderChart(helm, { ...REQUIRED_VALUES, events: { enabled: false }, restore: { enabled: true } });
     expect(resourceIds(manifests).filter((id) => id.startsWith('Role'))).toEqual([]);
     for (const workload of workloads(manifests)) {
       expect(podTemplateOf(workload).spec.automountServiceAccountToken).toBe(false);
@@ -82,7 +108,7 @@ describe.each(helmBinaries())('monitoring rendered by Helm $major', (helm) => {
 
   it('passes the Pushgateway to every pod and the schedule to the backup, for the next-due time', () => {
     const manifests = renderChart(helm, {
-      source: claim,
+      ...REQUIRED_VALUES,
       backup: { schedule: '0 */6 * * *', timeZone: 'Europe/Berlin' },
       metrics: { pushgateway: { url: 'http://prometheus-pushgateway.monitoring:9091' } },
       restore: { enabled: true },
@@ -98,7 +124,7 @@ describe.each(helmBinaries())('monitoring rendered by Helm $major', (helm) => {
 
   it('hands the notification URLs over from their Secret, and pings from backups only', () => {
     const manifests = renderChart(helm, {
-      source: claim,
+      ...REQUIRED_VALUES,
       notify: { urls: { existingSecret: 'backup-webhooks', key: 'targets' }, on: 'always', pingUrl: 'https://hc-ping.com/5a1b' },
       restore: { enabled: true },
     });
@@ -110,25 +136,26 @@ describe.each(helmBinaries())('monitoring rendered by Helm $major', (helm) => {
       expect(monitoring?.notifyOn).toBe('always');
       expect(monitoring?.pingUrl?.href).toBe(config.command === 'backup' ? 'https://hc-ping.com/5a1b' : undefined);
     }
-    const quiet = renderChart(helm, { source: claim });
+    const quiet = renderChart(helm, REQUIRED_VALUES);
     for (const workload of workloads(quiet)) expect(runnerContainerOf(workload).env.map((e: { name: string }) => e.name)).not.toContain('PVC_BACKUP_NOTIFY_URL');
+    for (const pod of quietPods(manifests)) expect(runnerContainerOf(pod).env.map((e: { name: string }) => e.name)).not.toContain('PVC_BACKUP_NOTIFY_URL');
   });
 
   it('runs the verify job beside scheduled backups, and suspends it when backups are suspended and it has no schedule', () => {
-    const scheduled = find(renderChart(helm, { source: claim, backup: { schedule: '15 1 * * *' } }), 'CronJob', `${F}-verify`);
+    const scheduled = find(renderChart(helm, { ...REQUIRED_VALUES, backup: { schedule: '15 1 * * *' } }), 'CronJob', `${F}-verify`);
     expect(scheduled.spec).toMatchObject({ schedule: '15 1 * * *', suspend: false });
     expect((parse(scheduled).config as VerifyConfig).freshness).toEqual({ schedule: '15 1 * * *', timeZone: 'Etc/UTC', graceSeconds: 3600 });
-    const suspended = find(renderChart(helm, { source: claim, backup: { suspend: true } }), 'CronJob', `${F}-verify`);
+    const suspended = find(renderChart(helm, { ...REQUIRED_VALUES, backup: { suspend: true } }), 'CronJob', `${F}-verify`);
     expect(suspended.spec.suspend).toBe(true);
-    const own = find(renderChart(helm, { source: claim, backup: { suspend: true }, verify: { schedule: '0 12 * * 0' } }), 'CronJob', `${F}-verify`);
+    const own = find(renderChart(helm, { ...REQUIRED_VALUES, backup: { suspend: true }, verify: { schedule: '0 12 * * 0' } }), 'CronJob', `${F}-verify`);
     expect(own.spec).toMatchObject({ schedule: '0 12 * * 0', suspend: false });
   });
 
   it('refuses a PrometheusRule without a Pushgateway, and an unknown notify.on', () => {
-    const noUrl = helmTemplate(helm, { source: claim, metrics: { prometheusRule: { enabled: true } } });
+    const noUrl = helmTemplate(helm, { ...REQUIRED_VALUES, metrics: { prometheusRule: { enabled: true } } });
     expect(noUrl.code).not.toBe(0);
     expect(noUrl.stderr).toMatch(/metrics[./]pushgateway[./]url/);
-    const badOn = helmTemplate(helm, { source: claim, notify: { on: 'sometimes' } });
+    const badOn = helmTemplate(helm, { ...REQUIRED_VALUES, notify: { on: 'sometimes' } });
     expect(badOn.code).not.toBe(0);
     expect(badOn.stderr).toMatch(/notify[./]on/);
   });
@@ -137,7 +164,7 @@ describe.each(helmBinaries())('monitoring rendered by Helm $major', (helm) => {
 // ---------------------------------------------------------------- the PrometheusRule
 
 const RULE_VALUES: ValuesOverride = {
-  source: claim,
+  ...REQUIRED_VALUES,
   metrics: {
     pushgateway: { url: 'http://pushgateway:9091' },
     prometheusRule: { enabled: true, labels: { release: 'kube-prometheus-stack' }, alertLabels: { team: 'storage' } },
@@ -328,7 +355,7 @@ describe('values.yaml', () => {
   it('quotes the notify.on key, which YAML 1.1 (Helm) would read as true', () => {
     const values = fs.readFileSync(path.join(import.meta.dirname, '../../charts/pvc-backup/values.yaml'), 'utf8');
     expect(values).toMatch(/\n  "on": "failure"\n/);
-    const rendered = find(renderChart(helmBinaries()[0]!, { source: claim, notify: { urls: { existingSecret: 'hooks' } } }), 'CronJob', F);
+    const rendered = find(renderChart(helmBinaries()[0]!, { ...REQUIRED_VALUES, notify: { urls: { existingSecret: 'hooks' } } }), 'CronJob', F);
     expect(parse(rendered).config.command).toBe('backup');
     expect(parse(rendered).monitoring?.notifyOn).toBe('failure');
   });

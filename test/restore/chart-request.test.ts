@@ -35,7 +35,7 @@ describe.skipIf(unavailable !== undefined)('the documented restore, repeated', (
   let scratch: string;
   let data: string;
 
-  const render = (...set: string[]) => helmTemplate(RELEASE, ['--namespace', 'apps', '--set', `source.claimName=${SOURCE_CLAIM}`, ...set]);
+  const render = (...set: string[]) => helmTemplate(RELEASE, ['--namespace', 'apps', '--set', `source.claimName=${SOURCE_CLAIM}`, '--set', 'image.repository=registry.example.com/pvc-backup', ...set]);
   const restoreJobOf = (manifests: Manifest[]) => {
     const jobs = manifests.filter((m) => m.kind === 'Job' && m.metadata.name.startsWith(`${F}-restore-`));
     expect(jobs).toHaveLength(1);

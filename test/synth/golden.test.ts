@@ -37,6 +37,31 @@ describe('committed chart', () => {
   });
 });
 
+describe('the chart README (what helm package ships)', () => {
+  const readme = readFileSync(path.join(ROOT, CHART_DIR, 'README.md'), 'utf8');
+
+  it('stands on its own: no links into the repository', () => {
+    const relative = [...readme.matchAll(/\]\(([^)]+)\)/g)].map((m) => m[1]!).filter((target) => !/^https?:\/\//.test(target));
+    expect(relative).toEqual([]);
+  });
+
+  it('covers install with the image, the Pod Security profiles, restore and upgrades', () => {
+    for (const text of ['docker build', 'image.repository', 'securityProfile: restricted', '--reset-then-reuse-values', 'restore.enabled=true', "grep -owE 'Complete|Failed'", 'WaitForFirstConsumer', 'helm test']) {
+      expect(readme).toContain(text);
+    }
+  });
+
+  it('carries the Chart.yaml metadata chart catalogues read', () => {
+    const chart = parse(readFileSync(path.join(ROOT, CHART_DIR, 'Chart.yaml'), 'utf8'));
+    expect(chart).toMatchObject({ kubeVersion: '>=1.28.0-0', home: expect.stringMatching(/^https:/), icon: expect.stringMatching(/^https:.*\.svg$/) });
+    expect(chart.sources.length).toBeGreaterThan(0);
+    expect(chart.maintainers[0].name).toBeTruthy();
+    expect(chart.annotations).toMatchObject({ 'artifacthub.io/license': 'Apache-2.0' });
+    expect(parse(chart.annotations['artifacthub.io/changes'])[0]).toMatchObject({ kind: expect.any(String), description: expect.any(String) });
+    expect(existsSync(path.join(ROOT, 'docs', 'icon.svg'))).toBe(true);
+  });
+});
+
 describe('values.yaml', () => {
   const schema = readSchema();
   const text = readFileSync(path.join(ROOT, CHART_DIR, 'values.yaml'), 'utf8');

@@ -1,27 +1,38 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { helmBinaries, type HelmResult } from '../helpers/helm.js';
 import { OVERRIDE_SETS, type OverrideSet } from './override-sets.js';
+import { baselineViolations, lowestLevel, podSecurityLevel, restrictedViolations } from './pod-security.js';
 import {
   find,
   fullname,
   helmTemplate,
+  IMAGE_REPOSITORY,
   parseManifests,
   podTemplateOf,
   renderChart,
+  REQUIRED_VALUES,
   resourceIds,
   runnerContainerOf,
   validateKubernetesObject,
+  workloadsOf,
   type Manifest,
 } from './rendered-chart.js';
 
 const F = fullname();
 const RESTORE_JOB = new RegExp(`^Job/${F}-restore-[0-9a-f]{8}$`);
+const BIND_JOB = new RegExp(`^Job/${F}-bind-[0-9a-f]{8}$`);
 
 function expectResources(manifests: Manifest[], set: OverrideSet): void {
   const ids = resourceIds(manifests);
-  const restoreJobs = ids.filter((id) => RESTORE_JOB.test(id));
-  expect(restoreJobs).toHaveLength(set.restoreJob ? 1 : 0);
-  expect(ids.filter((id) => !RESTORE_JOB.test(id))).toEqual([...set.resources].sort());
+  expect(ids.filter((id) => RESTORE_JOB.test(id))).toHaveLength(set.restoreJob ? 1 : 0);
+  expect(ids.filter((id) => BIND_JOB.test(id))).toHaveLength(set.bindJob ? 1 : 0);
+  expect(ids.filter((id) => !RESTORE_JOB.test(id) && !BIND_JOB.test(id))).toEqual([...set.resources].sort());
+}
+
+function bindJob(manifests: Manifest[]): Manifest {
+  const job = manifests.find((m) => m.kind === 'Job' && m.metadata.name.startsWith(`${F}-bind-`));
+  if (!job) throw new Error('no bind Job rendered');
+  return job;
 }
 
 function mountsOf(manifest: Manifest): Record<string, { mountPath: string; readOnly?: boolean; subPath?: string }> {
@@ -32,19 +43,17 @@ function volumesOf(manifest: Manifest): Record<string, any> {
   return Object.fromEntries(podTemplateOf(manifest).spec.volumes.map((v: { name: string }) => [v.name, v]));
 }
 
-function workloads(manifests: Manifest[]): Manifest[] {
-  return manifests.filter((m) => m.kind === 'CronJob' || m.kind === 'Job');
-}
+const workloads = workloadsOf;
 
 function restoreJob(manifests: Manifest[]): Manifest {
-  const job = manifests.find((m) => m.kind === 'Job');
+  const job = manifests.find((m) => m.kind === 'Job' && m.metadata.name.startsWith(`${F}-restore-`));
   if (!job) throw new Error('no restore Job rendered');
   return job;
 }
 
 /** What each override set must change, beyond the checks every set gets. */
 const SET_CHECKS: Record<string, (manifests: Manifest[]) => void> = {
-  'defaults plus a claim name': (manifests) => {
+  'defaults plus a claim name and an image': (manifests) => {
     const backup = find(manifests, 'CronJob', F);
     expect(backup.spec).toMatchObject({
       schedule: '0 0 * * *',
@@ -56,7 +65,8 @@ const SET_CHECKS: Record<string, (manifests: Manifest[]) => void> = {
       failedJobsHistoryLimit: 3,
     });
     expect(backup.spec.jobTemplate.spec.backoffLimit).toBe(2);
-    expect(backup.spec.jobTemplate.spec).not.toHaveProperty('activeDeadlineSeconds');
+    // A Job whose pod cannot be created ends after 6 h instead of blocking later backups (Forbid).
+    expect(backup.spec.jobTemplate.spec.activeDeadlineSeconds).toBe(21600);
     expect(backup.spec.jobTemplate.spec).not.toHaveProperty('ttlSecondsAfterFinished');
 
     const pod = podTemplateOf(backup).spec;
@@ -64,14 +74,14 @@ const SET_CHECKS: Record<string, (manifests: Manifest[]) => void> = {
     expect(pod.serviceAccountName).toBe(F);
     expect(pod.securityContext).toEqual({ runAsUser: 0, runAsGroup: 0, runAsNonRoot: false, seccompProfile: { type: 'RuntimeDefault' } });
     const container = runnerContainerOf(backup);
-    expect(container.image).toBe('ghcr.io/pvc-backup/pvc-backup:0.1.0');
+    expect(container.image).toBe(`${IMAGE_REPOSITORY}:0.1.0`);
     expect(container.imagePullPolicy).toBe('IfNotPresent');
     expect(container.resources).toEqual({ requests: { cpu: '100m', memory: '320Mi' }, limits: { memory: '512Mi' } });
     expect(container.securityContext).toEqual({
       allowPrivilegeEscalation: false,
       privileged: false,
       readOnlyRootFilesystem: true,
-      capabilities: { drop: ['ALL'], add: ['DAC_READ_SEARCH'] },
+      capabilities: { drop: ['ALL'], add: ['DAC_OVERRIDE'] },
     });
     expect(mountsOf(backup).source).toEqual({ name: 'source', mountPath: '/data', readOnly: true });
     expect(volumesOf(backup).source.persistentVolumeClaim).toEqual({ claimName: 'shop-data', readOnly: true });
@@ -79,7 +89,24 @@ const SET_CHECKS: Record<string, (manifests: Manifest[]) => void> = {
 
     const verify = find(manifests, 'CronJob', `${F}-verify`);
     expect(verify.spec).toMatchObject({ suspend: false, schedule: '0 0 * * *', timeZone: 'Etc/UTC', concurrencyPolicy: 'Forbid', startingDeadlineSeconds: 600 });
-    expect(verify.spec.jobTemplate.spec.backoffLimit).toBe(0);
+    expect(verify.spec.jobTemplate.spec).toMatchObject({ backoffLimit: 0, activeDeadlineSeconds: 21600 });
+    // Verify reads archives only: no capabilities, and (contract) only the backup volume.
+    expect(runnerContainerOf(verify).securityContext.capabilities).toEqual({ drop: ['ALL'] });
+    expect(Object.keys(volumesOf(verify)).sort()).toEqual(['backup', 'tmp']);
+
+    const bind = bindJob(manifests);
+    expect(bind.spec).toMatchObject({ backoffLimit: 1, activeDeadlineSeconds: 1800 });
+    expect(bind.metadata.annotations).toBeUndefined();
+    expect(runnerContainerOf(bind).args).toEqual(['list', '--dest', '/backup', '--prefix', 'shop']);
+    // Only the pods that report their run get the token (for Events).
+    expect(podTemplateOf(bind).spec.automountServiceAccountToken).toBe(false);
+
+    const test = find(manifests, 'Pod', `${F}-test`);
+    expect(test.metadata.annotations).toEqual({ 'helm.sh/hook': 'test', 'helm.sh/hook-delete-policy': 'before-hook-creation' });
+    expect(runnerContainerOf(test).args).toEqual(['verify', '--dest', '/backup', '--prefix', 'shop', '--latest']);
+    expect(Object.keys(volumesOf(test)).sort()).toEqual(['backup', 'tmp']);
+    expect(test.spec.restartPolicy).toBe('Never');
+    expect(test.spec.automountServiceAccountToken).toBe(false);
 
     const claim = find(manifests, 'PersistentVolumeClaim', F);
     expect(claim.metadata.annotations).toEqual({ 'helm.sh/resource-policy': 'keep' });
@@ -87,6 +114,7 @@ const SET_CHECKS: Record<string, (manifests: Manifest[]) => void> = {
 
     expect(find(manifests, 'ServiceAccount', F).automountServiceAccountToken).toBe(false);
     for (const manifest of manifests) {
+      expect(manifest.metadata).toMatchObject({ namespace: 'apps' });
       expect(manifest.metadata.labels).toMatchObject({
         'app.kubernetes.io/name': 'pvc-backup',
         'app.kubernetes.io/instance': 'shop',
@@ -109,7 +137,7 @@ const SET_CHECKS: Record<string, (manifests: Manifest[]) => void> = {
     });
     expect(backup.spec.jobTemplate.spec).toMatchObject({ backoffLimit: 0, activeDeadlineSeconds: 7200, ttlSecondsAfterFinished: 86400 });
     expect(mountsOf(backup).source).toMatchObject({ mountPath: '/data', readOnly: true, subPath: 'uploads' });
-    expect(mountsOf(find(manifests, 'CronJob', `${F}-verify`)).source!.subPath).toBe('uploads');
+    expect(mountsOf(bindJob(manifests)).source).toMatchObject({ mountPath: '/data', readOnly: true, subPath: 'uploads' });
     expect(find(manifests, 'CronJob', `${F}-verify`).spec.timeZone).toBe('Europe/Berlin');
   },
 
@@ -129,6 +157,7 @@ const SET_CHECKS: Record<string, (manifests: Manifest[]) => void> = {
     const claim = find(manifests, 'PersistentVolumeClaim', F);
     expect(claim.metadata.annotations).toEqual({ 'example.com/tier': 'gold' });
     expect(claim.spec).toMatchObject({ accessModes: ['ReadWriteMany'], storageClassName: 'fast-ssd', resources: { requests: { storage: '50Gi' } } });
+    expect(bindJob(manifests).spec.activeDeadlineSeconds).toBe(600);
   },
 
   'restore enabled': (manifests) => {
@@ -163,8 +192,8 @@ const SET_CHECKS: Record<string, (manifests: Manifest[]) => void> = {
         nodeSelectorTerms: [{ matchExpressions: [{ key: 'kubernetes.io/arch', operator: 'In', values: ['amd64'] }] }],
       },
     };
-    for (const name of [F, `${F}-verify`]) {
-      expect(podTemplateOf(find(manifests, 'CronJob', name)).spec.affinity).toEqual({
+    for (const workload of [find(manifests, 'CronJob', F), bindJob(manifests)]) {
+      expect(podTemplateOf(workload).spec.affinity).toEqual({
         nodeAffinity,
         podAffinity: {
           requiredDuringSchedulingIgnoredDuringExecution: [
@@ -173,8 +202,11 @@ const SET_CHECKS: Record<string, (manifests: Manifest[]) => void> = {
         },
       });
     }
-    // The application is scaled down during a restore: colocating with it would never schedule.
+    // Verify never mounts the source, and the application is scaled down during a restore:
+    // colocating either with it would tie it to a node for nothing, or never schedule.
     expect(podTemplateOf(restoreJob(manifests)).spec.affinity).toEqual({ nodeAffinity });
+    expect(podTemplateOf(find(manifests, 'CronJob', `${F}-verify`)).spec.affinity).toEqual({ nodeAffinity });
+    expect(podTemplateOf(find(manifests, 'Pod', `${F}-test`)).spec.affinity).toEqual({ nodeAffinity });
   },
 
   'resources, scheduling and pod settings': (manifests) => {
@@ -185,25 +217,95 @@ const SET_CHECKS: Record<string, (manifests: Manifest[]) => void> = {
       expect(container.imagePullPolicy).toBe('Always');
       expect(container.resources).toEqual({ requests: { cpu: '250m', memory: '256Mi' }, limits: { cpu: '2', memory: '1Gi' } });
       // The restore Job also gets its Job's UID (test/restore/chart-request.test.ts).
-      const own = workload.kind === 'Job' ? ['PVC_BACKUP_JOB_UID'] : [];
+      const own = RESTORE_JOB.test(`${workload.kind}/${workload.metadata.name}`) ? ['PVC_BACKUP_JOB_UID'] : [];
       expect(container.env.map((e: { name: string }) => e.name)).toEqual(['PVC_BACKUP_LOG_FORMAT', ...own, 'PVC_BACKUP_PROGRESS_INTERVAL', 'HTTP_PROXY']);
+      expect(container.envFrom).toEqual([{ configMapRef: { name: 'backup-settings' } }, { secretRef: { name: 'backup-secrets', optional: true }, prefix: 'X_' }]);
+      expect(container.volumeMounts.at(-1)).toEqual({ name: 'ca', mountPath: '/etc/ssl/corporate', readOnly: true });
+      expect(pod.spec.volumes.at(-1)).toEqual({ name: 'ca', configMap: { name: 'corporate-ca' } });
+      expect(pod.spec).toMatchObject({ priorityClassName: 'backup-low', runtimeClassName: 'gvisor', terminationGracePeriodSeconds: 120 });
       expect(pod.spec.imagePullSecrets).toEqual([{ name: 'registry-login' }]);
       expect(pod.spec.nodeSelector).toEqual({ 'kubernetes.io/os': 'linux', 'node.example.com/pool': 'storage' });
       expect(pod.spec.tolerations).toEqual([{ key: 'dedicated', operator: 'Equal', value: 'storage', effect: 'NoSchedule' }]);
       expect(pod.spec.serviceAccountName).toBe('backup-runner');
-      expect(pod.metadata.annotations).toEqual({ 'example.com/owner': 'team-shop' });
+      expect(pod.metadata.annotations).toMatchObject({ 'example.com/owner': 'team-shop' });
       expect(pod.metadata.labels).toMatchObject({ 'example.com/cost-center': 'c42', 'app.kubernetes.io/instance': 'shop' });
     }
   },
 
-  'fully non-root': (manifests) => {
+  'per-component scheduling and resources': (manifests) => {
+    const backup = podTemplateOf(find(manifests, 'CronJob', F)).spec;
+    const verify = podTemplateOf(find(manifests, 'CronJob', `${F}-verify`)).spec;
+    const restore = podTemplateOf(restoreJob(manifests)).spec;
+    const bind = podTemplateOf(bindJob(manifests)).spec;
+    // The bind Job schedules like the backups, so their volume lands where they run.
+    for (const pod of [backup, bind]) {
+      expect(pod.nodeSelector).toEqual({ pool: 'storage' });
+      expect(pod.tolerations).toEqual([{ key: 'storage', operator: 'Exists', effect: 'NoSchedule' }]);
+      expect(pod.affinity.podAntiAffinity).toBeDefined();
+      expect(pod.containers[0].resources).toEqual({ requests: { cpu: '1', memory: '512Mi' }, limits: { memory: '1Gi' } });
+    }
+    // {} and [] mean "none" for the component; null (the default) means the shared value.
+    expect(verify).not.toHaveProperty('nodeSelector');
+    expect(verify).not.toHaveProperty('affinity');
+    expect(verify.tolerations).toEqual([{ key: 'general', operator: 'Exists' }]);
+    expect(verify.containers[0].resources).toEqual({ requests: { cpu: '50m', memory: '200Mi' } });
+    expect(restore.nodeSelector).toEqual({ pool: 'general' });
+    expect(restore).not.toHaveProperty('tolerations');
+    expect(restore.affinity).toEqual({ nodeAffinity: { preferredDuringSchedulingIgnoredDuringExecution: [{ weight: 1, preference: { matchExpressions: [{ key: 'fast', operator: 'Exists' }] } }] } });
+    expect(restore.containers[0].resources).toEqual({ requests: { cpu: '100m', memory: '320Mi' }, limits: { memory: '512Mi' } });
+    expect(podTemplateOf(find(manifests, 'Pod', `${F}-test`)).spec.containers[0].resources).toEqual(verify.containers[0].resources);
+  },
+
+  'Helm conventions: globals, namespace, common labels and annotations': (manifests) => {
+    for (const manifest of manifests) {
+      expect(manifest.metadata.namespace).toBe('backups');
+      expect(manifest.metadata.labels).toMatchObject({ 'example.com/team': 'storage', 'app.kubernetes.io/name': 'pvc-backup' });
+      expect(manifest.metadata.annotations).toMatchObject({ 'example.com/contact': 'storage@example.com' });
+    }
+    expect(find(manifests, 'PersistentVolumeClaim', F).metadata.annotations).toEqual({ 'example.com/contact': 'storage@example.com', 'helm.sh/resource-policy': 'keep' });
+    expect(find(manifests, 'PersistentVolumeClaim', F).spec.storageClassName).toBe('zonal-ssd');
+    for (const workload of workloads(manifests)) {
+      const pod = podTemplateOf(workload);
+      expect(pod.spec.containers[0].image).toBe(`mirror.example.com/${IMAGE_REPOSITORY}:0.1.0`);
+      expect(pod.spec.imagePullSecrets).toEqual([{ name: 'mirror-login' }, { name: 'second-login' }, { name: 'own-login' }]);
+      expect(pod.metadata.labels).toMatchObject({ 'example.com/team': 'storage' });
+    }
+  },
+
+  'fully non-root by hand': (manifests) => {
     for (const workload of workloads(manifests)) {
       expect(podTemplateOf(workload).spec.securityContext).toMatchObject({ runAsUser: 1000, runAsGroup: 1000, fsGroup: 1000, runAsNonRoot: true });
       expect(runnerContainerOf(workload).securityContext.capabilities).toEqual({ drop: ['ALL'] });
     }
   },
 
+  'restricted profile': (manifests) => {
+    for (const workload of workloads(manifests)) {
+      const pod = podTemplateOf(workload).spec;
+      expect(pod.securityContext).toMatchObject({ runAsUser: 70, runAsGroup: 70, runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } });
+      expect(runnerContainerOf(workload).securityContext.capabilities).toEqual({ drop: ['ALL'] });
+      // fsGroup makes the backup claim writable; the kubelet applies it to no read-only volume,
+      // so only pods that do not mount the application's volume read-write get it.
+      const writesAppVolume = Object.values(volumesOf(workload)).some((v: any) => v.name !== 'backup' && v.persistentVolumeClaim && !v.persistentVolumeClaim.readOnly);
+      if (writesAppVolume) expect(pod.securityContext).not.toHaveProperty('fsGroup');
+      else expect(pod.securityContext).toMatchObject({ fsGroup: 70, fsGroupChangePolicy: 'OnRootMismatch' });
+    }
+    expect(podTemplateOf(restoreJob(manifests)).spec.securityContext).not.toHaveProperty('fsGroup');
+  },
+
+  'a capability beyond baseline': (manifests) => {
+    expect(runnerContainerOf(find(manifests, 'CronJob', F)).securityContext.capabilities).toEqual({ drop: ['ALL'], add: ['DAC_READ_SEARCH'] });
+  },
+
+  'a hostPath extra volume and an AppArmor annotation': (manifests) => {
+    for (const workload of workloads(manifests)) {
+      expect(podTemplateOf(workload).spec.volumes.at(-1)).toEqual({ name: 'host-ca', hostPath: { path: '/etc/ssl/certs', type: 'Directory' } });
+    }
+  },
+
   'only the backup claim': () => {},
+
+  'no bind Job': () => {},
 };
 
 describe.each(OVERRIDE_SETS)('helm template with $name', (set) => {
@@ -240,12 +342,24 @@ describe.each(OVERRIDE_SETS)('helm template with $name', (set) => {
       expect(mountsOf(workload).tmp).toEqual({ name: 'tmp', mountPath: '/tmp' });
       expect(volumesOf(workload).tmp).toEqual({ name: 'tmp', emptyDir: {} });
       expect(container.securityContext).toMatchObject({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } });
-      expect(podTemplateOf(workload).spec.automountServiceAccountToken).toBe(set.values.events?.enabled ?? true);
+      // The token only for the pods that post Events: not the bind Job, not the helm test pod.
+      const reports = !BIND_JOB.test(`${workload.kind}/${workload.metadata.name}`) && workload.kind !== 'Pod';
+      expect(podTemplateOf(workload).spec.automountServiceAccountToken).toBe(reports && (set.values.events?.enabled ?? true));
       expect(podTemplateOf(workload).spec.securityContext.seccompProfile).toEqual({ type: 'RuntimeDefault' });
     }
   });
 
-  it('mounts the source read-only wherever it is mounted', () => {
+  it(`builds its pods to the ${set.level} Pod Security level (the lowest of its pods), by the published rules`, () => {
+    const levels = workloads(manifests).map((workload) => {
+      const pod = podTemplateOf(workload);
+      return { where: `${workload.kind}/${workload.metadata.name}`, level: podSecurityLevel(pod), why: [...baselineViolations(pod), ...restrictedViolations(pod)] };
+    });
+    expect(lowestLevel(levels.map((l) => l.level)), JSON.stringify(levels, null, 1)).toBe(set.level);
+  });
+
+  it('mounts only the backup volume in verify pods, and the source read-only wherever it is mounted', () => {
+    const verifyPods = workloads(manifests).filter((w) => podTemplateOf(w).metadata.labels?.['app.kubernetes.io/component'] === 'verify');
+    for (const verify of verifyPods) expect(volumesOf(verify)).not.toHaveProperty('source');
     for (const workload of workloads(manifests)) {
       const source = volumesOf(workload).source;
       if (!source) continue;
@@ -264,7 +378,7 @@ describe.each(OVERRIDE_SETS)('helm template with $name', (set) => {
 describe('resource names', () => {
   it('stay within Kubernetes limits for the longest release name', () => {
     const release = 'a'.repeat(53);
-    const manifests = renderChart(helmBinaries()[0]!, { source: { claimName: 'data' }, restore: { enabled: true } }, release);
+    const manifests = renderChart(helmBinaries()[0]!, { ...REQUIRED_VALUES, restore: { enabled: true } }, release);
     for (const manifest of manifests) {
       const limit = manifest.kind === 'CronJob' ? 52 : 63;
       expect(manifest.metadata.name.length, manifest.metadata.name).toBeLessThanOrEqual(limit);
@@ -275,7 +389,7 @@ describe('resource names', () => {
   });
 
   it('keep label values strings for a numeric release name', () => {
-    const manifests = renderChart(helmBinaries()[0]!, { source: { claimName: 'data' }, restore: { enabled: true } }, '2024');
+    const manifests = renderChart(helmBinaries()[0]!, { ...REQUIRED_VALUES, restore: { enabled: true } }, '2024');
     for (const manifest of manifests) {
       expect(manifest.metadata.labels!['app.kubernetes.io/instance']).toBe('2024');
       validateKubernetesObject(manifest);
@@ -283,11 +397,12 @@ describe('resource names', () => {
   });
 
   it('do not repeat the chart name when the release already contains it', () => {
-    const manifests = renderChart(helmBinaries()[0]!, { source: { claimName: 'data' } }, 'pvc-backup');
+    const manifests = renderChart(helmBinaries()[0]!, { ...REQUIRED_VALUES, storage: { bindJob: { enabled: false } } }, 'pvc-backup');
     expect(resourceIds(manifests)).toEqual([
       'CronJob/pvc-backup',
       'CronJob/pvc-backup-verify',
       'PersistentVolumeClaim/pvc-backup',
+      'Pod/pvc-backup-test',
       'Role/pvc-backup',
       'RoleBinding/pvc-backup',
       'ServiceAccount/pvc-backup',
@@ -295,7 +410,7 @@ describe('resource names', () => {
   });
 
   it('follow fullnameOverride', () => {
-    const manifests = renderChart(helmBinaries()[0]!, { source: { claimName: 'data' }, fullnameOverride: 'nightly' });
-    expect(resourceIds(manifests)).toEqual(['CronJob/nightly', 'CronJob/nightly-verify', 'PersistentVolumeClaim/nightly', 'Role/nightly', 'RoleBinding/nightly', 'ServiceAccount/nightly']);
+    const manifests = renderChart(helmBinaries()[0]!, { ...REQUIRED_VALUES, fullnameOverride: 'nightly', storage: { bindJob: { enabled: false } } });
+    expect(resourceIds(manifests)).toEqual(['CronJob/nightly', 'CronJob/nightly-verify', 'PersistentVolumeClaim/nightly', 'Pod/nightly-test', 'Role/nightly', 'RoleBinding/nightly', 'ServiceAccount/nightly']);
   });
 });

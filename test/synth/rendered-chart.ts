@@ -1,10 +1,7 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CronJob, Job } from 'kubernetes-models/batch/v1';
 import { Role, RoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1';
-import { PersistentVolumeClaim, ServiceAccount } from 'kubernetes-models/v1';
+import { PersistentVolumeClaim, Pod, ServiceAccount } from 'kubernetes-models/v1';
 import { parseAllDocuments } from 'yaml';
 import type { Values } from '../../synth/values.js';
 import { runHelm, type HelmBinary, type HelmResult } from '../helpers/helm.js';
@@ -22,30 +19,22 @@ export type ValuesOverride = DeepPartial<Values>;
 export interface Manifest {
   apiVersion: string;
   kind: string;
-  metadata: { name: string; labels?: Record<string, string>; annotations?: Record<string, string> };
+  metadata: { name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> };
   spec?: any;
   [field: string]: unknown;
 }
 
-let scratch: string | undefined;
-let counter = 0;
+/** Helm arguments that read these values from stdin (`-f -`); pass `valuesInput(values)` as runHelm's input. */
+export const VALUES_FROM_STDIN = ['-f', '-'];
 
-/** Writes values to a temporary file (JSON is YAML) for `-f`. */
-export function valuesFile(values: unknown): string {
-  if (!scratch) {
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'pvc-backup-values-'));
-    scratch = dir;
-    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
-  }
-  counter += 1;
-  const file = path.join(scratch, `values-${counter}.json`);
-  writeFileSync(file, JSON.stringify(values));
-  return file;
+/** Values as Helm reads them with `-f -` (JSON is YAML). */
+export function valuesInput(values: unknown): string {
+  return JSON.stringify(values);
 }
 
 /** `helm template` of the chart with these values; the raw result, for error checks. */
 export function helmTemplate(helm: HelmBinary, values: unknown, extraArgs: string[] = [], release = RELEASE): HelmResult {
-  return runHelm(helm, ['template', release, CHART_PATH, '--namespace', NAMESPACE, '-f', valuesFile(values), ...extraArgs]);
+  return runHelm(helm, ['template', release, CHART_PATH, '--namespace', NAMESPACE, ...VALUES_FROM_STDIN, ...extraArgs], { input: valuesInput(values) });
 }
 
 /** `helm template`, parsed; fails the test with Helm's message when rendering fails. */
@@ -79,6 +68,7 @@ const MODELS: Record<string, new (data: any) => { validate(): void }> = {
   'batch/v1/CronJob': CronJob,
   'batch/v1/Job': Job,
   'v1/PersistentVolumeClaim': PersistentVolumeClaim,
+  'v1/Pod': Pod,
   'v1/ServiceAccount': ServiceAccount,
   'rbac.authorization.k8s.io/v1/Role': Role,
   'rbac.authorization.k8s.io/v1/RoleBinding': RoleBinding,
@@ -95,14 +85,25 @@ export function validateKubernetesObject(manifest: Manifest): void {
   }
 }
 
-/** The pod template of a CronJob or Job. */
-export function podTemplateOf(manifest: Manifest): { metadata: { labels?: Record<string, string>; annotations?: Record<string, string> }; spec: any } {
+export interface PodTemplate {
+  metadata: { labels?: Record<string, string>; annotations?: Record<string, string> };
+  spec: any;
+}
+
+/** The pod template of a CronJob or Job, or a Pod itself. */
+export function podTemplateOf(manifest: Manifest): PodTemplate {
   if (manifest.kind === 'CronJob') return manifest.spec.jobTemplate.spec.template;
   if (manifest.kind === 'Job') return manifest.spec.template;
+  if (manifest.kind === 'Pod') return manifest as unknown as PodTemplate;
   throw new Error(`${manifest.kind} has no pod template`);
 }
 
-/** The one runner container of a CronJob or Job. */
+/** Every manifest that runs pods (CronJobs, Jobs, Pods). */
+export function workloadsOf(manifests: Manifest[]): Manifest[] {
+  return manifests.filter((m) => m.kind === 'CronJob' || m.kind === 'Job' || m.kind === 'Pod');
+}
+
+/** The one runner container of a CronJob, Job or Pod. */
 export function runnerContainerOf(manifest: Manifest): any {
   const containers = podTemplateOf(manifest).spec.containers as any[];
   if (containers.length !== 1) throw new Error(`expected one container in ${manifest.kind}/${manifest.metadata.name}`);
@@ -113,6 +114,12 @@ export function runnerContainerOf(manifest: Manifest): any {
 export function environmentOf(container: { env?: { name: string; value?: string }[] }): Record<string, string> {
   return Object.fromEntries((container.env ?? []).filter((e) => e.value !== undefined).map((e) => [e.name, e.value!]));
 }
+
+/** The image repository every test installs from (the chart requires one). */
+export const IMAGE_REPOSITORY = 'registry.example.com/pvc-backup';
+
+/** The values every install needs: a source claim and the image. */
+export const REQUIRED_VALUES = { source: { claimName: 'shop-data' }, image: { repository: IMAGE_REPOSITORY } } as const;
 
 /** The names of the chart's resources for a release, as the contract spells them. */
 export function fullname(release = RELEASE): string {

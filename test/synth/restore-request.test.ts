@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { helmBinaries, runHelm } from '../helpers/helm.js';
-import { CHART_PATH, fullname, parseManifests, renderChart, runnerContainerOf, type ValuesOverride } from './rendered-chart.js';
+import { CHART_PATH, fullname, IMAGE_REPOSITORY, parseManifests, renderChart, REQUIRED_VALUES, runnerContainerOf, type Manifest, type ValuesOverride } from './rendered-chart.js';
 
 /**
  * One restore Job per distinct request: its name is `F-restore-<8 hex>`, the hex being a hash of
@@ -11,10 +11,11 @@ import { CHART_PATH, fullname, parseManifests, renderChart, runnerContainerOf, t
  */
 
 const F = fullname();
-const base: ValuesOverride = { source: { claimName: 'shop-data' }, restore: { enabled: true } };
+const base: ValuesOverride = { ...REQUIRED_VALUES, restore: { enabled: true } };
+const isRestoreJob = (m: Manifest) => m.kind === 'Job' && m.metadata.name.startsWith(`${F}-restore-`);
 
 function restoreJobName(values: ValuesOverride, helm = helmBinaries()[0]!): string {
-  const jobs = renderChart(helm, values).filter((m) => m.kind === 'Job');
+  const jobs = renderChart(helm, values).filter(isRestoreJob);
   expect(jobs).toHaveLength(1);
   return jobs[0]!.metadata.name;
 }
@@ -41,7 +42,7 @@ describe('restore Job name', () => {
   });
 
   it('ends in the request id the runner gets', () => {
-    const job = renderChart(helmBinaries()[0]!, base).find((m) => m.kind === 'Job')!;
+    const job = renderChart(helmBinaries()[0]!, base).find(isRestoreJob)!;
     const args: string[] = runnerContainerOf(job).args;
     expect(`${F}-restore-${args[args.indexOf('--request-id') + 1]}`).toBe(name);
   });
@@ -58,7 +59,7 @@ describe('restore Job name', () => {
   });
 
   it.each([
-    ['image tag', withRestore({}, { image: { tag: '9.9.9' } })],
+    ['image tag', withRestore({}, { image: { repository: IMAGE_REPOSITORY, tag: '9.9.9' } })],
     ['resources', withRestore({}, { resources: { requests: { cpu: '1' } } })],
     ['snapshot and backoff settings', withRestore({ snapshot: false, backoffLimit: 5 })],
     ['backup schedule', withRestore({}, { backup: { schedule: '0 3 * * *' } })],
@@ -75,7 +76,7 @@ describe('restore Job on upgrade', () => {
       cpSync(CHART_PATH, chart, { recursive: true });
       const file = path.join(chart, 'templates', 'restore-job.yaml');
       const template = readFileSync(file, 'utf8');
-      const lookup = /lookup "batch\/v1" "Job" \.Release\.Namespace \([^)]*\)/;
+      const lookup = /lookup "batch\/v1" "Job" \(include "pvc-backup\.namespace" \.\) \([^)]*\)/;
       expect(template).toMatch(lookup);
       const liveSpec = {
         backoffLimit: 1,
@@ -87,9 +88,9 @@ describe('restore Job on upgrade', () => {
       };
       writeFileSync(file, template.replace(lookup, `fromJson ${JSON.stringify(JSON.stringify({ spec: liveSpec }))}`));
       for (const helm of helmBinaries()) {
-        const result = runHelm(helm, ['template', 'shop', chart, '--set', 'source.claimName=shop-data', '--set', 'restore.enabled=true', '--set', 'image.tag=2.0.0']);
+        const result = runHelm(helm, ['template', 'shop', chart, '--set', 'source.claimName=shop-data', '--set', `image.repository=${IMAGE_REPOSITORY}`, '--set', 'restore.enabled=true', '--set', 'image.tag=2.0.0']);
         expect(result.code, result.stderr).toBe(0);
-        const job = parseManifests(result.stdout).find((m) => m.kind === 'Job')!;
+        const job = parseManifests(result.stdout).find(isRestoreJob)!;
         expect(job.spec).toEqual(liveSpec);
         expect(job.metadata.labels).toMatchObject({ 'app.kubernetes.io/component': 'restore' });
       }
@@ -99,7 +100,7 @@ describe('restore Job on upgrade', () => {
   });
 
   it('never sets ttlSecondsAfterFinished (Helm would recreate a Job its TTL deleted)', () => {
-    const job = renderChart(helmBinaries()[0]!, base).find((m) => m.kind === 'Job')!;
+    const job = renderChart(helmBinaries()[0]!, base).find(isRestoreJob)!;
     expect(job.spec).not.toHaveProperty('ttlSecondsAfterFinished');
   });
 });

@@ -1,8 +1,8 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { parseCommandLine, type BackupConfig, type RestoreConfig, type RunnerConfig, type VerifyConfig } from '../../runner/config.js';
+import { parseCommandLine, type BackupConfig, type ListConfig, type RestoreConfig, type RunnerConfig, type VerifyConfig } from '../../runner/config.js';
 import { helmBinaries } from '../helpers/helm.js';
 import { OVERRIDE_SETS } from './override-sets.js';
-import { environmentOf, find, fullname, podTemplateOf, renderChart, runnerContainerOf, type Manifest } from './rendered-chart.js';
+import { environmentOf, find, fullname, podTemplateOf, renderChart, runnerContainerOf, workloadsOf, type Manifest } from './rendered-chart.js';
 
 /**
  * The chart calls the runner with explicit flags. These tests feed the rendered args and env of
@@ -33,7 +33,7 @@ describe.each(helmBinaries())('runner args rendered by Helm $major', (helm) => {
   });
 
   it.each(OVERRIDE_SETS.map((s) => s.name))('every pod of "%s" runs a command line the runner accepts', (name) => {
-    for (const workload of rendered.get(name)!.filter((m) => m.kind === 'CronJob' || m.kind === 'Job')) {
+    for (const workload of workloadsOf(rendered.get(name)!)) {
       const config = parseRunnerArgs(workload);
       expect(config.logFormat).toBe('json');
       if (config.command === 'backup') {
@@ -41,6 +41,10 @@ describe.each(helmBinaries())('runner args rendered by Helm $major', (helm) => {
         expectMounted(workload, config.dest, 'backup', false);
       } else if (config.command === 'verify') {
         expectMounted(workload, config.dest, 'backup', false);
+      } else if (config.command === 'list') {
+        // The bind Job: the backup claim, and the source read-only, like a backup pod.
+        expectMounted(workload, config.dest, 'backup', false);
+        expectMounted(workload, '/data', 'source', true);
       } else if (config.command === 'restore') {
         expectMounted(workload, config.target, 'target', false);
         expectMounted(workload, config.dest, 'backup', false);
@@ -51,7 +55,7 @@ describe.each(helmBinaries())('runner args rendered by Helm $major', (helm) => {
   });
 
   it('backup gets the default settings as flags', () => {
-    const config = parseRunnerArgs(find(rendered.get('defaults plus a claim name')!, 'CronJob', F)) as BackupConfig;
+    const config = parseRunnerArgs(find(rendered.get('defaults plus a claim name and an image')!, 'CronJob', F)) as BackupConfig;
     expect(config).toMatchObject({ command: 'backup', source: '/data', dest: '/backup', prefix: 'shop', compression: 'gzip', retention: { last: 10 }, excludes: [], allowEmpty: false, skipUnreadable: false });
   });
 
@@ -71,7 +75,7 @@ describe.each(helmBinaries())('runner args rendered by Helm $major', (helm) => {
   it('backup gets the retention tiers as flags; backup.keep.last wins over backup.keepLast', () => {
     const tiers = parseRunnerArgs(find(rendered.get('retention tiers')!, 'CronJob', F)) as BackupConfig;
     expect(tiers.retention).toEqual({ last: 5, hourly: 0, daily: 7, weekly: 4, monthly: 12, yearly: 3 });
-    const defaults = parseRunnerArgs(find(rendered.get('defaults plus a claim name')!, 'CronJob', F)) as BackupConfig;
+    const defaults = parseRunnerArgs(find(rendered.get('defaults plus a claim name and an image')!, 'CronJob', F)) as BackupConfig;
     expect(defaults.retention).toEqual({ last: 10 });
     const tuned = parseRunnerArgs(find(rendered.get('schedule, time zone and backup tuning')!, 'CronJob', F)) as BackupConfig;
     expect(tuned.retention).toEqual({ last: 30 });
@@ -87,9 +91,18 @@ describe.each(helmBinaries())('runner args rendered by Helm $major', (helm) => {
     expect(suspended.freshness).toBeUndefined();
   });
 
+  it('the bind Job lists the archives of the prefix; helm test verifies the newest', () => {
+    const manifests = rendered.get('schedule, time zone and backup tuning')!;
+    const bind = manifests.find((m) => m.kind === 'Job' && m.metadata.name.startsWith(`${F}-bind-`))!;
+    expect(parseRunnerArgs(bind) as ListConfig).toMatchObject({ command: 'list', dest: '/backup', prefix: 'nightly' });
+    const test = parseRunnerArgs(find(manifests, 'Pod', `${F}-test`)) as VerifyConfig;
+    expect(test).toMatchObject({ command: 'verify', dest: '/backup', prefix: 'nightly', selection: { kind: 'latest' } });
+    expect(test.freshness).toBeUndefined();
+  });
+
   it('restore gets the request, its id and its switches as flags', () => {
     const manifests = rendered.get('restore enabled')!;
-    const job = manifests.find((m) => m.kind === 'Job')!;
+    const job = manifests.find((m) => m.kind === 'Job' && m.metadata.name.startsWith(`${F}-restore-`))!;
     const config = parseRunnerArgs(job) as RestoreConfig;
     expect(config).toMatchObject({
       command: 'restore',
@@ -106,7 +119,7 @@ describe.each(helmBinaries())('runner args rendered by Helm $major', (helm) => {
   });
 
   it('restore defaults to the latest archive, replace mode and a snapshot first', () => {
-    const job = rendered.get('colocation with the application pod')!.find((m) => m.kind === 'Job')!;
+    const job = rendered.get('colocation with the application pod')!.find((m) => m.kind === 'Job' && m.metadata.name.startsWith(`${F}-restore-`))!;
     const config = parseRunnerArgs(job) as RestoreConfig;
     expect(config).toMatchObject({ archive: 'latest', mode: 'replace', snapshot: true, allowUnverified: false });
     expect(podTemplateOf(job).spec.volumes.find((v: { name: string }) => v.name === 'target').persistentVolumeClaim.claimName).toBe('shop-data');
