@@ -3,6 +3,7 @@ import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
   CreateMultipartUploadCommand,
+  ListMultipartUploadsCommand,
   PutObjectCommand,
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
@@ -306,17 +307,30 @@ export class ObjectUpload {
     await Promise.allSettled([...this.tasks]);
     if (!this.uploadId) return;
     const uploadId = await this.uploadId.catch(() => undefined);
-    if (!uploadId) return;
     try {
-      await this.client.send(
-        new AbortMultipartUploadCommand({ Bucket: this.client.bucket, Key: this.options.key, UploadId: uploadId }),
-        `abort the upload of ${this.options.label}`,
-        { raw: true },
-      );
+      // A start cancelled in flight may still have created the upload on the store, and its id
+      // never reached us: the run holds the lock and the key is its own, so every upload of
+      // exactly this key is ours to abort.
+      for (const id of uploadId ? [uploadId] : await this.uploadsOfKey()) {
+        await this.client.send(
+          new AbortMultipartUploadCommand({ Bucket: this.client.bucket, Key: this.options.key, UploadId: id }),
+          `abort the upload of ${this.options.label}`,
+          { raw: true },
+        );
+      }
     } catch (error) {
       // Already gone is fine; anything else is left for the next run's removeLeftovers().
       if (errorCode(error) !== 'NoSuchUpload') this.abortFailure = error;
     }
+  }
+
+  private async uploadsOfKey(): Promise<string[]> {
+    const page = await this.client.send(
+      new ListMultipartUploadsCommand({ Bucket: this.client.bucket, Prefix: this.options.key }),
+      `list the unfinished uploads of ${this.options.label}`,
+      { raw: true },
+    );
+    return (page.Uploads ?? []).filter((u) => u.Key === this.options.key && u.UploadId).map((u) => u.UploadId!);
   }
 
   /** Set when AbortMultipartUpload itself failed (the next run's leftover clean-up aborts it). */
