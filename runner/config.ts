@@ -5,6 +5,8 @@ import { validateSchedule } from './freshness.js';
 import { type RetentionPolicy, TIERS, normalizePolicy } from './retention.js';
 import { SERVICE_ACCOUNT_DIR, inClusterApiUrl } from './kube/client.js';
 import { type NotifyTarget, parseNotifyTarget } from './monitoring/notify.js';
+import { DUMPS_MOUNT_PATH, validateDumpName } from './consistency/dumps.js';
+import { WORKLOAD_KINDS, type Workload, type WorkloadKind, validateWorkloads } from './consistency/scale-down.js';
 
 /**
  * The runner's whole configuration surface: every command, every flag, its environment
@@ -37,7 +39,8 @@ export interface CommonConfig {
 
 export interface BackupConfig extends CommonConfig {
   command: 'backup';
-  source: string;
+  /** The directory archived; undefined for a backup of pre-backup dumps only. */
+  source: string | undefined;
   compression: Compression;
   level: number | undefined;
   excludes: string[];
@@ -45,6 +48,10 @@ export interface BackupConfig extends CommonConfig {
   retention: RetentionPolicy | undefined;
   allowEmpty: boolean;
   skipUnreadable: boolean;
+  /** --sqlite patterns: databases archived as consistent online copies. */
+  sqlite: string[];
+  /** Pre-backup dumps to archive from dumpsDir; undefined when there are none. */
+  dumps: { dir: string; names: string[] } | undefined;
 }
 
 export type VerifySelection = { kind: 'latest' } | { kind: 'all' } | { kind: 'archive'; name: string };
@@ -90,6 +97,17 @@ export interface RestoreConfig extends CommonConfig {
   requestId: string | undefined;
   /** The Kubernetes Job running this request: a retry of the Job that completed it exits 0. */
   jobUid: string | undefined;
+  /** Workloads stopped for the restore (runner/consistency/scale-down.ts); undefined when none. */
+  scaleDown: ScaleDownConfig | undefined;
+}
+
+export interface ScaleDownConfig {
+  workloads: Workload[];
+  namespace: string;
+  /** undefined outside a cluster: then the restore fails before anything changes. */
+  apiUrl: string | undefined;
+  credentialsDir: string;
+  timeoutSeconds: number;
 }
 
 export type RunnerConfig = BackupConfig | VerifyConfig | ListConfig | PruneConfig | RestoreConfig;
@@ -176,8 +194,8 @@ const monitoringFlags: FlagSpec[] = [
   { name: 'ping-url', kind: 'string', metavar: 'URL', help: "dead-man's switch (healthchecks.io style): URL/start when the run starts, then URL on success or URL/fail on failure" },
   { name: 'events', kind: 'bool', help: "post a Kubernetes Event (events.k8s.io/v1) about the outcome on --claim-name, with the pod's service-account token" },
   { name: 'claim-name', kind: 'string', metavar: 'NAME', help: 'the PersistentVolumeClaim the Events are about (the source for backup and verify, the target for restore)' },
-  { name: 'namespace', kind: 'string', metavar: 'NS', help: 'Kubernetes namespace: the namespace label of the metrics and the namespace of the Events', defaultText: 'the service account\'s namespace file' },
-  { name: 'kube-api', kind: 'string', metavar: 'URL', help: 'Kubernetes API server for --events', defaultText: 'https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT' },
+  { name: 'namespace', kind: 'string', metavar: 'NS', help: 'Kubernetes namespace: the namespace label of the metrics, the namespace of the Events (and, for restore, of the --scale-down workloads)', defaultText: 'the service account\'s namespace file' },
+  { name: 'kube-api', kind: 'string', metavar: 'URL', help: 'Kubernetes API server for --events (and restore --scale-down)', defaultText: 'https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT' },
   { name: 'service-account-dir', kind: 'string', metavar: 'DIR', help: 'directory holding the service-account token, ca.crt and namespace files', defaultText: SERVICE_ACCOUNT_DIR },
   { name: 'monitoring-timeout', kind: 'duration', metavar: 'DURATION', help: 'most time each metrics push, Event, notification and ping may take, retries included; they are sent in parallel', defaultText: '5s' },
 ];
@@ -191,7 +209,7 @@ const backupScheduleFlags: FlagSpec[] = [
 const commandFlags: Record<CommandName, { summary: string; usage: string; flags: FlagSpec[]; positional?: string }> = {
   backup: {
     summary: 'stream SOURCE into one new verified archive in DEST, then prune',
-    usage: 'backup --source DIR --dest DIR [--prefix NAME] [--compression gzip|zstd|none] [--level N] [--exclude GLOB]... [--keep-last N] [--keep-hourly|daily|weekly|monthly|yearly N]...',
+    usage: 'backup --source DIR|--dump NAME --dest DIR [--prefix NAME] [--compression gzip|zstd|none] [--level N] [--exclude GLOB]... [--keep-last N] [--keep-hourly|daily|weekly|monthly|yearly N]...',
     flags: [
       { name: 'source', kind: 'dir', metavar: 'DIR', help: 'directory to back up (the mounted source volume)' },
       { name: 'compression', kind: 'string', metavar: 'gzip|zstd|none', help: 'archive compression', defaultText: 'gzip' },
@@ -202,6 +220,14 @@ const commandFlags: Record<CommandName, { summary: string; usage: string; flags:
       ),
       { name: 'allow-empty', kind: 'bool', help: 'allow backing up an empty source (refused by default: it usually means a wrong mount)' },
       { name: 'skip-unreadable', kind: 'bool', help: 'skip files that cannot be archived (permission denied, sockets, FIFOs, devices) with a warning instead of failing' },
+      {
+        name: 'sqlite',
+        kind: 'list',
+        metavar: 'GLOB',
+        help: 'archive SQLite databases matching GLOB (the --exclude rules) as consistent online copies checked with PRAGMA integrity_check, without their -wal/-shm/-journal (repeatable; variable: one per line)',
+      },
+      { name: 'dump', kind: 'list', metavar: 'NAME', help: 'archive the pre-backup dump NAME from --dumps-dir under ./.pvc-backup-dumps/NAME/; a missing, failed or empty dump fails the backup (repeatable; variable: one per line)' },
+      { name: 'dumps-dir', kind: 'dir', metavar: 'DIR', help: 'the scratch directory the dump init containers wrote into', defaultText: DUMPS_MOUNT_PATH },
       ...monitoringFlags,
       ...backupScheduleFlags,
     ],
@@ -236,7 +262,7 @@ const commandFlags: Record<CommandName, { summary: string; usage: string; flags:
   },
   restore: {
     summary: 'verify an archive, snapshot the target, then restore into it',
-    usage: 'restore --dest DIR [--prefix NAME] --archive NAME|latest --target DIR [--mode replace|merge] [--dry-run] [--no-snapshot] [--allow-unverified] [--allow-absolute-symlinks]',
+    usage: 'restore --dest DIR [--prefix NAME] --archive NAME|latest --target DIR [--mode replace|merge] [--dry-run] [--no-snapshot] [--allow-unverified] [--allow-absolute-symlinks] [--scale-down KIND/NAME]...',
     flags: [
       { name: 'archive', kind: 'string', metavar: 'NAME|latest', help: 'archive file name in DEST, or latest', defaultText: 'latest' },
       { name: 'target', kind: 'dir', metavar: 'DIR', help: 'directory to restore into (the mounted volume; never removed itself)' },
@@ -247,6 +273,13 @@ const commandFlags: Record<CommandName, { summary: string; usage: string; flags:
       { name: 'allow-absolute-symlinks', kind: 'bool', help: 'recreate symlinks with absolute targets verbatim (they are never followed while restoring) instead of refusing the archive' },
       { name: 'request-id', kind: 'string', metavar: 'ID', help: 'run this restore request once: DEST records it when done, and running it again fails (exit 2) unless it is a retry of the same --job-uid' },
       { name: 'job-uid', kind: 'string', metavar: 'UID', help: 'the Kubernetes Job running the request (the chart passes its UID): a retry of the Job that completed the request exits 0' },
+      {
+        name: 'scale-down',
+        kind: 'list',
+        metavar: 'KIND/NAME',
+        help: 'scale this Deployment or StatefulSet (deployment/NAME, statefulset/NAME) to 0 and wait for its pods to stop before restoring, and back afterwards, also on failure (repeatable; variable: one per line)',
+      },
+      { name: 'scale-down-timeout', kind: 'duration', metavar: 'DURATION', help: 'how long to wait for the --scale-down pods to stop', defaultText: '5m' },
       ...monitoringFlags,
     ],
   },
@@ -502,18 +535,31 @@ function noPositionals(command: CommandName, positionals: string[]) {
 function buildBackup(values: RawValues, positionals: string[], cwd: string): BackupConfig {
   noPositionals('backup', positionals);
   const { destText, ...rest } = parseCommon(values, 'backup');
-  const sourceText = requireValue(values, 'source', 'backup');
-  // How the two relate is the real problem, also while one of them does not exist yet: checked first.
-  const [destPath, sourcePath] = [path.resolve(cwd, destText), realPath(path.resolve(cwd, sourceText))];
-  if (isInside(destPath, sourcePath)) {
-    throw new UsageError(`--dest ${destPath} is inside --source ${sourcePath}; the backup would archive itself, use a directory outside the source`);
+  const dumpNames = (values.get('dump') as string[] | undefined) ?? [];
+  const sqlite = (values.get('sqlite') as string[] | undefined) ?? [];
+  // A backup of dumps alone has no source; without dumps the source is required as always.
+  const sourceText = dumpNames.length > 0 && str(values, 'source') === undefined ? undefined : requireValue(values, 'source', 'backup');
+  if (sourceText === undefined && sqlite.length > 0) throw new UsageError('--sqlite needs --source DIR: the databases are read from the source directory');
+  let source: string | undefined;
+  if (sourceText !== undefined) {
+    // How the two relate is the real problem, also while one of them does not exist yet: checked first.
+    const [destPath, sourcePath] = [path.resolve(cwd, destText), realPath(path.resolve(cwd, sourceText))];
+    if (isInside(destPath, sourcePath)) {
+      throw new UsageError(`--dest ${destPath} is inside --source ${sourcePath}; the backup would archive itself, use a directory outside the source`);
+    }
+    if (isInside(sourcePath, destPath)) {
+      throw new UsageError(`--source ${sourcePath} is inside --dest ${destPath}; back up a directory outside the backup directory`);
+    }
+    // The real path: a source given as a symlink is archived as the directory it points to.
+    source = realPath(existingDirectory('source', sourceText, cwd));
   }
-  if (isInside(sourcePath, destPath)) {
-    throw new UsageError(`--source ${sourcePath} is inside --dest ${destPath}; back up a directory outside the backup directory`);
-  }
-  // The real path: a source given as a symlink is archived as the directory it points to.
-  const source = realPath(existingDirectory('source', sourceText, cwd));
   const common: CommonConfig = { ...rest, dest: existingDirectory('dest', destText, cwd) };
+  const dumpsDirText = str(values, 'dumps-dir');
+  if (dumpsDirText !== undefined && dumpNames.length === 0) throw new UsageError('--dumps-dir is given without --dump NAME; name each dump to archive');
+  for (const name of dumpNames) validateDumpName(name);
+  const duplicate = dumpNames.find((name, i) => dumpNames.indexOf(name) !== i);
+  if (duplicate !== undefined) throw new UsageError(`--dump ${duplicate} is given twice; each dump needs its own name`);
+  const dumps = dumpNames.length > 0 ? { dir: existingDirectory('dumps-dir', dumpsDirText ?? DUMPS_MOUNT_PATH, cwd), names: dumpNames } : undefined;
   const compression = str(values, 'compression') ?? 'gzip';
   if (!COMPRESSIONS.includes(compression as Compression)) {
     throw new UsageError(`--compression must be one of ${COMPRESSIONS.join(', ')}, got "${compression}"`);
@@ -538,6 +584,8 @@ function buildBackup(values: RawValues, positionals: string[], cwd: string): Bac
     retention: parseRetention(values),
     allowEmpty: bool(values, 'allow-empty'),
     skipUnreadable: bool(values, 'skip-unreadable'),
+    sqlite,
+    dumps,
   };
 }
 
@@ -588,7 +636,7 @@ function buildPrune(values: RawValues, positionals: string[], cwd: string): Prun
   return { command: 'prune', ...common, retention, dryRun: bool(values, 'dry-run'), json: bool(values, 'json') };
 }
 
-function buildRestore(values: RawValues, positionals: string[], cwd: string): RestoreConfig {
+function buildRestore(values: RawValues, positionals: string[], cwd: string, env: Record<string, string | undefined>): RestoreConfig {
   noPositionals('restore', positionals);
   const { destText, ...rest } = parseCommon(values, 'restore');
   const targetText = requireValue(values, 'target', 'restore');
@@ -618,7 +666,37 @@ function buildRestore(values: RawValues, positionals: string[], cwd: string): Re
     allowAbsoluteSymlinks: bool(values, 'allow-absolute-symlinks'),
     requestId: parseRequestId(str(values, 'request-id')),
     jobUid: parseJobUid(str(values, 'job-uid')),
+    scaleDown: parseScaleDown(values, env),
   };
+}
+
+/** --scale-down KIND/NAME...: the workloads, their namespace and the API to reach them. */
+function parseScaleDown(values: RawValues, env: Record<string, string | undefined>): ScaleDownConfig | undefined {
+  const texts = (values.get('scale-down') as string[] | undefined) ?? [];
+  const timeoutText = str(values, 'scale-down-timeout');
+  if (texts.length === 0) {
+    if (timeoutText !== undefined) throw new UsageError('--scale-down-timeout is given without --scale-down KIND/NAME');
+    return undefined;
+  }
+  const workloads = texts.map(parseWorkload);
+  const credentialsDir = str(values, 'service-account-dir') ?? SERVICE_ACCOUNT_DIR;
+  const namespace = str(values, 'namespace') ?? readNamespaceFile(credentialsDir);
+  if (namespace === undefined) throw new UsageError(`--scale-down needs --namespace NS (there is no namespace file in ${credentialsDir})`);
+  const kubeApi = str(values, 'kube-api');
+  const timeoutSeconds = timeoutText === undefined ? 300 : parseDuration('scale-down-timeout', timeoutText);
+  if (timeoutSeconds < 1) throw new UsageError('--scale-down-timeout must be at least 1s');
+  validateWorkloads(namespace, workloads);
+  return { workloads, namespace, apiUrl: kubeApi === undefined ? inClusterApiUrl(env) : httpUrl('kube-api', kubeApi).href, credentialsDir, timeoutSeconds };
+}
+
+function parseWorkload(text: string): Workload {
+  const slash = text.indexOf('/');
+  const kindText = slash === -1 ? '' : text.slice(0, slash).toLowerCase();
+  const kind = WORKLOAD_KINDS.find((k) => k.toLowerCase() === kindText);
+  if (kind === undefined) {
+    throw new UsageError(`--scale-down must be deployment/NAME or statefulset/NAME, got "${text}"`, 'SCALE_DOWN_CONFIG');
+  }
+  return { kind: kind as WorkloadKind, name: text.slice(slash + 1) };
 }
 
 function parseJobUid(value: string | undefined): string | undefined {
@@ -635,7 +713,7 @@ function parseRequestId(value: string | undefined): string | undefined {
   return value;
 }
 
-const builders: Record<CommandName, (values: RawValues, positionals: string[], cwd: string) => RunnerConfig> = {
+const builders: Record<CommandName, (values: RawValues, positionals: string[], cwd: string, env: Record<string, string | undefined>) => RunnerConfig> = {
   backup: buildBackup,
   verify: buildVerify,
   list: buildList,
@@ -675,7 +753,7 @@ function parseWith(argv: readonly string[], env: Record<string, string | undefin
   if (rest.includes('--help') || rest.includes('-h')) return { kind: 'help', command };
   checkVariableNames(env);
   const { values, positionals } = collect(command, rest, env);
-  const config = builders[command](values, positionals, cwd);
+  const config = builders[command](values, positionals, cwd, env);
   return { kind: 'run', config, monitoring: parseMonitoring(command, values, env) };
 }
 

@@ -9,6 +9,7 @@ import { EventsRole } from './constructs/events-role.js';
 import { BackupPrometheusRule } from './constructs/prometheus-rule.js';
 import { BindJob } from './constructs/bind-job.js';
 import { RestoreJob } from './constructs/restore-job.js';
+import { ScaleDownRole } from './constructs/scale-down-role.js';
 import { RunnerServiceAccount } from './constructs/service-account.js';
 import { TestPod } from './constructs/test-pod.js';
 import { VerifyCronJob } from './constructs/verify-cron-job.js';
@@ -73,12 +74,13 @@ const TEMPLATES: { fileName: string; condition?: string; construct: ConstructCla
   { fileName: 'restore-job.yaml', condition: RENDER_WHEN.restoreJob, construct: RestoreJob, source: 'synth/constructs/restore-job.ts' },
   { fileName: 'bind-job.yaml', condition: RENDER_WHEN.bindJob, construct: BindJob, source: 'synth/constructs/bind-job.ts' },
   { fileName: 'events-role.yaml', condition: RENDER_WHEN.eventsRole, construct: EventsRole, source: 'synth/constructs/events-role.ts' },
+  { fileName: 'scale-down-role.yaml', condition: RENDER_WHEN.scaleDownRole, construct: ScaleDownRole, source: 'synth/constructs/scale-down-role.ts' },
   { fileName: 'prometheusrule.yaml', condition: RENDER_WHEN.prometheusRule, construct: BackupPrometheusRule, source: 'synth/constructs/prometheus-rule.ts' },
   { fileName: 'tests/test-pod.yaml', condition: RENDER_WHEN.testPod, construct: TestPod, source: 'synth/constructs/test-pod.ts' },
 ];
 
 /** Hand-written templates, copied as they are. */
-const HAND_WRITTEN = ['_helpers.tpl', '_monitoring.tpl', '_schedule.tpl', 'validate.yaml', 'NOTES.txt'];
+const HAND_WRITTEN = ['_helpers.tpl', '_monitoring.tpl', '_schedule.tpl', '_consistency.tpl', 'validate.yaml', 'NOTES.txt'];
 
 /** Values files for chart-testing (ct lint / ct install), under ci/. */
 export const CI_VALUES_DIR = 'ci';

@@ -123,9 +123,9 @@ export class HelmPlaceholders {
     return this.listLines([`{{- ${condition} }}`, `- ${flag}`, `- ${this.arg(value)}`, '{{- end }}']);
   }
 
-  /** `FLAG ITEM` once per item of a list value. */
-  repeatedArg(flag: string, list: HelmValue): string {
-    return this.listLines([`{{- range ${list.expr} }}`, `- ${flag}`, '- {{ . | quote }}', '{{- end }}']);
+  /** `FLAG ITEM` once per item of a list value; `item` is the expression of the argument for the item `.`. */
+  repeatedArg(flag: string, list: HelmValue, item = '.'): string {
+    return this.listLines([`{{- range ${list.expr} }}`, `- ${flag}`, `- {{ ${item} | quote }}`, '{{- end }}']);
   }
 
   /** `FLAG` alone when a boolean value is true. */
@@ -136,6 +136,11 @@ export class HelmPlaceholders {
   /** Several arguments (plain text or `arg` tokens) when a boolean value is true. */
   argsWhen(condition: HelmValue, args: string[]): string {
     return this.listLines([`{{- if ${condition.expr} }}`, ...args.map((a) => `- ${a}`), '{{- end }}']);
+  }
+
+  /** `items` (which may hold placeholders) appended to the list this token stands in when a boolean value is true. */
+  itemsWhen(condition: HelmValue, items: unknown[]): string {
+    return this.listLines([`{{- if ${condition.expr} }}`, ...toYamlLines(items, 0), '{{- end }}']);
   }
 
   /** The items of a list value appended to the list this token stands in. */

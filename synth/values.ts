@@ -59,6 +59,8 @@ export const V = {
     serviceAccount: helper('serviceAccountName'),
     /** The events Role and RoleBinding, and the PrometheusRule. */
     monitoring: helper('fullname'),
+    /** The Role and RoleBinding of restore.scaleDown. */
+    scaleDownRole: helper('scaleDownRoleName'),
   },
   namespace: helper('namespace'),
   labels: (component?: Component | 'storage' | 'bind' | 'test') => yamlHelper('labels', component ? { component: `"${component}"` } : {}),
@@ -90,6 +92,8 @@ export const V = {
   source: {
     claimName: string('source.claimName'),
     subPath: nonEmptyString('source.subPath'),
+    /** Without a source claim (only backup.preBackup dumps are backed up) no pod mounts a source. */
+    given: derived('boolean', '(not (empty .Values.source.claimName))'),
   },
   backup: {
     schedule: string('backup.schedule'),
@@ -115,6 +119,9 @@ export const V = {
     exclude: yaml('backup.exclude'),
     allowEmpty: boolean('backup.allowEmpty'),
     skipUnreadable: boolean('backup.skipUnreadable'),
+    preBackup: yaml('backup.preBackup'),
+    hasDumps: derived('boolean', '(not (empty .Values.backup.preBackup))'),
+    sqlite: yaml('backup.sqlite'),
   },
   storage: {
     size: string('storage.size'),
@@ -150,6 +157,10 @@ export const V = {
     backoffLimit: integer('restore.backoffLimit'),
     activeDeadlineSeconds: optionalInteger('restore.activeDeadlineSeconds'),
     annotations: yamlHelper('restoreAnnotations'),
+    scaleDown: yaml('restore.scaleDown'),
+    scalesDown: derived('boolean', '(not (empty .Values.restore.scaleDown))'),
+    scaleDownTimeout: string('restore.scaleDownTimeout'),
+    scaleDownRules: yamlHelper('scaleDownRules', {}, 'list'),
   },
   serviceAccount: {
     annotations: yamlHelper('serviceAccountAnnotations'),
@@ -158,10 +169,13 @@ export const V = {
     annotations: yamlHelper('testPodAnnotations'),
   },
   monitoring: {
-    /** The runner needs the namespace for the metrics' label and for the Events. */
-    needsNamespace: derived('boolean', '(or .Values.metrics.pushgateway.url .Values.events.enabled)'),
+    /** The runner needs the namespace for the metrics' label and for the Events (and a restore for scaling down). */
+    needsNamespace: (component: Component) =>
+      derived('boolean', component === 'restore' ? '(or .Values.metrics.pushgateway.url .Values.events.enabled .Values.restore.scaleDown)' : '(or .Values.metrics.pushgateway.url .Values.events.enabled)'),
+    /** The ServiceAccount token is mounted for Events, and in the restore pod for scaling down. */
+    mountsToken: (component: Component) => (component === 'restore' ? derived('boolean', '(or .Values.events.enabled (not (empty .Values.restore.scaleDown)))') : boolean('events.enabled')),
     /** The claim a pod's Events are about: the one it reads (backup, verify) or writes (restore). */
-    claimName: (component: Component) => (component === 'restore' ? helper('restoreTargetClaim') : string('source.claimName')),
+    claimName: (component: Component) => (component === 'restore' ? helper('restoreTargetClaim') : helper('eventsClaimName')),
   },
   metrics: {
     pushgatewayUrl: nonEmptyString('metrics.pushgateway.url'),
@@ -194,4 +208,5 @@ export const RENDER_WHEN = {
   /** The chart creates the backup claim, so a WaitForFirstConsumer class needs a consumer at install. */
   bindJob: 'and .Values.storage.bindJob.enabled .Values.storage.create (not .Values.storage.existingClaim)',
   testPod: '.Values.tests.enabled',
+  scaleDownRole: 'and .Values.restore.enabled .Values.restore.scaleDown',
 } as const;

@@ -49,8 +49,12 @@ export async function runBackup(config: BackupConfig, ctx: RunContext): Promise<
  * The backup steps after the lock: for callers that already hold the directory lock (restore
  * takes its pre-restore snapshot this way).
  */
-export async function backupUnderLock(config: BackupConfig, ctx: RunContext): Promise<BackupSummary> {
+export async function backupUnderLock(given: BackupConfig, ctx: RunContext): Promise<BackupSummary> {
   const { log } = ctx;
+  if (given.source === undefined || given.sqlite.length > 0 || given.dumps !== undefined) {
+    throw new UsageError('--sqlite and --dump are not supported by this runner yet; remove them', 'NOT_SUPPORTED');
+  }
+  const config = { ...given, source: given.source };
   const started = ctx.now();
   const exclude = excludeMatcher(config.excludes);
   const scan = await preflight(config, exclude, ctx);
@@ -98,7 +102,7 @@ async function removeLeftovers(dest: string, ctx: RunContext): Promise<void> {
   for (const name of removed) ctx.log.warn('backup.leftover-removed', `removed ${name}, left over by an interrupted run`, { file: name });
 }
 
-async function preflight(config: BackupConfig, exclude: ReturnType<typeof excludeMatcher>, ctx: RunContext) {
+async function preflight(config: BackupConfig & { source: string }, exclude: ReturnType<typeof excludeMatcher>, ctx: RunContext) {
   const destStat = fs.statSync(config.dest);
   const scan = scanSource(config.source, exclude, { dev: destStat.dev, ino: destStat.ino });
   if (scan.contains !== undefined) {
@@ -166,7 +170,7 @@ async function chooseName(config: BackupConfig, started: Date, ctx: RunContext):
   }
 }
 
-async function write(config: BackupConfig, exclude: ReturnType<typeof excludeMatcher>, partial: string, sourceBytes: number, ctx: RunContext): Promise<WrittenArchive> {
+async function write(config: BackupConfig & { source: string }, exclude: ReturnType<typeof excludeMatcher>, partial: string, sourceBytes: number, ctx: RunContext): Promise<WrittenArchive> {
   let progress = { bytesRead: 0, files: 0, archiveBytes: 0 };
   const reporter = new ProgressReporter(ctx.log, 'backup.progress', config.progressSeconds, () => ({
     bytes: progress.bytesRead,
@@ -190,7 +194,7 @@ async function write(config: BackupConfig, exclude: ReturnType<typeof excludeMat
   }
 }
 
-function buildManifest(config: BackupConfig, name: string, started: Date, written: WrittenArchive, ctx: RunContext): Manifest {
+function buildManifest(config: BackupConfig & { source: string }, name: string, started: Date, written: WrittenArchive, ctx: RunContext): Manifest {
   return {
     format: MANIFEST_FORMAT,
     prefix: config.prefix,

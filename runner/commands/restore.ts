@@ -517,6 +517,8 @@ async function takeSnapshot(config: RestoreConfig, ctx: RunContext, own: readonl
     retention: { last: SNAPSHOT_KEEP },
     allowEmpty: true,
     skipUnreadable: false,
+    sqlite: [],
+    dumps: undefined,
   };
   try {
     const summary = await backupUnderLock(snapshotConfig, ctx);

@@ -4,7 +4,9 @@ import { Construct } from 'constructs';
 import { HelmPlaceholders, setFields } from '../helm.js';
 import { V } from '../values.js';
 import { monitoringArgs } from './monitoring.js';
-import { backupMount, MOUNT_PATHS, resourceMetadata, runnerContainer, sourceMount, templateRunnerPod } from './runner-pod.js';
+import { DUMPS_MOUNT_PATH } from '../../runner/consistency/dumps.js';
+import { templateDumps } from './dumps.js';
+import { backupMount, MOUNT_PATHS, resourceMetadata, runnerContainer, templateRunnerPod, templateSourceMount } from './runner-pod.js';
 
 /** The scheduled backup: `pvc-backup backup` with every setting spelled out as a flag. */
 export class BackupCronJob extends Construct {
@@ -22,7 +24,7 @@ export class BackupCronJob extends Construct {
         runnerContainer(this, {
           name: 'backup',
           args: backupArgs(helm),
-          mounts: [sourceMount(this), backupMount(this)],
+          mounts: [backupMount(this)],
         }),
       ],
     });
@@ -41,7 +43,10 @@ export class BackupCronJob extends Construct {
       '/spec/jobTemplate/spec/activeDeadlineSeconds': helm.field(backup.activeDeadlineSeconds),
       '/spec/jobTemplate/spec/ttlSecondsAfterFinished': helm.field(backup.ttlSecondsAfterFinished),
     });
-    templateRunnerPod(ApiObject.of(cronJob), '/spec/jobTemplate/spec/template', { pod: 'backup', colocate: true, reports: true });
+    const podTemplate = '/spec/jobTemplate/spec/template';
+    templateSourceMount(ApiObject.of(cronJob), podTemplate);
+    templateDumps(ApiObject.of(cronJob), podTemplate);
+    templateRunnerPod(ApiObject.of(cronJob), podTemplate, { pod: 'backup', colocate: true, reports: true });
   }
 }
 
@@ -49,8 +54,7 @@ function backupArgs(helm: HelmPlaceholders): string[] {
   const backup = V.backup;
   return [
     'backup',
-    '--source',
-    MOUNT_PATHS.source,
+    helm.argsWhen(V.source.given, ['--source', MOUNT_PATHS.source]),
     '--dest',
     MOUNT_PATHS.backup,
     '--prefix',
@@ -68,6 +72,9 @@ function backupArgs(helm: HelmPlaceholders): string[] {
     helm.repeatedArg('--exclude', backup.exclude),
     helm.switchArg('--allow-empty', backup.allowEmpty),
     helm.switchArg('--skip-unreadable', backup.skipUnreadable),
+    helm.repeatedArg('--sqlite', backup.sqlite),
+    helm.argsWhen(backup.hasDumps, ['--dumps-dir', DUMPS_MOUNT_PATH]),
+    helm.repeatedArg('--dump', backup.preBackup, '.name'),
     ...monitoringArgs(helm, 'backup'),
   ];
 }

@@ -3,7 +3,7 @@ import * as kplus from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import { HelmPlaceholders, setFields } from '../helm.js';
 import { V } from '../values.js';
-import { backupMount, MOUNT_PATHS, resourceMetadata, runnerContainer, sourceMount, templateRunnerPod } from './runner-pod.js';
+import { backupMount, MOUNT_PATHS, resourceMetadata, runnerContainer, templateRunnerPod, templateSourceMount } from './runner-pod.js';
 
 /**
  * The first consumer of a new backup claim. With a WaitForFirstConsumer storage class (the
@@ -30,7 +30,7 @@ export class BindJob extends Construct {
         runnerContainer(this, {
           name: 'bind',
           args: bindArgs(helm),
-          mounts: [sourceMount(this), backupMount(this)],
+          mounts: [backupMount(this)],
         }),
       ],
     });
@@ -39,6 +39,7 @@ export class BindJob extends Construct {
       '/spec/backoffLimit': 1,
       '/spec/activeDeadlineSeconds': helm.field(V.storage.bindActiveDeadlineSeconds),
     });
+    templateSourceMount(ApiObject.of(job), '/spec/template');
     templateRunnerPod(ApiObject.of(job), '/spec/template', { pod: 'bind', colocate: true, reports: false });
   }
 }

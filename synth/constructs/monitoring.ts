@@ -10,7 +10,7 @@ import { V, type Component } from '../values.js';
 /** The monitoring flags of a runner pod; the dead-man's-switch ping goes out from backups only. */
 export function monitoringArgs(helm: HelmPlaceholders, component: Component): string[] {
   return [
-    helm.argsWhen(V.monitoring.needsNamespace, ['--namespace', helm.arg(V.namespace)]),
+    helm.argsWhen(V.monitoring.needsNamespace(component), ['--namespace', helm.arg(V.namespace)]),
     helm.optionalArg('--pushgateway-url', V.metrics.pushgatewayUrl),
     ...(component === 'backup' ? [helm.argsWhen(V.metrics.pushes, ['--schedule', helm.arg(V.backup.schedule), '--time-zone', helm.arg(V.backup.timeZone)])] : []),
     helm.argsWhen(V.events.enabled, ['--events', '--claim-name', helm.arg(V.monitoring.claimName(component))]),
@@ -20,10 +20,10 @@ export function monitoringArgs(helm: HelmPlaceholders, component: Component): st
 }
 
 /** The token mount and the notification URLs' variable of a runner pod template (see templateRunnerPod). */
-export function templateMonitoring(apiObject: ApiObject, podTemplate: string): void {
+export function templateMonitoring(apiObject: ApiObject, podTemplate: string, component: Component): void {
   const helm = HelmPlaceholders.of(apiObject);
   setFields(apiObject, {
-    [`${podTemplate}/spec/automountServiceAccountToken`]: helm.field(V.events.enabled),
+    [`${podTemplate}/spec/automountServiceAccountToken`]: helm.field(V.monitoring.mountsToken(component)),
     [`${podTemplate}/spec/containers/0/env/-`]: helm.appendItems(V.notify.urlsEnv),
   });
 }

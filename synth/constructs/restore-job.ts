@@ -87,5 +87,7 @@ function restoreArgs(helm: HelmPlaceholders): string[] {
     helm.switchArg('--allow-unverified', restore.allowUnverified),
     ...monitoringArgs(helm, 'restore'),
     helm.switchArg('--allow-absolute-symlinks', restore.allowAbsoluteSymlinks),
+    helm.repeatedArg('--scale-down', restore.scaleDown, 'printf "%s/%s" .kind .name'),
+    helm.argsWhen(restore.scalesDown, ['--scale-down-timeout', helm.arg(restore.scaleDownTimeout)]),
   ];
 }

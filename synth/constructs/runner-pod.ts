@@ -2,7 +2,7 @@ import type { ApiObject } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-28';
 import type { Construct } from 'constructs';
 import { HelmPlaceholders, setFields, type HelmValue } from '../helm.js';
-import { V, type PodKind } from '../values.js';
+import { POD_COMPONENT, V, type PodKind } from '../values.js';
 import { templateMonitoring } from './monitoring.js';
 
 /** Where the runner pods mount their volumes; the runner's flags refer to these paths. */
@@ -16,12 +16,19 @@ export const MOUNT_PATHS = {
 /** The runner's log format in every pod (one JSON object per line, for log collectors). */
 export const RUNNER_ENV = { PVC_BACKUP_LOG_FORMAT: 'json' } as const;
 
-/** The source claim, read-only (at the volume too, so no mount can write to it). */
-export function sourceMount(scope: Construct): kplus.VolumeMount {
-  const helm = HelmPlaceholders.of(scope);
-  const claim = kplus.PersistentVolumeClaim.fromClaimName(scope, 'SourceClaim', helm.field(V.source.claimName));
-  const volume = kplus.Volume.fromPersistentVolumeClaim(scope, 'SourceVolume', claim, { name: 'source', readOnly: true });
-  return { volume, path: MOUNT_PATHS.source, readOnly: true, subPath: helm.field(V.source.subPath) };
+/**
+ * The source claim, read-only (at the volume too, so no mount can write to it), in a pod
+ * template's volumes and its runner container's mounts. Left out without source.claimName (a
+ * backup of pre-backup dumps only).
+ */
+export function templateSourceMount(apiObject: ApiObject, podTemplate: string): void {
+  const helm = HelmPlaceholders.of(apiObject);
+  setFields(apiObject, {
+    [`${podTemplate}/spec/volumes/-`]: helm.itemsWhen(V.source.given, [{ name: 'source', persistentVolumeClaim: { claimName: helm.field(V.source.claimName), readOnly: true } }]),
+    [`${podTemplate}/spec/containers/0/volumeMounts/-`]: helm.itemsWhen(V.source.given, [
+      { name: 'source', mountPath: MOUNT_PATHS.source, readOnly: true, subPath: helm.field(V.source.subPath) },
+    ]),
+  });
 }
 
 /** The claim holding the archives, read-write in every pod. */
@@ -107,7 +114,7 @@ export function templateRunnerPod(apiObject: ApiObject, podTemplate: string, opt
     [`${container}/envFrom`]: helm.field(V.container.extraEnvFrom),
     [`${container}/volumeMounts/-`]: helm.appendItems(V.container.extraVolumeMounts),
   });
-  if (options.reports) templateMonitoring(apiObject, podTemplate);
+  if (options.reports) templateMonitoring(apiObject, podTemplate, POD_COMPONENT[kind]);
 }
 
 /** Metadata every resource of the chart gets: its namespace, labels and annotations. */

@@ -41,8 +41,8 @@ export interface Values {
   })[];
   /** source is the PersistentVolumeClaim to back up; it is mounted read-only at /data in the backup pods and the bind Job (verify pods never mount it). */
   source: {
-    /** claimName is the name of the PersistentVolumeClaim to back up, in the release namespace (required). */
-    claimName: string;
+    /** claimName is the name of the PersistentVolumeClaim to back up, in the release namespace; required unless backup.preBackup is set (then, without it, the archives hold only the dumps). */
+    claimName?: string;
     /** subPath backs up only this directory of the volume; empty means the whole volume. */
     subPath: string;
     /** colocateWith is the label set of the application's pod (e.g. {app.kubernetes.io/name: myapp}); when set, backup pods and the bind Job are scheduled on that pod's node, which a ReadWriteOnce volume needs to avoid a Multi-Attach error. */
@@ -87,6 +87,42 @@ export interface Values {
     allowEmpty: boolean;
     /** skipUnreadable skips files that cannot be archived (sockets, FIFOs, permission denied) with a warning instead of failing. */
     skipUnreadable: boolean;
+    /** preBackup lists database dumps made before each backup, each {name, image, command, args, env, envFrom, resources}: one init container per dump (named dump-NAME, your image, e.g. the database's client, the shared securityContext) whose command runs in an empty working directory /dumps/NAME and must exit 0, all writing into one scratch volume at /dumps; the runner archives each under ./.pvc-backup-dumps/NAME/ beside the volume's files. A failed or empty dump fails the backup (nothing archived, nothing pruned). See the README, Consistent backups of live applications. */
+    preBackup: ({
+      /** name of the dump: its directory in /dumps and in the archive, and its init container's name (dump-NAME). */
+      name: string;
+      /** image that holds the dump tool (e.g. postgres:16). */
+      image: string;
+      /** command and its arguments, run in an empty working directory (PVC_BACKUP_DUMP_DIR) where it writes its files; it must exit 0. */
+      command: string[];
+      /** args are appended to command (optional). */
+      args?: string[];
+      /** env of the init container (optional; Kubernetes EnvVar objects, passwords from Secrets with valueFrom). */
+      env?: ({
+        name: string;
+        value?: string;
+        valueFrom?: Record<string, unknown>;
+      })[];
+      /** envFrom of the init container (optional; Kubernetes EnvFromSource objects). */
+      envFrom?: ({
+        prefix?: string;
+        configMapRef?: {
+          name: string;
+          optional?: boolean;
+        };
+        secretRef?: {
+          name: string;
+          optional?: boolean;
+        };
+      })[];
+      /** resources of the init container (optional). */
+      resources?: {
+        limits?: Record<string, string | number>;
+        requests?: Record<string, string | number>;
+      };
+    })[];
+    /** sqlite lists glob patterns (relative to the source, the rules of exclude) of SQLite databases to archive as consistent online copies (SQLite's backup API, checked with PRAGMA integrity_check) instead of their raw bytes, without their -wal, -shm and -journal. The backup pod must run on the application's node: set source.colocateWith. */
+    sqlite: string[];
     /** concurrencyPolicy of the CronJob; Forbid never starts a backup while the previous one runs. */
     concurrencyPolicy: "Allow" | "Forbid" | "Replace";
     /** startingDeadlineSeconds is how late a scheduled backup may still start; null means no deadline. */
@@ -293,6 +329,15 @@ export interface Values {
     snapshot: boolean;
     /** allowUnverified restores an archive without checksum and manifest sidecars (made by another tool). */
     allowUnverified: boolean;
+    /** scaleDown lists the workloads, each {kind: Deployment or StatefulSet, name}, that the restore Job scales to 0 (and waits until their pods are gone) before restoring, and back to their previous replica counts afterwards, also when the restore fails; the counts are kept on the backup volume so a retried Job restores them. Adds a Role with get and patch on only these workloads' scale subresource and list on pods, and mounts the ServiceAccount token in the restore pod. */
+    scaleDown: ({
+      /** kind of the workload. */
+      kind: "Deployment" | "StatefulSet";
+      /** name of the workload, in the release namespace. */
+      name: string;
+    })[];
+    /** scaleDownTimeout is how long the restore waits for the scaled-down workloads' pods to stop before it fails, restoring nothing (e.g. 90s, 5m). */
+    scaleDownTimeout: string;
     /** allowAbsoluteSymlinks recreates symlinks with absolute targets (e.g. current -> /data/releases/v2) as they are, instead of refusing the archive; links are never followed while restoring, so nothing is written outside the target. The verify job then accepts such archives too. */
     allowAbsoluteSymlinks: boolean;
     /** backoffLimit is how many times a failed restore pod is retried. */
@@ -963,6 +1008,40 @@ export interface ValueTypes {
   'backup.keep.yearly': number | null;
   'backup.allowEmpty': boolean;
   'backup.skipUnreadable': boolean;
+  'backup.preBackup': ({
+    /** name of the dump: its directory in /dumps and in the archive, and its init container's name (dump-NAME). */
+    name: string;
+    /** image that holds the dump tool (e.g. postgres:16). */
+    image: string;
+    /** command and its arguments, run in an empty working directory (PVC_BACKUP_DUMP_DIR) where it writes its files; it must exit 0. */
+    command: string[];
+    /** args are appended to command (optional). */
+    args?: string[];
+    /** env of the init container (optional; Kubernetes EnvVar objects, passwords from Secrets with valueFrom). */
+    env?: ({
+      name: string;
+      value?: string;
+      valueFrom?: Record<string, unknown>;
+    })[];
+    /** envFrom of the init container (optional; Kubernetes EnvFromSource objects). */
+    envFrom?: ({
+      prefix?: string;
+      configMapRef?: {
+        name: string;
+        optional?: boolean;
+      };
+      secretRef?: {
+        name: string;
+        optional?: boolean;
+      };
+    })[];
+    /** resources of the init container (optional). */
+    resources?: {
+      limits?: Record<string, string | number>;
+      requests?: Record<string, string | number>;
+    };
+  })[];
+  'backup.sqlite': string[];
   'backup.concurrencyPolicy': "Allow" | "Forbid" | "Replace";
   'backup.startingDeadlineSeconds': number | null;
   'backup.successfulJobsHistoryLimit': number;
@@ -1131,6 +1210,13 @@ export interface ValueTypes {
   'restore.nonce': string | number;
   'restore.snapshot': boolean;
   'restore.allowUnverified': boolean;
+  'restore.scaleDown': ({
+    /** kind of the workload. */
+    kind: "Deployment" | "StatefulSet";
+    /** name of the workload, in the release namespace. */
+    name: string;
+  })[];
+  'restore.scaleDownTimeout': string;
   'restore.allowAbsoluteSymlinks': boolean;
   'restore.backoffLimit': number;
   'restore.activeDeadlineSeconds': number | null;

@@ -252,6 +252,67 @@ export const OVERRIDE_SETS: OverrideSet[] = [
     level: 'baseline',
   },
   {
+    name: 'consistent backups: dumps, SQLite, restore that scales down',
+    values: {
+      ...base,
+      source: { ...claim, colocateWith: { 'app.kubernetes.io/name': 'shop' } },
+      events: { enabled: false },
+      backup: {
+        preBackup: [
+          {
+            name: 'postgres',
+            image: 'postgres:16',
+            command: ['pg_dump', '--format=custom', '--file=shop.dump'],
+            env: [{ name: 'PGHOST', value: 'shop-postgres' }, { name: 'PGPASSWORD', valueFrom: { secretKeyRef: { name: 'shop-postgres', key: 'password' } } }],
+            envFrom: [{ secretRef: { name: 'shop-postgres-env' } }],
+            resources: { requests: { cpu: '50m', memory: '64Mi' } },
+          },
+          { name: 'redis', image: 'redis:7', command: ['redis-cli'], args: ['-h', 'shop-redis', '--rdb', 'dump.rdb'] },
+        ],
+        sqlite: ['*.db', 'data/app.sqlite'],
+      },
+      restore: {
+        enabled: true,
+        scaleDown: [
+          { kind: 'Deployment', name: 'shop' },
+          { kind: 'StatefulSet', name: 'shop-db' },
+          { kind: 'Deployment', name: 'shop-worker' },
+        ],
+        scaleDownTimeout: '90s',
+      },
+    },
+    resources: [serviceAccount, backupClaim, backupCronJob, verifyCronJob, testPod, `Role/${F}-scale-down`, `RoleBinding/${F}-scale-down`],
+    restoreJob: true,
+    bindJob: true,
+    level: 'baseline',
+  },
+  {
+    name: 'consistent backups under the restricted profile',
+    values: {
+      ...base,
+      securityProfile: 'restricted',
+      nonRoot: { runAsUser: 1000, runAsGroup: 1000 },
+      backup: { preBackup: [{ name: 'postgres', image: 'postgres:16', command: ['pg_dump', '--file=shop.sql'] }] },
+      restore: { enabled: true, scaleDown: [{ kind: 'Deployment', name: 'shop' }] },
+    },
+    resources: [...everyDefault, `Role/${F}-scale-down`, `RoleBinding/${F}-scale-down`],
+    restoreJob: true,
+    bindJob: true,
+    level: 'restricted',
+  },
+  {
+    name: 'dumps only, no source claim',
+    values: {
+      image: base.image,
+      backup: { preBackup: [{ name: 'postgres', image: 'postgres:16', command: ['pg_dumpall', '--file=all.sql'] }] },
+      // Only what a restore would need: without a source claim it has no target of its own.
+      restore: { targetClaim: 'shop-data' },
+    },
+    resources: everyDefault,
+    bindJob: true,
+    level: 'baseline',
+  },
+  {
     name: 'no bind Job',
     values: { ...base, storage: { bindJob: { enabled: false } } },
     resources: everyDefault,

@@ -1,6 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { helmBinaries, type HelmResult } from '../helpers/helm.js';
 import { OVERRIDE_SETS, type OverrideSet } from './override-sets.js';
+import { CONSISTENCY_CHECKS } from './consistency-checks.js';
 import { baselineViolations, lowestLevel, podSecurityLevel, restrictedViolations } from './pod-security.js';
 import {
   find,
@@ -306,6 +307,7 @@ const SET_CHECKS: Record<string, (manifests: Manifest[]) => void> = {
   'only the backup claim': () => {},
 
   'no bind Job': () => {},
+  ...CONSISTENCY_CHECKS,
 };
 
 describe.each(OVERRIDE_SETS)('helm template with $name', (set) => {
@@ -344,7 +346,9 @@ describe.each(OVERRIDE_SETS)('helm template with $name', (set) => {
       expect(container.securityContext).toMatchObject({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } });
       // The token only for the pods that post Events: not the bind Job, not the helm test pod.
       const reports = !BIND_JOB.test(`${workload.kind}/${workload.metadata.name}`) && workload.kind !== 'Pod';
-      expect(podTemplateOf(workload).spec.automountServiceAccountToken).toBe(reports && (set.values.events?.enabled ?? true));
+      // And for the restore pod when it scales the application down.
+      const scalesDown = RESTORE_JOB.test(`${workload.kind}/${workload.metadata.name}`) && (set.values.restore?.scaleDown?.length ?? 0) > 0;
+      expect(podTemplateOf(workload).spec.automountServiceAccountToken).toBe(reports && ((set.values.events?.enabled ?? true) || scalesDown));
       expect(podTemplateOf(workload).spec.securityContext.seccompProfile).toEqual({ type: 'RuntimeDefault' });
     }
   });
