@@ -19,20 +19,23 @@ import { removeLeftoverPartials, writeFileAtomic } from '../store/atomic.js';
 import { type ResolvedArchive, choosePrefix, findArchive, readManifest } from '../store/catalog.js';
 import { acquireLock, logLockWarnings } from '../store/lock.js';
 import { PRE_RESTORE_SUFFIX, sha256Name } from '../store/naming.js';
+import { aroundScaledDown, scaleBackAfterDone } from '../consistency/restore-scale-down.js';
 import { backupUnderLock } from './backup.js';
 
 /**
  * `pvc-backup restore`, as ordered steps:
  *
  *   lock DEST → request already done? → refuse mount points inside the target →
- *   recover the target from an interrupted restore recorded in DEST →
  *   resolve the archive and its sidecars (refuse unverified archives without --allow-unverified) →
+ *   [--scale-down: record the replica counts in DEST, scale the workloads to 0, wait for their pods] →
+ *   recover the target from an interrupted restore recorded in DEST →
  *   replace: [unverified: safety + decode pre-pass] → ONE pass that verifies (checksum, full
  *            decode, every entry against the manifest incl. per-file SHA-256) AND extracts into
  *            a staging directory inside the target, every entry path-checked before it is
  *            written → pre-restore snapshot → sync → journaled swap
  *   merge:   one verify + safety pass (no writes) → snapshot → extract over the live tree
- *   → record the request as done → summary line.
+ *   → record the request as done → [--scale-down: scale back to the recorded counts, also on failure]
+ *   → summary line.
  *
  * Nothing in the target changes before the archive is fully verified: a failure during the
  * single pass only discards the staging directory (and puts the target's mtime back).
@@ -87,12 +90,20 @@ export async function runRestore(given: RestoreConfig, ctx: RunContext): Promise
   const lock = await acquireLock(config.dest, { command: 'restore', staleSeconds: config.lockStaleSeconds, onWarning: logLockWarnings(ctx.log) });
   const forgetLock = ctx.cleanup.add('release the lock', () => lock.releaseSync());
   try {
-    if (requestAlreadyDone(config, ctx.log)) return undefined;
+    if (requestAlreadyDone(config, ctx.log)) {
+      // Killed after recording the request, before scaling back: this retry only scales back.
+      await scaleBackAfterDone(config.scaleDown, config.dest, ctx);
+      return undefined;
+    }
     refuseMounts(config.target);
-    recoverInterrupted(config.dest, config.target, ctx.log);
+    // The archive is found before the application is stopped: a wrong name stops nothing.
     const source = await openArchive(config, ctx.log);
-    const summary = config.mode === 'replace' ? await restoreReplace(config, ctx, source) : await restoreMerge(config, ctx, source);
-    if (config.requestId) await recordDone(config, summary);
+    const summary = await aroundScaledDown(config.scaleDown, config.dest, ctx, async () => {
+      recoverInterrupted(config.dest, config.target, ctx.log);
+      const restored = config.mode === 'replace' ? await restoreReplace(config, ctx, source) : await restoreMerge(config, ctx, source);
+      if (config.requestId) await recordDone(config, restored);
+      return restored;
+    });
     ctx.log.info(
       'restore.done',
       `restored ${summary.archive} into ${summary.target} (${summary.mode}): ${humanBytes(summary.bytes)} in ${count(summary.files, 'file')}, ` +
