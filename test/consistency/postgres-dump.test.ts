@@ -1,15 +1,17 @@
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { checkDumps, dumpArchivePath, dumpContainerCommand, dumpContainerEnv } from '../../runner/consistency/dumps.js';
 import { type PostgresServer, postgresBinDir, startPostgres } from '../helpers/postgres.js';
+import { archivesIn, runCli, tarList } from '../helpers/cli.js';
 import { useTempDirs } from '../helpers/tree.js';
 import { readmeDumpRecipe, readmeRecipe } from './readme-recipes.js';
 
 /**
  * The README's PostgreSQL recipe, run the way the backup pod's init container runs it, against a
- * real server under a concurrent pgbench (TPC-B-like) write load. Each pgbench transaction
+ * real server under a concurrent pgbench (TPC-B-like) write load, then archived by
+ * `pvc-backup backup --dump` and restored from that archive with the README's commands. Each pgbench transaction
  * updates one account, one teller and one branch by a delta and inserts that delta into
  * pgbench_history, all in one transaction, from balances that start at 0. So a restore of a
  * consistent snapshot has every balance equal to the sum of its history deltas; a restore that
@@ -89,14 +91,19 @@ describe.skipIf(!postgresBinDir() && !process.env.CI)('PostgreSQL dump (real ser
     expect(checked).toMatchObject({ name: 'postgres', files: 1 });
     expect(checked!.bytes).toBeGreaterThan(100_000);
 
-    // The archive's layout (./.pvc-backup-dumps/postgres/...), as a plain tar.gz named like ours.
+    // The backup pod's runner: the dump alone (no source claim), into the backup directory.
+    const dest = path.join(root, 'backup');
+    fs.mkdirSync(dest);
+    const backup = await runCli(['backup', '--dest', dest, '--prefix', 'shop', '--dumps-dir', dumps, '--dump', 'postgres']);
+    expect(backup.code, backup.stderr).toBe(0);
+    const [archive] = archivesIn(dest);
+    expect(tarList(path.join(dest, archive!))).toContain(`./${dumpArchivePath('postgres', 'shop.dump')}`);
+    expect((await runCli(['verify', '--dest', dest, '--prefix', 'shop'])).code).toBe(0);
+    // The README's restore, on the archive copied out of the backup volume (under the recipe's name).
     const work = path.join(root, 'work');
-    const staging = path.join(root, 'staging');
     fs.mkdirSync(work);
-    fs.mkdirSync(path.join(staging, dumpArchivePath('postgres')), { recursive: true });
-    fs.cpSync(checked!.dir, path.join(staging, dumpArchivePath('postgres')), { recursive: true });
-    const tar = spawnSync('tar', ['-czf', path.join(work, 'shop-20260101T000000Z.tar.gz'), '-C', staging, '.']);
-    expect(tar.status, String(tar.stderr)).toBe(0);
+    fs.copyFileSync(path.join(dest, archive!), path.join(work, 'shop-20260101T000000Z.tar.gz'));
+    fs.chmodSync(path.join(work, 'shop-20260101T000000Z.tar.gz'), 0o644);
     fs.chownSync(work, live.uid, live.gid);
 
     const fresh = await startPostgres('pg-fresh');
