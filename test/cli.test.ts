@@ -156,9 +156,16 @@ describe('flags and environment variables', () => {
     'kube-api': { value: 'not a url', extra: ['--events', '--claim-name', 'data', '--namespace', 'apps'] },
     'monitoring-timeout': { value: 'soon' },
     'job-uid': { value: 'not/a/uid' },
+    dump: { value: 'Not_A_Dump' },
+    'dumps-dir': { value: '/nonexistent/pvc-backup-dumps', extra: ['--dump', 'postgres'] },
+    'scale-down': { value: 'daemonset/web', extra: ['--namespace', 'apps'] },
+    'scale-down-timeout': { value: 'soon', extra: ['--scale-down', 'deployment/web', '--namespace', 'apps'] },
   };
-  /** Variables checked by a successful run instead (they have no invalid value); service-account-dir in test/monitoring/events.test.ts. */
-  const checkedByRuns = new Set(['exclude', 'service-account-dir', 'allow-absolute-symlinks']);
+  /**
+   * Variables checked by a successful run instead (they have no invalid value); service-account-dir
+   * in test/monitoring/events.test.ts, sqlite in test/consistency/backup-consistency.test.ts.
+   */
+  const checkedByRuns = new Set(['exclude', 'service-account-dir', 'allow-absolute-symlinks', 'sqlite']);
 
   function baseArgs(command: CommandName, target: string): string[] {
     switch (command) {

@@ -44,7 +44,10 @@ describe('backup --sqlite through the CLI, under a concurrent writer', () => {
       await writer.next('ready');
       while (lastCommitted(writer) < 100) await writer.next('committed');
       const before = lastCommitted(writer);
-      const backup = await runCli(['backup', '--source', source, '--dest', dest, '--prefix', 'app', '--sqlite', '*.db', '--log-format', 'json'], { timeoutMs: 120_000 });
+      // The patterns as a flag, and (rollback journal) as the variable, one per line.
+      const patterns = mode === 'wal' ? { args: ['--sqlite', '*.db'], env: {} } : { args: [], env: { PVC_BACKUP_SQLITE: 'data/app.db\n*.sqlite3' } };
+      if (mode === 'delete') writeTree(source, { 'empty.sqlite3': '' });
+      const backup = await runCli(['backup', '--source', source, '--dest', dest, '--prefix', 'app', ...patterns.args, '--log-format', 'json'], { timeoutMs: 120_000, env: patterns.env });
       const afterBackup = lastCommitted(writer);
       writer.proc.stdin.end();
       const done = await writer.next('done');
