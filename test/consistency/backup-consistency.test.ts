@@ -43,6 +43,7 @@ describe('backup --sqlite through the CLI, under a concurrent writer', () => {
       const writer = startJsonChild(WRITER, [path.join(source, 'data', 'app.db'), mode, 'write', '3000']);
       await writer.next('ready');
       while (lastCommitted(writer) < 100) await writer.next('committed');
+      fs.chmodSync(path.join(source, 'data', 'app.db'), 0o640);
       const before = lastCommitted(writer);
       // The patterns as a flag, and (rollback journal) as the variable, one per line.
       const patterns = mode === 'wal' ? { args: ['--sqlite', '*.db'], env: {} } : { args: [], env: { PVC_BACKUP_SQLITE: 'data/app.db\n*.sqlite3' } };
@@ -66,6 +67,8 @@ describe('backup --sqlite through the CLI, under a concurrent writer', () => {
       const restore = await runCli(['restore', '--dest', dest, '--prefix', 'app', '--target', target, '--no-snapshot']);
       expect(restore.code, restore.stderr).toBe(0);
       expect(fs.readdirSync(path.join(target, 'data'))).toEqual(['app.db']);
+      // The copy's bytes under the live file's own mode.
+      expect(fs.statSync(path.join(target, 'data', 'app.db')).mode & 0o777).toBe(0o640);
       // Opened the way the application would open the restored file.
       const ledger = readLedger(path.join(target, 'data', 'app.db'), { asApplication: true });
       expect(ledger.integrity).toEqual(['ok']);
@@ -82,12 +85,12 @@ describe('backup --sqlite through the CLI, under a concurrent writer', () => {
   it('refuses a pattern that matches nothing, and a file that is not a database, archiving nothing', async () => {
     const [source, dest] = [await tempDir('source'), await tempDir('dest')];
     writeTree(source, { 'fake.db': 'not sqlite at all, but long enough to hold a header of one hundred bytes ..........................................\n' });
-    const none = await runCli(['backup', '--source', source, '--dest', dest, '--sqlite', '*.sqlite']);
+    const none = await runCli(['backup', '--source', source, '--dest', dest, '--sqlite', '*.sqlite', '--log-format', 'json']);
     expect(none.code).toBe(2);
-    expect(none.stderr).toMatch(/--sqlite "\*\.sqlite" matched no file under/);
-    const fake = await runCli(['backup', '--source', source, '--dest', dest, '--sqlite', '*.db']);
+    expect(failureLine(none.stdout)).toMatch(/--sqlite "\*\.sqlite" matched no file under/);
+    const fake = await runCli(['backup', '--source', source, '--dest', dest, '--sqlite', '*.db', '--log-format', 'json']);
     expect(fake.code).toBe(2);
-    expect(fake.stderr).toMatch(/--sqlite selected fake\.db, which is not an SQLite database/);
+    expect(failureLine(fake.stdout)).toMatch(/--sqlite selected fake\.db, which is not an SQLite database/);
     expect(fs.readdirSync(dest).filter((n) => !n.startsWith('.pvc-backup-lock'))).toEqual([]);
   });
 });

@@ -112,6 +112,14 @@ describe.each(helmBinaries())('NOTES.txt on Helm $major', (helm) => {
     expect(scaleUp).toBeGreaterThan(restore);
   });
 
+  it('says a restore Job with restore.scaleDown stops and restarts the application itself', () => {
+    const plain = renderNotes(helm, { ...values, restore: { enabled: true } });
+    expect(plain).toContain('When it has completed, scale the application up again and turn the restore off');
+    const scaling = renderNotes(helm, { ...values, restore: { enabled: true, scaleDown: [{ kind: 'Deployment', name: 'shop' }, { kind: 'StatefulSet', name: 'shop-db' }] } });
+    expect(scaling).toContain('It first scales deployment/shop, statefulset/shop-db to 0 and waits for their pods to stop (restore.scaleDownTimeout),\n');
+    expect(scaling).toContain('also when the restore fails.\nWhen it has completed, turn the restore off (use the chart reference you installed from):\n');
+  });
+
   it('starts a restore with a new restore.nonce, and says how to run a request that already ran again', () => {
     expect(renderNotes(helm, values)).toContain('--set restore.enabled=true --set restore.archive=latest --set restore.nonce=$(date +%s) --set backup.suspend=true');
     const enabled = renderNotes(helm, { ...values, restore: { enabled: true, nonce: '1767225600' } });
