@@ -39,6 +39,8 @@ export interface BackupConfig extends CommonConfig {
   keepLast: number | undefined;
   allowEmpty: boolean;
   skipUnreadable: boolean;
+  /** Archive extended attributes, POSIX ACLs and file capabilities. */
+  xattrs: boolean;
 }
 
 export type VerifySelection = { kind: 'latest' } | { kind: 'all' } | { kind: 'archive'; name: string };
@@ -74,6 +76,8 @@ export interface RestoreConfig extends CommonConfig {
   dryRun: boolean;
   snapshot: boolean;
   allowUnverified: boolean;
+  /** Restore extended attributes, POSIX ACLs and file capabilities stored in the archive. */
+  xattrs: boolean;
   /** Identifies one restore request; a request already completed in DEST is not run again. */
   requestId: string | undefined;
 }
@@ -122,6 +126,7 @@ const commandFlags: Record<CommandName, { summary: string; usage: string; flags:
       { name: 'keep-last', kind: 'int', metavar: 'N', help: 'after a verified backup, keep only the newest N archives of this prefix', defaultText: 'no pruning' },
       { name: 'allow-empty', kind: 'bool', help: 'allow backing up an empty source (refused by default: it usually means a wrong mount)' },
       { name: 'skip-unreadable', kind: 'bool', help: 'skip files that cannot be archived (permission denied, sockets, FIFOs, devices) with a warning instead of failing' },
+      { name: 'xattrs', kind: 'bool', negatable: true, help: 'archive extended attributes, POSIX ACLs and file capabilities (--no-xattrs to leave them out)', defaultText: 'on' },
     ],
   },
   verify: {
@@ -159,6 +164,7 @@ const commandFlags: Record<CommandName, { summary: string; usage: string; flags:
       { name: 'dry-run', kind: 'bool', help: 'print what would be added, replaced and removed; change nothing' },
       { name: 'snapshot', kind: 'bool', negatable: true, help: 'archive the current target into DEST before restoring (--no-snapshot to skip)', defaultText: 'on' },
       { name: 'allow-unverified', kind: 'bool', help: 'restore an archive that has no checksum/manifest sidecars (made by another tool)' },
+      { name: 'xattrs', kind: 'bool', negatable: true, help: 'restore extended attributes, POSIX ACLs and file capabilities from the archive (--no-xattrs to skip them)', defaultText: 'on' },
       { name: 'request-id', kind: 'string', metavar: 'ID', help: 'run this restore request once: when DEST records ID as done, exit 0 without restoring again' },
     ],
   },
@@ -388,6 +394,7 @@ function buildBackup(values: RawValues, positionals: string[], cwd: string): Bac
     keepLast: keepLastText === undefined ? undefined : parseKeepLast(keepLastText),
     allowEmpty: bool(values, 'allow-empty'),
     skipUnreadable: bool(values, 'skip-unreadable'),
+    xattrs: bool(values, 'xattrs', true),
   };
 }
 
@@ -449,6 +456,7 @@ function buildRestore(values: RawValues, positionals: string[], cwd: string): Re
     dryRun: bool(values, 'dry-run'),
     snapshot: bool(values, 'snapshot', true),
     allowUnverified: bool(values, 'allow-unverified'),
+    xattrs: bool(values, 'xattrs', true),
     requestId: parseRequestId(str(values, 'request-id')),
   };
 }

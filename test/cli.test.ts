@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { Manifest } from '../runner/archive/manifest.js';
+import type { ManifestDocument as Manifest } from '../runner/archive/manifest.js';
 import { COMMANDS, type CommandName, flagTable } from '../runner/config.js';
 import { archivesIn, jsonLines, packageVersion, runCli } from './helpers/cli.js';
 import { exactState, useTempDirs, writeTree } from './helpers/tree.js';

@@ -53,6 +53,8 @@ export async function readArchive(
       reader.write(chunk);
       governor.processed(chunk.length);
       onProgress?.({ archiveBytes, tarBytes: reader.bytes, entries: reader.entries });
+      const wait = visitor.backpressure?.();
+      if (wait) await wait;
     }
   };
   const input = fs.createReadStream(file, { highWaterMark: MiB });

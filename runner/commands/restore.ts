@@ -2,9 +2,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { type Expectation, checkArchive } from '../archive/check.js';
 import { sniffCompression } from '../archive/compress.js';
-import { Extractor, applyMeta, removeTree } from '../archive/extract.js';
+import { type EntryMeta, Extractor, applyMeta, removeTree } from '../archive/extract.js';
 import { parseChecksumFile } from '../archive/hash.js';
-import type { Manifest } from '../archive/manifest.js';
+import type { Manifest, OpenedManifest } from '../archive/manifest.js';
 import type { ReadProgress } from '../archive/read.js';
 import { SafetyRules } from '../archive/safety.js';
 import type { TarVisitor } from '../archive/tar-reader.js';
@@ -13,7 +13,7 @@ import type { RunContext } from '../context.js';
 import { IntegrityError, OperationError, RunnerError, describeSystemError } from '../errors.js';
 import { type Logger, ProgressReporter, humanBytes } from '../log.js';
 import { collectAllGarbage } from '../memory.js';
-import { IndexBuilder, type RestorePlan, indexFromManifest, planRestore } from '../restore/plan.js';
+import { IndexBuilder, type PlanAction, type RestorePlan, indexFromManifest, planRestore } from '../restore/plan.js';
 import {
   CONTROL_PREFIX,
   KEEP_IN_PLACE,
@@ -27,7 +27,9 @@ import {
   syncFileSystem,
 } from '../restore/staging.js';
 import { removeLeftoverPartials, writeFileAtomic } from '../store/atomic.js';
-import { type ResolvedArchive, findArchive, readManifest } from '../store/catalog.js';
+import { SyscallHelper, errnoName } from '../archive/syscall-helper.js';
+import { readNames } from '../archive/walk.js';
+import { type ResolvedArchive, findArchive, openArchiveManifest } from '../store/catalog.js';
 import { acquireLock, logLockWarnings } from '../store/lock.js';
 import { PRE_RESTORE_SUFFIX, sha256Name } from '../store/naming.js';
 import { backupUnderLock } from './backup.js';
@@ -81,6 +83,7 @@ interface ArchiveSource {
   /** Checksum and manifest present and used. */
   verified: boolean;
   manifest: Manifest | undefined;
+  opened: OpenedManifest | undefined;
   info: ResolvedArchive;
 }
 
@@ -152,17 +155,18 @@ async function openArchive(config: RestoreConfig, log: Logger): Promise<ArchiveS
   const file = path.join(config.dest, info.name);
   let sha256: string | undefined;
   if (info.hasSha256) sha256 = parseChecksumFile(fs.readFileSync(path.join(config.dest, sha256Name(info.name)), 'utf8'), info.name);
-  let manifest: Manifest | undefined;
+  let opened: OpenedManifest | undefined;
   if (info.hasManifest) {
     try {
-      manifest = await readManifest(config.dest, info.name);
+      opened = openArchiveManifest(config.dest, info.name);
     } catch (error) {
       if (!(error instanceof IntegrityError) || !config.allowUnverified) throw error;
       log.warn('restore.manifest-ignored', `${error.message}; ignored because of --allow-unverified`, { archive: info.name });
     }
   }
+  const manifest = opened?.manifest;
   // Parsing a large manifest leaves tens of MiB of garbage; collect it before the long read.
-  if (manifest) collectAllGarbage();
+  if (opened?.layout === 'whole') collectAllGarbage();
   const verified = !info.foreign && sha256 !== undefined && manifest !== undefined;
   if (!verified) {
     const missing = [sha256 === undefined ? sha256Name(info.name) : '', manifest === undefined ? `${info.name}.manifest.json` : ''].filter(Boolean).join(' and ');
@@ -183,9 +187,10 @@ async function openArchive(config: RestoreConfig, log: Logger): Promise<ArchiveS
     name: info.name,
     file,
     compression,
-    expectation: { label: info.name, sha256, manifest },
+    expectation: { label: info.name, sha256, manifest: opened },
     verified,
     manifest,
+    opened,
     info,
   };
 }
@@ -239,7 +244,7 @@ async function restoreReplace(config: RestoreConfig, ctx: RunContext, source: Ar
   const chown = isRoot();
   if (!chown) warnNotRoot(log);
 
-  let expectedBytes = source.manifest?.totalBytes;
+  let expectedBytes = source.manifest ? (source.manifest.storedBytes ?? source.manifest.totalBytes) : undefined;
   if (!source.verified) expectedBytes = await safetyPrePass(config, ctx, source);
   checkSwapPossible(target);
   checkTargetSpace(target, expectedBytes ?? 0, 'replace');
@@ -266,12 +271,16 @@ async function restoreReplace(config: RestoreConfig, ctx: RunContext, source: Ar
     }
   };
   const forgetStaging = cleanup.add('remove the staging directory', discard);
+  const helper = startHelper(config, ctx);
   const extractor = new Extractor({
     root: paths.staging,
     merge: false,
     chown,
+    helper,
+    xattrs: config.xattrs,
     skipTopLevel: isControlName,
     onSkip: warnReserved(log),
+    onWarning: warnAttribute(log),
   });
   let result;
   let snapshot: string | undefined;
@@ -291,13 +300,19 @@ async function restoreReplace(config: RestoreConfig, ctx: RunContext, source: Ar
     snapshot = await takeSnapshot(config, ctx);
     if (!syncFileSystem(target)) log.warn('restore.sync-failed', 'could not run sync; the restored data may not be on disk yet if the node loses power now');
   } catch (error) {
+    helper?.close();
     discard();
     forgetStaging();
     throw error;
   }
   forgetStaging();
   // From here on nothing is removed on failure: the journal lets the next run finish the swap.
-  swapIn(target, { id, archive: source.name, startedAt: new Date(started).toISOString(), root: extractor.rootMeta, chown }, log);
+  try {
+    swapIn(target, { id, archive: source.name, startedAt: new Date(started).toISOString(), root: extractor.rootMeta && plainMeta(extractor.rootMeta), chown }, log);
+    await applyRootAttributes(target, extractor.rootMeta, config, helper, log);
+  } finally {
+    helper?.close();
+  }
   return summarize('replace', { source, target, extractor, result, snapshot, started });
 }
 
@@ -323,13 +338,17 @@ async function restoreMerge(config: RestoreConfig, ctx: RunContext, source: Arch
     verified: source.verified,
     bytes: expectedBytes,
   });
+  const helper = startHelper(config, ctx);
   const extractor = new Extractor({
     root: target,
     merge: true,
     chown,
+    helper,
+    xattrs: config.xattrs,
     skipTopLevel: isControlName,
     tempPrefix: `${CONTROL_PREFIX}${id}`,
     onSkip: warnReserved(log),
+    onWarning: warnAttribute(log),
   });
   const forgetTemp = cleanup.add('remove the temporary file', () => {
     const temp = extractor.pendingTemp;
@@ -339,6 +358,7 @@ async function restoreMerge(config: RestoreConfig, ctx: RunContext, source: Arch
   try {
     result = await extractPass(config, ctx, source, extractor);
     if (extractor.rootMeta) applyMeta(target, extractor.rootMeta, chown);
+    await applyRootAttributes(target, extractor.rootMeta, config, helper, log);
   } catch (error) {
     if (error instanceof RunnerError) {
       throw new OperationError(
@@ -351,6 +371,7 @@ async function restoreMerge(config: RestoreConfig, ctx: RunContext, source: Arch
     throw error;
   } finally {
     extractor.close();
+    helper?.close();
     forgetTemp();
   }
   return summarize('merge', { source, target, extractor, result, snapshot, started });
@@ -370,8 +391,44 @@ async function extractPass(config: RestoreConfig, ctx: RunContext, source: Archi
     verb: 'restoring',
     progress: () => ({ bytes: extractor.bytes, files: extractor.files }),
   });
-  extractor.finish();
+  await extractor.finish();
   return result;
+}
+
+/**
+ * The helper process for xattrs and exact times (syscall-helper.ts). Without it the restore
+ * still runs: times to within a microsecond, and a warning for every entry whose xattrs are lost.
+ */
+function startHelper(config: RestoreConfig, ctx: RunContext): SyscallHelper | undefined {
+  const helper = SyscallHelper.start();
+  if (typeof helper === 'string') {
+    ctx.log.warn('restore.no-helper', `extended attributes, ACLs and file capabilities cannot be restored and mtimes are set to within a microsecond: ${helper}`, { reason: helper });
+    return undefined;
+  }
+  ctx.cleanup.add('stop the system-call helper', () => helper.close());
+  return helper;
+}
+
+/** The target directory's own xattrs (e.g. a default ACL) and exact mtime, from the archive's root entry. */
+async function applyRootAttributes(target: string, root: EntryMeta | undefined, config: RestoreConfig, helper: SyscallHelper | undefined, log: Logger): Promise<void> {
+  if (!root || !helper) return;
+  const xattrs = config.xattrs ? root.xattrs : undefined;
+  if (!xattrs && !root.mtimeNsec) return;
+  const failures = await helper.apply(Buffer.from(target), { xattrs, mtime: { sec: root.mtime, nsec: root.mtimeNsec ?? 0 } });
+  for (const f of failures) {
+    const what = f.step === 'xattr' ? `its extended attribute ${xattrs?.[f.index]?.name}` : 'its exact mtime';
+    log.warn('restore.attribute', `./: ${what} was not restored (${errnoName(f.errno)})`, { path: './', problem: f.step });
+  }
+}
+
+/** What the swap journal records of the root entry (JSON, no binary attributes). */
+function plainMeta(meta: EntryMeta): EntryMeta {
+  const { xattrs: _xattrs, ...rest } = meta;
+  return rest;
+}
+
+function warnAttribute(log: Logger): (entryPath: string, problem: string) => void {
+  return (p, problem) => log.warn('restore.attribute', `${p}: ${problem}`, { path: p, problem });
 }
 
 function summarize(
@@ -437,7 +494,7 @@ function checkTargetSpace(target: string, bytes: number, mode: RestoreConfig['mo
 }
 
 function targetHasData(target: string): boolean {
-  return fs.readdirSync(target).some((name) => !isControlName(name) && !KEEP_IN_PLACE.includes(name));
+  return readNames(target).some((name) => !isControlName(name) && !KEEP_IN_PLACE.includes(name));
 }
 
 /**
@@ -476,6 +533,7 @@ async function takeSnapshot(config: RestoreConfig, ctx: RunContext): Promise<str
     keepLast: SNAPSHOT_KEEP,
     allowEmpty: true,
     skipUnreadable: false,
+    xattrs: true,
   };
   try {
     const summary = await backupUnderLock(snapshotConfig, ctx);
@@ -510,12 +568,14 @@ async function runDryRun(config: RestoreConfig, ctx: RunContext): Promise<Restor
     archive: source.name,
     sha256: result.sha256,
   });
-  const index = source.manifest ? indexFromManifest(source.manifest) : builder!.entries;
+  const index = source.opened ? indexFromManifest(source.opened) : builder!.index();
   const ignoreTopLevel = (name: string) => isControlName(name) || (config.mode === 'replace' && KEEP_IN_PLACE.includes(name));
-  const plan = planRestore(config.target, index, config.mode, { ignoreTopLevel });
-  for (const item of plan.add) log.info('restore.plan.add', `would add ${item.path}${item.kind === 'file' ? ` (${humanBytes(item.bytes)})` : ''}`, { path: item.path, kind: item.kind, bytes: item.bytes });
-  for (const item of plan.replace) log.info('restore.plan.replace', `would replace ${item.path}${item.kind === 'file' ? ` (${humanBytes(item.bytes)})` : ''}`, { path: item.path, kind: item.kind, bytes: item.bytes });
-  for (const item of plan.remove) log.info('restore.plan.remove', `would remove ${item.path}`, { path: item.path, kind: item.kind, bytes: item.bytes });
+  const words: Record<PlanAction, string> = { add: 'would add', replace: 'would replace', remove: 'would remove' };
+  const plan = planRestore(config.target, index, config.mode, {
+    ignoreTopLevel,
+    onItem: (action, item) =>
+      log.info(`restore.plan.${action}`, `${words[action]} ${item.path}${item.kind === 'file' && action !== 'remove' ? ` (${humanBytes(item.bytes)})` : ''}`, { path: item.path, kind: item.kind, bytes: item.bytes }),
+  });
   if (config.snapshot && targetHasData(config.target)) {
     log.info('restore.plan.snapshot', `would first save the current contents of ${config.target} as a pre-restore snapshot (prefix ${snapshotPrefix(config.prefix)})`, {
       prefix: snapshotPrefix(config.prefix),
@@ -523,17 +583,17 @@ async function runDryRun(config: RestoreConfig, ctx: RunContext): Promise<Restor
   }
   log.info(
     'restore.plan',
-    `dry run of ${source.name} into ${config.target} (${config.mode}): would add ${plan.add.length} (${humanBytes(plan.addBytes)}), ` +
-      `replace ${plan.replace.length} (${humanBytes(plan.replaceBytes)}), remove ${plan.remove.length} (${humanBytes(plan.removeBytes)}); ${plan.unchanged} unchanged; nothing was changed`,
+    `dry run of ${source.name} into ${config.target} (${config.mode}): would add ${plan.add} (${humanBytes(plan.addBytes)}), ` +
+      `replace ${plan.replace} (${humanBytes(plan.replaceBytes)}), remove ${plan.remove} (${humanBytes(plan.removeBytes)}); ${plan.unchanged} unchanged; nothing was changed`,
     {
       archive: source.name,
       target: config.target,
       mode: config.mode,
-      add: plan.add.length,
+      add: plan.add,
       addBytes: plan.addBytes,
-      replace: plan.replace.length,
+      replace: plan.replace,
       replaceBytes: plan.replaceBytes,
-      remove: plan.remove.length,
+      remove: plan.remove,
       removeBytes: plan.removeBytes,
       unchanged: plan.unchanged,
       dryRun: true,

@@ -2,6 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import { type EntryMeta, applyMeta, removeTree } from '../archive/extract.js';
+import { fsPath } from '../archive/names.js';
+import { readNames } from '../archive/walk.js';
 import { OperationError, describeSystemError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { fsyncDirectorySync } from '../store/atomic.js';
@@ -38,8 +40,9 @@ export function isControlName(name: string): boolean {
   return name.startsWith(CONTROL_PREFIX);
 }
 
+/** Eight random hex digits: short, so staging adds few bytes to the deepest path (one restore per target runs at a time). */
 export function newRestoreId(): string {
-  return `${Date.now().toString(36)}${randomBytes(4).toString('hex')}`;
+  return randomBytes(4).toString('hex');
 }
 
 export interface RestorePaths {
@@ -115,7 +118,7 @@ const isRoot = (): boolean => process.getuid?.() === 0;
 
 function exists(p: string): boolean {
   try {
-    fs.lstatSync(p);
+    fs.lstatSync(fsPath(p));
     return true;
   } catch {
     return false;
@@ -128,9 +131,9 @@ function exists(p: string): boolean {
  */
 function prepareMove(abs: string): number | undefined {
   if (isRoot()) return undefined;
-  const st = fs.lstatSync(abs);
+  const st = fs.lstatSync(fsPath(abs));
   if (!st.isDirectory() || (st.mode & 0o200) !== 0) return undefined;
-  fs.chmodSync(abs, (st.mode & 0o7777) | 0o200);
+  fs.chmodSync(fsPath(abs), (st.mode & 0o7777) | 0o200);
   return st.mode & 0o7777;
 }
 
@@ -140,7 +143,7 @@ function moveInto(from: string, dir: string, name: string): void {
   for (let n = 1; ; n++) {
     const to = `${dir}/${n === 1 ? name : `${name}.${n}`}`;
     if (exists(to)) continue;
-    fs.renameSync(from, to);
+    fs.renameSync(fsPath(from), fsPath(to));
     return;
   }
 }
@@ -158,9 +161,9 @@ export function checkSwapPossible(target: string): void {
   const root = isRoot();
   const uid = process.getuid?.();
   const device = fs.statSync(target).dev;
-  for (const name of fs.readdirSync(target)) {
+  for (const name of readNames(fsPath(target))) {
     if (isControlName(name) || KEEP_IN_PLACE.includes(name)) continue;
-    const st = fs.lstatSync(`${target}/${name}`);
+    const st = fs.lstatSync(fsPath(`${target}/${name}`));
     if (st.isDirectory() && st.dev !== device) {
       throw new OperationError(
         `cannot move ${target}/${name} aside: it is a separate mount inside the target; unmount it, restore into it separately, or use --mode merge`,
@@ -178,7 +181,7 @@ export function checkSwapPossible(target: string): void {
 
 function evacuate(target: string, paths: RestorePaths): void {
   fs.mkdirSync(paths.old, { mode: 0o700, recursive: true });
-  for (const name of fs.readdirSync(target)) {
+  for (const name of readNames(fsPath(target))) {
     if (isControlName(name) || KEEP_IN_PLACE.includes(name)) continue;
     moveInto(`${target}/${name}`, paths.old, name);
   }
@@ -188,7 +191,7 @@ function evacuate(target: string, paths: RestorePaths): void {
 
 function install(target: string, paths: RestorePaths, log: Logger | undefined): void {
   if (!exists(paths.staging)) return;
-  for (const name of fs.readdirSync(paths.staging)) {
+  for (const name of readNames(fsPath(paths.staging))) {
     const from = `${paths.staging}/${name}`;
     const to = `${target}/${name}`;
     if (exists(to)) {
@@ -201,8 +204,8 @@ function install(target: string, paths: RestorePaths, log: Logger | undefined): 
       moveInto(to, paths.old, name);
     }
     const mode = prepareMove(from);
-    fs.renameSync(from, to);
-    if (mode !== undefined) fs.chmodSync(to, mode);
+    fs.renameSync(fsPath(from), fsPath(to));
+    if (mode !== undefined) fs.chmodSync(fsPath(to), mode);
   }
   fsyncDirectorySync(target);
 }
@@ -242,12 +245,12 @@ export function swapIn(target: string, journal: Omit<Journal, 'phase' | 'format'
 function rollBack(target: string, paths: RestorePaths, phase: SwapPhase, error: unknown, log?: Logger): never {
   try {
     if (phase === 'install') {
-      for (const name of fs.readdirSync(target)) {
+      for (const name of readNames(fsPath(target))) {
         if (isControlName(name) || KEEP_IN_PLACE.includes(name)) continue;
         moveInto(`${target}/${name}`, paths.staging, name);
       }
     }
-    if (exists(paths.old)) for (const name of fs.readdirSync(paths.old)) fs.renameSync(`${paths.old}/${name}`, `${target}/${name}`);
+    if (exists(paths.old)) for (const name of readNames(fsPath(paths.old))) fs.renameSync(fsPath(`${paths.old}/${name}`), fsPath(`${target}/${name}`));
     fsyncDirectorySync(target);
     fs.rmSync(paths.journal, { force: true });
     removeTree(paths.old);
@@ -280,7 +283,7 @@ export interface Recovery {
  */
 export function recoverTarget(target: string, log?: Logger): Recovery {
   const recovery: Recovery = { completed: [], rolledBack: [], removed: [] };
-  const names = fs.readdirSync(target).filter(isControlName);
+  const names = readNames(fsPath(target)).filter(isControlName);
   if (names.length === 0) return recovery;
   for (const name of names) {
     const match = CONTROL_PATTERN.exec(name);
@@ -290,10 +293,10 @@ export function recoverTarget(target: string, log?: Logger): Recovery {
     const journal = readJournal(paths.journal);
     if (journal.phase === 'evacuate' && !exists(paths.staging)) {
       // Cannot happen unless someone deleted the staged tree: put the old entries back.
-      if (exists(paths.old)) for (const entry of fs.readdirSync(paths.old)) if (!exists(`${target}/${entry}`)) fs.renameSync(`${paths.old}/${entry}`, `${target}/${entry}`);
+      if (exists(paths.old)) for (const entry of readNames(fsPath(paths.old))) if (!exists(`${target}/${entry}`)) fs.renameSync(fsPath(`${paths.old}/${entry}`), fsPath(`${target}/${entry}`));
       fsyncDirectorySync(target);
       fs.rmSync(paths.journal, { force: true });
-      if (exists(paths.old) && fs.readdirSync(paths.old).length === 0) fs.rmdirSync(paths.old);
+      if (exists(paths.old) && readNames(fsPath(paths.old)).length === 0) fs.rmdirSync(paths.old);
       recovery.rolledBack.push(id);
       log?.warn('restore.recovered', `an interrupted restore of ${journal.archive} had lost its staged data; the previous contents were put back`, { id, archive: journal.archive });
       continue;
@@ -312,14 +315,14 @@ export function recoverTarget(target: string, log?: Logger): Recovery {
       startedAt: journal.startedAt,
     });
   }
-  for (const name of fs.readdirSync(target).filter(isControlName)) {
+  for (const name of readNames(fsPath(target)).filter(isControlName)) {
     const match = CONTROL_PATTERN.exec(name);
     const abs = `${target}/${name}`;
     if (match && match[2] === '.old') {
       log?.warn('restore.leftover-kept', `${abs} holds data moved aside by an interrupted restore whose journal is gone; it was kept, delete it once you have checked it`, { path: abs });
       continue;
     }
-    removeTree(abs);
+    removeTree(fsPath(abs));
     recovery.removed.push(name);
   }
   if (recovery.removed.length > 0) {
@@ -333,5 +336,5 @@ export function recoverTarget(target: string, log?: Logger): Recovery {
 
 /** Control entries currently in the target (for dry runs, which change nothing). */
 export function pendingControlEntries(target: string): string[] {
-  return fs.readdirSync(target).filter(isControlName).sort();
+  return readNames(fsPath(target)).filter(isControlName).sort();
 }

@@ -1,6 +1,6 @@
-import { lstat, readFile, readdir, stat } from 'node:fs/promises';
+import { lstat, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
-import type { Manifest } from '../archive/manifest.js';
+import { type Manifest, type OpenedManifest, openManifest } from '../archive/manifest.js';
 import type { Compression } from '../config.js';
 import { IntegrityError, UsageError } from '../errors.js';
 import {
@@ -59,26 +59,23 @@ function isErrno(error: unknown, code: string): boolean {
   return (error as NodeJS.ErrnoException)?.code === code;
 }
 
-/** The parsed manifest of an archive; undefined when there is none. IntegrityError when it is not valid JSON. */
+/**
+ * The manifest of an archive without its file list (read from its head and tail only, whatever
+ * the number of files); undefined when there is none. IntegrityError when it is not a valid one.
+ */
 export async function readManifest(dest: string, archiveName: string): Promise<Manifest | undefined> {
+  return openArchiveManifest(dest, archiveName)?.manifest;
+}
+
+/** The manifest of an archive with a streaming reader of its file list; undefined when there is none. */
+export function openArchiveManifest(dest: string, archiveName: string): OpenedManifest | undefined {
   const file = path.join(dest, manifestName(archiveName));
-  let text: string;
   try {
-    text = await readFile(file, 'utf8');
+    return openManifest(file);
   } catch (error) {
     if (isErrno(error, 'ENOENT')) return undefined;
     throw error;
   }
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (error) {
-    throw new IntegrityError(`manifest ${file} is not valid JSON (${(error as Error).message}); the archive cannot be checked against it`, 'MANIFEST');
-  }
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    throw new IntegrityError(`manifest ${file} is not a JSON object; the archive cannot be checked against it`, 'MANIFEST');
-  }
-  return value as Manifest;
 }
 
 /** The verification state of an archive from its manifest (undefined: no manifest). */

@@ -5,7 +5,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import type { Manifest } from '../../runner/archive/manifest.js';
+import type { ManifestDocument as Manifest } from '../../runner/archive/manifest.js';
 import { archiveFileName, formatTimestamp } from '../../runner/store/naming.js';
 import { archivesIn, distDir, ensureBuilt, jsonLines, packageVersion, runCli, tarList, tool } from '../helpers/cli.js';
 import { buildRichTree, exactState, expectedArchivePaths, isRoot, useTempDirs, writeTree } from '../helpers/tree.js';
