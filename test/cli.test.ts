@@ -125,6 +125,7 @@ describe('flags and environment variables', () => {
     'keep-last': { value: '0' },
     'allow-empty': { value: 'maybe' },
     'skip-unreadable': { value: 'maybe' },
+    xattrs: { value: 'maybe' },
     schedule: { value: 'every day' },
     'time-zone': { value: 'Mars/Olympus_Mons', extra: ['--schedule', '0 0 * * *'] },
     grace: { value: 'later', extra: ['--schedule', '0 0 * * *'] },

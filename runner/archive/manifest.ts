@@ -226,7 +226,9 @@ export function openManifest(file: string): OpenedManifest {
     const size = fs.fstatSync(fd).size;
     const head = readRange(fd, 0, Math.min(size, MAX_HEAD_BYTES)).toString('utf8');
     const filesAt = head.indexOf(FILES_OPEN);
-    if (filesAt !== -1 && head.startsWith('{\n  "format": ')) {
+    // pvc-backup's layout: one compact entry per line (a pretty-printed document is read whole).
+    const listStart = filesAt === -1 ? '' : head.slice(filesAt + FILES_OPEN.length, filesAt + FILES_OPEN.length + 6);
+    if (filesAt !== -1 && head.startsWith('{\n  "format": ') && (listStart.startsWith('    {"') || listStart.startsWith('  ]'))) {
       const headValue = parseObject(`${head.slice(0, filesAt).replace(/,$/, '')}\n}`, file);
       const start = Buffer.byteLength(head.slice(0, filesAt + FILES_OPEN.length), 'utf8');
       if (headValue.format === 1) {
