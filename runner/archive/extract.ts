@@ -11,7 +11,7 @@ import { SparseCursor } from './sparse.js';
 import { type ApplyFailure, ERRNO, type SyscallHelper, type Xattr, errnoName } from './syscall-helper.js';
 import type { EntrySink, TarEntry, TarVisitor } from './tar-reader.js';
 import { readNames } from './walk.js';
-import { CAPABILITY } from './xattrs.js';
+import { ACL_ACCESS, CAPABILITY, aclGroupLimit } from './xattrs.js';
 
 /**
  * Writes tar entries under a root directory with direct synchronous file-system calls, every
@@ -326,8 +326,12 @@ export class Extractor implements TarVisitor {
     const helper = this.options.helper;
     const nodeTime = exactForNode(time);
     if (!helper) {
-      if (xattrs) this.warnings.add(`./${rel}`, `its extended attributes (${xattrs.map((x) => x.name).join(', ')}) were not restored: the system-call helper (perl) is not available`);
       if (options.mode !== undefined) chmod(where, options.mode, options.fd);
+      if (xattrs) {
+        const acl = xattrs.find((x) => x.name === ACL_ACCESS);
+        const narrowed = acl && kind !== 'symlink' ? this.narrowGroup(where, meta, acl.value) : '';
+        this.warnings.add(kind === 'dir' ? `./${rel}/` : `./${rel}`, `its extended attributes (${xattrs.map((x) => x.name).join(', ')}) were not restored: the system-call helper (perl) is not available${narrowed}`);
+      }
       if (nodeTime === undefined && !this.warnedTimes) {
         this.warnedTimes = true;
         this.warnings.add(`./${rel}`, 'mtimes are restored to within a microsecond, not to the nanosecond: the system-call helper (perl) is not available');
@@ -340,7 +344,7 @@ export class Extractor implements TarVisitor {
       return;
     }
     const request = helper.apply(pathBytes(where), { xattrs, mode: options.mode, mtime: time }).then(
-      (failures) => this.reportFailures(rel, xattrs, failures),
+      (failures) => this.reportFailures(rel, where, kind, meta, xattrs, failures),
       (error: unknown) => {
         this.failure ??= error instanceof Error ? error : new Error(String(error));
       },
@@ -349,15 +353,38 @@ export class Extractor implements TarVisitor {
     void request.finally(() => this.inFlight.delete(request));
   }
 
-  private reportFailures(rel: string, xattrs: readonly Xattr[] | undefined, failures: ApplyFailure[]): void {
+  private reportFailures(rel: string, where: string | Buffer, kind: 'file' | 'symlink' | 'dir', meta: EntryMeta, xattrs: readonly Xattr[] | undefined, failures: ApplyFailure[]): void {
+    const shown = kind === 'dir' ? `./${rel}/` : `./${rel}`;
     for (const f of failures) {
       if (f.step === 'xattr') {
-        const name = xattrs?.[f.index]?.name ?? '?';
-        this.warnings.add(`./${rel}`, `its extended attribute ${name} was not restored: ${describeXattrErrno(name, f.errno)}`);
+        const xattr = xattrs?.[f.index];
+        const name = xattr?.name ?? '?';
+        let narrowed = '';
+        if (name === ACL_ACCESS && xattr && kind !== 'symlink') narrowed = this.narrowGroup(where, meta, xattr.value);
+        this.warnings.add(shown, `its extended attribute ${name} was not restored: ${describeXattrErrno(name, f.errno)}${narrowed}`);
         continue;
       }
       this.failure ??= new OperationError(`restoring ./${displayName(rel)} failed: setting its ${f.step === 'mode' ? 'mode' : 'mtime'} failed (${errnoName(f.errno)})`, 'EXTRACT');
     }
+  }
+
+  /**
+   * A lost access ACL must not widen access: the group bits show the ACL's mask, which may grant
+   * more than the owning group had. They are narrowed to what the ACL gave the owning group.
+   */
+  private narrowGroup(where: string | Buffer, meta: EntryMeta, acl: Buffer): string {
+    const limit = aclGroupLimit(acl);
+    if (limit === undefined) return '';
+    const mode = meta.mode & 0o7777;
+    const narrowed = (mode & ~0o070) | (((mode >> 3) & 7 & limit) << 3);
+    if (narrowed === mode) return '';
+    try {
+      fs.chmodSync(where, narrowed);
+    } catch (error) {
+      this.failure ??= new OperationError(`restoring ${displayName(String(where))} failed: narrowing its mode after its ACL was lost failed (${describeSystemError(error)})`, 'EXTRACT');
+      return '';
+    }
+    return `; its mode was narrowed to ${narrowed.toString(8).padStart(4, '0')} so that the group gets no more than the ACL gave it`;
   }
 
   private applyDirectory(rel: string, meta: EntryMeta): void {

@@ -137,8 +137,8 @@ export class TarPacker {
 
   private xattrsOf(entry: WalkEntry, result: XattrResult): Xattr[] | undefined {
     if ('xattrs' in result) return result.xattrs.length ? result.xattrs : undefined;
-    // Vanished entries are reported when they are packed; a file system without xattrs has none.
-    if (result.errno === ERRNO.ENOENT || result.errno === ERRNO.EOPNOTSUPP) return undefined;
+    // Vanished or replaced entries are reported when they are packed; a file system without xattrs has none.
+    if (result.errno === ERRNO.ENOENT || result.errno === ERRNO.ENOTDIR || result.errno === ERRNO.ELOOP || result.errno === ERRNO.EOPNOTSUPP) return undefined;
     this.warn({ path: `./${entry.rel}`, problem: `its extended attributes could not be read (${errnoName(result.errno)}); archived without them` });
     return undefined;
   }

@@ -44,7 +44,7 @@ const SYSCALLS: Record<string, { llistxattr: number; lgetxattr: number; lsetxatt
   arm64: { llistxattr: 12, lgetxattr: 9, lsetxattr: 6, utimensat: 88 },
 };
 
-export const ERRNO = { EPERM: 1, ENOENT: 2, EACCES: 13, E2BIG: 7, ENOSPC: 28, ERANGE: 34, ENODATA: 61, EOPNOTSUPP: 95, EDQUOT: 122 } as const;
+export const ERRNO = { EPERM: 1, ENOENT: 2, E2BIG: 7, EACCES: 13, ENOTDIR: 20, ENOSPC: 28, ERANGE: 34, ELOOP: 40, ENODATA: 61, EOPNOTSUPP: 95, EDQUOT: 122 } as const;
 
 /** Short names of the errors the helper can report, for messages. */
 export function errnoName(errno: number): string {

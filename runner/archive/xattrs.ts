@@ -92,6 +92,20 @@ function decodeAcl(value: Buffer): AclEntry[] | undefined {
   return entries;
 }
 
+/**
+ * What an access ACL grants the owning group in effect (its group:: entry, limited by the mask),
+ * as permission bits 0–7; undefined when the value is not an ACL. When the ACL itself cannot be
+ * restored, the file's group bits (which show the mask) are narrowed to this, so losing the ACL
+ * never grants the group more than it had.
+ */
+export function aclGroupLimit(value: Buffer): number | undefined {
+  const entries = decodeAcl(value);
+  if (!entries) return undefined;
+  const group = entries.find((e) => e.tag === TAG.groupObj)?.perm;
+  const mask = entries.find((e) => e.tag === TAG.mask)?.perm ?? 7;
+  return group === undefined ? undefined : group & mask;
+}
+
 function encodeAcl(entries: readonly AclEntry[]): Buffer {
   const out = Buffer.alloc(4 + entries.length * 8);
   out.writeUInt32LE(ACL_VERSION, 0);

@@ -479,6 +479,8 @@ function checkTargetSpace(target: string, bytes: number, mode: RestoreConfig['mo
   let free: number;
   try {
     const st = fs.statfsSync(target);
+    // A file system that reports no size at all (ramfs) has no limit to check.
+    if (st.blocks === 0) return;
     free = st.bavail * st.bsize;
   } catch {
     return;
