@@ -49,9 +49,11 @@ export async function readArchive(
   const decompressor = createDecompressor(compression);
   const governor = new GarbageGovernor();
   const consume = async (source: AsyncIterable<Buffer>) => {
+    let entries = 0;
     for await (const chunk of source) {
       reader.write(chunk);
-      governor.processed(chunk.length);
+      governor.processed(chunk.length, reader.entries - entries);
+      entries = reader.entries;
       onProgress?.({ archiveBytes, tarBytes: reader.bytes, entries: reader.entries });
       const wait = visitor.backpressure?.();
       if (wait) await wait;

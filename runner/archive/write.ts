@@ -139,10 +139,12 @@ export async function writeArchive(options: WriteOptions): Promise<WrittenArchiv
   try {
     const compressor = createCompressor(options.compression, options.level, out.append, (chunk) => pool.give(chunk));
     const governor = new GarbageGovernor();
+    let entries = 0;
     for await (const chunk of packer.chunks()) {
       check.reader.write(chunk);
       await compressor.write(chunk);
-      governor.processed(chunk.length);
+      governor.processed(chunk.length, packer.entries - entries);
+      entries = packer.entries;
       checkOutput();
       options.onProgress?.({ bytesRead: packer.bytesRead, files: packer.entries, archiveBytes: out.bytes });
     }
