@@ -18,7 +18,9 @@ function collector() {
   return collect!;
 }
 
-const EVERY_BYTES = 32 * 1024 * 1024;
+const EVERY_BYTES = 16 * 1024 * 1024;
+/** Buffers in flight across awaits survive young collections; a full one every this many bytes frees them. */
+const FULL_EVERY_BYTES = 128 * 1024 * 1024;
 /**
  * Per-entry work (names, stats, headers, promises of a read-ahead window) leaves small objects
  * that often live just long enough to be promoted to the old generation, which V8 lets grow by
@@ -45,6 +47,7 @@ function limitYoungGeneration(): void {
 /** Call with the bytes (and entries) just processed; collects young garbage every EVERY_BYTES, all of it every EVERY_ENTRIES. */
 export class GarbageGovernor {
   private sinceLast = 0;
+  private sinceFull = 0;
   private entriesSince = 0;
 
   constructor() {
@@ -53,10 +56,12 @@ export class GarbageGovernor {
 
   processed(bytes: number, entries = 0): void {
     this.sinceLast += bytes;
+    this.sinceFull += bytes;
     this.entriesSince += entries;
-    if (this.entriesSince >= EVERY_ENTRIES) {
+    if (this.entriesSince >= EVERY_ENTRIES || this.sinceFull >= FULL_EVERY_BYTES) {
       this.entriesSince = 0;
       this.sinceLast = 0;
+      this.sinceFull = 0;
       collector()({ type: 'major' });
     } else if (this.sinceLast >= EVERY_BYTES) {
       this.sinceLast = 0;

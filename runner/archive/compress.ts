@@ -108,7 +108,7 @@ const zstdCompress = promisify(zlib.zstdCompress);
 const zstdDecompress = promisify(zlib.zstdDecompress);
 
 /**
- * Parallel zstd: the tar stream is cut into 4 MiB segments, each compressed into its own
+ * Parallel zstd: the tar stream is cut into 2 MiB segments, each compressed into its own
  * frame on a thread-pool job (with a content checksum), frames written in order. Concatenated
  * frames are standard zstd that `zstd -d` and `tar --zstd` read. (Node 24's own multi-threaded
  * streaming mode, nbWorkers > 1, silently drops data, so it is not used.)
@@ -199,9 +199,9 @@ class Uncompressed implements Compressor {
 }
 
 /** Input chunk size that suits each codec: whole zstd segments, pigz-sized gzip blocks. */
-export const CHUNK_BYTES: Record<Compression, number> = { gzip: MiB, zstd: 4 * MiB, none: MiB };
+export const CHUNK_BYTES: Record<Compression, number> = { gzip: MiB, zstd: 2 * MiB, none: MiB };
 /** Compression jobs in flight: one per core plus one, so both cores stay busy while the main thread reads and hashes. */
-const IN_FLIGHT: Record<Compression, number> = { gzip: 3, zstd: 3, none: 1 };
+const IN_FLIGHT: Record<Compression, number> = { gzip: 3, zstd: 2, none: 1 };
 
 export function createCompressor(compression: Compression, level: number | undefined, sink: Sink, release: Release = () => undefined): Compressor {
   switch (compression) {

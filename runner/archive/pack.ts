@@ -1,14 +1,14 @@
 import fs from 'node:fs';
-import { Header } from 'tar';
 import { OperationError, describeSystemError } from '../errors.js';
 import type { BufferPool } from './buffer-pool.js';
 import { xattrRecord } from './check.js';
 import { ContentHash } from './hash.js';
 import { MAX_WARNINGS, type ManifestFile, type ManifestWarning } from './manifest.js';
 import { decodeName, displayName, encodeName } from './names.js';
-import { type PaxValue, type Time, encodePax, formatPaxTime } from './pax.js';
+import { type PaxValue, type Time, formatPaxTime, paxLength } from './pax.js';
 import { type Extent, dataBytes, encodeSparseMap, scanForHoles } from './sparse.js';
 import { ERRNO, type SyscallHelper, type Xattr, errnoName } from './syscall-helper.js';
+import { BLOCK, MAX_OCTAL_ID, MAX_OCTAL_SIZE, writeUstar } from './ustar.js';
 import { type ExcludeMatcher, TreeWalker, type WalkEntry, entryKind, specialFileName, splitNanoseconds } from './walk.js';
 import { xattrPaxRecords } from './xattrs.js';
 
@@ -21,9 +21,6 @@ import { xattrPaxRecords } from './xattrs.js';
  * every archived entry is handed to `onFile` as it is done, so nothing per entry stays in memory.
  */
 
-const BLOCK = 512;
-const MAX_OCTAL_SIZE = 0o77777777777;
-const MAX_OCTAL_ID = 0o7777777;
 /** Entries read ahead of the one being packed, so their xattrs arrive before they are needed. */
 const LOOKAHEAD = 128;
 
@@ -392,28 +389,55 @@ export class TarPacker {
     if (nsec !== 0 || sec < 0 || sec > MAX_OCTAL_SIZE) records.push(['mtime', formatPaxTime(fields.mtime)]);
     if (fields.xattrs) records.push(...xattrPaxRecords(fields.xattrs));
     if (records.length > 0) {
-      const body = encodePax(records);
-      const block = Buffer.alloc(BLOCK);
-      new Header({ path: standIn(paxName(fields.path)), type: 'ExtendedHeader', size: body.length, mode: 0o644, uid: 0, gid: 0, mtime: EPOCH, uname: '', gname: '' }).encode(block);
-      this.put(block);
-      this.put(body);
-      this.padToBlock(body.length);
+      const length = paxLength(records);
+      this.block();
+      writeUstar(this.out, this.pos, { name: standIn(paxName(fields.path)), type: 'ExtendedHeader', mode: 0o644, uid: 0, gid: 0, size: length, mtime: 0, linkname: '' });
+      this.advance(BLOCK);
+      this.putPax(records);
+      this.padToBlock(length);
     }
-    const block = Buffer.alloc(BLOCK);
-    new Header({
-      path: ustarPath,
+    this.block();
+    writeUstar(this.out, this.pos, {
+      name: ustarPath,
       type: fields.type,
-      size: Math.min(fields.size, MAX_OCTAL_SIZE),
       mode: fields.mode,
-      uid: Math.min(fields.uid, MAX_OCTAL_ID),
-      gid: Math.min(fields.gid, MAX_OCTAL_ID),
-      mtime: new Date(Math.min(Math.max(sec, 0), MAX_OCTAL_SIZE) * 1000),
-      linkpath: ustarLink,
-      uname: '',
-      gname: '',
-    }).encode(block);
-    this.put(block);
+      uid: fields.uid,
+      gid: fields.gid,
+      size: fields.size,
+      mtime: sec,
+      linkname: ustarLink,
+    });
+    this.advance(BLOCK);
     return offset;
+  }
+
+  /** Makes room for one header block at pos (blocks never straddle a batch: everything is 512-aligned). */
+  private block(): void {
+    if (this.pos + BLOCK > this.batch) this.flush();
+  }
+
+  private advance(n: number): void {
+    this.pos += n;
+    if (this.pos === this.batch) this.flush();
+  }
+
+  /** Pax records straight into the stream, without building the body on its own. */
+  private putPax(records: readonly (readonly [string, PaxValue])[]): void {
+    for (const [key, raw] of records) {
+      const valueLength = typeof raw === 'string' ? Buffer.byteLength(raw, 'utf8') : raw.length;
+      const rest = key.length + valueLength + 3;
+      let length = rest + String(rest).length;
+      if (String(length).length !== String(rest).length) length = rest + String(length).length;
+      const head = `${length} ${key}=`;
+      if (typeof raw === 'string' && this.pos + length <= this.batch) {
+        this.pos += this.out.write(`${head}${raw}\n`, this.pos, 'utf8');
+        if (this.pos === this.batch) this.flush();
+        continue;
+      }
+      this.put(Buffer.from(head, 'latin1'));
+      this.put(typeof raw === 'string' ? Buffer.from(raw, 'utf8') : raw);
+      this.put(NEWLINE);
+    }
   }
 
   private put(data: Buffer): void {
@@ -452,7 +476,7 @@ export class TarPacker {
   }
 }
 
-const EPOCH = new Date(0);
+const NEWLINE = Buffer.from('\n');
 
 function manifestMeta(meta: { mode: number; uid: number; gid: number; mtime: Time }): Pick<ManifestFile, 'mode' | 'mtime' | 'mtimeNsec' | 'uid' | 'gid'> {
   return meta.mtime.nsec === 0

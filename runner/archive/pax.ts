@@ -80,3 +80,15 @@ export function parsePaxTime(text: string): Time | undefined {
   if (match[1] !== '-') return { sec: whole, nsec };
   return nsec === 0 ? { sec: -whole, nsec: 0 } : { sec: -whole - 1, nsec: 1_000_000_000 - nsec };
 }
+
+/** Byte length of the pax header body for these records (same as encodePax(records).length). */
+export function paxLength(records: readonly (readonly [string, PaxValue])[]): number {
+  let total = 0;
+  for (const [key, raw] of records) {
+    const rest = key.length + (typeof raw === 'string' ? Buffer.byteLength(raw, 'utf8') : raw.length) + 3;
+    let length = rest + String(rest).length;
+    if (String(length).length !== String(rest).length) length = rest + String(length).length;
+    total += length;
+  }
+  return total;
+}

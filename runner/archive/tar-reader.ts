@@ -184,7 +184,7 @@ export class TarReader {
         state.sink?.end();
       } else {
         this.state = { kind: 'header' };
-        this.finishMeta(state.type, Buffer.concat(state.parts));
+        this.finishMeta(state.type, state.parts.length === 1 ? state.parts[0]! : Buffer.concat(state.parts));
       }
     }
   }
@@ -242,8 +242,8 @@ export class TarReader {
     let pathBytes = ext?.path;
     if (!pathBytes) {
       const name = cField(block, 0, 100);
-      const prefix = posix ? cField(block, 345, 155) : undefined;
-      pathBytes = prefix && prefix.length ? Buffer.concat([prefix, SLASH, name]) : name;
+      const prefix = posix && block[345] !== 0 ? cField(block, 345, 155) : undefined;
+      pathBytes = prefix ? Buffer.concat([prefix, SLASH, name]) : name;
     }
     const path = decodeName(pathBytes);
     if ((type === 'File' || type === 'OldFile') && path.endsWith('/')) type = 'Directory';
@@ -364,10 +364,10 @@ function applyPax(target: Pending, records: PaxRecord[]): void {
   for (const r of records) {
     switch (r.key) {
       case 'path':
-        target.path = Buffer.from(r.value);
+        target.path = r.value;
         break;
       case 'linkpath':
-        target.linkpath = Buffer.from(r.value);
+        target.linkpath = r.value;
         break;
       case 'size':
       case 'uid':
@@ -384,7 +384,8 @@ function applyPax(target: Pending, records: PaxRecord[]): void {
         break;
       }
       default:
-        target.records.push({ key: r.key, value: Buffer.from(r.value) });
+        // The records are views of the header's own body, which nothing else holds.
+        target.records.push(r);
     }
   }
 }
@@ -451,22 +452,25 @@ function checksumValid(block: Buffer): boolean {
   const stored = octal(block, 148, 8);
   if (stored === undefined) return false;
   let unsigned = 8 * 0x20;
+  for (let i = 0; i < 148; i++) unsigned += block[i]!;
+  for (let i = 156; i < BLOCK; i++) unsigned += block[i]!;
+  if (stored === unsigned) return true;
+  // Some old tars summed signed bytes.
   let signed = 8 * 0x20;
   for (let i = 0; i < BLOCK; i++) {
     if (i >= 148 && i < 156) continue;
     const b = block[i]!;
-    unsigned += b;
     signed += b > 127 ? b - 256 : b;
   }
-  return stored === unsigned || stored === signed;
+  return stored === signed;
 }
 
-/** A NUL-terminated field's bytes (a copy). */
+/** A NUL-terminated field's bytes (a view: decoded before the block is reused). */
 function cField(block: Buffer, start: number, length: number): Buffer {
   let end = start;
   const limit = start + length;
   while (end < limit && block[end] !== 0) end++;
-  return Buffer.from(block.subarray(start, end));
+  return block.subarray(start, end);
 }
 
 function cString(body: Buffer): Buffer {
