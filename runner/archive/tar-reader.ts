@@ -121,12 +121,24 @@ export class TarReader {
   constructor(private readonly visitor: TarVisitor) {}
 
   write(chunk: Buffer): void {
-    let data = chunk;
-    if (this.pending) {
-      data = Buffer.concat([this.pending, chunk]);
-      this.pending = undefined;
-    }
+    // Data pieces handed to sinks are always views of `chunk` itself (a consumer may move the
+    // chunk to another thread afterwards); only a header block split across chunks is copied.
+    const data = chunk;
     let offset = 0;
+    if (this.pending) {
+      const take = Math.min(BLOCK - this.pending.length, data.length);
+      const block = Buffer.concat([this.pending, data.subarray(0, take)]);
+      offset = take;
+      this.pending = undefined;
+      if (block.length < BLOCK) {
+        this.pending = block;
+        return;
+      }
+      this.bytes += BLOCK;
+      const state = this.state;
+      if (state.kind === 'header') this.readHeader(block);
+      else if (state.kind === 'gnuSparse') this.readSparseExtension(state, block);
+    }
     while (offset < data.length) {
       const state = this.state;
       if (state.kind === 'done') {
