@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { OperationError, RunnerError, describeSystemError } from '../errors.js';
 import { humanBytes } from '../log.js';
@@ -8,7 +9,7 @@ import { displayName, encodeName, fsPath } from './names.js';
 import { type Time, formatPaxTime } from './pax.js';
 import { type SafeEntry, SafetyRules } from './safety.js';
 import { SparseCursor } from './sparse.js';
-import { type ApplyFailure, ERRNO, type SyscallHelper, type Xattr, errnoName } from './syscall-helper.js';
+import { type ApplyFailure, ERRNO, type HelperPool, type Xattr, errnoName } from './syscall-helper.js';
 import type { EntrySink, TarEntry, TarVisitor } from './tar-reader.js';
 import { readNames } from './walk.js';
 import { ACL_ACCESS, CAPABILITY, aclGroupLimit } from './xattrs.js';
@@ -55,8 +56,11 @@ export interface ExtractOptions {
   merge: boolean;
   /** Set numeric owners from the archive (needs root). */
   chown: boolean;
-  /** Sets xattrs and exact times; without it times are set to within a microsecond and xattrs are not restored. */
-  helper?: SyscallHelper;
+  /**
+   * Sets xattrs and exact times, and in a fresh root creates the small files (several at a
+   * time); without it times are set to within a microsecond and xattrs are not restored.
+   */
+  helper?: HelperPool;
   /** Restore extended attributes (ACLs, capabilities). */
   xattrs: boolean;
   /** Top-level names that are never written (with everything below them). */
@@ -72,6 +76,8 @@ export interface ExtractOptions {
 const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = fs.constants;
 const CREATE_FLAGS = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW;
 const IMPLICIT_DIR_MODE = 0o755;
+/** Files up to this size are created by the helpers in one request each (content included), in parallel. */
+const SMALL_FILE = 256 * 1024;
 const isRoot = process.getuid?.() === 0;
 
 function errno(error: unknown): string | undefined {
@@ -109,6 +115,10 @@ export class Extractor implements TarVisitor {
   private failure: Error | undefined;
   private readonly warnings: AttributeWarnings;
   private warnedTimes = false;
+  /** Paths with a helper request in flight (how many), and operations that wait for all of them. */
+  private readonly pending = new Map<string, number>();
+  private deferred: (() => void)[] = [];
+  private readonly deferredPaths = new Set<string>();
 
   constructor(private readonly options: ExtractOptions) {
     this.root = path.resolve(options.root);
@@ -148,10 +158,11 @@ export class Extractor implements TarVisitor {
         case 'file':
           return this.openFile(safe, entry, meta);
         case 'symlink':
-          this.makeSymlink(safe.rel, entry.linkpath, meta);
+          if (this.mustWait(safe.rel)) this.defer(safe.rel, entry.path, () => this.makeSymlink(safe.rel, entry.linkpath, meta));
+          else this.makeSymlink(safe.rel, entry.linkpath, meta);
           return undefined;
         case 'hardlink':
-          this.makeHardLink(safe.rel, safe.linkRel!);
+          this.linkEntry(safe.rel, safe.linkRel!, entry.path);
           return undefined;
       }
     } catch (error) {
@@ -159,9 +170,77 @@ export class Extractor implements TarVisitor {
     }
   }
 
-  /** Lets the archive reader wait while the helper has much work queued. */
+  /** Whether something about rel is still in flight or waiting, so what comes next must wait too. */
+  private mustWait(rel: string): boolean {
+    return this.pending.has(rel) || this.deferredPaths.has(rel);
+  }
+
+  /** Runs `op` (in order with other deferred ones) once every helper request sent so far is done. */
+  private defer(rel: string, shown: string, op: () => void): void {
+    this.deferredPaths.add(rel);
+    this.deferred.push(() => {
+      try {
+        op();
+      } catch (error) {
+        throw this.wrap(error, shown);
+      }
+    });
+  }
+
+  private track(rel: string, request: Promise<unknown>): void {
+    this.pending.set(rel, (this.pending.get(rel) ?? 0) + 1);
+    const done: Promise<void> = request.then(() => {
+      const left = (this.pending.get(rel) ?? 1) - 1;
+      if (left === 0) this.pending.delete(rel);
+      else this.pending.set(rel, left);
+      this.inFlight.delete(done);
+    });
+    this.inFlight.add(done);
+  }
+
+  private linkEntry(rel: string, targetRel: string, shown: string): void {
+    const helper = this.options.helper;
+    if (this.deferredPaths.has(rel) || this.deferredPaths.has(targetRel)) {
+      this.defer(rel, shown, () => this.makeHardLink(rel, targetRel));
+      return;
+    }
+    if (!this.pending.has(targetRel)) {
+      if (this.pending.has(rel)) this.defer(rel, shown, () => this.makeHardLink(rel, targetRel));
+      else this.makeHardLink(rel, targetRel);
+      return;
+    }
+    // The target is being created by a helper: the link goes to the same one, after it.
+    const owner = helper!.for(targetRel);
+    if (this.pending.has(rel) && helper!.for(rel) !== owner) {
+      this.defer(rel, shown, () => this.makeHardLink(rel, targetRel));
+      return;
+    }
+    const request = owner.link(pathBytes(this.pathOf(targetRel)), pathBytes(this.pathOf(rel))).then(
+      (failures) => {
+        if (failures.length) this.failure ??= this.wrap(errnoError(failures[0]!.errno, 'link'), shown);
+      },
+      (error: unknown) => {
+        this.failure ??= error instanceof Error ? error : new Error(String(error));
+      },
+    );
+    this.track(rel, request);
+  }
+
+  /** Lets the archive reader wait while the helpers have much work queued, or until deferred operations could run. */
   backpressure(): Promise<void> | undefined {
+    if (this.failure) throw this.failure;
+    if (this.deferred.length > 0) return this.runDeferred();
     return this.options.helper?.backpressure();
+  }
+
+  private async runDeferred(): Promise<void> {
+    while (this.deferred.length > 0) {
+      await this.drain();
+      const ops = this.deferred;
+      this.deferred = [];
+      this.deferredPaths.clear();
+      for (const op of ops) op();
+    }
   }
 
   /**
@@ -170,6 +249,7 @@ export class Extractor implements TarVisitor {
    */
   async finish(): Promise<void> {
     this.rules.finish();
+    await this.runDeferred();
     await this.drain();
     for (const { rel, meta } of this.dirs.newestFirst()) {
       try {
@@ -200,6 +280,12 @@ export class Extractor implements TarVisitor {
   get pendingTemp(): string | undefined {
     const temp = this.current?.temp;
     return temp === undefined ? undefined : path.join(this.root, temp);
+  }
+
+  /** Waits for every helper request in flight, whatever its outcome (before a failed extraction is removed). */
+  async settle(): Promise<void> {
+    this.deferred = [];
+    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
   }
 
   private async drain(): Promise<void> {
@@ -285,7 +371,30 @@ export class Extractor implements TarVisitor {
   }
 
   private openFile(safe: SafeEntry, entry: TarEntry, meta: EntryMeta): EntrySink {
-    const temp = this.options.merge ? this.tempName(safe.rel) : undefined;
+    const helper = this.options.helper;
+    // Small files (and a later entry for a path still in flight) go to the helpers, complete.
+    if (helper && !this.options.merge && !entry.sparse && (entry.storedSize <= SMALL_FILE || this.mustWait(safe.rel))) {
+      return new HelperFileSink(this, safe.rel, entry, meta);
+    }
+    return this.openMainFile(safe.rel, entry, meta);
+  }
+
+  /** A file whose path waits for deferred operations: written in order with them, by this thread. */
+  deferFile(rel: string, data: Buffer, entry: TarEntry, meta: EntryMeta): void {
+    this.defer(rel, entry.path, () => {
+      const sink = this.openMainFile(rel, entry, meta);
+      sink.data(data);
+      sink.end();
+    });
+  }
+
+  isDeferred(rel: string): boolean {
+    return this.deferredPaths.has(rel);
+  }
+
+  private openMainFile(rel: string, entry: TarEntry, meta: EntryMeta): FileSink {
+    const safe = { rel };
+    const temp = this.options.merge ? this.tempName(rel) : undefined;
     const where = this.pathOf(temp ?? safe.rel);
     // As another user, user.* xattrs can be set only while the owner may write the file.
     const wantsXattrs = this.options.xattrs && meta.xattrs !== undefined;
@@ -302,6 +411,42 @@ export class Extractor implements TarVisitor {
     const sink = new FileSink(this, fd, safe.rel, where, temp, meta, entry, createMode);
     this.current = sink;
     return sink;
+  }
+
+  /** A small file, complete in memory: one helper request creates it with content and metadata. */
+  writeSmallFile(rel: string, data: Buffer, meta: EntryMeta): void {
+    const helper = this.options.helper!;
+    const xattrs = this.options.xattrs ? meta.xattrs : undefined;
+    const permissions = meta.mode & 0o777;
+    // As another user, user.* xattrs can be set only while the owner may write the file.
+    const createMode = permissions | (xattrs && !isRoot ? 0o200 : 0);
+    const finalMode = meta.mode & 0o7777;
+    const where = this.pathOf(rel);
+    const request = helper
+      .for(rel)
+      .writeFile(pathBytes(where), data, {
+        createMode,
+        finalMode: finalMode !== createMode || this.options.chown ? finalMode : undefined,
+        owner: this.options.chown ? { uid: meta.uid, gid: meta.gid } : undefined,
+        xattrs,
+        mtime: { sec: meta.mtime, nsec: meta.mtimeNsec ?? 0 },
+      })
+      .then(
+        (failures) => {
+          const fatal = failures.find((f) => f.step !== 'xattr');
+          if (fatal) {
+            this.failure ??= wrapFileError(this, errnoError(fatal.errno, fatal.step), rel, data.length);
+            return;
+          }
+          this.reportFailures(rel, where, 'file', meta, xattrs, failures);
+        },
+        (error: unknown) => {
+          this.failure ??= error instanceof Error ? error : new Error(String(error));
+        },
+      );
+    this.track(rel, request);
+    this.files++;
+    this.bytes += data.length;
   }
 
   /** Called by a file sink once its data is written and its descriptor closed. */
@@ -343,7 +488,7 @@ export class Extractor implements TarVisitor {
       setTimes(where, time, kind, options.fd);
       return;
     }
-    const request = helper.apply(pathBytes(where), { xattrs, mode: options.mode, mtime: time }).then(
+    const request = helper.for(rel).apply(pathBytes(where), { xattrs, mode: options.mode, mtime: time }).then(
       (failures) => this.reportFailures(rel, where, kind, meta, xattrs, failures),
       (error: unknown) => {
         this.failure ??= error instanceof Error ? error : new Error(String(error));
@@ -459,6 +604,32 @@ export class Extractor implements TarVisitor {
   }
 }
 
+/** Collects a small file's data; at its end the helpers create the file in one request. */
+class HelperFileSink implements EntrySink {
+  private readonly content: Buffer;
+  private filled = 0;
+
+  constructor(
+    private readonly owner: Extractor,
+    readonly rel: string,
+    private readonly entry: TarEntry,
+    private readonly meta: EntryMeta,
+  ) {
+    this.content = Buffer.allocUnsafe(entry.storedSize);
+  }
+
+  data(chunk: Buffer): void {
+    chunk.copy(this.content, this.filled);
+    this.filled += chunk.length;
+  }
+
+  end(): void {
+    const content = this.filled === this.content.length ? this.content : this.content.subarray(0, this.filled);
+    if (this.owner.isDeferred(this.rel)) this.owner.deferFile(this.rel, content, this.entry, this.meta);
+    else this.owner.writeSmallFile(this.rel, content, this.meta);
+  }
+}
+
 class FileSink implements EntrySink {
   private fd: number | undefined;
   private readonly cursor: SparseCursor | undefined;
@@ -551,6 +722,15 @@ function wrapFileError(owner: Extractor, error: unknown, rel: string, size: numb
     );
   }
   return new OperationError(`restoring ./${displayName(rel)} failed: ${describeSystemError(error)}`, 'EXTRACT', { cause: error });
+}
+
+/** An errno from a helper as a Node-style error, so the usual messages (no space, permission denied) apply. */
+function errnoError(errno: number, step: string): NodeJS.ErrnoException {
+  const code = Object.entries(os.constants.errno).find(([, n]) => n === errno)?.[0] ?? `E${errno}`;
+  const error = new Error(`${code} (${step})`) as NodeJS.ErrnoException;
+  error.code = code;
+  error.errno = -errno;
+  return error;
 }
 
 function pathBytes(where: string | Buffer): Buffer {

@@ -7,7 +7,7 @@ import { MAX_WARNINGS, type ManifestFile, type ManifestWarning } from './manifes
 import { decodeName, displayName, encodeName } from './names.js';
 import { type PaxValue, type Time, formatPaxTime, paxLength } from './pax.js';
 import { type Extent, dataBytes, encodeSparseMap, scanForHoles } from './sparse.js';
-import { ERRNO, type SyscallHelper, type Xattr, errnoName } from './syscall-helper.js';
+import { ERRNO, type HelperPool, type Xattr, errnoName } from './syscall-helper.js';
 import { BLOCK, MAX_OCTAL_ID, MAX_OCTAL_SIZE, writeUstar } from './ustar.js';
 import { type ExcludeMatcher, TreeWalker, type WalkEntry, entryKind, specialFileName, splitNanoseconds } from './walk.js';
 import { xattrPaxRecords } from './xattrs.js';
@@ -32,7 +32,7 @@ export interface PackOptions {
   /** Where output chunks come from; its buffer size is the chunk size. */
   pool: BufferPool;
   /** Reads xattrs and sparse maps; without it no xattrs are archived and holes are found by reading. */
-  helper?: SyscallHelper;
+  helper?: HelperPool;
   /** Archive extended attributes (ACLs, capabilities); needs `helper`. */
   xattrs: boolean;
   /** Every archived entry, in archive order. */
@@ -127,7 +127,7 @@ export class TarPacker {
   private requestXattrs(entry: WalkEntry): Promise<XattrResult> | undefined {
     const { helper, xattrs } = this.options;
     if (!helper || !xattrs || !entry.stat || entryKind(entry.stat) === undefined) return undefined;
-    const request = helper.xattrs(entry.path);
+    const request = helper.for(entry.rel).xattrs(entry.path);
     request.catch(() => undefined);
     return request;
   }
@@ -258,7 +258,7 @@ export class TarPacker {
       const size = Number(before.size);
       const meta = { mode: Number(before.mode) & 0o7777, uid: Number(before.uid), gid: Number(before.gid), mtime: splitNanoseconds(before.mtimeNs) };
       // Like GNU tar: a file with fewer allocated blocks than its size may have holes.
-      const extents = Number(before.blocks) * 512 < size ? await this.holes(fd, size) : undefined;
+      const extents = Number(before.blocks) * 512 < size ? await this.holes(entry.rel, fd, size) : undefined;
       const hash = new ContentHash();
       let offset: number;
       let shrank: boolean;
@@ -287,11 +287,11 @@ export class TarPacker {
   }
 
   /** The data extents of a file that may be sparse; undefined when it has no holes after all. */
-  private async holes(fd: number, size: number): Promise<Extent[] | undefined> {
+  private async holes(rel: string, fd: number, size: number): Promise<Extent[] | undefined> {
     let extents: Extent[] | undefined;
     const helper = this.options.helper;
     if (helper) {
-      const map = await helper.dataMap(fd);
+      const map = await helper.for(rel).dataMap(fd);
       // SEEK_DATA says where the data is; a file system without it reports all data, which is then the truth.
       if ('extents' in map) extents = map.extents;
     }

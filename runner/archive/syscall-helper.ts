@@ -1,4 +1,5 @@
 import { type ChildProcessWithoutNullStreams, spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
 import { OperationError } from '../errors.js';
 
 /**
@@ -32,17 +33,51 @@ export interface ApplyRequest {
   mtime?: { sec: number; nsec: number };
 }
 
-/** A step of `apply` that failed: which xattr (by index), the mode, or the times. */
+/** A step of `apply` or `writeFile` that failed: which xattr (by index), the mode, the times, creating, writing or the owner. */
 export interface ApplyFailure {
-  step: 'xattr' | 'mode' | 'times';
+  step: 'xattr' | 'mode' | 'times' | 'open' | 'write' | 'owner';
   index: number;
   errno: number;
 }
 
-const SYSCALLS: Record<string, { llistxattr: number; lgetxattr: number; lsetxattr: number; utimensat: number }> = {
-  x64: { llistxattr: 195, lgetxattr: 192, lsetxattr: 189, utimensat: 280 },
-  arm64: { llistxattr: 12, lgetxattr: 9, lsetxattr: 6, utimensat: 88 },
+const STEPS: Record<string, ApplyFailure['step']> = { x: 'xattr', m: 'mode', t: 'times', o: 'open', w: 'write', c: 'owner' };
+
+function parseFailures(body: Buffer): ApplyFailure[] {
+  const count = body.readUInt32BE(0);
+  const failures: ApplyFailure[] = [];
+  for (let i = 0; i < count; i++) {
+    const at = 4 + i * 9;
+    failures.push({ step: STEPS[String.fromCharCode(body[at]!)] ?? 'write', index: body.readUInt32BE(at + 1), errno: body.readUInt32BE(at + 5) });
+  }
+  return failures;
+}
+
+function lengthPrefixed(data: Buffer): Buffer {
+  const length = Buffer.alloc(4);
+  length.writeUInt32BE(data.length);
+  return Buffer.concat([length, data]);
+}
+
+function xattrParts(xattrs: readonly Xattr[]): Buffer[] {
+  return xattrs.flatMap((x) => [lengthPrefixed(Buffer.from(x.name, 'latin1')), lengthPrefixed(x.value)]);
+}
+
+const SYSCALLS: Record<string, { llistxattr: number; lgetxattr: number; lsetxattr: number; fsetxattr: number; utimensat: number }> = {
+  x64: { llistxattr: 195, lgetxattr: 192, lsetxattr: 189, fsetxattr: 190, utimensat: 280 },
+  arm64: { llistxattr: 12, lgetxattr: 9, lsetxattr: 6, fsetxattr: 7, utimensat: 88 },
 };
+
+/** What `writeFile` creates: a new regular file with its content and metadata, in this order. */
+export interface WriteRequest {
+  /** Permission bits the file is created with (the umask is 0 in the helper). */
+  createMode: number;
+  /** Set after the xattrs, when it differs from createMode or has setuid/setgid/sticky bits. */
+  finalMode?: number;
+  /** Numeric owner, when it is restored (running as root). */
+  owner?: { uid: number; gid: number };
+  xattrs?: readonly Xattr[];
+  mtime?: { sec: number; nsec: number };
+}
 
 export const ERRNO = { EPERM: 1, ENOENT: 2, E2BIG: 7, EACCES: 13, ENOTDIR: 20, ENOSPC: 28, ERANGE: 34, ELOOP: 40, ENODATA: 61, EOPNOTSUPP: 95, EDQUOT: 122 } as const;
 
@@ -54,8 +89,9 @@ export function errnoName(errno: number): string {
 
 const PERL = String.raw`
 use strict; use warnings;
-my ($LLIST, $LGET, $LSET, $UTIMENSAT) = @ARGV;
+my ($LLIST, $LGET, $LSET, $FSET, $UTIMENSAT, $OFLAGS) = @ARGV;
 binmode STDIN; binmode STDOUT;
+umask 0;
 $| = 0;
 my $in = ''; my $out = '';
 sub flush_out { while (length $out) { my $w = syswrite(STDOUT, $out); exit 1 unless defined $w; substr($out, 0, $w) = ''; } }
@@ -131,6 +167,48 @@ sub apply {
   while (@fail) { my ($k, $i, $e) = splice(@fail, 0, 3); $resp .= pack('a N N', $k, $i, $e); }
   return $resp;
 }
+sub failures { my $resp = pack('N', @_ / 3); while (@_) { my ($k, $i, $e) = splice(@_, 0, 3); $resp .= pack('a N N', $k, $i, $e); } return $resp; }
+sub write_file {
+  my ($body) = @_;
+  my ($flags, $cmode, $fmode, $uid, $gid, $s, $ns, $count) = unpack('N N N N N q> N N', $body);
+  my $at = 20 + 8 + 4 + 4;
+  my @x;
+  for (1 .. $count) {
+    my ($name, $value) = unpack("x$at N/a N/a", $body);
+    $at += 8 + length($name) + length($value);
+    push @x, $name, $value;
+  }
+  my ($path) = unpack("x$at N/a", $body);
+  $at += 4 + length($path);
+  my $fh;
+  unless (sysopen($fh, $path, $OFLAGS, $cmode)) {
+    # A second entry for the same path (appended archives): the later one wins.
+    return failures('o', 0, $! + 0) unless $! == 17 && unlink($path) && sysopen($fh, $path, $OFLAGS, $cmode);
+  }
+  my @fail;
+  my $length = length($body) - $at;
+  my $done = 0;
+  while ($done < $length) {
+    my $w = syswrite($fh, $body, $length - $done, $at + $done);
+    unless (defined $w) { push @fail, 'w', 0, $! + 0; last; }
+    $done += $w;
+  }
+  if (!@fail) {
+    if ($flags & 4) { chown($uid, $gid, $fh) or push @fail, 'c', 0, $! + 0; }
+    for (my $i = 0; $i < @x; $i += 2) {
+      my $v = $x[$i + 1];
+      my $r = syscall($FSET, fileno($fh), "$x[$i]\0", $v, length($v), 0);
+      push @fail, 'x', $i / 2, $! + 0 if $r < 0;
+    }
+    if ($flags & 2) { chmod($fmode, $fh) or push @fail, 'm', 0, $! + 0; }
+    if ($flags & 1) {
+      my $r = syscall($UTIMENSAT, fileno($fh), 0, pack('q q q q', $s, $ns, $s, $ns), 0);
+      push @fail, 't', 0, $! + 0 if $r < 0;
+    }
+  }
+  close($fh) or push @fail, 'w', 0, $! + 0;
+  return failures(@fail);
+}
 while (1) {
   while (length($in) >= 5) {
     my ($op, $len) = unpack('a N', $in);
@@ -147,6 +225,13 @@ while (1) {
       $resp = pack('l> N', $status, @ext / 2) . pack('Q>*', @ext);
     } elsif ($op eq 'A') {
       $resp = apply($body);
+    } elsif ($op eq 'W') {
+      $resp = write_file($body);
+    } elsif ($op eq 'L') {
+      my ($target, $path) = unpack('N/a N/a', $body);
+      if (link($target, $path)) { $resp = failures(); }
+      elsif ($! == 17 && unlink($path) && link($target, $path)) { $resp = failures(); }
+      else { $resp = failures('o', 0, $! + 0); }
     } elsif ($op eq 'P') {
       $resp = 'pong';
     } else {
@@ -165,7 +250,7 @@ flush_out();
 type Pending = { bytes: number; resolve: (body: Buffer) => void; reject: (error: Error) => void };
 
 /** Requests in flight are limited so that a slow helper makes the runner wait instead of buffering without bound. */
-const MAX_IN_FLIGHT_BYTES = 8 * 1024 * 1024;
+const MAX_IN_FLIGHT_BYTES = 4 * 1024 * 1024;
 
 export class SyscallHelper {
   private readonly child: ChildProcessWithoutNullStreams;
@@ -182,7 +267,8 @@ export class SyscallHelper {
   private closed = false;
 
   private constructor(numbers: (typeof SYSCALLS)[string]) {
-    this.child = spawn('perl', ['-e', PERL, String(numbers.llistxattr), String(numbers.lgetxattr), String(numbers.lsetxattr), String(numbers.utimensat)], {
+    const openFlags = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW;
+    this.child = spawn('perl', ['-e', PERL, ...[numbers.llistxattr, numbers.lgetxattr, numbers.lsetxattr, numbers.fsetxattr, numbers.utimensat, openFlags].map(String)], {
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     let stderr = '';
@@ -212,7 +298,7 @@ export class SyscallHelper {
 
   /** All extended attributes of a path (not following a final symlink); [] when it has none. */
   async xattrs(path: Buffer): Promise<{ xattrs: Xattr[] } | { errno: number }> {
-    const body = await this.request('X', path);
+    const body = await this.request('X', [path]);
     const status = body.readInt32BE(0);
     if (status < 0) return { errno: -status };
     const count = body.readUInt32BE(4);
@@ -231,7 +317,7 @@ export class SyscallHelper {
 
   /** The data extents of an open file (SEEK_DATA/SEEK_HOLE through `/proc/<pid>/fd/<fd>`). */
   async dataMap(fd: number): Promise<{ extents: Extent[] } | { errno: number }> {
-    const body = await this.request('D', Buffer.from(`/proc/${process.pid}/fd/${fd}`));
+    const body = await this.request('D', [Buffer.from(`/proc/${process.pid}/fd/${fd}`)]);
     const status = body.readInt32BE(0);
     if (status < 0) return { errno: -status };
     const count = body.readUInt32BE(4);
@@ -256,25 +342,31 @@ export class SyscallHelper {
     head.writeBigInt64BE(sec, 20);
     head.writeUInt32BE(nsec, 28);
     head.writeUInt32BE(xattrs.length, 32);
-    const parts: Buffer[] = [head];
-    for (const x of xattrs) {
-      const name = Buffer.from(x.name, 'latin1');
-      const lengths = Buffer.alloc(4);
-      lengths.writeUInt32BE(name.length);
-      const valueLength = Buffer.alloc(4);
-      valueLength.writeUInt32BE(x.value.length);
-      parts.push(lengths, name, valueLength, x.value);
-    }
-    parts.push(path);
-    const body = await this.request('A', Buffer.concat(parts));
-    const count = body.readUInt32BE(0);
-    const failures: ApplyFailure[] = [];
-    for (let i = 0; i < count; i++) {
-      const at = 4 + i * 9;
-      const kind = String.fromCharCode(body[at]!);
-      failures.push({ step: kind === 'x' ? 'xattr' : kind === 'm' ? 'mode' : 'times', index: body.readUInt32BE(at + 1), errno: body.readUInt32BE(at + 5) });
-    }
-    return failures;
+    return parseFailures(await this.request('A', [head, ...xattrParts(xattrs), path]));
+  }
+
+  /**
+   * Creates a new regular file (O_EXCL | O_NOFOLLOW; an existing one of that name is replaced)
+   * with its content, then owner, xattrs, final mode and times — one request, no round trip per step.
+   */
+  async writeFile(path: Buffer, data: Buffer, request: WriteRequest): Promise<ApplyFailure[]> {
+    const xattrs = request.xattrs ?? [];
+    const head = Buffer.alloc(36);
+    const flags = (request.mtime ? 1 : 0) | (request.finalMode !== undefined ? 2 : 0) | (request.owner ? 4 : 0);
+    head.writeUInt32BE(flags, 0);
+    head.writeUInt32BE(request.createMode, 4);
+    head.writeUInt32BE(request.finalMode ?? 0, 8);
+    head.writeUInt32BE(request.owner?.uid ?? 0, 12);
+    head.writeUInt32BE(request.owner?.gid ?? 0, 16);
+    head.writeBigInt64BE(BigInt(request.mtime?.sec ?? 0), 20);
+    head.writeUInt32BE(request.mtime?.nsec ?? 0, 28);
+    head.writeUInt32BE(xattrs.length, 32);
+    return parseFailures(await this.request('W', [head, ...xattrParts(xattrs), lengthPrefixed(path), data]));
+  }
+
+  /** A hard link `path` to the existing `target` (an existing non-directory at `path` is replaced). */
+  async link(target: Buffer, path: Buffer): Promise<ApplyFailure[]> {
+    return parseFailures(await this.request('L', [lengthPrefixed(target), lengthPrefixed(path)]));
   }
 
   /** Resolves once the helper has caught up enough for more requests; undefined when it already has. */
@@ -286,7 +378,29 @@ export class SyscallHelper {
   /** Waits for every request to be answered. */
   async idle(): Promise<void> {
     if (this.pending.length === 0) return;
-    await this.request('P', Buffer.alloc(0));
+    await this.request('P', []);
+  }
+
+  /**
+   * Stops the helper at once and waits (briefly, synchronously) until it can make no more system
+   * calls, so a signal handler can remove what it was writing into right after.
+   */
+  killSync(): void {
+    this.closed = true;
+    const pid = this.child.pid;
+    if (pid === undefined || this.child.exitCode !== null || this.child.signalCode !== null) return;
+    this.child.kill('SIGKILL');
+    const pause = new Int32Array(new SharedArrayBuffer(4));
+    for (let i = 0; i < 1000; i++) {
+      let state: string | undefined;
+      try {
+        state = fs.readFileSync(`/proc/${pid}/stat`, 'latin1').replace(/^.*\) /s, '')[0];
+      } catch {
+        return; // gone
+      }
+      if (state === 'Z' || state === 'X') return;
+      Atomics.wait(pause, 0, 0, 1);
+    }
   }
 
   /** Ends the helper (after the requests in flight). Idempotent. */
@@ -298,30 +412,35 @@ export class SyscallHelper {
     if (this.pending.length === 0) this.child.kill();
   }
 
-  private request(op: string, body: Buffer): Promise<Buffer> {
+  private request(op: string, body: readonly Buffer[]): Promise<Buffer> {
     if (this.failure) return Promise.reject(this.failure);
     if (this.closed) return Promise.reject(new OperationError('the system-call helper was already closed', 'HELPER'));
+    let length = 0;
+    for (const part of body) length += part.length;
     const header = Buffer.alloc(5);
     header.write(op, 0, 'latin1');
-    header.writeUInt32BE(body.length, 1);
-    this.queued.push(header, body);
-    this.queuedBytes += 5 + body.length;
-    this.outstanding += 5 + body.length;
+    header.writeUInt32BE(length, 1);
+    this.queued.push(header, ...body);
+    this.queuedBytes += 5 + length;
+    this.outstanding += 5 + length;
     if (this.queuedBytes >= 64 * 1024) this.flush();
     else if (!this.flushScheduled) {
       this.flushScheduled = true;
       setImmediate(() => this.flush());
     }
-    return new Promise((resolve, reject) => this.pending.push({ bytes: 5 + body.length, resolve, reject }));
+    return new Promise((resolve, reject) => this.pending.push({ bytes: 5 + length, resolve, reject }));
   }
 
   private flush(): void {
     this.flushScheduled = false;
     if (this.queuedBytes === 0 || this.failure) return;
-    const data = Buffer.concat(this.queued, this.queuedBytes);
+    const parts = this.queued;
     this.queued = [];
     this.queuedBytes = 0;
-    this.child.stdin.write(data);
+    // One writev: the parts (file contents among them) are not copied into one buffer first.
+    this.child.stdin.cork();
+    for (const part of parts) if (part.length) this.child.stdin.write(part);
+    this.child.stdin.uncork();
   }
 
   private receive(chunk: Buffer): void {
@@ -360,5 +479,54 @@ export class SyscallHelper {
     this.failure = error;
     for (const p of this.pending.splice(0)) p.reject(error);
     this.wake();
+  }
+}
+
+/**
+ * Several helper processes: requests about one path always go to the same one (by a hash of a
+ * key, the entry's relative path), so they run in order, while different paths run in parallel
+ * — file creation is bound by per-file latency, which parallel processes overlap.
+ */
+export class HelperPool {
+  private constructor(private readonly helpers: SyscallHelper[]) {}
+
+  /** Starts `count` helpers, or says why they cannot run. */
+  static start(count: number): HelperPool | string {
+    const helpers: SyscallHelper[] = [];
+    for (let i = 0; i < count; i++) {
+      const helper = SyscallHelper.start();
+      if (typeof helper === 'string') {
+        for (const h of helpers) h.close();
+        return helper;
+      }
+      helpers.push(helper);
+    }
+    return new HelperPool(helpers);
+  }
+
+  /** The helper for requests about `key`. */
+  for(key: string): SyscallHelper {
+    let h = 0x811c9dc5;
+    for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193);
+    return this.helpers[(h >>> 0) % this.helpers.length]!;
+  }
+
+  backpressure(): Promise<void> | undefined {
+    const waits = this.helpers.map((h) => h.backpressure()).filter((w): w is Promise<void> => w !== undefined);
+    return waits.length ? Promise.all(waits).then(() => undefined) : undefined;
+  }
+
+  /** Waits until every helper has answered everything sent to it. */
+  async idle(): Promise<void> {
+    await Promise.all(this.helpers.map((h) => h.idle()));
+  }
+
+  close(): void {
+    for (const h of this.helpers) h.close();
+  }
+
+  /** Stops every helper at once (see SyscallHelper.killSync). */
+  killSync(): void {
+    for (const h of this.helpers) h.killSync();
   }
 }

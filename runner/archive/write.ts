@@ -9,7 +9,7 @@ import { compareEntry } from './check.js';
 import { CHUNK_BYTES, createCompressor } from './compress.js';
 import { MANIFEST_FORMAT, type ManifestFile, type ManifestWriter } from './manifest.js';
 import { type PackWarning, TarPacker } from './pack.js';
-import type { SyscallHelper } from './syscall-helper.js';
+import type { HelperPool } from './syscall-helper.js';
 import { type TarEntry, TarReader } from './tar-reader.js';
 import type { ExcludeMatcher } from './walk.js';
 
@@ -24,7 +24,7 @@ export interface WriteOptions {
   /** Receives every archived entry (the manifest's file list). */
   manifest: ManifestWriter;
   /** Reads xattrs and sparse maps (syscall-helper.ts). */
-  helper?: SyscallHelper;
+  helper?: HelperPool;
   /** Archive extended attributes, ACLs and capabilities. */
   xattrs: boolean;
   /** Expected source size, for the out-of-space message. */

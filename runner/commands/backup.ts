@@ -3,7 +3,7 @@ import path from 'node:path';
 import { formatChecksumFile, hashFile } from '../archive/hash.js';
 import { MANIFEST_FORMAT, type ManifestHead, type ManifestTail, ManifestWriter } from '../archive/manifest.js';
 import { checkFreeSpace, describeProblems, scanSource } from '../archive/preflight.js';
-import { SyscallHelper } from '../archive/syscall-helper.js';
+import { HelperPool } from '../archive/syscall-helper.js';
 import { excludeMatcher } from '../archive/walk.js';
 import { type WrittenArchive, outputError, writeArchive } from '../archive/write.js';
 import { type BackupConfig, COMPRESSIONS } from '../config.js';
@@ -198,8 +198,9 @@ async function chooseName(config: BackupConfig, started: Date, ctx: RunContext):
  * The helper process for xattrs and sparse maps. Without it (no perl), the backup still runs:
  * holes are found by reading, and a warning says that xattrs, ACLs and capabilities are not kept.
  */
-function startHelper(config: BackupConfig, ctx: RunContext): SyscallHelper | undefined {
-  const helper = SyscallHelper.start();
+function startHelper(config: BackupConfig, ctx: RunContext): HelperPool | undefined {
+  // Two processes: reading the xattrs of many small files is per-file latency, which they overlap.
+  const helper = HelperPool.start(2);
   if (typeof helper !== 'string') {
     ctx.cleanup.add('stop the system-call helper', () => helper.close());
     return helper;
@@ -255,7 +256,7 @@ function openManifestWriter(file: string, head: ManifestHead, sourceBytes: numbe
   }
 }
 
-async function write(config: BackupConfig, exclude: ReturnType<typeof excludeMatcher>, partial: string, manifest: ManifestWriter, helper: SyscallHelper | undefined, sourceBytes: number, ctx: RunContext): Promise<WrittenArchive> {
+async function write(config: BackupConfig, exclude: ReturnType<typeof excludeMatcher>, partial: string, manifest: ManifestWriter, helper: HelperPool | undefined, sourceBytes: number, ctx: RunContext): Promise<WrittenArchive> {
   let progress = { bytesRead: 0, files: 0, archiveBytes: 0 };
   const reporter = new ProgressReporter(ctx.log, 'backup.progress', config.progressSeconds, () => ({
     bytes: progress.bytesRead,

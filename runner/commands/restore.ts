@@ -27,7 +27,7 @@ import {
   syncFileSystem,
 } from '../restore/staging.js';
 import { removeLeftoverPartials, writeFileAtomic } from '../store/atomic.js';
-import { SyscallHelper, errnoName } from '../archive/syscall-helper.js';
+import { HelperPool, errnoName } from '../archive/syscall-helper.js';
 import { readNames } from '../archive/walk.js';
 import { type ResolvedArchive, findArchive, openArchiveManifest } from '../store/catalog.js';
 import { acquireLock, logLockWarnings } from '../store/lock.js';
@@ -300,6 +300,8 @@ async function restoreReplace(config: RestoreConfig, ctx: RunContext, source: Ar
     snapshot = await takeSnapshot(config, ctx);
     if (!syncFileSystem(target)) log.warn('restore.sync-failed', 'could not run sync; the restored data may not be on disk yet if the node loses power now');
   } catch (error) {
+    // The helpers may still be creating files in staging: let them finish before it is removed.
+    await extractor.settle();
     helper?.close();
     discard();
     forgetStaging();
@@ -399,22 +401,24 @@ async function extractPass(config: RestoreConfig, ctx: RunContext, source: Archi
  * The helper process for xattrs and exact times (syscall-helper.ts). Without it the restore
  * still runs: times to within a microsecond, and a warning for every entry whose xattrs are lost.
  */
-function startHelper(config: RestoreConfig, ctx: RunContext): SyscallHelper | undefined {
-  const helper = SyscallHelper.start();
+function startHelper(config: RestoreConfig, ctx: RunContext): HelperPool | undefined {
+  // Three processes: they create the small files, set attributes and exact times, in parallel.
+  const helper = HelperPool.start(3);
   if (typeof helper === 'string') {
     ctx.log.warn('restore.no-helper', `extended attributes, ACLs and file capabilities cannot be restored and mtimes are set to within a microsecond: ${helper}`, { reason: helper });
     return undefined;
   }
-  ctx.cleanup.add('stop the system-call helper', () => helper.close());
+  // On a signal this runs before the staging directory is removed: nothing may be created in it afterwards.
+  ctx.cleanup.add('stop the system-call helpers', () => helper.killSync());
   return helper;
 }
 
 /** The target directory's own xattrs (e.g. a default ACL) and exact mtime, from the archive's root entry. */
-async function applyRootAttributes(target: string, root: EntryMeta | undefined, config: RestoreConfig, helper: SyscallHelper | undefined, log: Logger): Promise<void> {
+async function applyRootAttributes(target: string, root: EntryMeta | undefined, config: RestoreConfig, helper: HelperPool | undefined, log: Logger): Promise<void> {
   if (!root || !helper) return;
   const xattrs = config.xattrs ? root.xattrs : undefined;
   if (!xattrs && !root.mtimeNsec) return;
-  const failures = await helper.apply(Buffer.from(target), { xattrs, mtime: { sec: root.mtime, nsec: root.mtimeNsec ?? 0 } });
+  const failures = await helper.for('').apply(Buffer.from(target), { xattrs, mtime: { sec: root.mtime, nsec: root.mtimeNsec ?? 0 } });
   for (const f of failures) {
     const what = f.step === 'xattr' ? `its extended attribute ${xattrs?.[f.index]?.name}` : 'its exact mtime';
     log.warn('restore.attribute', `./: ${what} was not restored (${errnoName(f.errno)})`, { path: './', problem: f.step });
