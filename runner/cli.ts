@@ -9,6 +9,7 @@ import { type RunnerConfig, helpText, parseCommandLine } from './config.js';
 import { Cleanup, type RunContext } from './context.js';
 import { ExitCode, RunnerError, describeSystemError, exitCodeOf } from './errors.js';
 import { createLogger } from './log.js';
+import { tuneAllocatorOnce } from './memory.js';
 
 /** The runner's version: the package version, read once at start. */
 function runnerVersion(): string {
@@ -58,6 +59,7 @@ async function main(argv: string[]): Promise<number> {
     return ExitCode.ok;
   }
   const { config } = parsed;
+  if (config.command === 'backup' || config.command === 'verify' || config.command === 'restore') tuneAllocatorOnce();
   const log = createLogger(config.logFormat);
   const cleanup = new Cleanup();
   const abort = new AbortController();

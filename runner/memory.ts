@@ -20,7 +20,7 @@ function collector() {
 
 const EVERY_BYTES = 16 * 1024 * 1024;
 /** Buffers in flight across awaits survive young collections; a full one every this many bytes frees them. */
-const FULL_EVERY_BYTES = 128 * 1024 * 1024;
+const FULL_EVERY_BYTES = 64 * 1024 * 1024;
 /**
  * Per-entry work (names, stats, headers, promises of a read-ahead window) leaves small objects
  * that often live just long enough to be promoted to the old generation, which V8 lets grow by
@@ -73,4 +73,25 @@ export class GarbageGovernor {
 /** A full collection, between phases (after writing, before reading the archive back). */
 export function collectAllGarbage(): void {
   collector()({ type: 'major' });
+}
+
+/** Allocations from this size on are mapped on their own, and returned to the system when freed. */
+const MMAP_THRESHOLD = 128 * 1024;
+
+/**
+ * glibc's malloc raises its mmap threshold every time a large block is freed (up to 32 MiB),
+ * so the 1–4 MiB buffers a stream churns through end up in the main heap, which keeps their
+ * pages after they are freed: measured 15–30 MiB of peak RSS on backup, verify and restore. A
+ * fixed threshold (MALLOC_MMAP_THRESHOLD_) keeps them out of it, but glibc reads it only when
+ * the process starts: so the process replaces itself once (execve: same pid, same descriptors,
+ * no child to forward signals to), before it has done anything. A threshold already set in the
+ * environment is left alone.
+ */
+export function tuneAllocatorOnce(): void {
+  if (process.platform !== 'linux' || process.env.MALLOC_MMAP_THRESHOLD_ !== undefined || typeof process.execve !== 'function') return;
+  try {
+    process.execve(process.execPath, [process.execPath, ...process.execArgv, ...process.argv.slice(1)], { ...process.env, MALLOC_MMAP_THRESHOLD_: String(MMAP_THRESHOLD) });
+  } catch {
+    // Not possible here (seccomp, …): run as is.
+  }
 }

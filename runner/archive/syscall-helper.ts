@@ -250,7 +250,9 @@ flush_out();
 type Pending = { bytes: number; resolve: (body: Buffer) => void; reject: (error: Error) => void };
 
 /** Requests in flight are limited so that a slow helper makes the runner wait instead of buffering without bound. */
-const MAX_IN_FLIGHT_BYTES = 4 * 1024 * 1024;
+const MAX_IN_FLIGHT_BYTES = 2 * 1024 * 1024;
+/** …and in number: each waiting request holds a promise and its buffers (tiny files make many). */
+const MAX_IN_FLIGHT_REQUESTS = 512;
 
 export class SyscallHelper {
   private readonly child: ChildProcessWithoutNullStreams;
@@ -371,7 +373,7 @@ export class SyscallHelper {
 
   /** Resolves once the helper has caught up enough for more requests; undefined when it already has. */
   backpressure(): Promise<void> | undefined {
-    if (this.outstanding < MAX_IN_FLIGHT_BYTES || this.failure) return undefined;
+    if ((this.outstanding < MAX_IN_FLIGHT_BYTES && this.pending.length < MAX_IN_FLIGHT_REQUESTS) || this.failure) return undefined;
     return new Promise((resolve) => this.drainWaiters.push(resolve));
   }
 
@@ -464,7 +466,7 @@ export class SyscallHelper {
     data = data.subarray(at);
     this.input = data.length ? [Buffer.from(data)] : [];
     this.inputBytes = data.length;
-    if (this.outstanding < MAX_IN_FLIGHT_BYTES / 2) this.wake();
+    if (this.outstanding < MAX_IN_FLIGHT_BYTES / 2 && this.pending.length < MAX_IN_FLIGHT_REQUESTS / 2) this.wake();
     if (this.closed && this.pending.length === 0) this.child.kill();
   }
 
