@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-for tool in busybox zstd pigz tar gzip unzip unshare time perl getfattr setfacl setcap strace restic borg; do
+for tool in busybox zstd pigz tar gzip unzip unshare time perl getfattr setfacl setcap strace restic borg jq; do
   type -P "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if ((${#missing[@]})); then
