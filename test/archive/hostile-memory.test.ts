@@ -42,7 +42,7 @@ async function hostileArchive(file: string): Promise<void> {
   put({ ...base, name: './../escaped', type: 'File' });
   gzip.write(Buffer.from(batch.subarray(0, at)));
   gzip.end(Buffer.alloc(1024));
-  await new Promise((resolve) => out.on('close', resolve));
+  await new Promise<void>((resolve) => out.on('close', () => resolve()));
 }
 
 describe('a hostile archive of a million entries', () => {
