@@ -246,12 +246,13 @@ import { execFileSync } from 'node:child_process';
 const [writeUrl, walkUrl, source, out, victimRel, kind] = process.argv.slice(2);
 const { writeArchive } = await import(writeUrl);
 const { excludeMatcher } = await import(walkUrl);
+const { ManifestWriter } = await import(writeUrl.replace(/write\.js$/, 'manifest.js'));
 const victim = path.join(source, victimRel);
 const realLstat = fs.lstatSync;
 let fired = false;
 fs.lstatSync = function (p, ...rest) {
   const st = realLstat.call(fs, p, ...rest);
-  if (!fired && p === victim) {
+  if (!fired && String(p) === victim) {
     fired = true;
     fs.rmSync(victim, { recursive: true, force: true });
     if (kind === 'fifo') execFileSync('mkfifo', [victim]);
@@ -262,7 +263,8 @@ fs.lstatSync = function (p, ...rest) {
   return st;
 };
 try {
-  const result = await writeArchive({ source, exclude: excludeMatcher([]), skipUnreadable: false, compression: 'none', level: undefined, file: out, sourceBytes: 0 });
+  const manifest = new ManifestWriter(fs.openSync('/dev/null', 'w'), { format: 2, prefix: 'x', archive: 'x', createdAt: '', source, compression: 'none', level: undefined, excludes: [], runnerVersion: '' });
+  const result = await writeArchive({ source, exclude: excludeMatcher([]), skipUnreadable: false, compression: 'none', level: undefined, file: out, manifest, xattrs: false, sourceBytes: 0 });
   process.stdout.write(JSON.stringify({ ok: true, fired, warnings: result.warnings }));
 } catch (error) {
   process.stdout.write(JSON.stringify({ ok: false, fired, message: error.message, code: error.code }));
