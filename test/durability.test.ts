@@ -49,7 +49,26 @@ function traced(args: string[]): { calls: Call[]; code: number } {
   const text = fs.readFileSync(out, 'utf8');
   fs.rmSync(dir, { recursive: true, force: true });
   const calls: Call[] = [];
+  // With several threads and processes, strace splits a call that another one interrupts into
+  // `PID call(args <unfinished ...>` and later `PID <... call resumed>) = R`; join them back.
+  const pending = new Map<string, string>();
+  const lines: string[] = [];
   for (const line of text.split('\n')) {
+    const unfinished = /^(\d+)\s+(.*) <unfinished \.\.\.>$/.exec(line);
+    if (unfinished) {
+      pending.set(unfinished[1]!, unfinished[2]!);
+      continue;
+    }
+    const resumed = /^(\d+)\s+<\.\.\. \w+ resumed>(.*)$/.exec(line);
+    if (resumed) {
+      const start = pending.get(resumed[1]!);
+      pending.delete(resumed[1]!);
+      if (start !== undefined) lines.push(`${resumed[1]} ${start}${resumed[2]}`);
+      continue;
+    }
+    lines.push(line);
+  }
+  for (const line of lines) {
     const m = /^\d+\s+(fsync|fdatasync|syncfs|rename|renameat|renameat2)\((.*)\)\s+=\s+(-?\d+)/.exec(line);
     if (!m) continue;
     const [, name, rawArgs, result] = m;
@@ -109,7 +128,7 @@ describe.skipIf(!hasStrace)('durability order (strace)', () => {
     expectDurableRename(calls, dest, `.${name}.manifest.json.partial`, `${name}.manifest.json`);
   });
 
-  it('restore: the staged tree is synced before the journal commits to the swap, the journal and the done marker fsynced before their renames', async () => {
+  it('restore: the staged tree is synced before the journal in DEST commits to the swap, the journal and the done marker fsynced before their renames', async () => {
     const source = await tempDir('src');
     buildRichTree(source, { bigFileBytes: 100_000 });
     const dest = fs.realpathSync(await tempDir('dest'));
@@ -118,15 +137,24 @@ describe.skipIf(!hasStrace)('durability order (strace)', () => {
     fs.writeFileSync(path.join(target, 'old.txt'), 'old\n');
     const { calls, code } = traced(['restore', '--dest', dest, '--archive', 'latest', '--target', target, '--no-snapshot', '--request-id', 'r1']);
     expect(code).toBe(0);
-    const journalRename = find(calls, (c) => c.name.startsWith('rename') && c.ok && /\.pvc-backup-restore-[0-9a-f]+\.journal\.tmp$/.test(c.paths[0]!));
-    expect(journalRename, 'the journal is written').toBeGreaterThan(-1);
-    const journalTmp = calls[journalRename]!.paths[0]!;
-    const journal = calls[journalRename]!.paths[1]!;
-    expectDurableRename(calls, target, path.basename(journalTmp), path.basename(journal));
-    // sync -f (syncfs on the target's file system), or a global sync, before the journal exists.
+    // The journal is rewritten at each phase: extracting, with its directory's inode, evacuate, install.
+    const isJournalRename = (c: Call) => c.name.startsWith('rename') && c.ok && /\/\.\.pvc-backup-restore-[0-9a-f]+\.journal\.partial$/.test(c.paths[0]!);
+    const journalRenames = calls.flatMap((c, i) => (isJournalRename(c) ? [i] : []));
+    expect(journalRenames.length, 'the journal is written for each phase').toBeGreaterThanOrEqual(4);
+    const journalTmp = calls[journalRenames[0]!]!.paths[0]!;
+    const journal = calls[journalRenames[0]!]!.paths[1]!;
+    expect(path.dirname(journal), 'the journal lives in DEST').toBe(dest);
+    expectDurableRename(calls, dest, path.basename(journalTmp), path.basename(journal));
+    for (const renamed of journalRenames) {
+      const lastSync = calls.slice(0, renamed).findLastIndex((c) => isSync(c, journalTmp));
+      expect(lastSync, 'each journal write fsynced before its rename').toBeGreaterThan(Math.max(-1, ...journalRenames.filter((r) => r < renamed)));
+    }
+    // sync -f (syncfs on the target's file system), or a global sync, before the journal says evacuate.
+    const commit = journalRenames[2]!;
     const synced = find(calls, (c) => c.name === 'syncfs' && c.ok);
     expect(synced, 'syncfs of the target file system').toBeGreaterThan(-1);
-    expect(synced, 'staged data synced before the journal commits to the swap').toBeLessThan(journalRename);
+    expect(synced, 'staged data synced before the journal commits to the swap').toBeLessThan(commit);
+    expect(synced, 'after the staging directory was recorded').toBeGreaterThan(journalRenames[1]!);
     expectDurableRename(calls, dest, '..pvc-backup-restore-r1.done.partial', '.pvc-backup-restore-r1.done');
   });
 });

@@ -193,9 +193,10 @@ async function runTrial(trial: Trial, index: number): Promise<void> {
   for (const n of churn.filter((x) => x.startsWith('old-'))) {
     expect(inArchive.get(`./churn/${n}`)?.sha256, `${context}\n./churn/${n} silently missing or wrong`).toBe(sha256File(path.join(source, 'churn', n)));
   }
-  // Whatever was reported as vanished is indeed gone.
+  // Whatever was reported as vanished is indeed gone (except below types/, whose entries the
+  // mutator removes and then recreates as another type: one can vanish and be back by now).
   for (const [p, problem] of warned) {
-    if (/vanished/.test(problem)) expect(fs.existsSync(path.join(source, p)), `${context}\n${p} reported vanished but exists`).toBe(false);
+    if (/vanished/.test(problem) && !p.startsWith('./types/')) expect(fs.existsSync(path.join(source, p)), `${context}\n${p} reported vanished but exists`).toBe(false);
   }
   // A new file in the archive without a warning holds its complete content.
   for (const [p, f] of inArchive) {
