@@ -27,6 +27,14 @@ const LOOKAHEAD = 128;
 export interface PackOptions {
   source: string;
   exclude: ExcludeMatcher;
+  /**
+   * Regular files of the source archived with the bytes of another file (source-relative path →
+   * that file), under their own name, mode, owner and mtime: the consistent copies of live
+   * SQLite databases (runner/consistency/backup-inputs.ts).
+   */
+  substitutes?: ReadonlyMap<string, string>;
+  /** Trees archived after the source, each under `archivePath` (the pre-backup dumps). */
+  extraTrees?: readonly { dir: string; archivePath: string; exclude: ExcludeMatcher }[];
   /** Skip what cannot be archived (with a warning) instead of failing. */
   skipUnreadable: boolean;
   /** Where output chunks come from; its buffer size is the chunk size. */
@@ -95,8 +103,17 @@ export class TarPacker {
   }
 
   async *chunks(): AsyncGenerator<Buffer> {
-    const walker = new TreeWalker(this.options.source, this.options.exclude, LOOKAHEAD + 8);
-    const walk = walker.entries();
+    const trees = [{ dir: this.options.source, archivePath: '', exclude: this.options.exclude }, ...(this.options.extraTrees ?? [])];
+    for (const tree of trees) yield* this.packTree(tree.dir, tree.archivePath, tree.exclude);
+    this.zeros(2 * BLOCK);
+    this.flush();
+    yield* this.takeReady();
+  }
+
+  /** One tree, its entries named `archivePath/rel` (just `rel` for the source). */
+  private async *packTree(dir: string, archivePath: string, exclude: ExcludeMatcher): AsyncGenerator<Buffer> {
+    const walker = new TreeWalker(dir, exclude, LOOKAHEAD + 8);
+    const walk = archivePath === '' ? walker.entries() : renamed(walker.entries(), archivePath);
     const queue: { entry: WalkEntry; xattrs: Promise<XattrResult> | undefined }[] = [];
     const refill = () => {
       while (queue.length < LOOKAHEAD) {
@@ -119,9 +136,6 @@ export class TarPacker {
       walk.return(undefined);
       walker.close();
     }
-    this.zeros(2 * BLOCK);
-    this.flush();
-    yield* this.takeReady();
   }
 
   private requestXattrs(entry: WalkEntry): Promise<XattrResult> | undefined {
@@ -217,7 +231,8 @@ export class TarPacker {
       this.record({ path, type: 'symlink', size: 0, ...manifestMeta(base), linkTarget: target, ...xattrField(xattrs), offset });
       return;
     }
-    const linkKey = stat.nlink > 1n ? `${stat.dev}:${stat.ino}` : undefined;
+    // A substituted file is archived on its own (its bytes are not the inode's), never as a hard link.
+    const linkKey = stat.nlink > 1n && !this.options.substitutes?.has(rel) ? `${stat.dev}:${stat.ino}` : undefined;
     const first = linkKey ? this.hardLinks.get(linkKey) : undefined;
     if (first !== undefined) {
       if (--first.left <= 0) this.hardLinks.delete(linkKey!);
@@ -230,10 +245,11 @@ export class TarPacker {
 
   private async *packFile(entry: WalkEntry, path: string, linkKey: string | undefined, links: number, xattrs: Xattr[] | undefined): AsyncGenerator<Buffer> {
     let fd: number;
+    const substitute = this.options.substitutes?.get(entry.rel);
     try {
       // O_NONBLOCK: a regular file replaced by a FIFO after it was listed must not block the run
       // forever in open(); the type is checked on the opened descriptor below.
-      fd = fs.openSync(entry.path, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
+      fd = fs.openSync(substitute ?? entry.path, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       if (code === 'ENOENT') {
@@ -256,7 +272,9 @@ export class TarPacker {
         return;
       }
       const size = Number(before.size);
-      const meta = { mode: Number(before.mode) & 0o7777, uid: Number(before.uid), gid: Number(before.gid), mtime: splitNanoseconds(before.mtimeNs) };
+      // A substitute's bytes under the live file's own mode, owner and mtime.
+      const owner = substitute === undefined ? before : entry.stat!;
+      const meta = { mode: Number(owner.mode) & 0o7777, uid: Number(owner.uid), gid: Number(owner.gid), mtime: splitNanoseconds(owner.mtimeNs) };
       // Like GNU tar: a file with fewer allocated blocks than its size may have holes.
       const extents = Number(before.blocks) * 512 < size ? await this.holes(entry.rel, fd, size) : undefined;
       const hash = new ContentHash();
@@ -477,6 +495,15 @@ export class TarPacker {
 }
 
 const NEWLINE = Buffer.from('\n');
+
+/** A walk's entries under another name: `archivePath` for its root, `archivePath/rel` below it. */
+function* renamed(entries: Generator<WalkEntry>, archivePath: string): Generator<WalkEntry> {
+  try {
+    for (const entry of entries) yield { ...entry, rel: entry.rel === '' ? archivePath : `${archivePath}/${entry.rel}` };
+  } finally {
+    entries.return(undefined);
+  }
+}
 
 function manifestMeta(meta: { mode: number; uid: number; gid: number; mtime: Time }): Pick<ManifestFile, 'mode' | 'mtime' | 'mtimeNsec' | 'uid' | 'gid'> {
   return meta.mtime.nsec === 0

@@ -8,7 +8,7 @@ import { BufferPool } from './buffer-pool.js';
 import { compareEntry } from './check.js';
 import { CHUNK_BYTES, createCompressor } from './compress.js';
 import { MANIFEST_FORMAT, type ManifestFile, type ManifestWriter } from './manifest.js';
-import { type PackWarning, TarPacker } from './pack.js';
+import { type PackOptions, type PackWarning, TarPacker } from './pack.js';
 import type { HelperPool } from './syscall-helper.js';
 import { type TarEntry, TarReader } from './tar-reader.js';
 import type { ExcludeMatcher } from './walk.js';
@@ -16,6 +16,9 @@ import type { ExcludeMatcher } from './walk.js';
 export interface WriteOptions {
   source: string;
   exclude: ExcludeMatcher;
+  /** Files archived with another file's bytes, and trees archived after the source (see PackOptions). */
+  substitutes?: PackOptions['substitutes'];
+  extraTrees?: PackOptions['extraTrees'];
   skipUnreadable: boolean;
   compression: Compression;
   level: number | undefined;
@@ -120,6 +123,8 @@ export async function writeArchive(options: WriteOptions): Promise<WrittenArchiv
   const packer = new TarPacker({
     source: options.source,
     exclude: options.exclude,
+    substitutes: options.substitutes,
+    extraTrees: options.extraTrees,
     skipUnreadable: options.skipUnreadable,
     pool,
     helper: options.helper,

@@ -14,6 +14,7 @@ import { fsyncDirectorySync, removeLeftoverPartials, writeFileAtomicSync } from 
 import { listArchives, readManifest } from '../store/catalog.js';
 import { acquireLock, logLockWarnings } from '../store/lock.js';
 import { archiveFileName, manifestName, partialName, sha256Name } from '../store/naming.js';
+import { type BackupInputs, prepareBackupInputs } from '../consistency/backup-inputs.js';
 import { pruneArchives } from './prune.js';
 
 export interface BackupSummary {
@@ -28,7 +29,8 @@ export interface BackupSummary {
 }
 
 /**
- * One backup run, as ordered steps: lock → clean leftovers → preflight → write (tar →
+ * One backup run, as ordered steps: lock → clean leftovers → check the pre-backup dumps and copy
+ * the --sqlite databases (runner/consistency/backup-inputs.ts) → preflight → write (tar →
  * compress → hidden partial, hashed in the same pass) → verify the partial → publish
  * (sidecars, then rename) → prune → unlock. Anything that needs undoing is registered with
  * the cleanup list the moment it exists, so a failure or a signal leaves nothing half-made.
@@ -49,17 +51,23 @@ export async function runBackup(config: BackupConfig, ctx: RunContext): Promise<
  * The backup steps after the lock: for callers that already hold the directory lock (restore
  * takes its pre-restore snapshot this way).
  */
-export async function backupUnderLock(given: BackupConfig, ctx: RunContext): Promise<BackupSummary> {
-  const { log } = ctx;
-  if (given.source === undefined || given.sqlite.length > 0 || given.dumps !== undefined) {
-    throw new UsageError('--sqlite and --dump are not supported by this runner yet; remove them', 'NOT_SUPPORTED');
-  }
-  const config = { ...given, source: given.source };
+export async function backupUnderLock(config: BackupConfig, ctx: RunContext): Promise<BackupSummary> {
   const started = ctx.now();
-  const exclude = excludeMatcher(config.excludes);
-  const scan = await preflight(config, exclude, ctx);
+  // Dumps checked and SQLite databases copied before anything is written (a failure: no archive, nothing pruned).
+  const inputs = await prepareBackupInputs(config, excludeMatcher(config.excludes), ctx);
+  try {
+    return await archiveInputs(config, inputs, started, ctx);
+  } finally {
+    inputs.release();
+  }
+}
+
+async function archiveInputs(config: BackupConfig, inputs: BackupInputs, started: Date, ctx: RunContext): Promise<BackupSummary> {
+  const { log } = ctx;
+  const scan = await preflight(config, inputs, ctx);
   const name = await chooseName(config, started, ctx);
-  log.info('backup.start', `backing up ${config.source} (${humanBytes(scan.bytes)} in ${count(scan.files, 'file')}) into ${name}`, {
+  const what = [config.source, ...inputs.extraTrees.map((t) => t.dir)].filter(Boolean).join(' and ');
+  log.info('backup.start', `backing up ${what} (${humanBytes(scan.bytes + inputs.extraBytes)} in ${count(scan.files, 'file')}${inputs.extraTrees.length ? ' and the dumps' : ''}) into ${name}`, {
     archive: name,
     source: config.source,
     dest: config.dest,
@@ -79,7 +87,7 @@ export async function backupUnderLock(given: BackupConfig, ctx: RunContext): Pro
   const forgetManifest = ctx.cleanup.add('close the manifest', () => manifest.close());
   let written: WrittenArchive;
   try {
-    written = await write(config, exclude, partial, manifest.writer, helper, scan.bytes, ctx);
+    written = await write(config, inputs, partial, manifest.writer, helper, scan.bytes + inputs.extraBytes, ctx);
     await verifyPartial(partial, written, name, ctx);
   } catch (error) {
     manifest.close();
@@ -130,9 +138,9 @@ async function removeLeftovers(dest: string, ctx: RunContext): Promise<void> {
   for (const name of removed) ctx.log.warn('backup.leftover-removed', `removed ${name}, left over by an interrupted run`, { file: name });
 }
 
-async function preflight(config: BackupConfig & { source: string }, exclude: ReturnType<typeof excludeMatcher>, ctx: RunContext) {
+async function preflight(config: BackupConfig, inputs: BackupInputs, ctx: RunContext) {
   const destStat = fs.statSync(config.dest);
-  const scan = scanSource(config.source, exclude, { dev: destStat.dev, ino: destStat.ino });
+  const scan = scanSource(inputs.root, inputs.exclude, { dev: destStat.dev, ino: destStat.ino });
   if (scan.contains !== undefined) {
     throw new UsageError(
       `--dest ${config.dest} is inside --source ${config.source} (it appears there as ${scan.contains}, through a bind mount or another mount of the same volume); the backup would archive itself, use a directory outside the source or exclude ${scan.contains}`,
@@ -153,7 +161,8 @@ async function preflight(config: BackupConfig & { source: string }, exclude: Ret
     }
     ctx.log.warn('backup.skipping', `skipping ${count(scan.problems.length, 'entry')} that cannot be archived: ${list}`, { count: scan.problems.length });
   }
-  if (scan.empty && !config.allowEmpty) {
+  // A backup of dumps alone has an empty root; the dumps themselves were checked to be non-empty.
+  if (scan.empty && !config.allowEmpty && config.source !== undefined) {
     throw new OperationError(
       `source ${config.source} is empty; refusing to make an empty archive that would push real backups out of keep-last (is the volume mounted?). Pass --allow-empty if this is intended`,
       'EMPTY_SOURCE',
@@ -163,7 +172,7 @@ async function preflight(config: BackupConfig & { source: string }, exclude: Ret
   const previousManifest = previous ? await readManifest(config.dest, previous.name).catch(() => undefined) : undefined;
   const previousData = previousManifest ? (previousManifest.storedBytes ?? previousManifest.totalBytes) : 0;
   const ratio = previousManifest && previousManifest.archiveBytes > 0 && previousData > 0 ? previousData / previousManifest.archiveBytes : undefined;
-  checkFreeSpace(config.dest, scan.dataBytes, config.compression === 'none' ? 1 : ratio, config.compression !== 'none');
+  checkFreeSpace(config.dest, scan.dataBytes + inputs.extraBytes, config.compression === 'none' ? 1 : ratio, config.compression !== 'none');
   return scan;
 }
 
@@ -216,13 +225,14 @@ function startHelper(config: BackupConfig, ctx: RunContext): HelperPool | undefi
   return undefined;
 }
 
-function manifestHead(config: BackupConfig & { source: string }, name: string, started: Date, ctx: RunContext): ManifestHead {
+function manifestHead(config: BackupConfig, name: string, started: Date, ctx: RunContext): ManifestHead {
   return {
     format: MANIFEST_FORMAT,
     prefix: config.prefix,
     archive: name,
     createdAt: started.toISOString(),
-    source: config.source,
+    // A backup of dumps alone names the dumps' directory.
+    source: config.source ?? config.dumps?.dir ?? '',
     compression: config.compression,
     level: config.level,
     excludes: config.excludes,
@@ -261,7 +271,7 @@ function openManifestWriter(file: string, head: ManifestHead, sourceBytes: numbe
   }
 }
 
-async function write(config: BackupConfig & { source: string }, exclude: ReturnType<typeof excludeMatcher>, partial: string, manifest: ManifestWriter, helper: HelperPool | undefined, sourceBytes: number, ctx: RunContext): Promise<WrittenArchive> {
+async function write(config: BackupConfig, inputs: BackupInputs, partial: string, manifest: ManifestWriter, helper: HelperPool | undefined, sourceBytes: number, ctx: RunContext): Promise<WrittenArchive> {
   let progress = { bytesRead: 0, files: 0, archiveBytes: 0 };
   const reporter = new ProgressReporter(ctx.log, 'backup.progress', config.progressSeconds, () => ({
     bytes: progress.bytesRead,
@@ -270,8 +280,10 @@ async function write(config: BackupConfig & { source: string }, exclude: ReturnT
   })).start();
   try {
     return await writeArchive({
-      source: config.source,
-      exclude,
+      source: inputs.root,
+      exclude: inputs.exclude,
+      substitutes: inputs.substitutes,
+      extraTrees: inputs.extraTrees,
       skipUnreadable: config.skipUnreadable,
       compression: config.compression,
       level: config.level,
