@@ -4,6 +4,7 @@ import { Construct } from 'constructs';
 import { HelmPlaceholders, setFields } from '../helm.js';
 import { V } from '../values.js';
 import { monitoringArgs } from './monitoring.js';
+import { bucketArgs, recipientArgs, templateBucketEnv } from './offsite.js';
 import { backupMount, MOUNT_PATHS, resourceMetadata, runnerContainer, sourceMount, templateRunnerPod } from './runner-pod.js';
 
 /** The scheduled backup: `pvc-backup backup` with every setting spelled out as a flag. */
@@ -42,6 +43,7 @@ export class BackupCronJob extends Construct {
       '/spec/jobTemplate/spec/ttlSecondsAfterFinished': helm.field(backup.ttlSecondsAfterFinished),
     });
     templateRunnerPod(ApiObject.of(cronJob), '/spec/jobTemplate/spec/template', { pod: 'backup', colocate: true, reports: true });
+    templateBucketEnv(ApiObject.of(cronJob), '/spec/jobTemplate/spec/template/spec/containers/0', V.offsite.enabled);
   }
 }
 
@@ -51,10 +53,12 @@ function backupArgs(helm: HelmPlaceholders): string[] {
     'backup',
     '--source',
     MOUNT_PATHS.source,
-    '--dest',
-    MOUNT_PATHS.backup,
+    // Into the backup volume, then a copy into the bucket; or (storage.enabled=false) straight into the bucket.
+    helm.argsWhen(V.storage.enabled, ['--dest', MOUNT_PATHS.backup]),
+    helm.argsWhen(V.offsite.enabled, [...bucketArgs(helm, true), '--remote-keep-last', helm.arg(V.offsite.keepLast)]),
     '--prefix',
     helm.arg(backup.prefix),
+    ...recipientArgs(helm),
     '--compression',
     helm.arg(backup.compression),
     helm.optionalArg('--level', backup.level),

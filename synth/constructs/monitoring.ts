@@ -19,11 +19,9 @@ export function monitoringArgs(helm: HelmPlaceholders, component: Component): st
   ];
 }
 
-/** The token mount and the notification URLs' variable of a runner pod template (see templateRunnerPod). */
-export function templateMonitoring(apiObject: ApiObject, podTemplate: string): void {
+/** The token mount and the notification URLs' variable of a runner pod template and its containers (JSON pointers; see templateRunnerPod). */
+export function templateMonitoring(apiObject: ApiObject, podTemplate: string, containers: string[] = [`${podTemplate}/spec/containers/0`]): void {
   const helm = HelmPlaceholders.of(apiObject);
-  setFields(apiObject, {
-    [`${podTemplate}/spec/automountServiceAccountToken`]: helm.field(V.events.enabled),
-    [`${podTemplate}/spec/containers/0/env/-`]: helm.appendItems(V.notify.urlsEnv),
-  });
+  setFields(apiObject, { [`${podTemplate}/spec/automountServiceAccountToken`]: helm.field(V.events.enabled) });
+  for (const container of containers) setFields(apiObject, { [`${container}/env/-`]: helm.appendItems(V.notify.urlsEnv) });
 }
