@@ -67,3 +67,26 @@ what to set. Renders nothing otherwise.
 {{- fail "offsite.sseKmsKeyId is used only with offsite.sse=aws:kms: set offsite.sse=aws:kms (or remove sseKmsKeyId)" }}
 {{- end }}
 {{- end }}
+
+{{/*
+The runner's flags that name the bucket (no upload settings), as a YAML list, for the commands
+NOTES prints; the pods get the same flags from synth/constructs/offsite.ts (a test compares them).
+*/}}
+{{- define "pvc-backup.bucketArgs" -}}
+{{- $offsite := .Values.offsite }}
+- --remote
+- {{ $offsite.url | quote }}
+{{- with $offsite.endpoint }}
+- --s3-endpoint
+- {{ . | quote }}
+{{- end }}
+{{- with $offsite.region }}
+- --s3-region
+- {{ . | quote }}
+{{- end }}
+{{- if eq (toString $offsite.pathStyle) "true" }}
+- --s3-path-style
+{{- else if eq (toString $offsite.pathStyle) "false" }}
+- --no-s3-path-style
+{{- end }}
+{{- end }}
