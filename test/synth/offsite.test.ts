@@ -253,17 +253,18 @@ describe.each(helmBinaries())('field by field on Helm $major', (helm) => {
   });
 
   it.each([
-    ['baseline', 'baseline', { verify: 0o400, restore: 0o400 }],
+    ['the baseline profile', { securityProfile: 'baseline' }, 'baseline', { verify: 0o400, restore: 0o400 }],
     // The restricted restore pod has no fsGroup (it would re-own the application's volume), so 0400 root-owned would be unreadable.
-    ['restricted', 'restricted', { verify: 0o400, restore: 0o444 }],
-  ] as const)('the %s profile: pods meet %s with the bucket and the identity, identity modes %j', (securityProfile, level, modes) => {
-    const manifests = renderChart(helm, { ...AWS_VALUES, securityProfile, offsite: { ...AWS_VALUES.offsite, existingSecret: 's3' } });
+    ['the restricted profile', { securityProfile: 'restricted' }, 'restricted', { verify: 0o400, restore: 0o444 }],
+    ['a non-root uid by hand, without fsGroup', { podSecurityContext: { runAsUser: 1000, runAsGroup: 1000, runAsNonRoot: true } }, 'baseline', { verify: 0o444, restore: 0o444 }],
+  ] as const)('%s: pods meet %s with the bucket and the identity, identity modes %j', (_name, security, level, modes) => {
+    const manifests = renderChart(helm, { ...AWS_VALUES, ...security, offsite: { ...AWS_VALUES.offsite, existingSecret: 's3' } });
     expect(lowestLevel(workloadsOf(manifests).map((w) => podSecurityLevel(podTemplateOf(w))))).toBe(level);
     const { verify, restore, test } = workloadsByRole(manifests);
     expect(volumes(verify)['age-identity'].secret.defaultMode).toBe(modes.verify);
     expect(volumes(test)['age-identity'].secret.defaultMode).toBe(modes.verify);
     expect(volumes(restore)['age-identity'].secret.defaultMode).toBe(modes.restore);
-    const renderedNotes = renderNotes(helm, { ...AWS_VALUES, securityProfile });
+    const renderedNotes = renderNotes(helm, { ...AWS_VALUES, ...security });
     expect(renderedNotes).toContain(`meet the "${level}" level`);
   });
 });
