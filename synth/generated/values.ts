@@ -957,7 +957,7 @@ export interface Values {
     name: string;
     [key: string]: unknown;
   })[];
-  /** extraVolumeMounts are added to every container (Kubernetes VolumeMount objects); /data, /backup and /tmp are the chart's own. */
+  /** extraVolumeMounts are added to every container (Kubernetes VolumeMount objects); /data, /backup, /tmp and /etc/pvc-backup/age are the chart's own. */
   extraVolumeMounts: ({
     name: string;
     mountPath: string;

@@ -285,6 +285,8 @@ describe.each(helmBinaries())('values checks on Helm $major', (helm) => {
     ['a truncated recipient', { ...base, encryption: { recipients: [RECIPIENTS[0]!.slice(0, -1)] } }, 'recipients'],
     ['an identity as a recipient', { ...base, encryption: { recipients: ['AGE-SECRET-KEY-1QQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQ'] } }, 'recipients'],
     ['recipients as one string', { ...base, encryption: { recipients: RECIPIENTS[0] } }, 'recipients'],
+    ['an extra volume named like the identity\'s', { ...base, extraVolumes: [{ name: 'age-identity', emptyDir: {} }] }, 'extraVolumes'],
+    ['an extra mount over the identity', { ...base, extraVolumeMounts: [{ name: 'x', mountPath: '/etc/pvc-backup/age' }] }, 'mountPath'],
   ] as const)('the schema rejects %s', (_name, values, key) => {
     const result = helmTemplate(helm, values);
     expect(result.code, result.stdout).not.toBe(0);
