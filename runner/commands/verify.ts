@@ -2,15 +2,15 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { checkArchive } from '../archive/check.js';
 import { parseChecksumFile } from '../archive/hash.js';
-import { type Manifest, serializeManifest } from '../archive/manifest.js';
+import { type OpenedManifest, type Verification, writeManifestWithVerification } from '../archive/manifest.js';
 import { RestorabilityCheck } from '../archive/safety.js';
 import type { VerifyConfig } from '../config.js';
 import type { RunContext } from '../context.js';
 import { IntegrityError, OperationError, RunnerError, describeSystemError } from '../errors.js';
 import { judgeFreshness } from '../freshness.js';
 import { ProgressReporter, count, humanBytes } from '../log.js';
-import { writeFileAtomicSync } from '../store/atomic.js';
-import { type ArchiveInfo, choosePrefix, findArchive, listArchives, otherPrefixesHint, readManifest } from '../store/catalog.js';
+import { writeFileAtomicSyncWith } from '../store/atomic.js';
+import { type ArchiveInfo, choosePrefix, findArchive, listArchives, openArchiveManifest, otherPrefixesHint } from '../store/catalog.js';
 import { manifestName, partialName, sha256Name } from '../store/naming.js';
 
 export interface VerifyOutcome {
@@ -83,14 +83,15 @@ async function verifyOne(config: VerifyConfig, archive: ArchiveInfo, ctx: RunCon
     files: 0,
     message: `verifying ${archive.name}: ${humanBytes(read)} of ${humanBytes(archive.size)}`,
   })).start();
-  let manifest: Manifest | undefined;
+  let manifest: OpenedManifest | undefined;
+  let restorability: RestorabilityCheck | undefined;
   try {
     const sha256 = await readChecksum(config.dest, archive.name);
-    manifest = await readManifest(config.dest, archive.name);
+    manifest = openArchiveManifest(config.dest, archive.name);
     if (!manifest) throw new IntegrityError(`${archive.name} has no ${manifestName(archive.name)}; it was not made by pvc-backup or its manifest was deleted`, 'NO_MANIFEST');
-    const restorability = new RestorabilityCheck({ allowAbsoluteSymlinks: config.allowAbsoluteSymlinks });
+    restorability = new RestorabilityCheck({ allowAbsoluteSymlinks: config.allowAbsoluteSymlinks });
     const result = await checkArchive(file, archive.compression, { label: archive.name, sha256, manifest }, { visitor: restorability, onProgress: (p) => (read = p.archiveBytes) });
-    await record(config.dest, archive.name, manifest, { at: ctx.now().toISOString(), ok: true }, ctx);
+    record(config.dest, archive.name, { at: ctx.now().toISOString(), ok: true }, ctx);
     const fields = {
       archive: archive.name,
       entries: result.entries,
@@ -116,10 +117,17 @@ async function verifyOne(config: VerifyConfig, archive: ArchiveInfo, ctx: RunCon
     }
     // Decompression and tar errors do not know the file they came from; the message must name it.
     const message = error.message.includes(archive.name) ? error.message : `${archive.name}: ${error.message}`;
-    if (manifest) await record(config.dest, archive.name, manifest, { at: ctx.now().toISOString(), ok: false, error: message }, ctx).catch(() => undefined);
+    if (manifest) {
+      try {
+        record(config.dest, archive.name, { at: ctx.now().toISOString(), ok: false, error: message }, ctx);
+      } catch {
+        // The failure is reported either way; a manifest that cannot be rewritten keeps its old record.
+      }
+    }
     ctx.log.error('verify.failed', message, { archive: archive.name, code: error.code });
     return { archive: archive.name, ok: false, intact: false, error: message };
   } finally {
+    restorability?.close();
     reporter.stop();
   }
 }
@@ -137,14 +145,14 @@ async function readChecksum(dest: string, name: string): Promise<string> {
   return parseChecksumFile(text, name);
 }
 
-/** Stores the verification result in the manifest, unless the archive is gone by now. */
-async function record(dest: string, name: string, manifest: Manifest, verification: Manifest['verification'], ctx: RunContext): Promise<void> {
+/** Stores the verification result in the manifest (streamed through a hidden partial), unless the archive is gone by now. */
+function record(dest: string, name: string, verification: Verification, ctx: RunContext): void {
   if (!fs.existsSync(path.join(dest, name))) return;
   // A signal may land while the new manifest is being written: its hidden partial must not stay behind.
   const partial = path.join(dest, partialName(manifestName(name)));
   const forget = ctx.cleanup.add('remove the partial manifest', () => fs.rmSync(partial, { force: true }));
   try {
-    writeFileAtomicSync(dest, manifestName(name), serializeManifest({ ...manifest, verification }));
+    writeFileAtomicSyncWith(dest, manifestName(name), (fd) => writeManifestWithVerification(path.join(dest, manifestName(name)), verification, fd));
   } finally {
     forget();
   }
