@@ -58,6 +58,8 @@ export const CHART_METADATA = {
       { kind: 'added', description: 'backup.keep tiers (hourly, daily, weekly, monthly, yearly) beside keepLast' },
       { kind: 'added', description: 'metrics (Pushgateway) and a PrometheusRule, Kubernetes Events (a Role with create on events only), notifications and a dead-man\'s switch ping' },
       { kind: 'added', description: 'restore.allowAbsoluteSymlinks; restore.nonce may be a number, and a request that already ran fails saying to set a new one' },
+      { kind: 'added', description: 'offsite.*: copies in an S3-compatible bucket (credentials from a Secret or IRSA), verified by the verify Job; storage.enabled=false for bucket-only installs; restore.from' },
+      { kind: 'added', description: 'encryption.*: age recipients for backups, the identity mounted into verify and restore pods only' },
       { kind: 'changed', description: 'image.repository is required; verify pods mount only the backup volume and run on the backup schedule unless verify.schedule is set' },
     ], { lineWidth: 0 }),
   },
@@ -80,7 +82,7 @@ const TEMPLATES: { fileName: string; condition?: string; construct: ConstructCla
 ];
 
 /** Hand-written templates, copied as they are. */
-const HAND_WRITTEN = ['_helpers.tpl', '_monitoring.tpl', '_schedule.tpl', '_consistency.tpl', 'validate.yaml', 'NOTES.txt'];
+const HAND_WRITTEN = ['_helpers.tpl', '_monitoring.tpl', '_offsite.tpl', '_schedule.tpl', '_consistency.tpl', 'validate.yaml', 'NOTES.txt'];
 
 /** Values files for chart-testing (ct lint / ct install), under ci/. */
 export const CI_VALUES_DIR = 'ci';

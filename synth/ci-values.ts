@@ -33,6 +33,26 @@ export const CI_VALUES: Record<string, { about: string; values: DeepPartial<Valu
       commonLabels: { 'example.com/team': 'storage' },
     },
   },
+  offsite: {
+    about: 'off-site copies in an S3-compatible bucket (MinIO, credentials from a Secret) beside the backup claim, age-encrypted',
+    values: {
+      source: { claimName: 'data' },
+      image: { repository: 'registry.example.com/pvc-backup' },
+      backup: { compression: 'zstd' },
+      offsite: { enabled: true, url: 's3://backups/ci', endpoint: 'http://minio.minio.svc:9000', existingSecret: 'backup-s3', keepLast: 20 },
+      encryption: { recipients: ['age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p'] },
+    },
+  },
+  'bucket-only': {
+    about: 'no backup claim: backups stream straight into the bucket, verify and restore read it',
+    values: {
+      source: { claimName: 'data' },
+      image: { repository: 'registry.example.com/pvc-backup' },
+      storage: { enabled: false },
+      offsite: { enabled: true, url: 's3://backups/ci-bucket-only', endpoint: 'http://minio.minio.svc:9000', existingSecret: 'backup-s3' },
+      securityProfile: 'restricted',
+    },
+  },
   restore: {
     about: 'a restore request next to the schedule',
     values: { source: { claimName: 'data' }, image: { repository: 'registry.example.com/pvc-backup' }, restore: { enabled: true, mode: 'merge' } },

@@ -124,6 +124,8 @@ export const V = {
     sqlite: yaml('backup.sqlite'),
   },
   storage: {
+    /** The archives live on the backup claim; false is a bucket-only install. */
+    enabled: boolean('storage.enabled'),
     size: string('storage.size'),
     /** storage.storageClassName, else global.storageClass; left out when neither names one. */
     storageClassName: helper('storageClassName', 'nonEmptyScalar'),
@@ -152,6 +154,8 @@ export const V = {
     targetSubPath: helper('restoreTargetSubPath', 'nonEmptyString'),
     requestId: helper('restoreRequestId'),
     noSnapshot: derived('boolean', '(not .Values.restore.snapshot)'),
+    /** restore.from, resolved: the archive comes from the bucket. */
+    fromOffsite: derived('boolean', '(eq (include "pvc-backup.restoreFrom" .) "offsite")'),
     allowUnverified: boolean('restore.allowUnverified'),
     allowAbsoluteSymlinks: boolean('restore.allowAbsoluteSymlinks'),
     backoffLimit: integer('restore.backoffLimit'),
@@ -161,6 +165,35 @@ export const V = {
     scalesDown: derived('boolean', '(not (empty .Values.restore.scaleDown))'),
     scaleDownTimeout: string('restore.scaleDownTimeout'),
     scaleDownRules: yamlHelper('scaleDownRules', {}, 'list'),
+  },
+  offsite: {
+    enabled: boolean('offsite.enabled'),
+    url: string('offsite.url'),
+    endpoint: nonEmptyString('offsite.endpoint'),
+    region: nonEmptyString('offsite.region'),
+    /** pathStyle true and false are explicit flags; null leaves the choice to the runner (on with an endpoint). */
+    pathStyleOn: derived('boolean', '(eq (toString .Values.offsite.pathStyle) "true")'),
+    pathStyleOff: derived('boolean', '(eq (toString .Values.offsite.pathStyle) "false")'),
+    /** offsite.keepLast, else what the backup volume keeps. */
+    keepLast: derived('integer', '(.Values.offsite.keepLast | default (.Values.backup.keep.last | default .Values.backup.keepLast))'),
+    storageClass: nonEmptyString('offsite.storageClass'),
+    sse: nonEmptyString('offsite.sse'),
+    sseKmsKeyId: nonEmptyString('offsite.sseKmsKeyId'),
+    maxParts: optionalInteger('offsite.maxParts'),
+    /** Backups are copied to the bucket after they are proven on the backup volume. */
+    besideVolume: derived('boolean', '(and .Values.offsite.enabled .Values.storage.enabled)'),
+    /** The bucket is the only place of the archives (the render fails unless offsite.enabled). */
+    only: derived('boolean', '(not .Values.storage.enabled)'),
+    /** The credentials' variables from offsite.existingSecret, in a container that talks to the bucket while `when` (a Helm condition) holds. */
+    env: (when: string) => yamlHelper('offsiteEnv', { when }, 'list'),
+  },
+  encryption: {
+    recipients: yaml('encryption.recipients'),
+    hasIdentity: derived('boolean', '(not (empty .Values.encryption.existingSecret))'),
+    secretName: string('encryption.existingSecret'),
+    identityKey: string('encryption.identityKey'),
+    /** The identity file's mode in this pod (see pvc-backup.identityFileMode). */
+    fileMode: (pod: PodKind) => derived('integer', `(include "pvc-backup.identityFileMode" (dict "context" . "component" "${POD_COMPONENT[pod]}") | int)`),
   },
   serviceAccount: {
     annotations: yamlHelper('serviceAccountAnnotations'),
@@ -201,12 +234,12 @@ export const RENDER_WHEN = {
   backupCronJob: '.Values.backup.enabled',
   verifyCronJob: '.Values.verify.enabled',
   restoreJob: '.Values.restore.enabled',
-  backupClaim: 'and .Values.storage.create (not .Values.storage.existingClaim)',
+  backupClaim: 'and .Values.storage.enabled .Values.storage.create (not .Values.storage.existingClaim)',
   serviceAccount: '.Values.serviceAccount.create',
   eventsRole: 'and .Values.events.enabled (or .Values.backup.enabled .Values.verify.enabled .Values.restore.enabled)',
   prometheusRule: '.Values.metrics.prometheusRule.enabled',
   /** The chart creates the backup claim, so a WaitForFirstConsumer class needs a consumer at install. */
-  bindJob: 'and .Values.storage.bindJob.enabled .Values.storage.create (not .Values.storage.existingClaim)',
+  bindJob: 'and .Values.storage.enabled .Values.storage.bindJob.enabled .Values.storage.create (not .Values.storage.existingClaim)',
   testPod: '.Values.tests.enabled',
   scaleDownRole: 'and .Values.restore.enabled .Values.restore.scaleDown',
 } as const;

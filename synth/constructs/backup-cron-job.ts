@@ -6,6 +6,7 @@ import { V } from '../values.js';
 import { monitoringArgs } from './monitoring.js';
 import { DUMPS_MOUNT_PATH } from '../../runner/consistency/dumps.js';
 import { templateDumps } from './dumps.js';
+import { bucketArgs, recipientArgs, templateBucketEnv } from './offsite.js';
 import { backupMount, MOUNT_PATHS, resourceMetadata, runnerContainer, templateRunnerPod, templateSourceMount } from './runner-pod.js';
 
 /** The scheduled backup: `pvc-backup backup` with every setting spelled out as a flag. */
@@ -47,6 +48,7 @@ export class BackupCronJob extends Construct {
     templateSourceMount(ApiObject.of(cronJob), podTemplate);
     templateDumps(ApiObject.of(cronJob), podTemplate);
     templateRunnerPod(ApiObject.of(cronJob), podTemplate, { pod: 'backup', colocate: true, reports: true });
+    templateBucketEnv(ApiObject.of(cronJob), `${podTemplate}/spec/containers/0`, V.offsite.enabled);
   }
 }
 
@@ -55,10 +57,12 @@ function backupArgs(helm: HelmPlaceholders): string[] {
   return [
     'backup',
     helm.argsWhen(V.source.given, ['--source', MOUNT_PATHS.source]),
-    '--dest',
-    MOUNT_PATHS.backup,
+    // Into the backup volume, then a copy into the bucket; or (storage.enabled=false) straight into the bucket.
+    helm.argsWhen(V.storage.enabled, ['--dest', MOUNT_PATHS.backup]),
+    helm.argsWhen(V.offsite.enabled, [...bucketArgs(helm, true), '--remote-keep-last', helm.arg(V.offsite.keepLast)]),
     '--prefix',
     helm.arg(backup.prefix),
+    ...recipientArgs(helm),
     '--compression',
     helm.arg(backup.compression),
     helm.optionalArg('--level', backup.level),

@@ -19,11 +19,9 @@ export function monitoringArgs(helm: HelmPlaceholders, component: Component): st
   ];
 }
 
-/** The token mount and the notification URLs' variable of a runner pod template (see templateRunnerPod). */
-export function templateMonitoring(apiObject: ApiObject, podTemplate: string, component: Component): void {
+/** The token mount and the notification URLs' variable of a runner pod template and its containers (JSON pointers; see templateRunnerPod). */
+export function templateMonitoring(apiObject: ApiObject, podTemplate: string, component: Component, containers: string[] = [`${podTemplate}/spec/containers/0`]): void {
   const helm = HelmPlaceholders.of(apiObject);
-  setFields(apiObject, {
-    [`${podTemplate}/spec/automountServiceAccountToken`]: helm.field(V.monitoring.mountsToken(component)),
-    [`${podTemplate}/spec/containers/0/env/-`]: helm.appendItems(V.notify.urlsEnv),
-  });
+  setFields(apiObject, { [`${podTemplate}/spec/automountServiceAccountToken`]: helm.field(V.monitoring.mountsToken(component)) });
+  for (const container of containers) setFields(apiObject, { [`${container}/env/-`]: helm.appendItems(V.notify.urlsEnv) });
 }

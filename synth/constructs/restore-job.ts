@@ -4,7 +4,8 @@ import { Construct } from 'constructs';
 import { HelmPlaceholders, setFields, TemplateFile, toYamlLines } from '../helm.js';
 import { V } from '../values.js';
 import { monitoringArgs } from './monitoring.js';
-import { backupMount, MOUNT_PATHS, resourceMetadata, runnerContainer, targetMount, templateRunnerPod } from './runner-pod.js';
+import { bucketArgs, identityArgs, templateBucketEnv } from './offsite.js';
+import { backupMount, identityMount, MOUNT_PATHS, resourceMetadata, runnerContainer, targetMount, templateRunnerPod } from './runner-pod.js';
 
 /** The label the Job controller puts on its pods (Kubernetes 1.27+): the Job's UID. */
 export const JOB_UID_LABEL = 'batch.kubernetes.io/controller-uid';
@@ -35,7 +36,7 @@ export class RestoreJob extends Construct {
         runnerContainer(this, {
           name: 'restore',
           args: restoreArgs(helm),
-          mounts: [targetMount(this), backupMount(this)],
+          mounts: [targetMount(this), backupMount(this), identityMount(this)],
           env: { PVC_BACKUP_JOB_UID: kplus.EnvValue.fromFieldRef(kplus.EnvFieldPaths.POD_LABEL, { key: JOB_UID_LABEL }) },
         }),
       ],
@@ -49,6 +50,7 @@ export class RestoreJob extends Construct {
     // The restore target is not the source mount: colocation with the (scaled-down) app would
     // leave the pod unschedulable.
     templateRunnerPod(ApiObject.of(job), '/spec/template', { pod: 'restore', colocate: false, reports: true });
+    templateBucketEnv(ApiObject.of(job), '/spec/template/spec/containers/0', restore.fromOffsite);
 
     const file = TemplateFile.ofConstruct(this);
     file.addPreamble(`{{- $live := lookup "batch/v1" "Job" (${V.namespace.expr}) (${V.names.restoreJob.expr}) }}`);
@@ -71,8 +73,10 @@ function restoreArgs(helm: HelmPlaceholders): string[] {
   const restore = V.restore;
   return [
     'restore',
-    '--dest',
-    MOUNT_PATHS.backup,
+    // The backup volume holds the done marker and the pre-restore snapshot whenever there is one;
+    // the archive comes from it or (restore.from=offsite) from the bucket.
+    helm.argsWhen(V.storage.enabled, ['--dest', MOUNT_PATHS.backup]),
+    helm.argsWhen(restore.fromOffsite, bucketArgs(helm, true)),
     '--prefix',
     helm.arg(V.backup.prefix),
     '--archive',
@@ -85,6 +89,7 @@ function restoreArgs(helm: HelmPlaceholders): string[] {
     helm.arg(restore.requestId),
     helm.switchArg('--no-snapshot', restore.noSnapshot),
     helm.switchArg('--allow-unverified', restore.allowUnverified),
+    ...identityArgs(helm),
     ...monitoringArgs(helm, 'restore'),
     helm.switchArg('--allow-absolute-symlinks', restore.allowAbsoluteSymlinks),
     helm.repeatedArg('--scale-down', restore.scaleDown, 'printf "%s/%s" .kind .name'),

@@ -1,9 +1,10 @@
 import type { ApiObject } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-28';
 import type { Construct } from 'constructs';
-import { HelmPlaceholders, setFields, type HelmValue } from '../helm.js';
+import { HelmPlaceholders, setFields, TemplateFile, type HelmValue } from '../helm.js';
 import { POD_COMPONENT, V, type PodKind } from '../values.js';
 import { templateMonitoring } from './monitoring.js';
+import { BACKUP_VOLUME, IDENTITY_DIR, IDENTITY_VOLUME, templateConditionalParts } from './conditional-parts.js';
 
 /** Where the runner pods mount their volumes; the runner's flags refer to these paths. */
 export const MOUNT_PATHS = {
@@ -11,7 +12,15 @@ export const MOUNT_PATHS = {
   target: '/data',
   backup: '/backup',
   tmp: '/tmp',
+  /** The age identity Secret (encryption.existingSecret), read-only. */
+  identity: IDENTITY_DIR,
 } as const;
+
+/** A child construct created once per scope, so that several containers of a pod can share a volume. */
+function once<T>(scope: Construct, id: string, make: () => T): T {
+  const existing = scope.node.tryFindChild(id) as unknown as T | undefined;
+  return existing ?? make();
+}
 
 /** The runner's log format in every pod (one JSON object per line, for log collectors). */
 export const RUNNER_ENV = { PVC_BACKUP_LOG_FORMAT: 'json' } as const;
@@ -34,9 +43,20 @@ export function templateSourceMount(apiObject: ApiObject, podTemplate: string): 
 /** The claim holding the archives, read-write in every pod. */
 export function backupMount(scope: Construct): kplus.VolumeMount {
   const helm = HelmPlaceholders.of(scope);
-  const claim = kplus.PersistentVolumeClaim.fromClaimName(scope, 'BackupClaim', helm.field(V.names.backupClaim));
-  const volume = kplus.Volume.fromPersistentVolumeClaim(scope, 'BackupVolume', claim, { name: 'backup' });
+  const volume = once(scope, 'BackupVolume', () => {
+    const claim = kplus.PersistentVolumeClaim.fromClaimName(scope, 'BackupClaim', helm.field(V.names.backupClaim));
+    return kplus.Volume.fromPersistentVolumeClaim(scope, 'BackupVolume', claim, { name: BACKUP_VOLUME });
+  });
   return { volume, path: MOUNT_PATHS.backup };
+}
+
+/**
+ * The age identity, read-only. The volume here only names it: templateRunnerPod writes the Secret
+ * volume (its key and file mode come from values) and leaves it out without encryption.existingSecret.
+ */
+export function identityMount(scope: Construct): kplus.VolumeMount {
+  const volume = once(scope, 'IdentityVolume', () => kplus.Volume.fromEmptyDir(scope, 'IdentityVolume', IDENTITY_VOLUME));
+  return { volume, path: MOUNT_PATHS.identity, readOnly: true };
 }
 
 /** The claim a restore writes into, read-write. */
@@ -48,8 +68,8 @@ export function targetMount(scope: Construct): kplus.VolumeMount {
 }
 
 export interface RunnerContainerProps {
-  /** The container's name. */
-  name: PodKind;
+  /** The container's name: the pod kind, or another name for a second runner container. */
+  name: PodKind | `${PodKind}-${string}`;
   /** The runner's arguments; the image's entrypoint is the pvc-backup CLI, so no command is set. */
   args: string[];
   mounts: kplus.VolumeMount[];
@@ -60,7 +80,7 @@ export interface RunnerContainerProps {
 /** The one container of a runner pod. Its read-only root filesystem gets a writable /tmp. */
 export function runnerContainer(scope: Construct, props: RunnerContainerProps): kplus.ContainerProps {
   const helm = HelmPlaceholders.of(scope);
-  const tmp = kplus.Volume.fromEmptyDir(scope, 'TmpVolume', 'tmp');
+  const tmp = once(scope, 'TmpVolume', () => kplus.Volume.fromEmptyDir(scope, 'TmpVolume', 'tmp'));
   return {
     name: props.name,
     image: helm.field(V.container.image),
@@ -82,6 +102,11 @@ export interface RunnerPodOptions {
   reports: boolean;
   /** The pod's annotations; podAnnotations by default. */
   annotations?: HelmValue;
+  /**
+   * The condition of the pod's one init container (a runner container too, with the same
+   * settings), which is left out while it is false.
+   */
+  initContainerWhen?: HelmValue;
 }
 
 /**
@@ -94,7 +119,6 @@ export function templateRunnerPod(apiObject: ApiObject, podTemplate: string, opt
   const helm = HelmPlaceholders.of(apiObject);
   const { pod: kind } = options;
   const pod = `${podTemplate}/spec`;
-  const container = `${pod}/containers/0`;
   setFields(apiObject, {
     [`${podTemplate}/metadata/labels`]: helm.field(V.pod.labels(kind)),
     [`${podTemplate}/metadata/annotations`]: helm.field(options.annotations ?? V.pod.annotations),
@@ -107,14 +131,20 @@ export function templateRunnerPod(apiObject: ApiObject, podTemplate: string, opt
     [`${pod}/runtimeClassName`]: helm.field(V.pod.runtimeClassName),
     [`${pod}/terminationGracePeriodSeconds`]: helm.field(V.pod.terminationGracePeriodSeconds),
     [`${pod}/volumes/-`]: helm.appendItems(V.pod.extraVolumes),
-    [`${container}/imagePullPolicy`]: helm.field(V.container.imagePullPolicy),
-    [`${container}/resources`]: helm.field(V.container.resources(kind)),
-    [`${container}/securityContext`]: helm.field(V.container.securityContext(kind)),
-    [`${container}/env/-`]: helm.appendItems(V.container.extraEnv),
-    [`${container}/envFrom`]: helm.field(V.container.extraEnvFrom),
-    [`${container}/volumeMounts/-`]: helm.appendItems(V.container.extraVolumeMounts),
   });
-  if (options.reports) templateMonitoring(apiObject, podTemplate, POD_COMPONENT[kind]);
+  const containers = [`${pod}/containers/0`, ...(options.initContainerWhen ? [`${pod}/initContainers/0`] : [])];
+  for (const container of containers) {
+    setFields(apiObject, {
+      [`${container}/imagePullPolicy`]: helm.field(V.container.imagePullPolicy),
+      [`${container}/resources`]: helm.field(V.container.resources(kind)),
+      [`${container}/securityContext`]: helm.field(V.container.securityContext(kind)),
+      [`${container}/env/-`]: helm.appendItems(V.container.extraEnv),
+      [`${container}/envFrom`]: helm.field(V.container.extraEnvFrom),
+      [`${container}/volumeMounts/-`]: helm.appendItems(V.container.extraVolumeMounts),
+    });
+  }
+  if (options.reports) templateMonitoring(apiObject, podTemplate, POD_COMPONENT[kind], containers);
+  templateConditionalParts(TemplateFile.ofConstruct(apiObject), podTemplate, { pod: kind, initContainerWhen: options.initContainerWhen });
 }
 
 /** Metadata every resource of the chart gets: its namespace, labels and annotations. */

@@ -4,7 +4,8 @@ import { Construct } from 'constructs';
 import { HelmPlaceholders, setFields } from '../helm.js';
 import { V } from '../values.js';
 import { monitoringArgs } from './monitoring.js';
-import { backupMount, MOUNT_PATHS, resourceMetadata, runnerContainer, templateRunnerPod } from './runner-pod.js';
+import { bucketArgs, identityArgs, templateBucketEnv } from './offsite.js';
+import { backupMount, identityMount, MOUNT_PATHS, resourceMetadata, runnerContainer, templateRunnerPod } from './runner-pod.js';
 
 /**
  * The integrity check: `pvc-backup verify --all`, plus the freshness check against the backup
@@ -12,6 +13,14 @@ import { backupMount, MOUNT_PATHS, resourceMetadata, runnerContainer, templateRu
  * otherwise it is suspended and serves as the template for `kubectl create job --from=cronjob/F-verify`.
  * It mounts only the backup volume: it never reads the source, so it neither waits for the
  * application's node nor fails when the source is gone.
+ *
+ * With an off-site bucket beside the volume, an init container checks the bucket copies first
+ * (`verify --remote … --all`), then the container checks the volume as without one. One Job
+ * checks both, so `kubectl create job --from=cronjob/F-verify` and a failed Job as the alarm keep
+ * meaning "everything"; the two checks run one after the other, so the pod needs one check's
+ * memory, and each pushes its metrics (same group) only after the one before it succeeded — the
+ * result left in the Pushgateway is never a success that hides a failed check of this run. In a
+ * bucket-only install the container checks the bucket.
  */
 export class VerifyCronJob extends Construct {
   constructor(scope: Construct, id: string) {
@@ -22,11 +31,18 @@ export class VerifyCronJob extends Construct {
       schedule: Cron.daily(),
       serviceAccount: kplus.ServiceAccount.fromServiceAccountName(this, 'ServiceAccount', helm.field(V.names.serviceAccount)),
       automountServiceAccountToken: false,
+      initContainers: [
+        runnerContainer(this, {
+          name: 'verify-offsite',
+          args: verifyArgs(helm, bucketArgs(helm, false)),
+          mounts: [identityMount(this)],
+        }),
+      ],
       containers: [
         runnerContainer(this, {
           name: 'verify',
-          args: verifyArgs(helm),
-          mounts: [backupMount(this)],
+          args: verifyArgs(helm, [helm.argsWhen(V.storage.enabled, ['--dest', MOUNT_PATHS.backup]), helm.argsWhen(V.offsite.only, bucketArgs(helm, false))]),
+          mounts: [backupMount(this), identityMount(this)],
         }),
       ],
     });
@@ -44,18 +60,22 @@ export class VerifyCronJob extends Construct {
       '/spec/jobTemplate/spec/backoffLimit': helm.field(verify.backoffLimit),
       '/spec/jobTemplate/spec/activeDeadlineSeconds': helm.field(verify.activeDeadlineSeconds),
     });
-    templateRunnerPod(ApiObject.of(cronJob), '/spec/jobTemplate/spec/template', { pod: 'verify', colocate: false, reports: true });
+    const pod = '/spec/jobTemplate/spec/template';
+    templateRunnerPod(ApiObject.of(cronJob), pod, { pod: 'verify', colocate: false, reports: true, initContainerWhen: V.offsite.besideVolume });
+    templateBucketEnv(ApiObject.of(cronJob), `${pod}/spec/initContainers/0`, V.offsite.enabled);
+    templateBucketEnv(ApiObject.of(cronJob), `${pod}/spec/containers/0`, V.offsite.only);
   }
 }
 
-function verifyArgs(helm: HelmPlaceholders): string[] {
+/** `verify` of every archive in `source` (the volume's or the bucket's flags). */
+function verifyArgs(helm: HelmPlaceholders, source: string[]): string[] {
   return [
     'verify',
-    '--dest',
-    MOUNT_PATHS.backup,
+    ...source,
     '--prefix',
     helm.arg(V.backup.prefix),
     '--all',
+    ...identityArgs(helm),
     // Restorable means restorable by this chart's restore Job.
     helm.switchArg('--allow-absolute-symlinks', V.restore.allowAbsoluteSymlinks),
     helm.argsWhen(V.verify.checkFreshness, [

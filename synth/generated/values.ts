@@ -289,6 +289,8 @@ export interface Values {
   };
   /** storage is the PersistentVolumeClaim that holds the archives, mounted at /backup. */
   storage: {
+    /** enabled keeps the archives on a backup PersistentVolumeClaim; false is a bucket-only install (it needs offsite.enabled): no backup claim and no bind Job, backups stream straight into the bucket, verify and restore read from it, and a restore's pre-restore snapshot goes there too. */
+    enabled: boolean;
     /** create makes the chart create the backup claim; set false together with existingClaim to use your own. */
     create: boolean;
     /** existingClaim is an existing PersistentVolumeClaim for the archives; when set, the chart creates none. */
@@ -311,12 +313,55 @@ export interface Values {
       activeDeadlineSeconds: number;
     };
   };
+  /** offsite keeps copies of the archives in an S3-compatible bucket (AWS S3, Ceph RGW, MinIO, R2, B2, Wasabi…): uploaded after each backup proved the archive on the backup volume, or, with storage.enabled=false, streamed straight into the bucket. */
+  offsite: {
+    /** enabled uploads every backup to offsite.url, applies offsite.keepLast there, and makes the verify job check the bucket copies too. */
+    enabled: boolean;
+    /** url is the bucket and key prefix, s3://BUCKET or s3://BUCKET/KEY-PREFIX (required when enabled); archives are stored as KEY-PREFIX/<archive name> with their sidecars beside them. */
+    url: string;
+    /** endpoint is the store's URL for stores other than AWS (e.g. http://minio.minio:9000, https://ACCOUNT.r2.cloudflarestorage.com); empty means AWS's own endpoints (or AWS_ENDPOINT_URL from extraEnv). */
+    endpoint: string;
+    /** region of the bucket (e.g. eu-central-1); empty means AWS_REGION from extraEnv, then us-east-1. */
+    region: string;
+    /** pathStyle addresses the bucket as ENDPOINT/BUCKET/KEY instead of BUCKET.ENDPOINT/KEY; null means on when offsite.endpoint is set (MinIO, Ceph RGW), off otherwise. */
+    pathStyle: boolean | null;
+    /** existingSecret is a Secret in the release namespace with the access key id and secret access key (see secretKeys), given to the pods that talk to the bucket as AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; empty means the AWS SDK's own chain, e.g. IRSA through an eks.amazonaws.com/role-arn annotation in serviceAccount.annotations. */
+    existingSecret: string;
+    /** secretKeys are the keys of offsite.existingSecret that hold the credentials. */
+    secretKeys: {
+      /** accessKeyId is the key of the Secret that holds the access key id. */
+      accessKeyId: string;
+      /** secretAccessKey is the key of the Secret that holds the secret access key. */
+      secretAccessKey: string;
+    };
+    /** keepLast is how many of the newest archives are kept in the bucket (the backup.keep tiers apply there too), pruned only after a verified upload; null means the same as on the backup volume (backup.keep.last, else backup.keepLast). */
+    keepLast: number | null;
+    /** storageClass of the uploaded objects (e.g. STANDARD_IA, GLACIER_IR); empty means the bucket's default. */
+    storageClass: string;
+    /** sse asks the store for server-side encryption of the uploads: AES256 (SSE-S3) or aws:kms (SSE-KMS, with sseKmsKeyId); empty means the bucket's default. */
+    sse: "" | "AES256" | "aws:kms";
+    /** sseKmsKeyId is the KMS key (id, alias or ARN) for sse=aws:kms; empty means the account's default key. */
+    sseKmsKeyId: string;
+    /** maxParts is the most parts the store accepts in one multipart upload; null means 10000 (S3's limit), set 1000 for stores with that limit. */
+    maxParts: number | null;
+  };
+  /** encryption encrypts every archive and its manifest with age (X25519) as it streams; the backup pods need only the public recipients, the verify and restore pods the identity. */
+  encryption: {
+    /** recipients are the age public keys (age1…, from age-keygen) every archive is encrypted to; each one's identity alone decrypts. Public keys are no secret, so they live in the values; empty means no encryption. */
+    recipients: string[];
+    /** existingSecret is a Secret in the release namespace holding an age identity file (AGE-SECRET-KEY-1…, what age-keygen writes), mounted read-only as a file into the verify and restore pods only; without it verify checks encrypted archives by checksum only, and a restore of an encrypted archive fails. */
+    existingSecret: string;
+    /** identityKey is the key of encryption.existingSecret that holds the identity file. */
+    identityKey: string;
+  };
   /** restore runs one restore Job per distinct request (archive, mode, target, nonce); scale the application down first. */
   restore: {
     /** enabled renders the restore Job. */
     enabled: boolean;
     /** archive is the archive file name to restore, or latest for the newest archive of the prefix. */
     archive: string;
+    /** from is where the archive is read: local (the backup volume) or offsite (the bucket of offsite.url, streamed into the target and verified on the way); null means local, or offsite when storage.enabled is false. */
+    from: "local" | "offsite" | null;
     /** mode is replace (the target ends up exactly the archive) or merge (extract over the existing files). */
     mode: "replace" | "merge";
     /** targetClaim is the PersistentVolumeClaim restored into (mounted read-write at /data); empty means source.claimName. */
@@ -957,7 +1002,7 @@ export interface Values {
     name: string;
     [key: string]: unknown;
   })[];
-  /** extraVolumeMounts are added to every container (Kubernetes VolumeMount objects); /data, /backup and /tmp are the chart's own. */
+  /** extraVolumeMounts are added to every container (Kubernetes VolumeMount objects); /data, /backup, /tmp and /etc/pvc-backup/age are the chart's own. */
   extraVolumeMounts: ({
     name: string;
     mountPath: string;
@@ -1193,6 +1238,7 @@ export interface ValueTypes {
       })[];
     };
   };
+  'storage.enabled': boolean;
   'storage.create': boolean;
   'storage.existingClaim': string;
   'storage.size': string;
@@ -1202,8 +1248,25 @@ export interface ValueTypes {
   'storage.keepOnUninstall': boolean;
   'storage.bindJob.enabled': boolean;
   'storage.bindJob.activeDeadlineSeconds': number;
+  'offsite.enabled': boolean;
+  'offsite.url': string;
+  'offsite.endpoint': string;
+  'offsite.region': string;
+  'offsite.pathStyle': boolean | null;
+  'offsite.existingSecret': string;
+  'offsite.secretKeys.accessKeyId': string;
+  'offsite.secretKeys.secretAccessKey': string;
+  'offsite.keepLast': number | null;
+  'offsite.storageClass': string;
+  'offsite.sse': "" | "AES256" | "aws:kms";
+  'offsite.sseKmsKeyId': string;
+  'offsite.maxParts': number | null;
+  'encryption.recipients': string[];
+  'encryption.existingSecret': string;
+  'encryption.identityKey': string;
   'restore.enabled': boolean;
   'restore.archive': string;
+  'restore.from': "local" | "offsite" | null;
   'restore.mode': "replace" | "merge";
   'restore.targetClaim': string;
   'restore.targetSubPath': string | null;

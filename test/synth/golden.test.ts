@@ -45,8 +45,8 @@ describe('the chart README (what helm package ships)', () => {
     expect(relative).toEqual([]);
   });
 
-  it('covers install with the image, the Pod Security profiles, restore and upgrades', () => {
-    for (const text of ['docker build', 'image.repository', 'securityProfile: restricted', '--reset-then-reuse-values', 'restore.enabled=true', "grep -owE 'Complete|Failed'", 'WaitForFirstConsumer', 'helm test']) {
+  it('covers install with the image, the Pod Security profiles, restore, upgrades, the bucket and age', () => {
+    for (const text of ['docker build', 'image.repository', 'securityProfile: restricted', '--reset-then-reuse-values', 'restore.enabled=true', "grep -owE 'Complete|Failed'", 'WaitForFirstConsumer', 'helm test', 'storage.enabled: false', 'restore.from: offsite', 'eks.amazonaws.com/role-arn', 'encryption.identityKey']) {
       expect(readme).toContain(text);
     }
   });

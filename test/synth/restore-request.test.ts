@@ -54,6 +54,7 @@ describe('restore Job name', () => {
     ['target directory', withRestore({ targetSubPath: 'uploads' })],
     ['nonce (to repeat a restore on purpose)', withRestore({ nonce: '2024-06-02' })],
     ['archive prefix', withRestore({}, { backup: { prefix: 'nightly' } })],
+    ['source: the bucket (restore.from=offsite)', withRestore({ from: 'offsite' }, { offsite: { enabled: true, url: 's3://backups/shop' } })],
   ])('changes with the %s', (_what, values) => {
     expect(restoreJobName(values)).not.toBe(name);
   });
@@ -63,6 +64,9 @@ describe('restore Job name', () => {
     ['resources', withRestore({}, { resources: { requests: { cpu: '1' } } })],
     ['snapshot and backoff settings', withRestore({ snapshot: false, backoffLimit: 5 })],
     ['backup schedule', withRestore({}, { backup: { schedule: '0 3 * * *' } })],
+    ['off-site copies (still restoring from the volume)', withRestore({}, { offsite: { enabled: true, url: 's3://backups/shop' } })],
+    ['restore.from, written as the default local', withRestore({ from: 'local' })],
+    ['encryption', withRestore({}, { encryption: { existingSecret: 'shop-age' } })],
   ])('stays the same when only the %s changes (an upgrade must not restore again)', (_what, values) => {
     expect(restoreJobName(values)).toBe(name);
   });

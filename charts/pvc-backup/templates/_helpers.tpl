@@ -303,7 +303,7 @@ contexts, extra volumes, AppArmor annotations; version 1.28). Args: context, com
 
 {{/*
 The restore request id: 8 hex characters of a hash over everything that makes a restore request
-distinct. The same request always gets the same id (and Job name); the runner records completed
+distinct (the archive's source too: a restore from the bucket is another request). The same request always gets the same id (and Job name); the runner records completed
 ids in the backup directory and never runs one twice.
 */}}
 {{- define "pvc-backup.restoreRequestId" -}}
@@ -314,6 +314,10 @@ ids in the backup directory and never runs one twice.
       (include "pvc-backup.restoreTargetClaim" .)
       (include "pvc-backup.restoreTargetSubPath" .)
       .Values.restore.nonce }}
+{{- /* Appended only for the bucket, so that ids of restores from the volume stay what they were. */}}
+{{- if eq (include "pvc-backup.restoreFrom" .) "offsite" }}
+{{- $request = append $request "offsite" }}
+{{- end }}
 {{- $request | toJson | sha256sum | trunc 8 }}
 {{- end }}
 
@@ -330,6 +334,9 @@ ids in the backup directory and never runs one twice.
       "pvc-backup.io/restore-mode" .Values.restore.mode
       "pvc-backup.io/restore-target" (printf "%s/%s" (include "pvc-backup.restoreTargetClaim" .) (include "pvc-backup.restoreTargetSubPath" .) | trimSuffix "/")
       "pvc-backup.io/restore-request-id" (include "pvc-backup.restoreRequestId" .) }}
+{{- if eq (include "pvc-backup.restoreFrom" .) "offsite" }}
+{{- $_ := set $request "pvc-backup.io/restore-from" .Values.offsite.url }}
+{{- end }}
 {{- include "pvc-backup.annotations" (dict "context" . "extra" $request) }}
 {{- end }}
 {{- end }}
