@@ -1,13 +1,17 @@
 import { lstat, readFile, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { type AgeIdentity, decryptBuffer } from '../archive/age/index.js';
 import type { Manifest } from '../archive/manifest.js';
 import type { Compression } from '../config.js';
 import { IntegrityError, UsageError } from '../errors.js';
+import { readInfo } from './info.js';
 import {
   type ArchiveName,
   PRE_RESTORE_SUFFIX,
   compareNewestFirst,
   compressionFromExtension,
+  isEncryptedName,
+  infoName,
   manifestName,
   parseArchiveName,
   sha256Name,
@@ -43,6 +47,8 @@ export interface ArchiveInfo extends ArchiveName {
   mtime: Date;
   hasSha256: boolean;
   hasManifest: boolean;
+  /** An encrypted archive's plain info record is there (always false for plain archives). */
+  hasInfo: boolean;
   /** Read when `listArchives(…, { manifests: true })`; otherwise undefined. */
   summary?: ManifestSummary;
 }
@@ -62,14 +68,33 @@ function isErrno(error: unknown, code: string): boolean {
   return (error as NodeJS.ErrnoException)?.code === code;
 }
 
-/** The parsed manifest of an archive; undefined when there is none. IntegrityError when it is not valid JSON. */
-export async function readManifest(dest: string, archiveName: string): Promise<Manifest | undefined> {
+/** What to tell someone who needs an encrypted archive's content but gave no identity. */
+export function identityNeeded(archiveName: string, what: string): UsageError {
+  return new UsageError(
+    `${archiveName} is encrypted with age; ${what} needs its identity: pass --age-identity-file FILE (or PVC_BACKUP_AGE_IDENTITY_FILE; in the chart, encryption.existingSecret and encryption.identityKey)`,
+    'AGE_IDENTITY_NEEDED',
+  );
+}
+
+/**
+ * The parsed manifest of an archive; undefined when there is none. IntegrityError when it is not
+ * valid JSON. An encrypted archive's manifest is decrypted with `identities` (a usage error
+ * without them; an IntegrityError when none matches or the file is damaged).
+ */
+export async function readManifest(dest: string, archiveName: string, identities?: readonly AgeIdentity[]): Promise<Manifest | undefined> {
   const file = path.join(dest, manifestName(archiveName));
   let text: string;
   try {
-    text = await readFile(file, 'utf8');
+    const bytes = await readFile(file);
+    if (isEncryptedName(archiveName)) {
+      if (!identities) throw identityNeeded(archiveName, 'reading its manifest');
+      text = (await decryptBuffer(bytes, identities)).toString('utf8');
+    } else {
+      text = bytes.toString('utf8');
+    }
   } catch (error) {
     if (isErrno(error, 'ENOENT')) return undefined;
+    if (error instanceof IntegrityError) throw new IntegrityError(`manifest ${file}: ${error.message}`, error.code);
     throw error;
   }
   let value: unknown;
@@ -102,8 +127,23 @@ export function summarizeManifest(manifest: Manifest | undefined): ManifestSumma
   return summary;
 }
 
+/** The summary of an encrypted archive, from its plain info record (the manifest needs the key). */
+async function summarizeInfo(dest: string, name: string): Promise<ManifestSummary> {
+  const info = await readInfo(dest, name);
+  if (!info) return { entryCount: undefined, fileCount: undefined, totalBytes: undefined, verification: 'no-manifest' };
+  const summary: ManifestSummary = { entryCount: info.entryCount, fileCount: info.fileCount, totalBytes: info.totalBytes, verification: 'unverified' };
+  const v = info.verification;
+  if (v && typeof v === 'object') {
+    summary.verification = v.ok === true ? 'verified' : 'failed';
+    if (typeof v.at === 'string') summary.verifiedAt = v.at;
+    if (v.ok !== true && typeof v.error === 'string') summary.error = v.error;
+  }
+  return summary;
+}
+
 async function readSummary(dest: string, name: string): Promise<ManifestSummary> {
   try {
+    if (isEncryptedName(name)) return await summarizeInfo(dest, name);
     return summarizeManifest(await readManifest(dest, name));
   } catch (error) {
     // One broken manifest must not hide the other archives: report it as a failed state.
@@ -135,8 +175,9 @@ export async function listArchives(dest: string, prefix: string, options: ListOp
       mtime: st.mtime,
       hasSha256: names.has(sha256Name(name)),
       hasManifest: names.has(manifestName(name)),
+      hasInfo: parsed.encrypted && names.has(infoName(name)),
     };
-    if (options.manifests) info.summary = info.hasManifest ? await readSummary(dest, name) : summarizeManifest(undefined);
+    if (options.manifests) info.summary = info.hasManifest || info.hasInfo ? await readSummary(dest, name) : summarizeManifest(undefined);
     archives.push(info);
   }
   return archives.sort(compareNewestFirst);
@@ -212,12 +253,18 @@ export async function findArchive(dest: string, prefix: string, nameOrLatest: st
     throw error;
   }
   if (!st.isFile()) throw noArchive(dest, `named ${name}`);
-  const [hasSha256, hasManifest] = await Promise.all([exists(path.join(dest, sha256Name(name))), exists(path.join(dest, manifestName(name)))]);
+  const [hasSha256, hasManifest, infoThere] = await Promise.all([
+    exists(path.join(dest, sha256Name(name))),
+    exists(path.join(dest, manifestName(name))),
+    exists(path.join(dest, infoName(name))),
+  ]);
+  const hasInfo = isEncryptedName(name) && infoThere;
   const parsed = parseArchiveName(name);
-  if (parsed) return { ...parsed, size: st.size, mtime: st.mtime, hasSha256, hasManifest, foreign: false };
+  if (parsed) return { ...parsed, size: st.size, mtime: st.mtime, hasSha256, hasManifest, hasInfo, foreign: false };
   const compression: Compression | undefined = compressionFromExtension(name);
-  if (!compression) throw new UsageError(`${name} in ${dest} is not a tar archive (.tar, .tar.gz, .tgz, .tar.zst, .tzst)`);
-  return { name, prefix: '', time: st.mtime, sequence: 1, compression, size: st.size, mtime: st.mtime, hasSha256, hasManifest, foreign: true };
+  if (!compression) throw new UsageError(`${name} in ${dest} is not a tar archive (.tar, .tar.gz, .tgz, .tar.zst, .tzst, each optionally .age)`);
+  const encrypted = isEncryptedName(name);
+  return { name, prefix: '', time: st.mtime, sequence: 1, compression, encrypted, size: st.size, mtime: st.mtime, hasSha256, hasManifest, hasInfo, foreign: true };
 }
 
 async function exists(file: string): Promise<boolean> {
