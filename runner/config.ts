@@ -1,5 +1,6 @@
 import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import path from 'node:path';
+import { type AgeIdentity, type AgeRecipient, parseRecipient, readIdentityFile, readRecipientsFile } from './archive/age/index.js';
 import { UsageError } from './errors.js';
 import { validateSchedule } from './freshness.js';
 import { type RetentionPolicy, TIERS, normalizePolicy } from './retention.js';
@@ -45,6 +46,8 @@ export interface BackupConfig extends CommonConfig {
   retention: RetentionPolicy | undefined;
   allowEmpty: boolean;
   skipUnreadable: boolean;
+  /** age recipients the archive and its manifest are encrypted to; undefined: not encrypted. */
+  recipients?: readonly AgeRecipient[];
 }
 
 export type VerifySelection = { kind: 'latest' } | { kind: 'all' } | { kind: 'archive'; name: string };
@@ -61,6 +64,8 @@ export interface VerifyConfig extends CommonConfig {
   freshness: FreshnessConfig | undefined;
   /** Judge restorability as a restore with --allow-absolute-symlinks would. */
   allowAbsoluteSymlinks: boolean;
+  /** age identities for encrypted archives; without them those are checked by checksum only. */
+  identities?: readonly AgeIdentity[];
 }
 
 export interface ListConfig extends CommonConfig {
@@ -90,6 +95,8 @@ export interface RestoreConfig extends CommonConfig {
   requestId: string | undefined;
   /** The Kubernetes Job running this request: a retry of the Job that completed it exits 0. */
   jobUid: string | undefined;
+  /** age identities to decrypt an encrypted archive with. */
+  identities?: readonly AgeIdentity[];
 }
 
 export type RunnerConfig = BackupConfig | VerifyConfig | ListConfig | PruneConfig | RestoreConfig;
@@ -188,10 +195,15 @@ const backupScheduleFlags: FlagSpec[] = [
   { name: 'time-zone', kind: 'string', metavar: 'TZ', help: 'time zone of --schedule', defaultText: 'Etc/UTC' },
 ];
 
+/** verify and restore: the age identity file for encrypted archives. */
+function ageIdentityFlag(use: string): FlagSpec {
+  return { name: 'age-identity-file', kind: 'string', metavar: 'FILE', help: `age identity file (age -i format, as age-keygen writes it) for encrypted archives; ${use}` };
+}
+
 const commandFlags: Record<CommandName, { summary: string; usage: string; flags: FlagSpec[]; positional?: string }> = {
   backup: {
     summary: 'stream SOURCE into one new verified archive in DEST, then prune',
-    usage: 'backup --source DIR --dest DIR [--prefix NAME] [--compression gzip|zstd|none] [--level N] [--exclude GLOB]... [--keep-last N] [--keep-hourly|daily|weekly|monthly|yearly N]...',
+    usage: 'backup --source DIR --dest DIR [--prefix NAME] [--compression gzip|zstd|none] [--level N] [--exclude GLOB]... [--keep-last N] [--keep-hourly|daily|weekly|monthly|yearly N]... [--age-recipient age1…]... [--age-recipients-file FILE]',
     flags: [
       { name: 'source', kind: 'dir', metavar: 'DIR', help: 'directory to back up (the mounted source volume)' },
       { name: 'compression', kind: 'string', metavar: 'gzip|zstd|none', help: 'archive compression', defaultText: 'gzip' },
@@ -202,13 +214,20 @@ const commandFlags: Record<CommandName, { summary: string; usage: string; flags:
       ),
       { name: 'allow-empty', kind: 'bool', help: 'allow backing up an empty source (refused by default: it usually means a wrong mount)' },
       { name: 'skip-unreadable', kind: 'bool', help: 'skip files that cannot be archived (permission denied, sockets, FIFOs, devices) with a warning instead of failing' },
+      {
+        name: 'age-recipient',
+        kind: 'list',
+        metavar: 'age1…',
+        help: 'encrypt the archive and its manifest with age to this X25519 public key (repeatable; variable: one per line); the archive is then NAME.tar.*.age',
+      },
+      { name: 'age-recipients-file', kind: 'string', metavar: 'FILE', help: 'encrypt to every recipient in FILE (age -R format: one age1… per line, # comments)' },
       ...monitoringFlags,
       ...backupScheduleFlags,
     ],
   },
   verify: {
     summary: 'fully re-read archives: checksum, decompression, every entry, manifest',
-    usage: 'verify --dest DIR [--prefix NAME] [ARCHIVE | --latest | --all] [--schedule CRON [--time-zone TZ] [--grace DURATION]]',
+    usage: 'verify --dest DIR [--prefix NAME] [ARCHIVE | --latest | --all] [--schedule CRON [--time-zone TZ] [--grace DURATION]] [--age-identity-file FILE]',
     positional: 'ARCHIVE',
     flags: [
       { name: 'latest', kind: 'bool', env: null, help: 'verify the newest archive of the prefix (the default)' },
@@ -217,6 +236,7 @@ const commandFlags: Record<CommandName, { summary: string; usage: string; flags:
       { name: 'time-zone', kind: 'string', metavar: 'TZ', help: 'time zone of --schedule', defaultText: 'Etc/UTC' },
       { name: 'grace', kind: 'duration', metavar: 'DURATION', help: 'how late a backup may finish before it counts as missing', defaultText: '1h' },
       { name: 'allow-absolute-symlinks', kind: 'bool', help: 'count absolute symlink targets as restorable, as restore --allow-absolute-symlinks does' },
+      ageIdentityFlag('without it, encrypted archives are checked by checksum (and age header) only'),
       ...monitoringFlags,
     ],
   },
@@ -236,7 +256,7 @@ const commandFlags: Record<CommandName, { summary: string; usage: string; flags:
   },
   restore: {
     summary: 'verify an archive, snapshot the target, then restore into it',
-    usage: 'restore --dest DIR [--prefix NAME] --archive NAME|latest --target DIR [--mode replace|merge] [--dry-run] [--no-snapshot] [--allow-unverified] [--allow-absolute-symlinks]',
+    usage: 'restore --dest DIR [--prefix NAME] --archive NAME|latest --target DIR [--mode replace|merge] [--dry-run] [--no-snapshot] [--allow-unverified] [--allow-absolute-symlinks] [--age-identity-file FILE]',
     flags: [
       { name: 'archive', kind: 'string', metavar: 'NAME|latest', help: 'archive file name in DEST, or latest', defaultText: 'latest' },
       { name: 'target', kind: 'dir', metavar: 'DIR', help: 'directory to restore into (the mounted volume; never removed itself)' },
@@ -247,6 +267,7 @@ const commandFlags: Record<CommandName, { summary: string; usage: string; flags:
       { name: 'allow-absolute-symlinks', kind: 'bool', help: 'recreate symlinks with absolute targets verbatim (they are never followed while restoring) instead of refusing the archive' },
       { name: 'request-id', kind: 'string', metavar: 'ID', help: 'run this restore request once: DEST records it when done, and running it again fails (exit 2) unless it is a retry of the same --job-uid' },
       { name: 'job-uid', kind: 'string', metavar: 'UID', help: 'the Kubernetes Job running the request (the chart passes its UID): a retry of the Job that completed the request exits 0' },
+      ageIdentityFlag('needed to restore an encrypted archive'),
       ...monitoringFlags,
     ],
   },
@@ -538,7 +559,23 @@ function buildBackup(values: RawValues, positionals: string[], cwd: string): Bac
     retention: parseRetention(values),
     allowEmpty: bool(values, 'allow-empty'),
     skipUnreadable: bool(values, 'skip-unreadable'),
+    ...parseRecipients(values, cwd),
   };
+}
+
+/** --age-recipient and --age-recipients-file, read and checked before anything is written. */
+function parseRecipients(values: RawValues, cwd: string): { recipients?: AgeRecipient[] } {
+  const given = (values.get('age-recipient') as string[] | undefined) ?? [];
+  const file = str(values, 'age-recipients-file');
+  const recipients: AgeRecipient[] = given.map((text) => parseRecipient(text));
+  if (file !== undefined) recipients.push(...readRecipientsFile(path.resolve(cwd, file)));
+  return recipients.length > 0 ? { recipients } : {};
+}
+
+/** --age-identity-file, read (and its bytes wiped) once here. */
+function parseIdentities(values: RawValues, cwd: string): { identities?: AgeIdentity[] } {
+  const file = str(values, 'age-identity-file');
+  return file === undefined ? {} : { identities: readIdentityFile(path.resolve(cwd, file)) };
 }
 
 /** The common settings with DEST checked, for commands whose only directory is DEST. */
@@ -561,7 +598,7 @@ function buildVerify(values: RawValues, positionals: string[], cwd: string): Ver
   const freshness = schedule
     ? { schedule, timeZone, graceSeconds: graceText === undefined ? 3600 : parseDuration('grace', graceText) }
     : undefined;
-  return { command: 'verify', ...common, selection, freshness, allowAbsoluteSymlinks: bool(values, 'allow-absolute-symlinks') };
+  return { command: 'verify', ...common, selection, freshness, allowAbsoluteSymlinks: bool(values, 'allow-absolute-symlinks'), ...parseIdentities(values, cwd) };
 }
 
 /** Archive arguments are names inside DEST; a path is accepted when it points into DEST. */
@@ -618,6 +655,7 @@ function buildRestore(values: RawValues, positionals: string[], cwd: string): Re
     allowAbsoluteSymlinks: bool(values, 'allow-absolute-symlinks'),
     requestId: parseRequestId(str(values, 'request-id')),
     jobUid: parseJobUid(str(values, 'job-uid')),
+    ...parseIdentities(values, cwd),
   };
 }
 

@@ -6,6 +6,8 @@ import { humanBytes } from '../log.js';
 import { GarbageGovernor, collectAllGarbage } from '../memory.js';
 import { BufferPool } from './buffer-pool.js';
 import { CHUNK_BYTES, createCompressor } from './compress.js';
+import type { AgeIdentity } from './age/index.js';
+import { EncryptStage, type EncryptionOptions } from './encryption.js';
 import type { ManifestFile } from './manifest.js';
 import { type PackWarning, TarPacker } from './pack.js';
 import { type TarEntry, TarReader } from './tar-reader.js';
@@ -21,6 +23,8 @@ export interface WriteOptions {
   file: string;
   /** Expected source size, for the out-of-space message. */
   sourceBytes: number;
+  /** Encrypt the compressed stream with age before it is hashed and written. */
+  encryption?: EncryptionOptions;
   signal?: AbortSignal;
   onProgress?: (p: { bytesRead: number; files: number; archiveBytes: number }) => void;
 }
@@ -34,6 +38,8 @@ export interface WrittenArchive {
   warnings: PackWarning[];
   /** Every entry of the tar stream as parsed back from the bytes handed to the compressor. */
   entries: TarEntry[];
+  /** Encrypted: the identity that opens this file (its own file key), to prove the stored copy; destroy it after. */
+  selfCheck?: AgeIdentity;
 }
 
 /** Appends compressed bytes to the file and hashes them; remembers the first failure for the writer loop. */
@@ -59,7 +65,7 @@ class ArchiveFile {
 
 /**
  * Streams the source tree into a new archive file in one pass: tar packing (with per-file
- * hashes) → compression → file, hashing the archive bytes on the way. The file is fsynced
+ * hashes) → compression → [age encryption] → file, hashing the stored bytes on the way. The file is fsynced
  * before this returns. Memory stays bounded: ~1 MiB chunks and a bounded compression queue.
  */
 export async function writeArchive(options: WriteOptions): Promise<WrittenArchive> {
@@ -71,11 +77,14 @@ export async function writeArchive(options: WriteOptions): Promise<WrittenArchiv
   const onAbort = () => packer.abort(new OperationError('backup stopped by a signal', 'STOPPED'));
   options.signal?.addEventListener('abort', onAbort, { once: true });
   let parsed: TarEntry[] = [];
+  let stage: EncryptStage | undefined;
   const checkOutput = () => {
     if (out.failure) throw outputError(out.failure, out.bytes, options.sourceBytes);
   };
   try {
-    const compressor = createCompressor(options.compression, options.level, out.append, (chunk) => pool.give(chunk));
+    // The file sink writes and hashes each buffer before it returns, so the encryptor may reuse its own.
+    stage = options.encryption ? new EncryptStage({ sinkCopies: true, ...options.encryption }, out.append) : undefined;
+    const compressor = createCompressor(options.compression, options.level, stage?.append ?? out.append, (chunk) => pool.give(chunk));
     const governor = new GarbageGovernor();
     // The stream is parsed back as it is produced (headers only: cheap), so the manifest can be
     // checked against what the archive really holds, up to tar's end-of-archive marker.
@@ -89,6 +98,7 @@ export async function writeArchive(options: WriteOptions): Promise<WrittenArchiv
       options.onProgress?.({ bytesRead: packer.bytesRead, files: packer.files.length, archiveBytes: out.bytes });
     }
     await compressor.end();
+    stage?.end();
     checkOutput();
     reader.end();
     parsed = entries;
@@ -110,6 +120,7 @@ export async function writeArchive(options: WriteOptions): Promise<WrittenArchiv
     files: packer.files,
     warnings: packer.warnings,
     entries: parsed,
+    ...(stage ? { selfCheck: stage.selfCheck() } : {}),
   };
 }
 

@@ -1,6 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { ManifestChecker } from '../archive/check.js';
+import { encryptBuffer } from '../archive/age/index.js';
+import { proveEncryptedFile } from '../archive/encryption.js';
 import { formatChecksumFile, hashFile } from '../archive/hash.js';
 import { MANIFEST_FORMAT, type Manifest, serializeManifest } from '../archive/manifest.js';
 import { checkFreeSpace, describeProblems, scanSource } from '../archive/preflight.js';
@@ -12,8 +14,9 @@ import { OperationError, UsageError } from '../errors.js';
 import { ProgressReporter, count, humanBytes } from '../log.js';
 import { fsyncDirectory, removeLeftoverPartials, writeFileAtomicSync } from '../store/atomic.js';
 import { listArchives, readManifest } from '../store/catalog.js';
+import { infoFromManifest, readInfo, serializeInfo } from '../store/info.js';
 import { acquireLock, logLockWarnings } from '../store/lock.js';
-import { archiveFileName, manifestName, partialName, sha256Name } from '../store/naming.js';
+import { archiveFileName, infoName, manifestName, partialName, sha256Name, sidecarNames } from '../store/naming.js';
 import { pruneArchives } from './prune.js';
 
 export interface BackupSummary {
@@ -63,6 +66,7 @@ export async function backupUnderLock(config: BackupConfig, ctx: RunContext): Pr
     compressionLevel: config.level,
     sourceBytes: scan.bytes,
     files: scan.files,
+    ...(config.recipients ? { encrypted: true, recipients: config.recipients.length } : {}),
   });
   const partial = path.join(config.dest, partialName(name));
   const forgetPartial = ctx.cleanup.add('remove the partial archive', () => fs.rmSync(partial, { force: true }));
@@ -71,7 +75,7 @@ export async function backupUnderLock(config: BackupConfig, ctx: RunContext): Pr
   const manifest = buildManifest(config, name, started, written, ctx);
   await verifyPartial(partial, written, manifest, ctx);
   manifest.durationSeconds = round((ctx.now().getTime() - started.getTime()) / 1000);
-  await publish(config.dest, name, partial, manifest, ctx);
+  await publish(config, name, partial, manifest, ctx);
   forgetPartial();
   if (config.retention) await pruneArchives(config.dest, config.prefix, config.retention, { dryRun: false, log });
   const summary: BackupSummary = {
@@ -128,7 +132,7 @@ async function preflight(config: BackupConfig, exclude: ReturnType<typeof exclud
     );
   }
   const previous = (await listArchives(config.dest, config.prefix))[0];
-  const previousManifest = previous ? await readManifest(config.dest, previous.name).catch(() => undefined) : undefined;
+  const previousManifest = previous ? await (previous.encrypted ? readInfo : readManifest)(config.dest, previous.name).catch(() => undefined) : undefined;
   const ratio = previousManifest && previousManifest.archiveBytes > 0 ? previousManifest.totalBytes / previousManifest.archiveBytes : undefined;
   checkFreeSpace(config.dest, scan.bytes, config.compression === 'none' ? 1 : ratio, config.compression !== 'none');
   return scan;
@@ -151,10 +155,10 @@ async function chooseName(config: BackupConfig, started: Date, ctx: RunContext):
     sequence = newest.sequence + 1;
   }
   for (; ; sequence++) {
-    const forms = COMPRESSIONS.map((c) => archiveFileName(config.prefix, time, c, sequence));
-    const taken = forms.some((n) => [n, partialName(n), sha256Name(n), manifestName(n)].some((f) => fs.existsSync(path.join(config.dest, f))));
+    const forms = COMPRESSIONS.flatMap((c) => [false, true].map((encrypted) => archiveFileName(config.prefix, time, c, sequence, encrypted)));
+    const taken = forms.some((n) => [n, ...sidecarNames(n)].flatMap((f) => [f, partialName(f)]).some((f) => fs.existsSync(path.join(config.dest, f))));
     if (taken) continue;
-    const name = archiveFileName(config.prefix, time, config.compression, sequence);
+    const name = archiveFileName(config.prefix, time, config.compression, sequence, config.recipients !== undefined);
     if (newest && newest.time.getTime() > second.getTime()) {
       ctx.log.warn(
         'backup.clock-behind',
@@ -182,6 +186,7 @@ async function write(config: BackupConfig, exclude: ReturnType<typeof excludeMat
       level: config.level,
       file: partial,
       sourceBytes,
+      ...(config.recipients ? { encryption: { recipients: config.recipients } } : {}),
       signal: ctx.signal,
       onProgress: (p) => (progress = p),
     });
@@ -222,24 +227,48 @@ async function verifyPartial(partial: string, written: WrittenArchive, manifest:
   const started = Date.now();
   const checker = new ManifestChecker({ label: manifest.archive, sha256: manifest.sha256, manifest, contentHashes: false });
   for (const entry of written.entries) checker.entry(entry);
-  const onDisk = await hashFile(partial);
+  const onDisk = await readBack(partial, written);
   checker.finish({ sha256: onDisk.sha256, archiveBytes: onDisk.bytes, tarBytes: written.tarBytes, entries: written.entries.length });
   manifest.verification = { at: ctx.now().toISOString(), ok: true };
-  ctx.log.info('backup.verified', `${manifest.archive} verified: ${count(manifest.entryCount, 'entry')}, sha256 ${manifest.sha256}`, {
-    archive: manifest.archive,
-    seconds: round((Date.now() - started) / 1000),
-  });
+  ctx.log.info(
+    'backup.verified',
+    `${manifest.archive} verified: ${count(manifest.entryCount, 'entry')}, sha256 ${manifest.sha256}${written.selfCheck ? ', every encrypted chunk authenticated' : ''}`,
+    {
+      archive: manifest.archive,
+      seconds: round((Date.now() - started) / 1000),
+    },
+  );
 }
 
-/** Checksum and manifest first (each written atomically), then the archive's rename makes it visible. */
-async function publish(dest: string, name: string, partial: string, manifest: Manifest, ctx: RunContext): Promise<void> {
+/**
+ * The stored file read back: its SHA-256 and length. An encrypted one is also decrypted with its
+ * own file key on the way, so every chunk as stored is authenticated, in order, up to the final one.
+ */
+async function readBack(partial: string, written: WrittenArchive): Promise<{ sha256: string; bytes: number }> {
+  if (!written.selfCheck) return hashFile(partial);
+  try {
+    return await proveEncryptedFile(partial, written.selfCheck);
+  } finally {
+    written.selfCheck.destroy();
+  }
+}
+
+/**
+ * Checksum and manifest first (each written atomically), then the archive's rename makes it
+ * visible. Encrypted: the manifest is encrypted to the same recipients, and the plain info
+ * record (no file names) is written last of the sidecars.
+ */
+async function publish(config: BackupConfig, name: string, partial: string, manifest: Manifest, ctx: RunContext): Promise<void> {
+  const { dest, recipients } = config;
   // The sidecars and the hidden partials writeFileAtomic writes them through: a signal may land mid-write.
-  const sidecars = [sha256Name(name), manifestName(name)].flatMap((n) => [n, partialName(n)]).map((n) => path.join(dest, n));
+  const sidecars = sidecarNames(name).flatMap((n) => [n, partialName(n)]).map((n) => path.join(dest, n));
   const forgetSidecars = ctx.cleanup.add('remove the sidecars', () => sidecars.forEach((f) => fs.rmSync(f, { force: true })));
   try {
     // Synchronous writes: a signal lands between them, never during one, so the cleanup above always works.
     writeFileAtomicSync(dest, sha256Name(name), formatChecksumFile(manifest.sha256, name));
-    writeFileAtomicSync(dest, manifestName(name), serializeManifest(manifest));
+    const text = serializeManifest(manifest);
+    writeFileAtomicSync(dest, manifestName(name), recipients ? encryptBuffer(Buffer.from(text), recipients) : text);
+    if (recipients) writeFileAtomicSync(dest, infoName(name), serializeInfo(infoFromManifest(manifest, manifest.files.filter((f) => f.type === 'file').length)));
   } catch (error) {
     const code = (error as NodeJS.ErrnoException)?.code;
     if (code !== 'ENOSPC' && code !== 'EDQUOT') throw error;
