@@ -1,6 +1,7 @@
 import type { Compression } from '../config.js';
 import { IntegrityError } from '../errors.js';
 import { count } from '../log.js';
+import type { AgeIdentity } from './age/index.js';
 import { ContentHash } from './hash.js';
 import type { EntryType, Manifest, ManifestFile } from './manifest.js';
 import { type ReadProgress, type ReadResult, readArchive } from './read.js';
@@ -160,11 +161,11 @@ export async function checkArchive(
   file: string,
   compression: Compression,
   expectation: Expectation,
-  options: { visitor?: TarVisitor; onProgress?: (p: ReadProgress) => void } = {},
+  options: { visitor?: TarVisitor; onProgress?: (p: ReadProgress) => void; identities?: readonly AgeIdentity[] } = {},
 ): Promise<ReadResult & { totalBytes: number }> {
   const checker = new ManifestChecker(expectation);
   const visitor = options.visitor ? bothVisitors(checker, options.visitor) : checker;
-  const result = await readArchive(file, compression, visitor, options.onProgress);
+  const result = await readArchive(file, compression, visitor, options.onProgress, options.identities);
   checker.finish(result);
   return { sha256: result.sha256, archiveBytes: result.archiveBytes, tarBytes: result.tarBytes, entries: result.entries, totalBytes: checker.totalBytes };
 }
