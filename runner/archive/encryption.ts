@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { IntegrityError } from '../errors.js';
-import { AgeDecryptor, AgeEncryptor, type AgeIdentity, type AgeRecipient, MAX_HEADER_BYTES, type ParsedHeader, looksLikeAge, parseHeader } from './age/index.js';
+import { AgeDecryptor, AgeEncryptor, type AgeIdentity, type AgeRecipient, MAX_HEADER_BYTES, type ParsedHeader, SEALED_CHUNK_BYTES, looksLikeAge, parseHeader } from './age/index.js';
 import type { Sink } from './compress.js';
 
 /**
@@ -106,4 +106,31 @@ export function checkHeaderWithoutKey(file: string, label: string): ParsedHeader
     if (error instanceof IntegrityError) throw new IntegrityError(`${label}: ${error.message}`, error.code);
     throw error;
   }
+}
+
+/**
+ * The first plaintext bytes of an encrypted file (up to one 64 KiB chunk, authenticated), to
+ * sniff the compression of an archive made by other tools. Throws what the decryptor would.
+ */
+export async function decryptedHead(file: string, identities: readonly AgeIdentity[]): Promise<Buffer> {
+  const size = fs.statSync(file).size;
+  const head = readHead(file, MAX_HEADER_BYTES + 2 * SEALED_CHUNK_BYTES);
+  const decryptor = new AgeDecryptor(identities);
+  const parts: Buffer[] = [];
+  decryptor.on('data', (part: Buffer) => void parts.push(part));
+  const done = new Promise<void>((resolve, reject) => {
+    decryptor.once('error', reject);
+    decryptor.once('end', resolve);
+  });
+  // A whole file ends the stream (the final chunk is checked); a longer one releases its first chunk.
+  const whole = head.length >= size;
+  if (whole) decryptor.end(head);
+  else decryptor.write(head);
+  done.catch(() => undefined);
+  try {
+    await (whole ? done : Promise.race([done, new Promise((resolve) => setImmediate(resolve))]));
+  } finally {
+    decryptor.destroy();
+  }
+  return Buffer.concat(parts);
 }
