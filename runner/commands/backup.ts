@@ -255,8 +255,8 @@ async function readBack(partial: string, written: WrittenArchive): Promise<{ sha
 
 /**
  * Checksum and manifest first (each written atomically), then the archive's rename makes it
- * visible. Encrypted: the manifest is encrypted to the same recipients, and the plain info
- * record (no file names) is written last of the sidecars.
+ * visible. Encrypted: the plain info record (no file names) comes before the manifest, which
+ * is encrypted to the same recipients.
  */
 async function publish(config: BackupConfig, name: string, partial: string, manifest: Manifest, ctx: RunContext): Promise<void> {
   const { dest, recipients } = config;
@@ -267,8 +267,8 @@ async function publish(config: BackupConfig, name: string, partial: string, mani
     // Synchronous writes: a signal lands between them, never during one, so the cleanup above always works.
     writeFileAtomicSync(dest, sha256Name(name), formatChecksumFile(manifest.sha256, name));
     const text = serializeManifest(manifest);
-    writeFileAtomicSync(dest, manifestName(name), recipients ? encryptBuffer(Buffer.from(text), recipients) : text);
     if (recipients) writeFileAtomicSync(dest, infoName(name), serializeInfo(infoFromManifest(manifest, manifest.files.filter((f) => f.type === 'file').length)));
+    writeFileAtomicSync(dest, manifestName(name), recipients ? encryptBuffer(Buffer.from(text), recipients) : text);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException)?.code;
     if (code !== 'ENOSPC' && code !== 'EDQUOT') throw error;

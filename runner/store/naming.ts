@@ -98,9 +98,9 @@ export function infoName(archive: string): string {
   return stemOf(archive) + INFO_SUFFIX;
 }
 
-/** Every sidecar an archive has when complete, in the order they are written (the archive's rename comes last). */
+/** Every sidecar an archive has when complete, in the order they are written (the manifest last: in a bucket it marks a finished upload). */
 export function sidecarNames(archive: string): string[] {
-  return isEncryptedName(archive) ? [sha256Name(archive), manifestName(archive), infoName(archive)] : [sha256Name(archive), manifestName(archive)];
+  return isEncryptedName(archive) ? [sha256Name(archive), infoName(archive), manifestName(archive)] : [sha256Name(archive), manifestName(archive)];
 }
 
 /**
