@@ -567,15 +567,25 @@ function buildBackup(values: RawValues, positionals: string[], cwd: string): Bac
 function parseRecipients(values: RawValues, cwd: string): { recipients?: AgeRecipient[] } {
   const given = (values.get('age-recipient') as string[] | undefined) ?? [];
   const file = str(values, 'age-recipients-file');
-  const recipients: AgeRecipient[] = given.map((text) => parseRecipient(text));
-  if (file !== undefined) recipients.push(...readRecipientsFile(path.resolve(cwd, file)));
+  const recipients: AgeRecipient[] = given.map((text) => naming('age-recipient', () => parseRecipient(text)));
+  if (file !== undefined) recipients.push(...naming('age-recipients-file', () => readRecipientsFile(path.resolve(cwd, file))));
   return recipients.length > 0 ? { recipients } : {};
+}
+
+/** The key readers' one-line errors, prefixed with the flag they came from. */
+function naming<T>(flag: string, read: () => T): T {
+  try {
+    return read();
+  } catch (error) {
+    if (error instanceof UsageError) throw new UsageError(`--${flag}: ${error.message}`, error.code);
+    throw error;
+  }
 }
 
 /** --age-identity-file, read (and its bytes wiped) once here. */
 function parseIdentities(values: RawValues, cwd: string): { identities?: AgeIdentity[] } {
   const file = str(values, 'age-identity-file');
-  return file === undefined ? {} : { identities: readIdentityFile(path.resolve(cwd, file)) };
+  return file === undefined ? {} : { identities: naming('age-identity-file', () => readIdentityFile(path.resolve(cwd, file))) };
 }
 
 /** The common settings with DEST checked, for commands whose only directory is DEST. */

@@ -156,6 +156,9 @@ describe('flags and environment variables', () => {
     'kube-api': { value: 'not a url', extra: ['--events', '--claim-name', 'data', '--namespace', 'apps'] },
     'monitoring-timeout': { value: 'soon' },
     'job-uid': { value: 'not/a/uid' },
+    'age-recipient': { value: 'age1notakey' },
+    'age-recipients-file': { value: '/nonexistent/pvc-backup-recipients.txt' },
+    'age-identity-file': { value: '/nonexistent/pvc-backup-key.txt' },
   };
   /** Variables checked by a successful run instead (they have no invalid value); service-account-dir in test/monitoring/events.test.ts. */
   const checkedByRuns = new Set(['exclude', 'service-account-dir', 'allow-absolute-symlinks']);
