@@ -43,16 +43,18 @@ export async function readArchive(
   const hash = createHash('sha256');
   let archiveBytes = 0;
   const reader = new TarReader(visitor);
+  const governor = new GarbageGovernor();
   const tap = new Transform({
     highWaterMark: 4 * MiB,
     transform(chunk: Buffer, _encoding, done) {
       hash.update(chunk);
       archiveBytes += chunk.length;
+      // Decryption leaves one fresh buffer per 64 KiB chunk: count it as garbage too.
+      if (identities) governor.processed(chunk.length);
       done(null, chunk);
     },
   });
   const decompressor = createDecompressor(compression);
-  const governor = new GarbageGovernor();
   const consume = async (source: AsyncIterable<Buffer>) => {
     for await (const chunk of source) {
       reader.write(chunk);
