@@ -12,8 +12,8 @@ import { judgeFreshness } from '../freshness.js';
 import { ProgressReporter, count, humanBytes } from '../log.js';
 import { writeFileAtomicSync } from '../store/atomic.js';
 import { type ArchiveInfo, choosePrefix, findArchive, listArchives, otherPrefixesHint, readManifest } from '../store/catalog.js';
-import { infoName, manifestName, partialName, sha256Name } from '../store/naming.js';
-import { type InfoRecord, readInfo, serializeInfo } from '../store/info.js';
+import { type InfoRecord, infoFromManifest, readInfo, serializeInfo } from '../store/info.js';
+import { infoName, isEncryptedName, manifestName, partialName, sha256Name } from '../store/naming.js';
 
 export interface VerifyOutcome {
   archive: string;
@@ -160,12 +160,16 @@ async function readChecksum(dest: string, name: string): Promise<string> {
  */
 async function record(dest: string, name: string, manifest: Manifest | undefined, info: InfoRecord | undefined, verification: Manifest['verification'], ctx: RunContext): Promise<void> {
   if (!fs.existsSync(path.join(dest, name))) return;
-  const sidecar = info ? infoName(name) : manifestName(name);
+  const encrypted = isEncryptedName(name);
+  // An encrypted archive whose info record is missing gets a new one from its decrypted manifest.
+  const record = encrypted ? (info ?? (manifest && infoFromManifest(manifest, manifest.files.filter((f) => f?.type === 'file').length))) : undefined;
+  if (encrypted && !record) return;
+  const sidecar = encrypted ? infoName(name) : manifestName(name);
   // A signal may land while the new sidecar is being written: its hidden partial must not stay behind.
   const partial = path.join(dest, partialName(sidecar));
   const forget = ctx.cleanup.add('remove the partial sidecar', () => fs.rmSync(partial, { force: true }));
   try {
-    if (info) writeFileAtomicSync(dest, sidecar, serializeInfo({ ...info, verification }));
+    if (record) writeFileAtomicSync(dest, sidecar, serializeInfo({ ...record, verification }));
     else if (manifest) writeFileAtomicSync(dest, sidecar, serializeManifest({ ...manifest, verification }));
   } finally {
     forget();

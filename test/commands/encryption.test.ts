@@ -151,6 +151,12 @@ describe('verify of encrypted archives', () => {
     const full = await cli(['verify', '--dest', dest, '--age-identity-file', identityFile]);
     expect(full.code, full.stdout).toBe(0);
     expect(full.lines.find((l) => l.event === 'verify.ok')).toMatchObject({ archive: name, restorable: true, entries: 6 });
+
+    // A lost info record is made again from the decrypted manifest; the manifest stays encrypted.
+    fs.rmSync(infoFile);
+    expect((await cli(['verify', '--dest', dest, '--age-identity-file', identityFile])).code).toBe(0);
+    expect(JSON.parse(fs.readFileSync(infoFile, 'utf8'))).toMatchObject({ encrypted: true, archive: name, fileCount: 3, verification: { ok: true } });
+    expect(fs.readFileSync(path.join(dest, `${stemOf(name)}.manifest.json.age`)).subarray(0, 21).toString()).toBe('age-encryption.org/v1');
     const infoAfterFull = fs.readFileSync(infoFile, 'utf8');
 
     const wrong = await runCli(['verify', '--dest', dest, '--age-identity-file', other.identityFile]);
