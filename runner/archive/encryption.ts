@@ -1,5 +1,7 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { IntegrityError } from '../errors.js';
@@ -133,4 +135,51 @@ export async function decryptedHead(file: string, identities: readonly AgeIdenti
     decryptor.destroy();
   }
   return Buffer.concat(parts);
+}
+
+/** A decrypted copy of a small encrypted file (a manifest) in a private temporary directory. */
+export interface DecryptedCopy {
+  file: string;
+  /** Removes the copy (idempotent). */
+  remove(): void;
+}
+
+/**
+ * Decrypts `file` into a new private temporary directory (mode 0700 under the system's temp
+ * dir, never the backup directory), for readers that need a file: the streamed manifest reader
+ * opens its file by name. The copy is removed by `remove` (register it with the run's cleanup).
+ * Throws what the decryptor would (wrong identity, damage), leaving nothing behind.
+ */
+export async function decryptToTemporaryFile(file: string, identities: readonly AgeIdentity[], name: string): Promise<DecryptedCopy> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pvc-backup-decrypted-'));
+  const remove = () => fs.rmSync(dir, { recursive: true, force: true });
+  try {
+    const copy = path.join(dir, name);
+    await pipeline(fs.createReadStream(file, { highWaterMark: 1024 * 1024 }), new AgeDecryptor(identities), fs.createWriteStream(copy, { mode: 0o600 }));
+    return { file: copy, remove };
+  } catch (error) {
+    remove();
+    throw error;
+  }
+}
+
+/** Writes `plainFile` encrypted to the recipients into the open descriptor `fd`, streaming (bounded memory). */
+export function encryptFileInto(fd: number, plainFile: string, recipients: readonly AgeRecipient[]): void {
+  const write = (chunk: Buffer) => {
+    let offset = 0;
+    while (offset < chunk.length) offset += fs.writeSync(fd, chunk, offset, chunk.length - offset);
+  };
+  const encryptor = new AgeEncryptor(recipients, write, { sinkCopies: true });
+  const input = fs.openSync(plainFile, 'r');
+  try {
+    const buffer = Buffer.allocUnsafe(1024 * 1024);
+    for (;;) {
+      const n = fs.readSync(input, buffer, 0, buffer.length, null);
+      if (n === 0) break;
+      encryptor.append(buffer.subarray(0, n));
+    }
+    encryptor.end();
+  } finally {
+    fs.closeSync(input);
+  }
 }
