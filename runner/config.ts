@@ -48,6 +48,8 @@ export interface BackupConfig extends CommonConfig {
   skipUnreadable: boolean;
   /** age recipients the archive and its manifest are encrypted to; undefined: not encrypted. */
   recipients?: readonly AgeRecipient[];
+  /** Archive extended attributes, POSIX ACLs and file capabilities. */
+  xattrs: boolean;
 }
 
 export type VerifySelection = { kind: 'latest' } | { kind: 'all' } | { kind: 'archive'; name: string };
@@ -91,6 +93,8 @@ export interface RestoreConfig extends CommonConfig {
   allowUnverified: boolean;
   /** Recreate absolute symlink targets verbatim instead of refusing the archive. */
   allowAbsoluteSymlinks: boolean;
+  /** Restore extended attributes, POSIX ACLs and file capabilities stored in the archive. */
+  xattrs: boolean;
   /** Identifies one restore request; a request DEST records as done is never run again. */
   requestId: string | undefined;
   /** The Kubernetes Job running this request: a retry of the Job that completed it exits 0. */
@@ -221,6 +225,7 @@ const commandFlags: Record<CommandName, { summary: string; usage: string; flags:
         help: 'encrypt the archive and its manifest with age to this X25519 public key (repeatable; variable: one per line); the archive is then NAME.tar.*.age',
       },
       { name: 'age-recipients-file', kind: 'string', metavar: 'FILE', help: 'encrypt to every recipient in FILE (age -R format: one age1… per line, # comments)' },
+      { name: 'xattrs', kind: 'bool', negatable: true, help: 'archive extended attributes, POSIX ACLs and file capabilities (--no-xattrs to leave them out)', defaultText: 'on' },
       ...monitoringFlags,
       ...backupScheduleFlags,
     ],
@@ -265,6 +270,7 @@ const commandFlags: Record<CommandName, { summary: string; usage: string; flags:
       { name: 'snapshot', kind: 'bool', negatable: true, help: 'archive the current target into DEST before restoring (--no-snapshot to skip)', defaultText: 'on' },
       { name: 'allow-unverified', kind: 'bool', help: 'restore an archive that has no checksum/manifest sidecars (made by another tool)' },
       { name: 'allow-absolute-symlinks', kind: 'bool', help: 'recreate symlinks with absolute targets verbatim (they are never followed while restoring) instead of refusing the archive' },
+      { name: 'xattrs', kind: 'bool', negatable: true, help: 'restore extended attributes, POSIX ACLs and file capabilities from the archive (--no-xattrs to skip them)', defaultText: 'on' },
       { name: 'request-id', kind: 'string', metavar: 'ID', help: 'run this restore request once: DEST records it when done, and running it again fails (exit 2) unless it is a retry of the same --job-uid' },
       { name: 'job-uid', kind: 'string', metavar: 'UID', help: 'the Kubernetes Job running the request (the chart passes its UID): a retry of the Job that completed the request exits 0' },
       ageIdentityFlag('needed to restore an encrypted archive'),
@@ -560,6 +566,7 @@ function buildBackup(values: RawValues, positionals: string[], cwd: string): Bac
     allowEmpty: bool(values, 'allow-empty'),
     skipUnreadable: bool(values, 'skip-unreadable'),
     ...parseRecipients(values, cwd),
+    xattrs: bool(values, 'xattrs', true),
   };
 }
 
@@ -663,6 +670,7 @@ function buildRestore(values: RawValues, positionals: string[], cwd: string): Re
     snapshot: bool(values, 'snapshot', true),
     allowUnverified: bool(values, 'allow-unverified'),
     allowAbsoluteSymlinks: bool(values, 'allow-absolute-symlinks'),
+    xattrs: bool(values, 'xattrs', true),
     requestId: parseRequestId(str(values, 'request-id')),
     jobUid: parseJobUid(str(values, 'job-uid')),
     ...parseIdentities(values, cwd),

@@ -1,15 +1,17 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import type { Compression } from '../config.js';
-import { OperationError, describeSystemError } from '../errors.js';
+import { IntegrityError, OperationError, describeSystemError } from '../errors.js';
 import { humanBytes } from '../log.js';
 import { GarbageGovernor, collectAllGarbage } from '../memory.js';
 import { BufferPool } from './buffer-pool.js';
+import { compareEntry } from './check.js';
 import { CHUNK_BYTES, createCompressor } from './compress.js';
 import type { AgeIdentity } from './age/index.js';
 import { EncryptStage, type EncryptionOptions } from './encryption.js';
-import type { ManifestFile } from './manifest.js';
+import { MANIFEST_FORMAT, type ManifestFile, type ManifestWriter } from './manifest.js';
 import { type PackWarning, TarPacker } from './pack.js';
+import type { HelperPool } from './syscall-helper.js';
 import { type TarEntry, TarReader } from './tar-reader.js';
 import type { ExcludeMatcher } from './walk.js';
 
@@ -21,23 +23,36 @@ export interface WriteOptions {
   level: number | undefined;
   /** The hidden partial file to create (must not exist). */
   file: string;
+  /** Receives every archived entry (the manifest's file list). */
+  manifest: ManifestWriter;
+  /** Reads xattrs and sparse maps (syscall-helper.ts). */
+  helper?: HelperPool;
+  /** Archive extended attributes, ACLs and capabilities. */
+  xattrs: boolean;
   /** Expected source size, for the out-of-space message. */
   sourceBytes: number;
   /** Encrypt the compressed stream with age before it is hashed and written. */
   encryption?: EncryptionOptions;
   signal?: AbortSignal;
   onProgress?: (p: { bytesRead: number; files: number; archiveBytes: number }) => void;
+  onWarning?: (warning: PackWarning) => void;
 }
 
 export interface WrittenArchive {
   sha256: string;
   archiveBytes: number;
   tarBytes: number;
+  /** Sum of regular file sizes, and of the file data stored (sparse files without holes). */
   totalBytes: number;
-  files: ManifestFile[];
+  storedBytes: number;
+  /** Entries in the archive; regular files among them. */
+  entryCount: number;
+  files: number;
+  /** Warnings for the manifest (capped) and how many more there were. */
   warnings: PackWarning[];
-  /** Every entry of the tar stream as parsed back from the bytes handed to the compressor. */
-  entries: TarEntry[];
+  warningsOmitted: number;
+  /** zstd: [compressed offset, tar offset] of every frame (encrypted: offsets in the decrypted stream). */
+  frames?: [number, number][];
   /** Encrypted: the identity that opens this file (its own file key), to prove the stored copy; destroy it after. */
   selfCheck?: AgeIdentity;
 }
@@ -64,44 +79,89 @@ class ArchiveFile {
 }
 
 /**
+ * The tar stream parsed back as it is produced (headers only: cheap), each entry compared with
+ * the manifest entry the packer wrote for it, in order, up to tar's end-of-archive marker.
+ */
+class StreamCheck {
+  private readonly records: ManifestFile[] = [];
+  private readonly parsed: TarEntry[] = [];
+  readonly reader = new TarReader({ entry: (entry) => this.push(this.parsed, entry) });
+  matched = 0;
+
+  constructor(private readonly label: string) {}
+
+  file(record: ManifestFile): void {
+    this.push(this.records, record);
+  }
+
+  private push<T>(queue: T[], item: T): undefined {
+    queue.push(item);
+    while (this.records.length > 0 && this.parsed.length > 0) {
+      compareEntry(this.parsed.shift()!, this.records.shift()!, MANIFEST_FORMAT, this.label);
+      this.matched++;
+    }
+    return undefined;
+  }
+
+  end(): void {
+    this.reader.end();
+    if (this.records.length !== 0 || this.parsed.length !== 0) {
+      throw new IntegrityError(`${this.label}: the tar stream and the manifest disagree on the number of entries (internal fault); the archive was not kept`, 'ROUND_TRIP');
+    }
+  }
+}
+
+/**
  * Streams the source tree into a new archive file in one pass: tar packing (with per-file
- * hashes) → compression → [age encryption] → file, hashing the stored bytes on the way. The file is fsynced
- * before this returns. Memory stays bounded: ~1 MiB chunks and a bounded compression queue.
+ * hashes) → compression → [age encryption] → file, hashing the stored bytes on the way, every
+ * entry written to the manifest as it is archived. The file is fsynced before this returns.
+ * Memory stays bounded: ~1–4 MiB chunks, a bounded compression queue, nothing kept per entry.
  */
 export async function writeArchive(options: WriteOptions): Promise<WrittenArchive> {
   const fd = fs.openSync(options.file, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o644);
   const out = new ArchiveFile(fd);
   // Enough buffers for the chunks in flight (compression jobs, one being filled, one queued).
   const pool = new BufferPool(CHUNK_BYTES[options.compression], 5);
-  const packer = new TarPacker({ source: options.source, exclude: options.exclude, skipUnreadable: options.skipUnreadable, pool });
+  const check = new StreamCheck(options.file);
+  const packer = new TarPacker({
+    source: options.source,
+    exclude: options.exclude,
+    skipUnreadable: options.skipUnreadable,
+    pool,
+    helper: options.helper,
+    xattrs: options.xattrs,
+    onFile: (file) => {
+      options.manifest.file(file);
+      check.file(file);
+    },
+    onWarning: options.onWarning,
+  });
   const onAbort = () => packer.abort(new OperationError('backup stopped by a signal', 'STOPPED'));
   options.signal?.addEventListener('abort', onAbort, { once: true });
-  let parsed: TarEntry[] = [];
   let stage: EncryptStage | undefined;
   const checkOutput = () => {
     if (out.failure) throw outputError(out.failure, out.bytes, options.sourceBytes);
   };
+  let frames: [number, number][] | undefined;
   try {
     // The file sink writes and hashes each buffer before it returns, so the encryptor may reuse its own.
     stage = options.encryption ? new EncryptStage({ sinkCopies: true, ...options.encryption }, out.append) : undefined;
     const compressor = createCompressor(options.compression, options.level, stage?.append ?? out.append, (chunk) => pool.give(chunk));
     const governor = new GarbageGovernor();
-    // The stream is parsed back as it is produced (headers only: cheap), so the manifest can be
-    // checked against what the archive really holds, up to tar's end-of-archive marker.
-    const entries: TarEntry[] = [];
-    const reader = new TarReader({ entry: (entry) => void entries.push(entry) });
-    for (const chunk of packer.chunks()) {
-      reader.write(chunk);
+    let entries = 0;
+    for await (const chunk of packer.chunks()) {
+      check.reader.write(chunk);
       await compressor.write(chunk);
-      governor.processed(chunk.length);
+      governor.processed(chunk.length, packer.entries - entries);
+      entries = packer.entries;
       checkOutput();
-      options.onProgress?.({ bytesRead: packer.bytesRead, files: packer.files.length, archiveBytes: out.bytes });
+      options.onProgress?.({ bytesRead: packer.bytesRead, files: packer.entries, archiveBytes: out.bytes });
     }
     await compressor.end();
     stage?.end();
     checkOutput();
-    reader.end();
-    parsed = entries;
+    check.end();
+    frames = compressor.frames;
     try {
       fs.fsyncSync(fd);
     } catch (error) {
@@ -116,15 +176,18 @@ export async function writeArchive(options: WriteOptions): Promise<WrittenArchiv
     sha256: out.hash.digest('hex'),
     archiveBytes: out.bytes,
     tarBytes: packer.tarBytes,
-    totalBytes: packer.files.reduce((sum, f) => sum + (f.type === 'file' ? f.size : 0), 0),
+    totalBytes: packer.totalBytes,
+    storedBytes: packer.storedBytes,
+    entryCount: packer.entries,
     files: packer.files,
     warnings: packer.warnings,
-    entries: parsed,
+    warningsOmitted: packer.warningsOmitted,
+    frames,
     ...(stage ? { selfCheck: stage.selfCheck() } : {}),
   };
 }
 
-function outputError(error: unknown, written: number, sourceBytes: number): OperationError {
+export function outputError(error: unknown, written: number, sourceBytes: number): OperationError {
   const code = (error as NodeJS.ErrnoException)?.code;
   if (code === 'ENOSPC' || code === 'EDQUOT') {
     return new OperationError(

@@ -4,21 +4,23 @@ import { type AgeIdentity, type AgeRecipient, checkAgeHeader } from '../archive/
 import { type Expectation, checkArchive } from '../archive/check.js';
 import { sniffCompression } from '../archive/compress.js';
 import { decryptedHead, isAgeFile, readHead } from '../archive/encryption.js';
-import { Extractor, applyMeta } from '../archive/extract.js';
+import { type EntryMeta, Extractor, applyMeta } from '../archive/extract.js';
 import { parseChecksumFile } from '../archive/hash.js';
-import type { Manifest } from '../archive/manifest.js';
+import type { Manifest, OpenedManifest } from '../archive/manifest.js';
 import type { ReadProgress } from '../archive/read.js';
 import { type SafetyOptions, SafetyRules } from '../archive/safety.js';
+import { HelperPool, errnoName } from '../archive/syscall-helper.js';
 import type { TarVisitor } from '../archive/tar-reader.js';
+import { readNames } from '../archive/walk.js';
 import type { BackupConfig, Compression, RestoreConfig } from '../config.js';
 import type { RunContext } from '../context.js';
 import { IntegrityError, OperationError, RunnerError, UsageError, describeSystemError } from '../errors.js';
 import { type Logger, ProgressReporter, count, humanBytes } from '../log.js';
 import { collectAllGarbage } from '../memory.js';
-import { IndexBuilder, type RestorePlan, indexFromManifest, mountsInside, planRestore } from '../restore/plan.js';
+import { IndexBuilder, type PlanAction, type RestorePlan, indexFromManifest, mountsInside, planRestore } from '../restore/plan.js';
 import { CONTROL_PREFIX, KEEP_IN_PLACE, RestoreRun, checkSwapPossible, pendingRecovery, recoverInterrupted, syncFileSystem, tempPrefix } from '../restore/staging.js';
 import { removeLeftoverPartials, writeFileAtomic } from '../store/atomic.js';
-import { type ResolvedArchive, choosePrefix, findArchive, identityNeeded, readManifest } from '../store/catalog.js';
+import { type ResolvedArchive, choosePrefix, findArchive, identityNeeded, openArchiveManifest, openEncryptedManifest } from '../store/catalog.js';
 import { acquireLock, logLockWarnings } from '../store/lock.js';
 import { PRE_RESTORE_SUFFIX, manifestName, sha256Name } from '../store/naming.js';
 import { backupUnderLock } from './backup.js';
@@ -73,9 +75,12 @@ interface ArchiveSource {
   /** Checksum and manifest present and used. */
   verified: boolean;
   manifest: Manifest | undefined;
+  opened: OpenedManifest | undefined;
   info: ResolvedArchive;
   /** Encrypted with age: the identities that decrypt it (their header check already passed). */
   identities: readonly AgeIdentity[] | undefined;
+  /** Removes what opening it made (an encrypted archive's decrypted manifest copy). */
+  release(): void;
 }
 
 const isRoot = (): boolean => process.getuid?.() === 0;
@@ -94,8 +99,13 @@ export async function runRestore(given: RestoreConfig, ctx: RunContext): Promise
     if (requestAlreadyDone(config, ctx.log)) return undefined;
     refuseMounts(config.target);
     recoverInterrupted(config.dest, config.target, ctx.log);
-    const source = await openArchive(config, ctx.log);
-    const summary = config.mode === 'replace' ? await restoreReplace(config, ctx, source) : await restoreMerge(config, ctx, source);
+    const source = await openArchive(config, ctx);
+    let summary: RestoreSummary;
+    try {
+      summary = config.mode === 'replace' ? await restoreReplace(config, ctx, source) : await restoreMerge(config, ctx, source);
+    } finally {
+      source.release();
+    }
     if (config.requestId) await recordDone(config, summary);
     ctx.log.info(
       'restore.done',
@@ -201,23 +211,38 @@ function openEncryption(config: RestoreConfig, info: ResolvedArchive, file: stri
   return config.identities;
 }
 
-async function openArchive(config: RestoreConfig, log: Logger): Promise<ArchiveSource> {
+async function openArchive(config: RestoreConfig, ctx: RunContext): Promise<ArchiveSource> {
+  const { log } = ctx;
   const info = await findArchive(config.dest, config.prefix, config.archive);
   const file = path.join(config.dest, info.name);
   const identities = openEncryption(config, info, file);
   let sha256: string | undefined;
   if (info.hasSha256) sha256 = parseChecksumFile(fs.readFileSync(path.join(config.dest, sha256Name(info.name)), 'utf8'), info.name);
-  let manifest: Manifest | undefined;
+  let opened: OpenedManifest | undefined;
+  let release = () => undefined as void;
   if (info.hasManifest) {
     try {
-      manifest = await readManifest(config.dest, info.name, identities);
+      if (identities) {
+        const decrypted = await openEncryptedManifest(config.dest, info.name, identities);
+        if (decrypted) {
+          const forget = ctx.cleanup.add('remove the decrypted manifest', decrypted.close);
+          release = () => {
+            decrypted.close();
+            forget();
+          };
+        }
+        opened = decrypted;
+      } else {
+        opened = openArchiveManifest(config.dest, info.name);
+      }
     } catch (error) {
       if (!(error instanceof IntegrityError) || !config.allowUnverified || error.code === 'AGE_NO_MATCH') throw error;
       log.warn('restore.manifest-ignored', `${error.message}; ignored because of --allow-unverified`, { archive: info.name });
     }
   }
+  const manifest = opened?.manifest;
   // Parsing a large manifest leaves tens of MiB of garbage; collect it before the long read.
-  if (manifest) collectAllGarbage();
+  if (opened?.layout === 'whole') collectAllGarbage();
   const verified = !info.foreign && sha256 !== undefined && manifest !== undefined;
   if (!verified) {
     const missing = [sha256 === undefined ? sha256Name(info.name) : '', manifest === undefined ? manifestName(info.name) : ''].filter(Boolean).join(' and ');
@@ -238,11 +263,13 @@ async function openArchive(config: RestoreConfig, log: Logger): Promise<ArchiveS
     name: info.name,
     file,
     compression,
-    expectation: { label: info.name, sha256, manifest },
+    expectation: { label: info.name, sha256, manifest: opened },
     verified,
     manifest,
+    opened,
     info,
     identities,
+    release,
   };
 }
 
@@ -260,7 +287,7 @@ async function readPass(
   config: RestoreConfig,
   ctx: RunContext,
   source: ArchiveSource,
-  visitor: TarVisitor & { finish(): void },
+  visitor: TarVisitor & { finish(): void | Promise<void> },
   what: { event: string; verb: string; progress?: () => { bytes: number; files: number } },
 ) {
   let read: ReadProgress = { archiveBytes: 0, tarBytes: 0, entries: 0 };
@@ -281,7 +308,7 @@ async function readPass(
   }).start();
   try {
     const result = await checkArchive(source.file, source.compression, source.expectation, { visitor, onProgress: (p) => (read = p), identities: source.identities });
-    visitor.finish();
+    await visitor.finish();
     return result;
   } catch (error) {
     throw namingArchive(error, source.name);
@@ -305,7 +332,8 @@ async function restoreReplace(config: RestoreConfig, ctx: RunContext, source: Ar
   const chown = isRoot();
   if (!chown) warnNotRoot(log);
 
-  let expectedBytes = source.manifest?.totalBytes;
+  // Sparse files count by the data they hold, not their apparent size.
+  let expectedBytes = source.manifest ? (source.manifest.storedBytes ?? source.manifest.totalBytes) : undefined;
   if (!source.verified) expectedBytes = await safetyPrePass(config, ctx, source);
   checkSwapPossible(target);
   checkTargetSpace(target, expectedBytes ?? 0, 'replace');
@@ -330,7 +358,16 @@ async function restoreReplace(config: RestoreConfig, ctx: RunContext, source: Ar
     }
   };
   const forgetStaging = cleanup.add('remove the staging directory', discard);
-  const extractor = new Extractor({ root: run.stagingPath, merge: false, chown, safety: safetyOptions(config) });
+  const helper = startHelper(config, ctx);
+  const extractor = new Extractor({
+    root: run.stagingPath,
+    merge: false,
+    chown,
+    helper,
+    xattrs: config.xattrs,
+    safety: safetyOptions(config),
+    onWarning: warnAttribute(log),
+  });
   let result;
   let snapshot: string | undefined;
   try {
@@ -350,13 +387,21 @@ async function restoreReplace(config: RestoreConfig, ctx: RunContext, source: Ar
     snapshot = await takeSnapshot(config, ctx, run.topLevelNames, source);
     if (!syncFileSystem(target)) log.warn('restore.sync-failed', 'could not run sync; the restored data may not be on disk yet if the node loses power now');
   } catch (error) {
+    // The helpers may still be creating files in staging: let them finish before it is removed.
+    await extractor.settle();
+    helper?.close();
     discard();
     forgetStaging();
     throw error;
   }
   forgetStaging();
   // From here on nothing is removed on failure: the journal lets the next run finish the swap.
-  run.swapIn(extractor.rootMeta, log);
+  try {
+    run.swapIn(extractor.rootMeta && plainMeta(extractor.rootMeta), log);
+    await applyRootAttributes(target, extractor.rootMeta, config, helper, log);
+  } finally {
+    helper?.close();
+  }
   return summarize('replace', { source, target, extractor, result, snapshot, started });
 }
 
@@ -382,12 +427,23 @@ async function restoreMerge(config: RestoreConfig, ctx: RunContext, source: Arch
     sidecars: source.verified,
     bytes: expectedBytes,
   });
-  const extractor = new Extractor({ root: target, merge: true, chown, tempPrefix: tempPrefix(run.id), safety: safetyOptions(config) });
+  const helper = startHelper(config, ctx);
+  const extractor = new Extractor({
+    root: target,
+    merge: true,
+    chown,
+    helper,
+    xattrs: config.xattrs,
+    tempPrefix: tempPrefix(run.id),
+    safety: safetyOptions(config),
+    onWarning: warnAttribute(log),
+  });
   let finished = false;
   const finish = () => {
     if (finished) return;
     finished = true;
     extractor.close();
+    helper?.close();
     run.discard();
   };
   const forgetRun = cleanup.add('remove the temporary file', finish);
@@ -398,6 +454,7 @@ async function restoreMerge(config: RestoreConfig, ctx: RunContext, source: Arch
     // After the run's marker is gone: removing it changes the target's mtime.
     if (extractor.rootMeta) applyMeta(target, extractor.rootMeta, chown);
   } catch (error) {
+    await extractor.settle();
     if (error instanceof RunnerError) {
       throw new OperationError(
         `${error.message}; the merge stopped part-way, so the target now holds a mix of old and restored files` +
@@ -428,6 +485,44 @@ async function extractPass(config: RestoreConfig, ctx: RunContext, source: Archi
     progress: () => ({ bytes: extractor.bytes, files: extractor.files }),
   });
   return result;
+}
+
+/**
+ * The helper process for xattrs and exact times (syscall-helper.ts). Without it the restore
+ * still runs: times to within a microsecond, and a warning for every entry whose xattrs are lost.
+ */
+function startHelper(config: RestoreConfig, ctx: RunContext): HelperPool | undefined {
+  // Three processes: they create the small files, set attributes and exact times, in parallel.
+  const helper = HelperPool.start(3);
+  if (typeof helper === 'string') {
+    ctx.log.warn('restore.no-helper', `extended attributes, ACLs and file capabilities cannot be restored and mtimes are set to within a microsecond: ${helper}`, { reason: helper });
+    return undefined;
+  }
+  // On a signal this runs before the staging directory is removed: nothing may be created in it afterwards.
+  ctx.cleanup.add('stop the system-call helpers', () => helper.killSync());
+  return helper;
+}
+
+/** The target directory's own xattrs (e.g. a default ACL) and exact mtime, from the archive's root entry. */
+async function applyRootAttributes(target: string, root: EntryMeta | undefined, config: RestoreConfig, helper: HelperPool | undefined, log: Logger): Promise<void> {
+  if (!root || !helper) return;
+  const xattrs = config.xattrs ? root.xattrs : undefined;
+  if (!xattrs && !root.mtimeNsec) return;
+  const failures = await helper.for('').apply(Buffer.from(target), { xattrs, mtime: { sec: root.mtime, nsec: root.mtimeNsec ?? 0 } });
+  for (const f of failures) {
+    const what = f.step === 'xattr' ? `its extended attribute ${xattrs?.[f.index]?.name}` : 'its exact mtime';
+    log.warn('restore.attribute', `./: ${what} was not restored (${errnoName(f.errno)})`, { path: './', problem: f.step });
+  }
+}
+
+/** What the swap journal records of the root entry (JSON, no binary attributes). */
+function plainMeta(meta: EntryMeta): EntryMeta {
+  const { xattrs: _xattrs, ...rest } = meta;
+  return rest;
+}
+
+function warnAttribute(log: Logger): (entryPath: string, problem: string) => void {
+  return (p, problem) => log.warn('restore.attribute', `${p}: ${problem}`, { path: p, problem });
 }
 
 function summarize(
@@ -478,6 +573,8 @@ function checkTargetSpace(target: string, bytes: number, mode: RestoreConfig['mo
   let free: number;
   try {
     const st = fs.statfsSync(target);
+    // A file system that reports no size at all (ramfs) has no limit to check.
+    if (st.blocks === 0) return;
     free = st.bavail * st.bsize;
   } catch {
     return;
@@ -494,7 +591,7 @@ function checkTargetSpace(target: string, bytes: number, mode: RestoreConfig['mo
 
 /** Whether the target holds anything besides lost+found and the run's own entries (`own`). */
 function targetHasData(target: string, own: readonly string[]): boolean {
-  return fs.readdirSync(target).some((name) => !own.includes(name) && !KEEP_IN_PLACE.includes(name));
+  return readNames(target).some((name) => !own.includes(name) && !KEEP_IN_PLACE.includes(name));
 }
 
 /**
@@ -534,6 +631,7 @@ async function takeSnapshot(config: RestoreConfig, ctx: RunContext, own: readonl
     retention: { last: SNAPSHOT_KEEP },
     allowEmpty: true,
     skipUnreadable: false,
+    xattrs: true,
     ...snapshotRecipients(source),
   };
   try {
@@ -571,8 +669,18 @@ async function runDryRun(config: RestoreConfig, ctx: RunContext): Promise<Restor
       entries: pending,
     });
   }
-  const source = await openArchive(config, log);
-  const builder = source.manifest ? undefined : new IndexBuilder(safetyOptions(config));
+  const source = await openArchive(config, ctx);
+  try {
+    return await planDryRun(config, ctx, source, pending);
+  } finally {
+    source.release();
+  }
+}
+
+/** The dry run's read of the opened archive, and the plan it prints. */
+async function planDryRun(config: RestoreConfig, ctx: RunContext, source: ArchiveSource, pending: string[]): Promise<RestorePlan> {
+  const { log } = ctx;
+  const builder = source.opened ? undefined : new IndexBuilder(safetyOptions(config));
   const rules = builder?.rules ?? new SafetyRules(safetyOptions(config));
   const result = await readPass(config, ctx, source, builder ?? rules, { event: 'restore.verify-progress', verb: 'verifying' });
   log.info('restore.verified', `${source.name} ${source.verified ? 'verified' : 'read completely (unverified)'}: ${count(rules.entries, 'entry')}, every path safe, sha256 ${result.sha256}`, {
@@ -580,12 +688,14 @@ async function runDryRun(config: RestoreConfig, ctx: RunContext): Promise<Restor
     verified: source.verified,
     sha256: result.sha256,
   });
-  const index = source.manifest ? indexFromManifest(source.manifest) : builder!.entries;
+  const index = source.opened ? indexFromManifest(source.opened) : builder!.index();
   const ignoreTopLevel = (name: string) => pending.includes(name) || (config.mode === 'replace' && KEEP_IN_PLACE.includes(name));
-  const plan = planRestore(config.target, index, config.mode, { ignoreTopLevel });
-  for (const item of plan.add) log.info('restore.plan.add', `would add ${item.path}${item.kind === 'file' ? ` (${humanBytes(item.bytes)})` : ''}`, { path: item.path, kind: item.kind, bytes: item.bytes });
-  for (const item of plan.replace) log.info('restore.plan.replace', `would replace ${item.path}${item.kind === 'file' ? ` (${humanBytes(item.bytes)})` : ''}`, { path: item.path, kind: item.kind, bytes: item.bytes });
-  for (const item of plan.remove) log.info('restore.plan.remove', `would remove ${item.path}`, { path: item.path, kind: item.kind, bytes: item.bytes });
+  const words: Record<PlanAction, string> = { add: 'would add', replace: 'would replace', remove: 'would remove' };
+  const plan = planRestore(config.target, index, config.mode, {
+    ignoreTopLevel,
+    onItem: (action, item) =>
+      log.info(`restore.plan.${action}`, `${words[action]} ${item.path}${item.kind === 'file' && action !== 'remove' ? ` (${humanBytes(item.bytes)})` : ''}`, { path: item.path, kind: item.kind, bytes: item.bytes }),
+  });
   if (config.snapshot && targetHasData(config.target, pending)) {
     log.info('restore.plan.snapshot', `would first save the current contents of ${config.target} as a pre-restore snapshot (prefix ${snapshotPrefix(config.prefix)})`, {
       prefix: snapshotPrefix(config.prefix),
@@ -593,17 +703,17 @@ async function runDryRun(config: RestoreConfig, ctx: RunContext): Promise<Restor
   }
   log.info(
     'restore.plan',
-    `dry run of ${source.name} into ${config.target} (${config.mode}): would add ${plan.add.length} (${humanBytes(plan.addBytes)}), ` +
-      `replace ${plan.replace.length} (${humanBytes(plan.replaceBytes)}), remove ${plan.remove.length} (${humanBytes(plan.removeBytes)}); ${plan.unchanged} unchanged; nothing was changed`,
+    `dry run of ${source.name} into ${config.target} (${config.mode}): would add ${plan.add} (${humanBytes(plan.addBytes)}), ` +
+      `replace ${plan.replace} (${humanBytes(plan.replaceBytes)}), remove ${plan.remove} (${humanBytes(plan.removeBytes)}); ${plan.unchanged} unchanged; nothing was changed`,
     {
       archive: source.name,
       target: config.target,
       mode: config.mode,
-      add: plan.add.length,
+      add: plan.add,
       addBytes: plan.addBytes,
-      replace: plan.replace.length,
+      replace: plan.replace,
       replaceBytes: plan.replaceBytes,
-      remove: plan.remove.length,
+      remove: plan.remove,
       removeBytes: plan.removeBytes,
       unchanged: plan.unchanged,
       dryRun: true,

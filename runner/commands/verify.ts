@@ -3,15 +3,15 @@ import path from 'node:path';
 import { checkArchive } from '../archive/check.js';
 import { checkHeaderWithoutKey } from '../archive/encryption.js';
 import { hashFile, parseChecksumFile } from '../archive/hash.js';
-import { type Manifest, serializeManifest } from '../archive/manifest.js';
+import { type Manifest, type OpenedManifest, type Verification, writeManifestWithVerification } from '../archive/manifest.js';
 import { RestorabilityCheck } from '../archive/safety.js';
 import type { VerifyConfig } from '../config.js';
 import type { RunContext } from '../context.js';
 import { IntegrityError, OperationError, RunnerError, describeSystemError } from '../errors.js';
 import { judgeFreshness } from '../freshness.js';
 import { ProgressReporter, count, humanBytes } from '../log.js';
-import { writeFileAtomicSync } from '../store/atomic.js';
-import { type ArchiveInfo, choosePrefix, findArchive, listArchives, otherPrefixesHint, readManifest } from '../store/catalog.js';
+import { writeFileAtomicSync, writeFileAtomicSyncWith } from '../store/atomic.js';
+import { type ArchiveInfo, type DecryptedManifest, choosePrefix, findArchive, listArchives, openArchiveManifest, openEncryptedManifest, otherPrefixesHint } from '../store/catalog.js';
 import { type InfoRecord, infoFromManifest, readInfo, serializeInfo } from '../store/info.js';
 import { infoName, isEncryptedName, manifestName, partialName, sha256Name } from '../store/naming.js';
 
@@ -89,24 +89,31 @@ async function verifyOne(config: VerifyConfig, archive: ArchiveInfo, ctx: RunCon
     files: 0,
     message: `verifying ${archive.name}: ${humanBytes(read)} of ${humanBytes(archive.size)}`,
   })).start();
-  let manifest: Manifest | undefined;
+  let manifest: OpenedManifest | undefined;
+  let decrypted: DecryptedManifest | undefined;
+  let forgetDecrypted = () => undefined as void;
   let info: InfoRecord | undefined;
+  let restorability: RestorabilityCheck | undefined;
   try {
     const sha256 = await readChecksum(config.dest, archive.name);
     if (archive.encrypted) {
       info = await readInfo(config.dest, archive.name);
       if (!config.identities) return await verifyChecksumOnly(archive, file, sha256, info, ctx);
+      decrypted = await openEncryptedManifest(config.dest, archive.name, config.identities);
+      if (decrypted) forgetDecrypted = ctx.cleanup.add('remove the decrypted manifest', decrypted.close);
+      manifest = decrypted;
+    } else {
+      manifest = openArchiveManifest(config.dest, archive.name);
     }
-    manifest = await readManifest(config.dest, archive.name, config.identities);
     if (!manifest) throw new IntegrityError(`${archive.name} has no ${manifestName(archive.name)}; it was not made by pvc-backup or its manifest was deleted`, 'NO_MANIFEST');
-    const restorability = new RestorabilityCheck({ allowAbsoluteSymlinks: config.allowAbsoluteSymlinks });
+    restorability = new RestorabilityCheck({ allowAbsoluteSymlinks: config.allowAbsoluteSymlinks });
     const result = await checkArchive(
       file,
       archive.compression,
       { label: archive.name, sha256, manifest },
       { visitor: restorability, onProgress: (p) => (read = p.archiveBytes), ...(archive.encrypted ? { identities: config.identities } : {}) },
     );
-    await record(config.dest, archive.name, manifest, info, { at: ctx.now().toISOString(), ok: true }, ctx);
+    record(config.dest, archive.name, manifest.manifest, info, { at: ctx.now().toISOString(), ok: true }, ctx);
     const fields = {
       archive: archive.name,
       entries: result.entries,
@@ -133,10 +140,19 @@ async function verifyOne(config: VerifyConfig, archive: ArchiveInfo, ctx: RunCon
     // Decompression and tar errors do not know the file they came from; the message must name it.
     const message = error.message.includes(archive.name) ? error.message : `${archive.name}: ${error.message}`;
     // A wrong identity says nothing about the archive: its recorded state stays.
-    if ((manifest || info) && error.code !== 'AGE_NO_MATCH') await record(config.dest, archive.name, manifest, info, { at: ctx.now().toISOString(), ok: false, error: message }, ctx).catch(() => undefined);
+    if ((manifest || info) && error.code !== 'AGE_NO_MATCH') {
+      try {
+        record(config.dest, archive.name, manifest?.manifest, info, { at: ctx.now().toISOString(), ok: false, error: message }, ctx);
+      } catch {
+        // The failure is reported either way; a manifest that cannot be rewritten keeps its old record.
+      }
+    }
     ctx.log.error('verify.failed', message, { archive: archive.name, code: error.code });
     return { archive: archive.name, ok: false, intact: false, error: message };
   } finally {
+    restorability?.close();
+    decrypted?.close();
+    forgetDecrypted();
     reporter.stop();
   }
 }
@@ -155,14 +171,15 @@ async function readChecksum(dest: string, name: string): Promise<string> {
 }
 
 /**
- * Stores the verification result in the manifest, or for an encrypted archive in its plain info
- * record (the manifest stays as the recipients' key sealed it), unless the archive is gone by now.
+ * Stores the verification result in the manifest (streamed through a hidden partial), or for an
+ * encrypted archive in its plain info record (the manifest stays as the recipients' key sealed
+ * it), unless the archive is gone by now.
  */
-async function record(dest: string, name: string, manifest: Manifest | undefined, info: InfoRecord | undefined, verification: Manifest['verification'], ctx: RunContext): Promise<void> {
+function record(dest: string, name: string, manifest: Manifest | undefined, info: InfoRecord | undefined, verification: Verification, ctx: RunContext): void {
   if (!fs.existsSync(path.join(dest, name))) return;
   const encrypted = isEncryptedName(name);
   // An encrypted archive whose info record is missing gets a new one from its decrypted manifest.
-  const record = encrypted ? (info ?? (manifest && infoFromManifest(manifest, manifest.files.filter((f) => f?.type === 'file').length))) : undefined;
+  const record = encrypted ? (info ?? (manifest && infoFromManifest(manifest))) : undefined;
   if (encrypted && !record) return;
   const sidecar = encrypted ? infoName(name) : manifestName(name);
   // A signal may land while the new sidecar is being written: its hidden partial must not stay behind.
@@ -170,7 +187,7 @@ async function record(dest: string, name: string, manifest: Manifest | undefined
   const forget = ctx.cleanup.add('remove the partial sidecar', () => fs.rmSync(partial, { force: true }));
   try {
     if (record) writeFileAtomicSync(dest, sidecar, serializeInfo({ ...record, verification }));
-    else if (manifest) writeFileAtomicSync(dest, sidecar, serializeManifest({ ...manifest, verification }));
+    else writeFileAtomicSyncWith(dest, sidecar, (fd) => writeManifestWithVerification(path.join(dest, sidecar), verification, fd));
   } finally {
     forget();
   }

@@ -1,7 +1,8 @@
-import { lstat, readFile, readdir, stat } from 'node:fs/promises';
+import { lstat, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { type AgeIdentity, decryptBuffer } from '../archive/age/index.js';
-import type { Manifest } from '../archive/manifest.js';
+import type { AgeIdentity } from '../archive/age/index.js';
+import { decryptToTemporaryFile } from '../archive/encryption.js';
+import { type Manifest, type OpenedManifest, openManifest } from '../archive/manifest.js';
 import type { Compression } from '../config.js';
 import { IntegrityError, UsageError } from '../errors.js';
 import { readInfo } from './info.js';
@@ -77,45 +78,64 @@ export function identityNeeded(archiveName: string, what: string): UsageError {
 }
 
 /**
- * The parsed manifest of an archive; undefined when there is none. IntegrityError when it is not
- * valid JSON. An encrypted archive's manifest is decrypted with `identities` (a usage error
- * without them; an IntegrityError when none matches or the file is damaged).
+ * The manifest of an archive without its file list (read from its head and tail only, whatever
+ * the number of files); undefined when there is none. IntegrityError when it is not a valid one.
+ * An encrypted archive's manifest is decrypted with `identities` (a usage error without them).
  */
 export async function readManifest(dest: string, archiveName: string, identities?: readonly AgeIdentity[]): Promise<Manifest | undefined> {
+  if (!isEncryptedName(archiveName)) return openArchiveManifest(dest, archiveName)?.manifest;
+  const opened = await openEncryptedManifest(dest, archiveName, identities);
+  opened?.close();
+  return opened?.manifest;
+}
+
+/** An encrypted archive's manifest, opened from a private decrypted copy that `close` removes. */
+export type DecryptedManifest = OpenedManifest & { close(): void };
+
+/**
+ * The manifest of an encrypted archive: decrypted into a private temporary copy (never into
+ * DEST) and opened there, so its file list streams as a plain one does. Undefined when there is
+ * none; a usage error without identities; IntegrityError when none matches or it is damaged.
+ * The caller closes it (and registers the close with the run's cleanup).
+ */
+export async function openEncryptedManifest(dest: string, archiveName: string, identities: readonly AgeIdentity[] | undefined): Promise<DecryptedManifest | undefined> {
   const file = path.join(dest, manifestName(archiveName));
-  let text: string;
+  if (!(await exists(file))) return undefined;
+  if (!identities) throw identityNeeded(archiveName, 'reading its manifest');
+  let copy;
   try {
-    const bytes = await readFile(file);
-    if (isEncryptedName(archiveName)) {
-      if (!identities) throw identityNeeded(archiveName, 'reading its manifest');
-      text = (await decryptBuffer(bytes, identities)).toString('utf8');
-    } else {
-      text = bytes.toString('utf8');
-    }
+    copy = await decryptToTemporaryFile(file, identities, manifestName(archiveName).replace(/\.age$/, ''));
   } catch (error) {
-    if (isErrno(error, 'ENOENT')) return undefined;
     // A wrong key is said as it is; damage names the manifest file.
     if (error instanceof IntegrityError && error.code !== 'AGE_NO_MATCH') throw new IntegrityError(`manifest ${file}: ${error.message}`, error.code);
     throw error;
   }
-  let value: unknown;
   try {
-    value = JSON.parse(text);
+    return { ...openManifest(copy.file), close: copy.remove };
   } catch (error) {
-    throw new IntegrityError(`manifest ${file} is not valid JSON (${(error as Error).message}); the archive cannot be checked against it`, 'MANIFEST');
+    copy.remove();
+    throw error;
   }
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    throw new IntegrityError(`manifest ${file} is not a JSON object; the archive cannot be checked against it`, 'MANIFEST');
-  }
-  return value as Manifest;
 }
 
-/** The verification state of an archive from its manifest (undefined: no manifest). */
-export function summarizeManifest(manifest: Manifest | undefined): ManifestSummary {
+/** The manifest of a plain archive with a streaming reader of its file list; undefined when there is none. */
+export function openArchiveManifest(dest: string, archiveName: string): OpenedManifest | undefined {
+  if (isEncryptedName(archiveName)) throw identityNeeded(archiveName, 'reading its manifest');
+  const file = path.join(dest, manifestName(archiveName));
+  try {
+    return openManifest(file);
+  } catch (error) {
+    if (isErrno(error, 'ENOENT')) return undefined;
+    throw error;
+  }
+}
+
+/** The verification state of an archive from its manifest (undefined: no manifest); `fileCount` when the manifest does not record it. */
+export function summarizeManifest(manifest: Manifest | undefined, fileCount?: number): ManifestSummary {
   if (!manifest) return { entryCount: undefined, fileCount: undefined, totalBytes: undefined, verification: 'no-manifest' };
   const summary: ManifestSummary = {
     entryCount: typeof manifest.entryCount === 'number' ? manifest.entryCount : undefined,
-    fileCount: Array.isArray(manifest.files) ? manifest.files.filter((f) => f?.type === 'file').length : undefined,
+    fileCount: typeof manifest.fileCount === 'number' ? manifest.fileCount : fileCount,
     totalBytes: typeof manifest.totalBytes === 'number' ? manifest.totalBytes : undefined,
     verification: 'unverified',
   };
@@ -145,11 +165,25 @@ async function summarizeInfo(dest: string, name: string): Promise<ManifestSummar
 async function readSummary(dest: string, name: string): Promise<ManifestSummary> {
   try {
     if (isEncryptedName(name)) return await summarizeInfo(dest, name);
-    return summarizeManifest(await readManifest(dest, name));
+    const opened = openArchiveManifest(dest, name);
+    if (!opened) return summarizeManifest(undefined);
+    return summarizeManifest(opened.manifest, typeof opened.manifest.fileCount === 'number' ? undefined : countFiles(opened));
   } catch (error) {
     // One broken manifest must not hide the other archives: report it as a failed state.
     const message = error instanceof Error ? error.message : String(error);
     return { entryCount: undefined, fileCount: undefined, totalBytes: undefined, verification: 'failed', manifestError: message };
+  }
+}
+
+/** Regular files in a manifest's list, read one entry at a time (manifests that do not record fileCount). */
+function countFiles(opened: OpenedManifest): number {
+  const reader = opened.files();
+  try {
+    let files = 0;
+    for (let f = reader.next(); f; f = reader.next()) if (f.type === 'file') files++;
+    return files;
+  } finally {
+    reader.close();
   }
 }
 

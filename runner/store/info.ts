@@ -29,12 +29,14 @@ export interface InfoRecord {
   fileCount: number;
   /** Sum of regular file sizes. */
   totalBytes: number;
+  /** File data stored (sparse files without their holes). */
+  storedBytes?: number;
   runnerVersion: string;
   verification?: Verification;
 }
 
-/** The info record of a new encrypted archive, from its (plaintext) manifest. */
-export function infoFromManifest(manifest: Manifest, fileCount: number): InfoRecord {
+/** The info record of an encrypted archive, from its (plaintext) manifest's head and tail. */
+export function infoFromManifest(manifest: Manifest): InfoRecord {
   return {
     format: INFO_FORMAT,
     prefix: manifest.prefix,
@@ -45,8 +47,9 @@ export function infoFromManifest(manifest: Manifest, fileCount: number): InfoRec
     archiveBytes: manifest.archiveBytes,
     sha256: manifest.sha256,
     entryCount: manifest.entryCount,
-    fileCount,
+    fileCount: manifest.fileCount ?? 0,
     totalBytes: manifest.totalBytes,
+    ...(manifest.storedBytes !== undefined ? { storedBytes: manifest.storedBytes } : {}),
     runnerVersion: manifest.runnerVersion,
     ...(manifest.verification ? { verification: manifest.verification } : {}),
   };
