@@ -102,6 +102,23 @@ describe('encrypted backups', () => {
     ]);
   });
 
+  it('the plain manifest goes only to a private temporary directory, and no decrypted copy outlives backup, verify or restore', async () => {
+    const { key, identityFile } = await keys();
+    const [src, dest, tmp, target] = [await source(), await tempDir('dest'), await tempDir('tmp'), await tempDir('target')];
+    const env = { TMPDIR: tmp };
+    const run = async (args: string[]) => {
+      const result = await runCli([...args, '--log-format', 'json'], { env });
+      expect(result.code, result.stdout).toBe(0);
+      expect(fs.readdirSync(tmp)).toEqual([]);
+    };
+    await run(['backup', '--source', src, '--dest', dest, '--compression', 'gzip', '--age-recipient', key.recipient]);
+    await run(['verify', '--dest', dest, '--age-identity-file', identityFile]);
+    await run(['restore', '--dest', dest, '--target', target, '--age-identity-file', identityFile, '--dry-run']);
+    await run(['restore', '--dest', dest, '--target', target, '--age-identity-file', identityFile]);
+    for (const name of fs.readdirSync(dest)) expect(fs.readFileSync(path.join(dest, name)).includes(Buffer.from('secret-plan')), name).toBe(false);
+    expect(exactState(target)).toBe(exactState(src));
+  });
+
   it('refuses a bad recipient with one line (exit 2) before anything is written', async () => {
     const { key, identityFile } = await keys();
     const [src, dest] = [await source(), await tempDir('dest')];
