@@ -91,15 +91,26 @@ function findArchive(dest: string, ext: string): Product | undefined {
   return name ? { file: path.join(dest, name), dest, by: 'pvc-backup' } : undefined;
 }
 
-function oursBackup(compression: 'gzip' | 'zstd'): Row {
+/** The age key pair of the encrypted rows (age-keygen, once per run, in the work dir). */
+let ageKey: { identityFile: string; recipient: string } | undefined;
+function benchAgeKey(): { identityFile: string; recipient: string } {
+  if (ageKey) return ageKey;
+  const identityFile = path.join(ctx().settings.workdir, 'bench-age-key.txt');
+  rmSync(identityFile, { force: true });
+  execFileSync('age-keygen', ['-o', identityFile], { stdio: 'ignore' });
+  ageKey = { identityFile, recipient: execFileSync('age-keygen', ['-y', identityFile]).toString().trim() };
+  return ageKey;
+}
+
+function oursBackup(compression: 'gzip' | 'zstd', encrypted = false): Row {
   return {
-    label: `create: pvc-backup ${compression}`,
+    label: `create: pvc-backup ${compression}${encrypted ? ' + age' : ''}`,
     kind: 'create',
     ours: true,
     keepProduct: true,
     prepare: async (dir) => ({
-      command: `${runner(`backup --source ${q(ctx().data.dir)} --dest ${q(dir)} --prefix ${PREFIX} --compression ${compression}`)} && sync`,
-      product: () => findArchive(dir, compression === 'gzip' ? '.tar.gz' : '.tar.zst'),
+      command: `${runner(`backup --source ${q(ctx().data.dir)} --dest ${q(dir)} --prefix ${PREFIX} --compression ${compression}${encrypted ? ` --age-recipient ${benchAgeKey().recipient}` : ''}`)} && sync`,
+      product: () => findArchive(dir, `${compression === 'gzip' ? '.tar.gz' : '.tar.zst'}${encrypted ? '.age' : ''}`),
     }),
   };
 }
@@ -202,10 +213,13 @@ function allRows(): Row[] {
   const oursVerify = (p: Product): string => runner(`verify --dest ${q(p.dest)} --prefix ${PREFIX} --latest`);
   const oursRestore = (p: Product, dir: string): string =>
     `${runner(`restore --dest ${q(p.dest)} --prefix ${PREFIX} --archive ${q(path.basename(p.file))} --target ${target(dir)} --no-snapshot`)} && sync`;
+  const withIdentity = (command: string): string => command.replace(' --log-format json', ` --age-identity-file ${q(benchAgeKey().identityFile)} --log-format json`);
   return [
     oursBackup('gzip'),
     oursBackupDeadSignals(),
     oursBackup('zstd'),
+    // Encrypted and plain zstd on the same data, side by side (BENCH_ONLY='pvc-backup zstd' runs just these and the plain ones).
+    oursBackup('zstd', true),
     refCreate('create: busybox tar czf', '.tar.gz', (d, f) => `busybox tar czf ${f} -C ${d} .`),
     refCreate('create: GNU tar czf', '.tar.gz', (d, f) => `tar czf ${f} -C ${d} .`, true),
     refCreate('create: tar | pigz -6 -p 2', '.tar.gz', (d, f) => `tar cf - -C ${d} . | pigz -6 -p 2 > ${f}`),
@@ -215,11 +229,14 @@ function allRows(): Row[] {
     reading('verify: gzip -t', 'verify', false, GZIP_SOURCES, (p) => `gzip -t ${q(p.file)}`),
     reading('verify: pvc-backup zstd', 'verify', true, ZSTD_SOURCES.slice(0, 1), oursVerify),
     reading('verify: zstd -t', 'verify', false, ZSTD_SOURCES, (p) => `zstd -t -q ${q(p.file)}`),
+    reading('verify: pvc-backup zstd + age', 'verify', true, ['create: pvc-backup zstd + age'], (p) => withIdentity(oursVerify(p))),
     reading('restore: pvc-backup gzip', 'restore', true, GZIP_SOURCES.slice(0, 1), oursRestore),
     reading('restore: busybox tar xzf', 'restore', false, GZIP_SOURCES, (p, dir) => `busybox tar xzf ${q(p.file)} -C ${target(dir)} && sync`),
     reading('restore: GNU tar xzf', 'restore', false, GZIP_SOURCES, (p, dir) => `tar xzf ${q(p.file)} -C ${target(dir)} && sync`),
     reading('restore: pvc-backup zstd', 'restore', true, ZSTD_SOURCES.slice(0, 1), oursRestore),
     reading('restore: zstd -dc | tar xf', 'restore', false, ZSTD_SOURCES, (p, dir) => `zstd -dc -q ${q(p.file)} | tar xf - -C ${target(dir)} && sync`),
+    reading('restore: pvc-backup zstd + age', 'restore', true, ['create: pvc-backup zstd + age'], (p, dir) => withIdentity(oursRestore(p, dir))),
+    reading('restore: age -d | zstd -dc | tar xf', 'restore', false, ['create: pvc-backup zstd + age'], (p, dir) => `age -d -i ${q(benchAgeKey().identityFile)} ${q(p.file)} | zstd -dc -q | tar xf - -C ${target(dir)} && sync`),
     // The tools users pick instead (restic 0.14 and borg 1.2 as Debian ships them, default settings).
     peerCreate('create: restic backup', (r) => `restic --repo ${r} --quiet init`, (r, d) => `restic --repo ${r} --quiet backup ${d}`),
     reading('verify: restic check --read-data', 'verify', false, ['create: restic backup'], (p) => `${peerEnv(path.dirname(p.file))} restic --repo ${q(p.file)} --quiet check --read-data`),

@@ -1,5 +1,6 @@
 import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import path from 'node:path';
+import { type AgeIdentity, type AgeRecipient, parseRecipient, readIdentityFile, readRecipientsFile } from './archive/age/index.js';
 import { UsageError } from './errors.js';
 import { validateSchedule } from './freshness.js';
 import { type RetentionPolicy, TIERS, normalizePolicy } from './retention.js';
@@ -48,6 +49,8 @@ export interface BackupConfig extends CommonConfig {
   retention: RetentionPolicy | undefined;
   allowEmpty: boolean;
   skipUnreadable: boolean;
+  /** age recipients the archive and its manifest are encrypted to; undefined: not encrypted. */
+  recipients?: readonly AgeRecipient[];
   /** Archive extended attributes, POSIX ACLs and file capabilities. */
   xattrs: boolean;
   /** --sqlite patterns: databases archived as consistent online copies. */
@@ -70,6 +73,8 @@ export interface VerifyConfig extends CommonConfig {
   freshness: FreshnessConfig | undefined;
   /** Judge restorability as a restore with --allow-absolute-symlinks would. */
   allowAbsoluteSymlinks: boolean;
+  /** age identities for encrypted archives; without them those are checked by checksum only. */
+  identities?: readonly AgeIdentity[];
 }
 
 export interface ListConfig extends CommonConfig {
@@ -103,6 +108,8 @@ export interface RestoreConfig extends CommonConfig {
   jobUid: string | undefined;
   /** Workloads stopped for the restore (runner/consistency/scale-down.ts); undefined when none. */
   scaleDown: ScaleDownConfig | undefined;
+  /** age identities to decrypt an encrypted archive with. */
+  identities?: readonly AgeIdentity[];
 }
 
 export interface ScaleDownConfig {
@@ -210,10 +217,15 @@ const backupScheduleFlags: FlagSpec[] = [
   { name: 'time-zone', kind: 'string', metavar: 'TZ', help: 'time zone of --schedule', defaultText: 'Etc/UTC' },
 ];
 
+/** verify and restore: the age identity file for encrypted archives. */
+function ageIdentityFlag(use: string): FlagSpec {
+  return { name: 'age-identity-file', kind: 'string', metavar: 'FILE', help: `age identity file (age -i format, as age-keygen writes it) for encrypted archives; ${use}` };
+}
+
 const commandFlags: Record<CommandName, { summary: string; usage: string; flags: FlagSpec[]; positional?: string }> = {
   backup: {
     summary: 'stream SOURCE into one new verified archive in DEST, then prune',
-    usage: 'backup --source DIR|--dump NAME --dest DIR [--prefix NAME] [--compression gzip|zstd|none] [--level N] [--exclude GLOB]... [--keep-last N] [--keep-hourly|daily|weekly|monthly|yearly N]...',
+    usage: 'backup --source DIR|--dump NAME --dest DIR [--prefix NAME] [--compression gzip|zstd|none] [--level N] [--exclude GLOB]... [--keep-last N] [--keep-hourly|daily|weekly|monthly|yearly N]... [--age-recipient age1…]... [--age-recipients-file FILE]',
     flags: [
       { name: 'source', kind: 'dir', metavar: 'DIR', help: 'directory to back up (the mounted source volume)' },
       { name: 'compression', kind: 'string', metavar: 'gzip|zstd|none', help: 'archive compression', defaultText: 'gzip' },
@@ -224,6 +236,13 @@ const commandFlags: Record<CommandName, { summary: string; usage: string; flags:
       ),
       { name: 'allow-empty', kind: 'bool', help: 'allow backing up an empty source (refused by default: it usually means a wrong mount)' },
       { name: 'skip-unreadable', kind: 'bool', help: 'skip files that cannot be archived (permission denied, sockets, FIFOs, devices) with a warning instead of failing' },
+      {
+        name: 'age-recipient',
+        kind: 'list',
+        metavar: 'age1…',
+        help: 'encrypt the archive and its manifest with age to this X25519 public key (repeatable; variable: one per line); the archive is then NAME.tar.*.age',
+      },
+      { name: 'age-recipients-file', kind: 'string', metavar: 'FILE', help: 'encrypt to every recipient in FILE (age -R format: one age1… per line, # comments)' },
       { name: 'xattrs', kind: 'bool', negatable: true, help: 'archive extended attributes, POSIX ACLs and file capabilities (--no-xattrs to leave them out)', defaultText: 'on' },
       {
         name: 'sqlite',
@@ -239,7 +258,7 @@ const commandFlags: Record<CommandName, { summary: string; usage: string; flags:
   },
   verify: {
     summary: 'fully re-read archives: checksum, decompression, every entry, manifest',
-    usage: 'verify --dest DIR [--prefix NAME] [ARCHIVE | --latest | --all] [--schedule CRON [--time-zone TZ] [--grace DURATION]]',
+    usage: 'verify --dest DIR [--prefix NAME] [ARCHIVE | --latest | --all] [--schedule CRON [--time-zone TZ] [--grace DURATION]] [--age-identity-file FILE]',
     positional: 'ARCHIVE',
     flags: [
       { name: 'latest', kind: 'bool', env: null, help: 'verify the newest archive of the prefix (the default)' },
@@ -248,6 +267,7 @@ const commandFlags: Record<CommandName, { summary: string; usage: string; flags:
       { name: 'time-zone', kind: 'string', metavar: 'TZ', help: 'time zone of --schedule', defaultText: 'Etc/UTC' },
       { name: 'grace', kind: 'duration', metavar: 'DURATION', help: 'how late a backup may finish before it counts as missing', defaultText: '1h' },
       { name: 'allow-absolute-symlinks', kind: 'bool', help: 'count absolute symlink targets as restorable, as restore --allow-absolute-symlinks does' },
+      ageIdentityFlag('without it, encrypted archives are checked by checksum (and age header) only'),
       ...monitoringFlags,
     ],
   },
@@ -267,7 +287,7 @@ const commandFlags: Record<CommandName, { summary: string; usage: string; flags:
   },
   restore: {
     summary: 'verify an archive, snapshot the target, then restore into it',
-    usage: 'restore --dest DIR [--prefix NAME] --archive NAME|latest --target DIR [--mode replace|merge] [--dry-run] [--no-snapshot] [--allow-unverified] [--allow-absolute-symlinks] [--scale-down KIND/NAME]...',
+    usage: 'restore --dest DIR [--prefix NAME] --archive NAME|latest --target DIR [--mode replace|merge] [--dry-run] [--no-snapshot] [--allow-unverified] [--allow-absolute-symlinks] [--age-identity-file FILE] [--scale-down KIND/NAME]...',
     flags: [
       { name: 'archive', kind: 'string', metavar: 'NAME|latest', help: 'archive file name in DEST, or latest', defaultText: 'latest' },
       { name: 'target', kind: 'dir', metavar: 'DIR', help: 'directory to restore into (the mounted volume; never removed itself)' },
@@ -286,6 +306,7 @@ const commandFlags: Record<CommandName, { summary: string; usage: string; flags:
         help: 'scale this Deployment or StatefulSet (deployment/NAME, statefulset/NAME) to 0 and wait for its pods to stop before restoring, and back afterwards, also on failure (repeatable; variable: one per line)',
       },
       { name: 'scale-down-timeout', kind: 'duration', metavar: 'DURATION', help: 'how long to wait for the --scale-down pods to stop', defaultText: '5m' },
+      ageIdentityFlag('needed to restore an encrypted archive'),
       ...monitoringFlags,
     ],
   },
@@ -590,10 +611,36 @@ function buildBackup(values: RawValues, positionals: string[], cwd: string): Bac
     retention: parseRetention(values),
     allowEmpty: bool(values, 'allow-empty'),
     skipUnreadable: bool(values, 'skip-unreadable'),
+    ...parseRecipients(values, cwd),
     xattrs: bool(values, 'xattrs', true),
     sqlite,
     dumps,
   };
+}
+
+/** --age-recipient and --age-recipients-file, read and checked before anything is written. */
+function parseRecipients(values: RawValues, cwd: string): { recipients?: AgeRecipient[] } {
+  const given = (values.get('age-recipient') as string[] | undefined) ?? [];
+  const file = str(values, 'age-recipients-file');
+  const recipients: AgeRecipient[] = given.map((text) => naming('age-recipient', () => parseRecipient(text)));
+  if (file !== undefined) recipients.push(...naming('age-recipients-file', () => readRecipientsFile(path.resolve(cwd, file))));
+  return recipients.length > 0 ? { recipients } : {};
+}
+
+/** The key readers' one-line errors, prefixed with the flag they came from. */
+function naming<T>(flag: string, read: () => T): T {
+  try {
+    return read();
+  } catch (error) {
+    if (error instanceof UsageError) throw new UsageError(`--${flag}: ${error.message}`, error.code);
+    throw error;
+  }
+}
+
+/** --age-identity-file, read (and its bytes wiped) once here. */
+function parseIdentities(values: RawValues, cwd: string): { identities?: AgeIdentity[] } {
+  const file = str(values, 'age-identity-file');
+  return file === undefined ? {} : { identities: naming('age-identity-file', () => readIdentityFile(path.resolve(cwd, file))) };
 }
 
 /** The common settings with DEST checked, for commands whose only directory is DEST. */
@@ -616,7 +663,7 @@ function buildVerify(values: RawValues, positionals: string[], cwd: string): Ver
   const freshness = schedule
     ? { schedule, timeZone, graceSeconds: graceText === undefined ? 3600 : parseDuration('grace', graceText) }
     : undefined;
-  return { command: 'verify', ...common, selection, freshness, allowAbsoluteSymlinks: bool(values, 'allow-absolute-symlinks') };
+  return { command: 'verify', ...common, selection, freshness, allowAbsoluteSymlinks: bool(values, 'allow-absolute-symlinks'), ...parseIdentities(values, cwd) };
 }
 
 /** Archive arguments are names inside DEST; a path is accepted when it points into DEST. */
@@ -675,6 +722,7 @@ function buildRestore(values: RawValues, positionals: string[], cwd: string, env
     requestId: parseRequestId(str(values, 'request-id')),
     jobUid: parseJobUid(str(values, 'job-uid')),
     scaleDown: parseScaleDown(values, env),
+    ...parseIdentities(values, cwd),
   };
 }
 

@@ -161,6 +161,9 @@ describe('flags and environment variables', () => {
     'dumps-dir': { value: '/nonexistent/pvc-backup-dumps', extra: ['--dump', 'postgres'] },
     'scale-down': { value: 'daemonset/web', extra: ['--namespace', 'apps'] },
     'scale-down-timeout': { value: 'soon', extra: ['--scale-down', 'deployment/web', '--namespace', 'apps'] },
+    'age-recipient': { value: 'age1notakey' },
+    'age-recipients-file': { value: '/nonexistent/pvc-backup-recipients.txt' },
+    'age-identity-file': { value: '/nonexistent/pvc-backup-key.txt' },
   };
   /**
    * Variables checked by a successful run instead (they have no invalid value); service-account-dir

@@ -1,6 +1,7 @@
 import type { Compression } from '../config.js';
 import { IntegrityError } from '../errors.js';
 import { count } from '../log.js';
+import type { AgeIdentity } from './age/index.js';
 import { ContentHash } from './hash.js';
 import type { EntryType, ManifestFile, ManifestFiles, OpenedManifest } from './manifest.js';
 import { displayName } from './names.js';
@@ -207,13 +208,13 @@ export async function checkArchive(
   file: string,
   compression: Compression,
   expectation: Expectation,
-  options: { visitor?: TarVisitor; onProgress?: (p: ReadProgress) => void } = {},
+  options: { visitor?: TarVisitor; onProgress?: (p: ReadProgress) => void; identities?: readonly AgeIdentity[] } = {},
 ): Promise<ReadResult & { totalBytes: number; storedBytes: number }> {
   const checker = new ManifestChecker(expectation);
   const visitor = options.visitor ? bothVisitors(checker, options.visitor) : checker;
   let result: ReadResult;
   try {
-    result = await readArchive(file, compression, visitor, options.onProgress);
+    result = await readArchive(file, compression, visitor, options.onProgress, options.identities);
   } catch (error) {
     // The manifest's reader holds a descriptor; a failed read must not leak it.
     checker.finishEarly();

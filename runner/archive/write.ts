@@ -7,6 +7,8 @@ import { GarbageGovernor, collectAllGarbage } from '../memory.js';
 import { BufferPool } from './buffer-pool.js';
 import { compareEntry } from './check.js';
 import { CHUNK_BYTES, createCompressor } from './compress.js';
+import type { AgeIdentity } from './age/index.js';
+import { EncryptStage, type EncryptionOptions } from './encryption.js';
 import { MANIFEST_FORMAT, type ManifestFile, type ManifestWriter } from './manifest.js';
 import { type PackOptions, type PackWarning, TarPacker } from './pack.js';
 import type { HelperPool } from './syscall-helper.js';
@@ -32,6 +34,8 @@ export interface WriteOptions {
   xattrs: boolean;
   /** Expected source size, for the out-of-space message. */
   sourceBytes: number;
+  /** Encrypt the compressed stream with age before it is hashed and written. */
+  encryption?: EncryptionOptions;
   signal?: AbortSignal;
   onProgress?: (p: { bytesRead: number; files: number; archiveBytes: number }) => void;
   onWarning?: (warning: PackWarning) => void;
@@ -50,8 +54,10 @@ export interface WrittenArchive {
   /** Warnings for the manifest (capped) and how many more there were. */
   warnings: PackWarning[];
   warningsOmitted: number;
-  /** zstd: [compressed offset, tar offset] of every frame. */
+  /** zstd: [compressed offset, tar offset] of every frame (encrypted: offsets in the decrypted stream). */
   frames?: [number, number][];
+  /** Encrypted: the identity that opens this file (its own file key), to prove the stored copy; destroy it after. */
+  selfCheck?: AgeIdentity;
 }
 
 /** Appends compressed bytes to the file and hashes them; remembers the first failure for the writer loop. */
@@ -110,9 +116,9 @@ class StreamCheck {
 
 /**
  * Streams the source tree into a new archive file in one pass: tar packing (with per-file
- * hashes) → compression → file, hashing the archive bytes on the way, every entry written to
- * the manifest as it is archived. The file is fsynced before this returns. Memory stays
- * bounded: ~1–4 MiB chunks, a bounded compression queue, nothing kept per entry.
+ * hashes) → compression → [age encryption] → file, hashing the stored bytes on the way, every
+ * entry written to the manifest as it is archived. The file is fsynced before this returns.
+ * Memory stays bounded: ~1–4 MiB chunks, a bounded compression queue, nothing kept per entry.
  */
 export async function writeArchive(options: WriteOptions): Promise<WrittenArchive> {
   const fd = fs.openSync(options.file, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o644);
@@ -137,12 +143,15 @@ export async function writeArchive(options: WriteOptions): Promise<WrittenArchiv
   });
   const onAbort = () => packer.abort(new OperationError('backup stopped by a signal', 'STOPPED'));
   options.signal?.addEventListener('abort', onAbort, { once: true });
+  let stage: EncryptStage | undefined;
   const checkOutput = () => {
     if (out.failure) throw outputError(out.failure, out.bytes, options.sourceBytes);
   };
   let frames: [number, number][] | undefined;
   try {
-    const compressor = createCompressor(options.compression, options.level, out.append, (chunk) => pool.give(chunk));
+    // The file sink writes and hashes each buffer before it returns, so the encryptor may reuse its own.
+    stage = options.encryption ? new EncryptStage({ sinkCopies: true, ...options.encryption }, out.append) : undefined;
+    const compressor = createCompressor(options.compression, options.level, stage?.append ?? out.append, (chunk) => pool.give(chunk));
     const governor = new GarbageGovernor();
     let entries = 0;
     for await (const chunk of packer.chunks()) {
@@ -154,6 +163,7 @@ export async function writeArchive(options: WriteOptions): Promise<WrittenArchiv
       options.onProgress?.({ bytesRead: packer.bytesRead, files: packer.entries, archiveBytes: out.bytes });
     }
     await compressor.end();
+    stage?.end();
     checkOutput();
     check.end();
     frames = compressor.frames;
@@ -178,6 +188,7 @@ export async function writeArchive(options: WriteOptions): Promise<WrittenArchiv
     warnings: packer.warnings,
     warningsOmitted: packer.warningsOmitted,
     frames,
+    ...(stage ? { selfCheck: stage.selfCheck() } : {}),
   };
 }
 

@@ -1,7 +1,9 @@
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
+import { encryptFileInto, proveEncryptedFile } from '../archive/encryption.js';
 import { formatChecksumFile, hashFile } from '../archive/hash.js';
-import { MANIFEST_FORMAT, type ManifestHead, type ManifestTail, ManifestWriter } from '../archive/manifest.js';
+import { MANIFEST_FORMAT, type Manifest, type ManifestHead, type ManifestTail, ManifestWriter } from '../archive/manifest.js';
 import { checkFreeSpace, describeProblems, scanSource } from '../archive/preflight.js';
 import { HelperPool } from '../archive/syscall-helper.js';
 import { excludeMatcher } from '../archive/walk.js';
@@ -10,10 +12,11 @@ import { type BackupConfig, COMPRESSIONS } from '../config.js';
 import type { RunContext } from '../context.js';
 import { IntegrityError, OperationError, UsageError } from '../errors.js';
 import { ProgressReporter, count, humanBytes } from '../log.js';
-import { fsyncDirectorySync, removeLeftoverPartials, writeFileAtomicSync } from '../store/atomic.js';
+import { fsyncDirectorySync, removeLeftoverPartials, writeFileAtomicSync, writeFileAtomicSyncWith } from '../store/atomic.js';
 import { listArchives, readManifest } from '../store/catalog.js';
+import { infoFromManifest, readInfo, serializeInfo } from '../store/info.js';
 import { acquireLock, logLockWarnings } from '../store/lock.js';
-import { archiveFileName, manifestName, partialName, sha256Name } from '../store/naming.js';
+import { archiveFileName, infoName, manifestName, partialName, sha256Name, sidecarNames } from '../store/naming.js';
 import { type BackupInputs, prepareBackupInputs } from '../consistency/backup-inputs.js';
 import { pruneArchives } from './prune.js';
 
@@ -75,15 +78,21 @@ async function archiveInputs(config: BackupConfig, inputs: BackupInputs, started
     compressionLevel: config.level,
     sourceBytes: scan.bytes,
     files: scan.files,
+    ...(config.recipients ? { encrypted: true, recipients: config.recipients.length } : {}),
   });
   const partial = path.join(config.dest, partialName(name));
-  const manifestPartial = path.join(config.dest, partialName(manifestName(name)));
+  // An encrypted archive's manifest names every file: its plain text goes only to a private
+  // temporary directory (never DEST), and is encrypted into DEST when the archive is published.
+  const manifestDir = config.recipients ? fs.mkdtempSync(path.join(os.tmpdir(), 'pvc-backup-manifest-')) : undefined;
+  const manifestPartial = manifestDir ? path.join(manifestDir, 'manifest.json') : path.join(config.dest, partialName(manifestName(name)));
+  const removeManifestPartial = () => fs.rmSync(manifestDir ?? manifestPartial, { recursive: true, force: true });
   const forgetPartial = ctx.cleanup.add('remove the partial archive', () => {
     fs.rmSync(partial, { force: true });
-    fs.rmSync(manifestPartial, { force: true });
+    removeManifestPartial();
   });
   const helper = startHelper(config, ctx);
-  const manifest = openManifestWriter(manifestPartial, manifestHead(config, name, started, ctx), scan.bytes);
+  const head = manifestHead(config, name, started, ctx);
+  const manifest = openManifestWriter(manifestPartial, head, scan.bytes);
   const forgetManifest = ctx.cleanup.add('close the manifest', () => manifest.close());
   let written: WrittenArchive;
   try {
@@ -110,7 +119,8 @@ async function archiveInputs(config: BackupConfig, inputs: BackupInputs, started
     warnings: written.warnings,
     warningsOmitted: written.warningsOmitted || undefined,
   };
-  publish(config.dest, name, partial, manifest, tail, ctx);
+  publish(config, name, partial, manifest, { ...head, ...tail }, ctx);
+  if (manifestDir) removeManifestPartial();
   forgetPartial();
   if (config.retention) await pruneArchives(config.dest, config.prefix, config.retention, { dryRun: false, log });
   const warnings = written.warnings.length + written.warningsOmitted;
@@ -169,7 +179,7 @@ async function preflight(config: BackupConfig, inputs: BackupInputs, ctx: RunCon
     );
   }
   const previous = (await listArchives(config.dest, config.prefix))[0];
-  const previousManifest = previous ? await readManifest(config.dest, previous.name).catch(() => undefined) : undefined;
+  const previousManifest = previous ? await (previous.encrypted ? readInfo : readManifest)(config.dest, previous.name).catch(() => undefined) : undefined;
   const previousData = previousManifest ? (previousManifest.storedBytes ?? previousManifest.totalBytes) : 0;
   const ratio = previousManifest && previousManifest.archiveBytes > 0 && previousData > 0 ? previousData / previousManifest.archiveBytes : undefined;
   checkFreeSpace(config.dest, scan.dataBytes + inputs.extraBytes, config.compression === 'none' ? 1 : ratio, config.compression !== 'none');
@@ -193,10 +203,10 @@ async function chooseName(config: BackupConfig, started: Date, ctx: RunContext):
     sequence = newest.sequence + 1;
   }
   for (; ; sequence++) {
-    const forms = COMPRESSIONS.map((c) => archiveFileName(config.prefix, time, c, sequence));
-    const taken = forms.some((n) => [n, partialName(n), sha256Name(n), manifestName(n)].some((f) => fs.existsSync(path.join(config.dest, f))));
+    const forms = COMPRESSIONS.flatMap((c) => [false, true].map((encrypted) => archiveFileName(config.prefix, time, c, sequence, encrypted)));
+    const taken = forms.some((n) => [n, ...sidecarNames(n)].flatMap((f) => [f, partialName(f)]).some((f) => fs.existsSync(path.join(config.dest, f))));
     if (taken) continue;
-    const name = archiveFileName(config.prefix, time, config.compression, sequence);
+    const name = archiveFileName(config.prefix, time, config.compression, sequence, config.recipients !== undefined);
     if (newest && newest.time.getTime() > second.getTime()) {
       ctx.log.warn(
         'backup.clock-behind',
@@ -292,6 +302,7 @@ async function write(config: BackupConfig, inputs: BackupInputs, partial: string
       helper,
       xattrs: config.xattrs && helper !== undefined,
       sourceBytes,
+      ...(config.recipients ? { encryption: { recipients: config.recipients } } : {}),
       signal: ctx.signal,
       onProgress: (p) => (progress = p),
       onWarning: (warning) => ctx.log.warn('backup.file-warning', `${warning.path}: ${warning.problem}`, { ...warning }),
@@ -314,26 +325,43 @@ async function write(config: BackupConfig, inputs: BackupInputs, partial: string
  */
 async function verifyPartial(partial: string, written: WrittenArchive, name: string, ctx: RunContext): Promise<void> {
   const started = Date.now();
-  const onDisk = await hashFile(partial);
+  const onDisk = await readBack(partial, written);
   if (onDisk.sha256 !== written.sha256 || onDisk.bytes !== written.archiveBytes) {
     throw new IntegrityError(
       `${name}: the file on disk (${onDisk.bytes} bytes, sha256 ${onDisk.sha256}) differs from what was written (${written.archiveBytes} bytes, sha256 ${written.sha256}); the archive was not kept`,
       'CHECKSUM',
     );
   }
-  ctx.log.info('backup.verified', `${name} verified: ${count(written.entryCount, 'entry')}, sha256 ${written.sha256}`, {
+  ctx.log.info('backup.verified', `${name} verified: ${count(written.entryCount, 'entry')}, sha256 ${written.sha256}${written.selfCheck ? ', every encrypted chunk authenticated' : ''}`, {
     archive: name,
     seconds: round((Date.now() - started) / 1000),
   });
 }
 
 /**
- * Checksum first (written atomically), then the manifest's tail, fsync and rename, then the
- * archive's rename makes it visible. Synchronous: a signal lands between the steps, never
- * during one, so the cleanup registered here always finds what it must remove.
+ * The stored file read back: its SHA-256 and length. An encrypted one is also decrypted with its
+ * own file key on the way, so every chunk as stored is authenticated, in order, up to the final one.
  */
-function publish(dest: string, name: string, partial: string, manifest: ManifestFile, tail: ManifestTail, ctx: RunContext): void {
-  const sidecars = [sha256Name(name), manifestName(name)].flatMap((n) => [n, partialName(n)]).map((n) => path.join(dest, n));
+async function readBack(partial: string, written: WrittenArchive): Promise<{ sha256: string; bytes: number }> {
+  if (!written.selfCheck) return hashFile(partial);
+  try {
+    return await proveEncryptedFile(partial, written.selfCheck);
+  } finally {
+    written.selfCheck.destroy();
+  }
+}
+
+/**
+ * Checksum first (written atomically), then the manifest's tail, fsync and rename, then the
+ * archive's rename makes it visible. Encrypted: the plain info record (no file names), then the
+ * manifest encrypted to the same recipients from its private plain copy. Synchronous: a signal
+ * lands between the steps, never during one, so the cleanup registered here always finds what
+ * it must remove.
+ */
+function publish(config: BackupConfig, name: string, partial: string, manifest: ManifestFile, summary: Manifest, ctx: RunContext): void {
+  const { dest, recipients } = config;
+  const tail = summary;
+  const sidecars = sidecarNames(name).flatMap((n) => [n, partialName(n)]).map((n) => path.join(dest, n));
   const forgetSidecars = ctx.cleanup.add('remove the sidecars', () => sidecars.forEach((f) => fs.rmSync(f, { force: true })));
   try {
     writeFileAtomicSync(dest, sha256Name(name), formatChecksumFile(tail.sha256, name));
@@ -343,7 +371,12 @@ function publish(dest: string, name: string, partial: string, manifest: Manifest
     } finally {
       manifest.close();
     }
-    fs.renameSync(manifest.file, path.join(dest, manifestName(name)));
+    if (recipients) {
+      writeFileAtomicSync(dest, infoName(name), serializeInfo(infoFromManifest(summary)));
+      writeFileAtomicSyncWith(dest, manifestName(name), (fd) => encryptFileInto(fd, manifest.file, recipients));
+    } else {
+      fs.renameSync(manifest.file, path.join(dest, manifestName(name)));
+    }
     fsyncDirectorySync(dest);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException)?.code;

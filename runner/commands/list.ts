@@ -1,7 +1,7 @@
 import type { ListConfig } from '../config.js';
 import { type Logger, count, humanBytes } from '../log.js';
 import { type ArchiveInfo, choosePrefix, listArchives, otherPrefixesHint } from '../store/catalog.js';
-import { manifestName, sha256Name } from '../store/naming.js';
+import { infoName, manifestName, sha256Name } from '../store/naming.js';
 
 /** One archive in `pvc-backup list --json` output. Field names are part of the public interface. */
 export interface ListedArchive {
@@ -22,6 +22,10 @@ export interface ListedArchive {
   verifiedAt: string | null;
   sha256File: string | null;
   manifestFile: string | null;
+  /** Encrypted with age: the manifest is encrypted too, and the counts come from the plain info record. */
+  encrypted: boolean;
+  /** The plain info record of an encrypted archive, null for plain archives or when it is missing. */
+  infoFile: string | null;
 }
 
 function isoSeconds(date: Date): string {
@@ -38,10 +42,12 @@ export function toListed(archive: ArchiveInfo): ListedArchive {
     entries: summary?.entryCount ?? null,
     totalBytes: summary?.totalBytes ?? null,
     compression: archive.compression,
-    verified: summary?.verification ?? (archive.hasManifest ? 'unverified' : 'no-manifest'),
+    verified: summary?.verification ?? (archive.hasManifest || archive.hasInfo ? 'unverified' : 'no-manifest'),
     verifiedAt: summary?.verifiedAt ?? null,
     sha256File: archive.hasSha256 ? sha256Name(archive.name) : null,
     manifestFile: archive.hasManifest ? manifestName(archive.name) : null,
+    encrypted: archive.encrypted,
+    infoFile: archive.hasInfo ? infoName(archive.name) : null,
   };
 }
 

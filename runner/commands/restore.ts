@@ -1,7 +1,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { type AgeIdentity, type AgeRecipient, checkAgeHeader } from '../archive/age/index.js';
 import { type Expectation, checkArchive } from '../archive/check.js';
 import { sniffCompression } from '../archive/compress.js';
+import { decryptedHead, isAgeFile, readHead } from '../archive/encryption.js';
 import { type EntryMeta, Extractor, applyMeta } from '../archive/extract.js';
 import { parseChecksumFile } from '../archive/hash.js';
 import type { Manifest, OpenedManifest } from '../archive/manifest.js';
@@ -18,9 +20,9 @@ import { collectAllGarbage } from '../memory.js';
 import { IndexBuilder, type PlanAction, type RestorePlan, indexFromManifest, mountsInside, planRestore } from '../restore/plan.js';
 import { CONTROL_PREFIX, KEEP_IN_PLACE, RestoreRun, checkSwapPossible, pendingRecovery, recoverInterrupted, syncFileSystem, tempPrefix } from '../restore/staging.js';
 import { removeLeftoverPartials, writeFileAtomic } from '../store/atomic.js';
-import { type ResolvedArchive, choosePrefix, findArchive, openArchiveManifest } from '../store/catalog.js';
+import { type ResolvedArchive, choosePrefix, findArchive, identityNeeded, openArchiveManifest, openEncryptedManifest } from '../store/catalog.js';
 import { acquireLock, logLockWarnings } from '../store/lock.js';
-import { PRE_RESTORE_SUFFIX, sha256Name } from '../store/naming.js';
+import { PRE_RESTORE_SUFFIX, manifestName, sha256Name } from '../store/naming.js';
 import { aroundScaledDown, scaleBackAfterDone } from '../consistency/restore-scale-down.js';
 import { backupUnderLock } from './backup.js';
 
@@ -78,6 +80,10 @@ interface ArchiveSource {
   manifest: Manifest | undefined;
   opened: OpenedManifest | undefined;
   info: ResolvedArchive;
+  /** Encrypted with age: the identities that decrypt it (their header check already passed). */
+  identities: readonly AgeIdentity[] | undefined;
+  /** Removes what opening it made (an encrypted archive's decrypted manifest copy). */
+  release(): void;
 }
 
 const isRoot = (): boolean => process.getuid?.() === 0;
@@ -99,14 +105,20 @@ export async function runRestore(given: RestoreConfig, ctx: RunContext): Promise
       return undefined;
     }
     refuseMounts(config.target);
-    // The archive is found before the application is stopped: a wrong name stops nothing.
-    const source = await openArchive(config, ctx.log);
-    const summary = await aroundScaledDown(config.scaleDown, config.dest, ctx, async () => {
-      recoverInterrupted(config.dest, config.target, ctx.log);
-      const restored = config.mode === 'replace' ? await restoreReplace(config, ctx, source) : await restoreMerge(config, ctx, source);
-      if (config.requestId) await recordDone(config, restored);
-      return restored;
-    });
+    // The archive is found (and an encrypted one opened with the identity) before the
+    // application is stopped: a wrong name or key stops nothing.
+    const source = await openArchive(config, ctx);
+    let summary: RestoreSummary;
+    try {
+      summary = await aroundScaledDown(config.scaleDown, config.dest, ctx, async () => {
+        recoverInterrupted(config.dest, config.target, ctx.log);
+        const restored = config.mode === 'replace' ? await restoreReplace(config, ctx, source) : await restoreMerge(config, ctx, source);
+        if (config.requestId) await recordDone(config, restored);
+        return restored;
+      });
+    } finally {
+      source.release();
+    }
     ctx.log.info(
       'restore.done',
       `restored ${summary.archive} into ${summary.target} (${summary.mode}): ${humanBytes(summary.bytes)} in ${count(summary.files, 'file')}, ` +
@@ -195,17 +207,48 @@ function refuseMounts(target: string): void {
 
 // ---------------------------------------------------------------- the archive
 
-async function openArchive(config: RestoreConfig, log: Logger): Promise<ArchiveSource> {
+/**
+ * An encrypted archive (by its name, or for one made by other tools, by its first bytes) needs
+ * the identity, and the identity must open its header: both are settled before anything else.
+ */
+function openEncryption(config: RestoreConfig, info: ResolvedArchive, file: string): readonly AgeIdentity[] | undefined {
+  const encrypted = info.foreign ? isAgeFile(file) : info.encrypted;
+  if (!encrypted) return undefined;
+  if (!config.identities) throw identityNeeded(info.name, 'restoring it');
+  try {
+    checkAgeHeader(readHead(file), config.identities);
+  } catch (error) {
+    throw namingArchive(error, info.name);
+  }
+  return config.identities;
+}
+
+async function openArchive(config: RestoreConfig, ctx: RunContext): Promise<ArchiveSource> {
+  const { log } = ctx;
   const info = await findArchive(config.dest, config.prefix, config.archive);
   const file = path.join(config.dest, info.name);
+  const identities = openEncryption(config, info, file);
   let sha256: string | undefined;
   if (info.hasSha256) sha256 = parseChecksumFile(fs.readFileSync(path.join(config.dest, sha256Name(info.name)), 'utf8'), info.name);
   let opened: OpenedManifest | undefined;
+  let release = () => undefined as void;
   if (info.hasManifest) {
     try {
-      opened = openArchiveManifest(config.dest, info.name);
+      if (identities) {
+        const decrypted = await openEncryptedManifest(config.dest, info.name, identities);
+        if (decrypted) {
+          const forget = ctx.cleanup.add('remove the decrypted manifest', decrypted.close);
+          release = () => {
+            decrypted.close();
+            forget();
+          };
+        }
+        opened = decrypted;
+      } else {
+        opened = openArchiveManifest(config.dest, info.name);
+      }
     } catch (error) {
-      if (!(error instanceof IntegrityError) || !config.allowUnverified) throw error;
+      if (!(error instanceof IntegrityError) || !config.allowUnverified || error.code === 'AGE_NO_MATCH') throw error;
       log.warn('restore.manifest-ignored', `${error.message}; ignored because of --allow-unverified`, { archive: info.name });
     }
   }
@@ -214,7 +257,7 @@ async function openArchive(config: RestoreConfig, log: Logger): Promise<ArchiveS
   if (opened?.layout === 'whole') collectAllGarbage();
   const verified = !info.foreign && sha256 !== undefined && manifest !== undefined;
   if (!verified) {
-    const missing = [sha256 === undefined ? sha256Name(info.name) : '', manifest === undefined ? `${info.name}.manifest.json` : ''].filter(Boolean).join(' and ');
+    const missing = [sha256 === undefined ? sha256Name(info.name) : '', manifest === undefined ? manifestName(info.name) : ''].filter(Boolean).join(' and ');
     if (!config.allowUnverified) {
       throw new IntegrityError(
         `${info.name} cannot be verified: ${missing || 'its sidecars'} ${missing.includes(' and ') ? 'are' : 'is'} missing (made by another tool, or the sidecars were deleted); ` +
@@ -227,7 +270,7 @@ async function openArchive(config: RestoreConfig, log: Logger): Promise<ArchiveS
       missing,
     });
   }
-  const compression = verified ? info.compression : (sniffFile(file) ?? info.compression);
+  const compression = verified ? info.compression : ((await sniffFile(file, identities)) ?? info.compression);
   return {
     name: info.name,
     file,
@@ -237,18 +280,15 @@ async function openArchive(config: RestoreConfig, log: Logger): Promise<ArchiveS
     manifest,
     opened,
     info,
+    identities,
+    release,
   };
 }
 
-function sniffFile(file: string): Compression | undefined {
-  const fd = fs.openSync(file, 'r');
-  try {
-    const head = Buffer.alloc(512);
-    const n = fs.readSync(fd, head, 0, head.length, 0);
-    return sniffCompression(head.subarray(0, n));
-  } finally {
-    fs.closeSync(fd);
-  }
+/** The compression of an archive from its first (decrypted) bytes. */
+async function sniffFile(file: string, identities: readonly AgeIdentity[] | undefined): Promise<Compression | undefined> {
+  const head = identities ? await decryptedHead(file, identities).catch((error: unknown) => Promise.reject(namingArchive(error, path.basename(file)))) : readHead(file, 512);
+  return sniffCompression(head.subarray(0, 512));
 }
 
 /**
@@ -279,7 +319,7 @@ async function readPass(
     };
   }).start();
   try {
-    const result = await checkArchive(source.file, source.compression, source.expectation, { visitor, onProgress: (p) => (read = p) });
+    const result = await checkArchive(source.file, source.compression, source.expectation, { visitor, onProgress: (p) => (read = p), identities: source.identities });
     await visitor.finish();
     return result;
   } catch (error) {
@@ -356,7 +396,7 @@ async function restoreReplace(config: RestoreConfig, ctx: RunContext, source: Ar
       bytes: extractor.bytes,
       seconds: round((Date.now() - started) / 1000),
     });
-    snapshot = await takeSnapshot(config, ctx, run.topLevelNames);
+    snapshot = await takeSnapshot(config, ctx, run.topLevelNames, source);
     if (!syncFileSystem(target)) log.warn('restore.sync-failed', 'could not run sync; the restored data may not be on disk yet if the node loses power now');
   } catch (error) {
     // The helpers may still be creating files in staging: let them finish before it is removed.
@@ -389,7 +429,7 @@ async function restoreMerge(config: RestoreConfig, ctx: RunContext, source: Arch
   // Merge writes into the live tree, so the archive is verified and checked completely first.
   const expectedBytes = await safetyPrePass(config, ctx, source);
   checkTargetSpace(target, expectedBytes, 'merge');
-  const snapshot = await takeSnapshot(config, ctx, []);
+  const snapshot = await takeSnapshot(config, ctx, [], source);
 
   const run = RestoreRun.begin(config.dest, target, { mode: 'merge', archive: source.name, chown });
   log.info('restore.start', `restoring ${source.name} into ${target} (merge): extracting over the existing tree`, {
@@ -572,7 +612,7 @@ function targetHasData(target: string, own: readonly string[]): boolean {
  * SNAPSHOT_KEEP of that prefix. lost+found and this run's own entries (`own`: the staging
  * directory of a replace) are left out; everything else in the target is data and goes in.
  */
-async function takeSnapshot(config: RestoreConfig, ctx: RunContext, own: readonly string[]): Promise<string | undefined> {
+async function takeSnapshot(config: RestoreConfig, ctx: RunContext, own: readonly string[], source: ArchiveSource): Promise<string | undefined> {
   const { log } = ctx;
   if (!config.snapshot) {
     log.warn('restore.no-snapshot', `no pre-restore snapshot (--no-snapshot): the current contents of ${config.target} cannot be brought back by pvc-backup`, { target: config.target });
@@ -606,6 +646,7 @@ async function takeSnapshot(config: RestoreConfig, ctx: RunContext, own: readonl
     sqlite: [],
     dumps: undefined,
     xattrs: true,
+    ...snapshotRecipients(source),
   };
   try {
     const summary = await backupUnderLock(snapshotConfig, ctx);
@@ -620,6 +661,16 @@ async function takeSnapshot(config: RestoreConfig, ctx: RunContext, own: readonl
   }
 }
 
+/**
+ * Restoring from an encrypted archive: the snapshot of the data it replaces is encrypted too, to
+ * the public keys of the identities given (so the same identity file restores it).
+ */
+function snapshotRecipients(source: ArchiveSource): { recipients?: AgeRecipient[] } {
+  if (!source.identities) return {};
+  const recipients = source.identities.flatMap((identity) => ('recipient' in identity ? [identity.recipient as AgeRecipient] : []));
+  return recipients.length > 0 ? { recipients } : {};
+}
+
 // ---------------------------------------------------------------- dry run
 
 async function runDryRun(config: RestoreConfig, ctx: RunContext): Promise<RestorePlan | undefined> {
@@ -632,7 +683,17 @@ async function runDryRun(config: RestoreConfig, ctx: RunContext): Promise<Restor
       entries: pending,
     });
   }
-  const source = await openArchive(config, log);
+  const source = await openArchive(config, ctx);
+  try {
+    return await planDryRun(config, ctx, source, pending);
+  } finally {
+    source.release();
+  }
+}
+
+/** The dry run's read of the opened archive, and the plan it prints. */
+async function planDryRun(config: RestoreConfig, ctx: RunContext, source: ArchiveSource, pending: string[]): Promise<RestorePlan> {
+  const { log } = ctx;
   const builder = source.opened ? undefined : new IndexBuilder(safetyOptions(config));
   const rules = builder?.rules ?? new SafetyRules(safetyOptions(config));
   const result = await readPass(config, ctx, source, builder ?? rules, { event: 'restore.verify-progress', verb: 'verifying' });

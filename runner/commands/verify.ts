@@ -1,17 +1,19 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { checkArchive } from '../archive/check.js';
-import { parseChecksumFile } from '../archive/hash.js';
-import { type OpenedManifest, type Verification, writeManifestWithVerification } from '../archive/manifest.js';
+import { checkHeaderWithoutKey } from '../archive/encryption.js';
+import { hashFile, parseChecksumFile } from '../archive/hash.js';
+import { type Manifest, type OpenedManifest, type Verification, writeManifestWithVerification } from '../archive/manifest.js';
 import { RestorabilityCheck } from '../archive/safety.js';
 import type { VerifyConfig } from '../config.js';
 import type { RunContext } from '../context.js';
 import { IntegrityError, OperationError, RunnerError, describeSystemError } from '../errors.js';
 import { judgeFreshness } from '../freshness.js';
 import { ProgressReporter, count, humanBytes } from '../log.js';
-import { writeFileAtomicSyncWith } from '../store/atomic.js';
-import { type ArchiveInfo, choosePrefix, findArchive, listArchives, openArchiveManifest, otherPrefixesHint } from '../store/catalog.js';
-import { manifestName, partialName, sha256Name } from '../store/naming.js';
+import { writeFileAtomicSync, writeFileAtomicSyncWith } from '../store/atomic.js';
+import { type ArchiveInfo, type DecryptedManifest, choosePrefix, findArchive, listArchives, openArchiveManifest, openEncryptedManifest, otherPrefixesHint } from '../store/catalog.js';
+import { type InfoRecord, infoFromManifest, readInfo, serializeInfo } from '../store/info.js';
+import { infoName, isEncryptedName, manifestName, partialName, sha256Name } from '../store/naming.js';
 
 export interface VerifyOutcome {
   archive: string;
@@ -19,6 +21,8 @@ export interface VerifyOutcome {
   ok: boolean;
   /** Intact, whatever restore would say. */
   intact: boolean;
+  /** Encrypted and no identity given: only the checksum (and the age header) were checked. */
+  checksumOnly?: boolean;
   error?: string;
 }
 
@@ -42,6 +46,7 @@ export async function runVerify(given: VerifyConfig, ctx: RunContext): Promise<V
   }
   const failed = outcomes.filter((o) => !o.ok);
   const unrestorable = failed.filter((o) => o.intact).length;
+  const checksumOnly = outcomes.filter((o) => o.ok && o.checksumOnly).length;
   if (selected.length === 0) {
     log.warn('verify.none', `no archives with prefix ${config.prefix} in ${config.dest} to verify${await otherPrefixesHint(config.dest, config.prefix)}`, { prefix: config.prefix });
   }
@@ -51,8 +56,9 @@ export async function runVerify(given: VerifyConfig, ctx: RunContext): Promise<V
       'verify.done',
       `${outcomes.length - failed.length} of ${count(outcomes.length, 'archive')} verified and restorable` +
         (damaged ? `, ${damaged} damaged` : '') +
-        (unrestorable ? `, ${unrestorable} intact but refused by restore's safety rules` : ''),
-      { verified: outcomes.length - failed.length, failed: failed.length, damaged, unrestorable },
+        (unrestorable ? `, ${unrestorable} intact but refused by restore's safety rules` : '') +
+        (checksumOnly ? `; ${checksumOnly} of them encrypted and checked by checksum only (no --age-identity-file)` : ''),
+      { verified: outcomes.length - failed.length, failed: failed.length, damaged, unrestorable, checksumOnly },
     );
   }
   const stale = config.freshness ? await checkFresh(config, ctx).catch((error: unknown) => error) : undefined;
@@ -84,14 +90,30 @@ async function verifyOne(config: VerifyConfig, archive: ArchiveInfo, ctx: RunCon
     message: `verifying ${archive.name}: ${humanBytes(read)} of ${humanBytes(archive.size)}`,
   })).start();
   let manifest: OpenedManifest | undefined;
+  let decrypted: DecryptedManifest | undefined;
+  let forgetDecrypted = () => undefined as void;
+  let info: InfoRecord | undefined;
   let restorability: RestorabilityCheck | undefined;
   try {
     const sha256 = await readChecksum(config.dest, archive.name);
-    manifest = openArchiveManifest(config.dest, archive.name);
+    if (archive.encrypted) {
+      info = await readInfo(config.dest, archive.name);
+      if (!config.identities) return await verifyChecksumOnly(archive, file, sha256, info, ctx);
+      decrypted = await openEncryptedManifest(config.dest, archive.name, config.identities);
+      if (decrypted) forgetDecrypted = ctx.cleanup.add('remove the decrypted manifest', decrypted.close);
+      manifest = decrypted;
+    } else {
+      manifest = openArchiveManifest(config.dest, archive.name);
+    }
     if (!manifest) throw new IntegrityError(`${archive.name} has no ${manifestName(archive.name)}; it was not made by pvc-backup or its manifest was deleted`, 'NO_MANIFEST');
     restorability = new RestorabilityCheck({ allowAbsoluteSymlinks: config.allowAbsoluteSymlinks });
-    const result = await checkArchive(file, archive.compression, { label: archive.name, sha256, manifest }, { visitor: restorability, onProgress: (p) => (read = p.archiveBytes) });
-    record(config.dest, archive.name, { at: ctx.now().toISOString(), ok: true }, ctx);
+    const result = await checkArchive(
+      file,
+      archive.compression,
+      { label: archive.name, sha256, manifest },
+      { visitor: restorability, onProgress: (p) => (read = p.archiveBytes), ...(archive.encrypted ? { identities: config.identities } : {}) },
+    );
+    record(config.dest, archive.name, manifest.manifest, info, { at: ctx.now().toISOString(), ok: true }, ctx);
     const fields = {
       archive: archive.name,
       entries: result.entries,
@@ -117,9 +139,10 @@ async function verifyOne(config: VerifyConfig, archive: ArchiveInfo, ctx: RunCon
     }
     // Decompression and tar errors do not know the file they came from; the message must name it.
     const message = error.message.includes(archive.name) ? error.message : `${archive.name}: ${error.message}`;
-    if (manifest) {
+    // A wrong identity says nothing about the archive: its recorded state stays.
+    if ((manifest || info) && error.code !== 'AGE_NO_MATCH') {
       try {
-        record(config.dest, archive.name, { at: ctx.now().toISOString(), ok: false, error: message }, ctx);
+        record(config.dest, archive.name, manifest?.manifest, info, { at: ctx.now().toISOString(), ok: false, error: message }, ctx);
       } catch {
         // The failure is reported either way; a manifest that cannot be rewritten keeps its old record.
       }
@@ -128,6 +151,8 @@ async function verifyOne(config: VerifyConfig, archive: ArchiveInfo, ctx: RunCon
     return { archive: archive.name, ok: false, intact: false, error: message };
   } finally {
     restorability?.close();
+    decrypted?.close();
+    forgetDecrypted();
     reporter.stop();
   }
 }
@@ -145,17 +170,52 @@ async function readChecksum(dest: string, name: string): Promise<string> {
   return parseChecksumFile(text, name);
 }
 
-/** Stores the verification result in the manifest (streamed through a hidden partial), unless the archive is gone by now. */
-function record(dest: string, name: string, verification: Verification, ctx: RunContext): void {
+/**
+ * Stores the verification result in the manifest (streamed through a hidden partial), or for an
+ * encrypted archive in its plain info record (the manifest stays as the recipients' key sealed
+ * it), unless the archive is gone by now.
+ */
+function record(dest: string, name: string, manifest: Manifest | undefined, info: InfoRecord | undefined, verification: Verification, ctx: RunContext): void {
   if (!fs.existsSync(path.join(dest, name))) return;
-  // A signal may land while the new manifest is being written: its hidden partial must not stay behind.
-  const partial = path.join(dest, partialName(manifestName(name)));
-  const forget = ctx.cleanup.add('remove the partial manifest', () => fs.rmSync(partial, { force: true }));
+  const encrypted = isEncryptedName(name);
+  // An encrypted archive whose info record is missing gets a new one from its decrypted manifest.
+  const record = encrypted ? (info ?? (manifest && infoFromManifest(manifest))) : undefined;
+  if (encrypted && !record) return;
+  const sidecar = encrypted ? infoName(name) : manifestName(name);
+  // A signal may land while the new sidecar is being written: its hidden partial must not stay behind.
+  const partial = path.join(dest, partialName(sidecar));
+  const forget = ctx.cleanup.add('remove the partial sidecar', () => fs.rmSync(partial, { force: true }));
   try {
-    writeFileAtomicSyncWith(dest, manifestName(name), (fd) => writeManifestWithVerification(path.join(dest, manifestName(name)), verification, fd));
+    if (record) writeFileAtomicSync(dest, sidecar, serializeInfo({ ...record, verification }));
+    else writeFileAtomicSyncWith(dest, sidecar, (fd) => writeManifestWithVerification(path.join(dest, sidecar), verification, fd));
   } finally {
     forget();
   }
+}
+
+/**
+ * An encrypted archive without an identity: everything that can be proven without the key, and
+ * a line that says so. The file must have the SHA-256 of its `.sha256` (and the size and SHA-256
+ * of its info record) and start with a well-formed age header. Not proven: that it decrypts,
+ * decompresses and matches its manifest. The recorded verification state is left as it was.
+ */
+async function verifyChecksumOnly(archive: ArchiveInfo, file: string, sha256: string, info: InfoRecord | undefined, ctx: RunContext): Promise<VerifyOutcome> {
+  const started = Date.now();
+  const header = checkHeaderWithoutKey(file, archive.name);
+  const onDisk = await hashFile(file);
+  if (onDisk.sha256 !== sha256) {
+    throw new IntegrityError(`${archive.name}: checksum mismatch (file has sha256 ${onDisk.sha256}, expected ${sha256}); the archive is damaged`, 'CHECKSUM');
+  }
+  if (info && (info.sha256 !== sha256 || info.archiveBytes !== onDisk.bytes)) {
+    throw new IntegrityError(`${archive.name} does not match its info record ${infoName(archive.name)} (${onDisk.bytes} bytes, info says ${info.archiveBytes}; or another sha256)`, 'INFO');
+  }
+  ctx.log.info(
+    'verify.checksum-only',
+    `${archive.name} is encrypted and no --age-identity-file was given: checked its checksum and age header only (sha256 ${onDisk.sha256}, ${count(header.stanzas.length, 'recipient')}); ` +
+      'decryption, decompression, the entries and the manifest were NOT checked; pass --age-identity-file for the full check',
+    { archive: archive.name, sha256: onDisk.sha256, bytes: onDisk.bytes, recipients: header.stanzas.length, checksumOnly: true, seconds: Math.round((Date.now() - started) / 10) / 100 },
+  );
+  return { archive: archive.name, ok: true, intact: true, checksumOnly: true };
 }
 
 /** Fails (exit 1) when the newest archive is older than the last run the schedule expected by now. */

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { parseChecksumFile } from '../archive/hash.js';
 import { IntegrityError, OperationError } from '../errors.js';
 import { GarbageGovernor } from '../memory.js';
-import { manifestName, sha256Name } from '../store/naming.js';
+import { infoName, isEncryptedName, manifestName, sha256Name } from '../store/naming.js';
 import type { Repository, StoredArchive } from './repository.js';
 
 /**
@@ -39,7 +39,8 @@ export async function copyArchive(from: Repository, to: Repository, name: string
       );
     }
     const manifest = await from.read(manifestName(name), { signal: options.signal });
-    return await sink.commit({ sha256, manifest: { stream: manifest.stream } });
+    const info = isEncryptedName(name) ? (await from.readSmall(infoName(name)))?.toString('utf8') : undefined;
+    return await sink.commit({ sha256, manifest: { stream: manifest.stream }, ...(info !== undefined ? { info } : {}) });
   } catch (error) {
     source.stream.destroy();
     await sink.abort();

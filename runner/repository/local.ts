@@ -6,7 +6,7 @@ import { OperationError } from '../errors.js';
 import { fsyncDirectory, fsyncDirectorySync, removeLeftoverPartials, writeFileAtomic, writeFileAtomicSync, writeStreamAtomic } from '../store/atomic.js';
 import { listArchives } from '../store/catalog.js';
 import { acquireLock } from '../store/lock.js';
-import { manifestName, partialName, sha256Name } from '../store/naming.js';
+import { infoName, manifestName, partialName, sha256Name, sidecarNames } from '../store/naming.js';
 import { deleteArchive, findOrphanedSidecars, removeFiles } from '../store/prune.js';
 import type {
   ArchiveSidecars,
@@ -154,6 +154,7 @@ class LocalArchiveSink implements ArchiveSink {
       fs.closeSync(this.fd!);
       this.fd = undefined;
       writeFileAtomicSync(this.dir, sha256Name(this.name), formatChecksumFile(sidecars.sha256, this.name));
+      if (sidecars.info !== undefined) writeFileAtomicSync(this.dir, infoName(this.name), sidecars.info);
       const manifest = sidecars.manifest;
       if (typeof manifest === 'string' || manifest instanceof Uint8Array) writeFileAtomicSync(this.dir, manifestName(this.name), manifest);
       else await writeStreamAtomic(this.dir, manifestName(this.name), 'file' in manifest ? manifest : manifest.stream);
@@ -188,7 +189,7 @@ class LocalArchiveSink implements ArchiveSink {
       this.fd = undefined;
     }
     const files = [this.partial];
-    for (const n of [sha256Name(this.name), manifestName(this.name)]) files.push(path.join(this.dir, n), path.join(this.dir, partialName(n)));
+    for (const n of sidecarNames(this.name)) files.push(path.join(this.dir, n), path.join(this.dir, partialName(n)));
     for (const f of files) fs.rmSync(f, { force: true });
   }
 }

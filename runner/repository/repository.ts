@@ -62,6 +62,8 @@ export interface ArchiveSidecars {
   /** The archive's SHA-256 (hex), computed while writing; becomes the `.sha256` sidecar. */
   sha256: string;
   manifest: SidecarSource;
+  /** An encrypted archive's plain info record (store/info.ts), written before the manifest. */
+  info?: string;
 }
 
 export interface PutArchiveOptions {

@@ -14,7 +14,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { formatChecksumFile } from '../archive/hash.js';
 import { IntegrityError, OperationError, RunnerError } from '../errors.js';
-import { MANIFEST_SUFFIX, SHA256_SUFFIX, compareNewestFirst, manifestName, parseArchiveName, sha256Name } from '../store/naming.js';
+import { AGE_SUFFIX, INFO_SUFFIX, MANIFEST_SUFFIX, SHA256_SUFFIX, compareNewestFirst, infoName, isArchiveOrSidecarName, manifestName, parseArchiveName, sha256Name, sidecarNames, sidecarOwners } from '../store/naming.js';
 import type {
   ArchiveEntry,
   ArchiveSidecars,
@@ -120,10 +120,8 @@ export class BucketRepository implements Repository {
         (entry.hasManifest ? archives : incomplete).push(entry);
         continue;
       }
-      const suffix = name.endsWith(SHA256_SUFFIX) ? SHA256_SUFFIX : name.endsWith(MANIFEST_SUFFIX) ? MANIFEST_SUFFIX : undefined;
-      if (!suffix) continue;
-      const archive = name.slice(0, -suffix.length);
-      if (parseArchiveName(archive)?.prefix === prefix && !names.has(archive)) orphans.push(name);
+      const owners = sidecarOwners(name);
+      if (owners && owners[0]!.prefix === prefix && !owners.some((owner) => names.has(owner.name))) orphans.push(name);
     }
     return { archives: archives.sort(compareNewestFirst), incomplete: incomplete.sort(compareNewestFirst), orphans: orphans.sort() };
   }
@@ -197,7 +195,7 @@ export class BucketRepository implements Repository {
 
   async deleteArchive(name: string): Promise<DeleteOutcome> {
     const removed: string[] = [];
-    for (const file of [name, sha256Name(name), manifestName(name)]) {
+    for (const file of [name, ...sidecarNames(name)]) {
       try {
         await this.deleteObject(file);
         removed.push(file);
@@ -377,13 +375,12 @@ export class BucketRepository implements Repository {
 class RetainedError extends Error {}
 
 function isOurs(name: string): boolean {
-  if (parseArchiveName(name)) return true;
-  for (const suffix of [SHA256_SUFFIX, MANIFEST_SUFFIX]) if (name.endsWith(suffix) && parseArchiveName(name.slice(0, -suffix.length))) return true;
-  return false;
+  return isArchiveOrSidecarName(name);
 }
 
 function contentTypeOf(name: string): string {
-  if (name.endsWith(MANIFEST_SUFFIX)) return 'application/json';
+  if (name.endsWith(AGE_SUFFIX)) return 'application/octet-stream';
+  if (name.endsWith(MANIFEST_SUFFIX) || name.endsWith(INFO_SUFFIX)) return 'application/json';
   if (name.endsWith(SHA256_SUFFIX)) return 'text/plain; charset=utf-8';
   if (name.endsWith('.tar.gz')) return 'application/gzip';
   if (name.endsWith('.tar.zst')) return 'application/zstd';
@@ -448,6 +445,8 @@ class BucketArchiveSink implements ArchiveSink {
       this.stopIfAborted();
       await repo.putSidecar(sha256Name(name), formatChecksumFile(sidecars.sha256, name), { signal });
       this.stopIfAborted();
+      if (sidecars.info !== undefined) await repo.putSidecar(infoName(name), sidecars.info, { signal });
+      this.stopIfAborted();
       await repo.putSidecar(manifestName(name), sidecars.manifest, { signal });
       this.state = 'done';
       return { name, size: finished.bytes, sha256: sidecars.sha256, location: `s3://${repo.client.bucket}/${repo.key(name)}` };
@@ -491,7 +490,7 @@ class BucketArchiveSink implements ArchiveSink {
     if (this.visible) {
       // Sidecars first would leave a moment with a manifest but a missing archive; the archive
       // goes first, then whatever sidecar got written.
-      for (const file of [this.name, sha256Name(this.name), manifestName(this.name)]) await this.repo.removeQuietly(file);
+      for (const file of [this.name, ...sidecarNames(this.name)]) await this.repo.removeQuietly(file);
     }
   }
 }

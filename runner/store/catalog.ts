@@ -1,13 +1,18 @@
 import { lstat, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
+import type { AgeIdentity } from '../archive/age/index.js';
+import { decryptToTemporaryFile } from '../archive/encryption.js';
 import { type Manifest, type OpenedManifest, openManifest } from '../archive/manifest.js';
 import type { Compression } from '../config.js';
 import { IntegrityError, UsageError } from '../errors.js';
+import { readInfo } from './info.js';
 import {
   type ArchiveName,
   PRE_RESTORE_SUFFIX,
   compareNewestFirst,
   compressionFromExtension,
+  isEncryptedName,
+  infoName,
   manifestName,
   parseArchiveName,
   sha256Name,
@@ -43,6 +48,8 @@ export interface ArchiveInfo extends ArchiveName {
   mtime: Date;
   hasSha256: boolean;
   hasManifest: boolean;
+  /** An encrypted archive's plain info record is there (always false for plain archives). */
+  hasInfo: boolean;
   /** Read when `listArchives(…, { manifests: true })`; otherwise undefined. */
   summary?: ManifestSummary;
 }
@@ -62,16 +69,58 @@ function isErrno(error: unknown, code: string): boolean {
   return (error as NodeJS.ErrnoException)?.code === code;
 }
 
+/** What to tell someone who needs an encrypted archive's content but gave no identity. */
+export function identityNeeded(archiveName: string, what: string): UsageError {
+  return new UsageError(
+    `${archiveName} is encrypted with age; ${what} needs its identity: pass --age-identity-file FILE (or PVC_BACKUP_AGE_IDENTITY_FILE; in the chart, encryption.existingSecret and encryption.identityKey)`,
+    'AGE_IDENTITY_NEEDED',
+  );
+}
+
 /**
  * The manifest of an archive without its file list (read from its head and tail only, whatever
  * the number of files); undefined when there is none. IntegrityError when it is not a valid one.
+ * An encrypted archive's manifest is decrypted with `identities` (a usage error without them).
  */
-export async function readManifest(dest: string, archiveName: string): Promise<Manifest | undefined> {
-  return openArchiveManifest(dest, archiveName)?.manifest;
+export async function readManifest(dest: string, archiveName: string, identities?: readonly AgeIdentity[]): Promise<Manifest | undefined> {
+  if (!isEncryptedName(archiveName)) return openArchiveManifest(dest, archiveName)?.manifest;
+  const opened = await openEncryptedManifest(dest, archiveName, identities);
+  opened?.close();
+  return opened?.manifest;
 }
 
-/** The manifest of an archive with a streaming reader of its file list; undefined when there is none. */
+/** An encrypted archive's manifest, opened from a private decrypted copy that `close` removes. */
+export type DecryptedManifest = OpenedManifest & { close(): void };
+
+/**
+ * The manifest of an encrypted archive: decrypted into a private temporary copy (never into
+ * DEST) and opened there, so its file list streams as a plain one does. Undefined when there is
+ * none; a usage error without identities; IntegrityError when none matches or it is damaged.
+ * The caller closes it (and registers the close with the run's cleanup).
+ */
+export async function openEncryptedManifest(dest: string, archiveName: string, identities: readonly AgeIdentity[] | undefined): Promise<DecryptedManifest | undefined> {
+  const file = path.join(dest, manifestName(archiveName));
+  if (!(await exists(file))) return undefined;
+  if (!identities) throw identityNeeded(archiveName, 'reading its manifest');
+  let copy;
+  try {
+    copy = await decryptToTemporaryFile(file, identities, manifestName(archiveName).replace(/\.age$/, ''));
+  } catch (error) {
+    // A wrong key is said as it is; damage names the manifest file.
+    if (error instanceof IntegrityError && error.code !== 'AGE_NO_MATCH') throw new IntegrityError(`manifest ${file}: ${error.message}`, error.code);
+    throw error;
+  }
+  try {
+    return { ...openManifest(copy.file), close: copy.remove };
+  } catch (error) {
+    copy.remove();
+    throw error;
+  }
+}
+
+/** The manifest of a plain archive with a streaming reader of its file list; undefined when there is none. */
 export function openArchiveManifest(dest: string, archiveName: string): OpenedManifest | undefined {
+  if (isEncryptedName(archiveName)) throw identityNeeded(archiveName, 'reading its manifest');
   const file = path.join(dest, manifestName(archiveName));
   try {
     return openManifest(file);
@@ -99,8 +148,23 @@ export function summarizeManifest(manifest: Manifest | undefined, fileCount?: nu
   return summary;
 }
 
+/** The summary of an encrypted archive, from its plain info record (the manifest needs the key). */
+async function summarizeInfo(dest: string, name: string): Promise<ManifestSummary> {
+  const info = await readInfo(dest, name);
+  if (!info) return { entryCount: undefined, fileCount: undefined, totalBytes: undefined, verification: 'no-manifest' };
+  const summary: ManifestSummary = { entryCount: info.entryCount, fileCount: info.fileCount, totalBytes: info.totalBytes, verification: 'unverified' };
+  const v = info.verification;
+  if (v && typeof v === 'object') {
+    summary.verification = v.ok === true ? 'verified' : 'failed';
+    if (typeof v.at === 'string') summary.verifiedAt = v.at;
+    if (v.ok !== true && typeof v.error === 'string') summary.error = v.error;
+  }
+  return summary;
+}
+
 async function readSummary(dest: string, name: string): Promise<ManifestSummary> {
   try {
+    if (isEncryptedName(name)) return await summarizeInfo(dest, name);
     const opened = openArchiveManifest(dest, name);
     if (!opened) return summarizeManifest(undefined);
     return summarizeManifest(opened.manifest, typeof opened.manifest.fileCount === 'number' ? undefined : countFiles(opened));
@@ -146,8 +210,9 @@ export async function listArchives(dest: string, prefix: string, options: ListOp
       mtime: st.mtime,
       hasSha256: names.has(sha256Name(name)),
       hasManifest: names.has(manifestName(name)),
+      hasInfo: parsed.encrypted && names.has(infoName(name)),
     };
-    if (options.manifests) info.summary = info.hasManifest ? await readSummary(dest, name) : summarizeManifest(undefined);
+    if (options.manifests) info.summary = info.hasManifest || info.hasInfo ? await readSummary(dest, name) : summarizeManifest(undefined);
     archives.push(info);
   }
   return archives.sort(compareNewestFirst);
@@ -223,12 +288,18 @@ export async function findArchive(dest: string, prefix: string, nameOrLatest: st
     throw error;
   }
   if (!st.isFile()) throw noArchive(dest, `named ${name}`);
-  const [hasSha256, hasManifest] = await Promise.all([exists(path.join(dest, sha256Name(name))), exists(path.join(dest, manifestName(name)))]);
+  const [hasSha256, hasManifest, infoThere] = await Promise.all([
+    exists(path.join(dest, sha256Name(name))),
+    exists(path.join(dest, manifestName(name))),
+    exists(path.join(dest, infoName(name))),
+  ]);
+  const hasInfo = isEncryptedName(name) && infoThere;
   const parsed = parseArchiveName(name);
-  if (parsed) return { ...parsed, size: st.size, mtime: st.mtime, hasSha256, hasManifest, foreign: false };
+  if (parsed) return { ...parsed, size: st.size, mtime: st.mtime, hasSha256, hasManifest, hasInfo, foreign: false };
   const compression: Compression | undefined = compressionFromExtension(name);
-  if (!compression) throw new UsageError(`${name} in ${dest} is not a tar archive (.tar, .tar.gz, .tgz, .tar.zst, .tzst)`);
-  return { name, prefix: '', time: st.mtime, sequence: 1, compression, size: st.size, mtime: st.mtime, hasSha256, hasManifest, foreign: true };
+  if (!compression) throw new UsageError(`${name} in ${dest} is not a tar archive (.tar, .tar.gz, .tgz, .tar.zst, .tzst, each optionally .age)`);
+  const encrypted = isEncryptedName(name);
+  return { name, prefix: '', time: st.mtime, sequence: 1, compression, encrypted, size: st.size, mtime: st.mtime, hasSha256, hasManifest, hasInfo, foreign: true };
 }
 
 async function exists(file: string): Promise<boolean> {

@@ -4,7 +4,8 @@ import { describeSystemError } from '../errors.js';
 import type { RetentionHealth } from '../retention.js';
 import { fsyncDirectory } from './atomic.js';
 import { type ArchiveInfo, readManifest } from './catalog.js';
-import { MANIFEST_SUFFIX, SHA256_SUFFIX, manifestName, parseArchiveName, sha256Name } from './naming.js';
+import { readInfo } from './info.js';
+import { infoName, manifestName, sha256Name, sidecarNames, sidecarOwners } from './naming.js';
 
 /**
  * Deleting archives with their sidecars. The archive goes first and that deletion is made
@@ -17,7 +18,7 @@ function ignoreMissing(error: unknown): void {
   if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
 }
 
-/** Deletes one archive, then its `.sha256` and `.manifest.json`. Returns the names actually removed. */
+/** Deletes one archive, then its sidecars (`.sha256`, the manifest, an encrypted archive's info record). Returns the names actually removed. */
 export async function deleteArchive(dest: string, name: string): Promise<string[]> {
   const removed: string[] = [];
   try {
@@ -27,7 +28,7 @@ export async function deleteArchive(dest: string, name: string): Promise<string[
   } catch (error) {
     ignoreMissing(error);
   }
-  for (const sidecar of [sha256Name(name), manifestName(name)]) {
+  for (const sidecar of sidecarNames(name)) {
     try {
       await unlink(path.join(dest, sidecar));
       removed.push(sidecar);
@@ -39,7 +40,7 @@ export async function deleteArchive(dest: string, name: string): Promise<string[
 }
 
 /**
- * Sidecars (`.sha256`, `.manifest.json`) of archives of `prefix` whose archive no longer
+ * Sidecars (`.sha256`, manifests, info records) of archives of `prefix` whose archive no longer
  * exists: leftovers of an interrupted prune. Only sidecars of names that follow the naming
  * pattern with exactly this prefix, and only regular files, are considered. Sorted by name.
  */
@@ -50,11 +51,8 @@ export async function findOrphanedSidecars(dest: string, prefix: string): Promis
   for (const entry of entries) {
     if (!entry.isFile()) continue;
     const name = entry.name;
-    const suffix = name.endsWith(SHA256_SUFFIX) ? SHA256_SUFFIX : name.endsWith(MANIFEST_SUFFIX) ? MANIFEST_SUFFIX : undefined;
-    if (!suffix) continue;
-    const archive = name.slice(0, -suffix.length);
-    const parsed = parseArchiveName(archive);
-    if (!parsed || parsed.prefix !== prefix || names.has(archive)) continue;
+    const owners = sidecarOwners(name);
+    if (!owners || owners[0]!.prefix !== prefix || owners.some((owner) => names.has(owner.name))) continue;
     orphans.push(name);
   }
   return orphans.sort();
@@ -88,7 +86,14 @@ export async function retentionHealth(dest: string, archive: ArchiveInfo): Promi
   if (!archive.hasSha256) return failed(`its checksum file ${sha256Name(archive.name)} is missing`);
   let manifest;
   try {
-    manifest = archive.hasManifest ? await readManifest(dest, archive.name) : undefined;
+    if (archive.encrypted) {
+      // The manifest is encrypted: the plain info record says what retention needs.
+      if (!archive.hasManifest) return failed(`its encrypted manifest ${manifestName(archive.name)} is missing`);
+      manifest = await readInfo(dest, archive.name);
+      if (!manifest) return failed(`its info record ${infoName(archive.name)} is missing`);
+    } else {
+      manifest = archive.hasManifest ? await readManifest(dest, archive.name) : undefined;
+    }
   } catch (error) {
     return failed(`its manifest cannot be read (${describeSystemError(error)})`);
   }

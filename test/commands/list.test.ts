@@ -52,6 +52,8 @@ describe('list', () => {
       verifiedAt: null,
       sha256File: null,
       manifestFile: null,
+      encrypted: false,
+      infoFile: null,
     });
     expect(rows[1]).toMatchObject({ verified: 'failed', verifiedAt: '2026-01-03T00:00:00Z' });
     expect(rows[2]).toMatchObject({ verified: 'unverified', files: 0, entries: 3, totalBytes: 30, compression: 'zstd' });
@@ -67,6 +69,8 @@ describe('list', () => {
       verifiedAt: '2026-01-01T00:01:00Z',
       sha256File: 'backup-20260101T000000Z.tar.gz.sha256',
       manifestFile: 'backup-20260101T000000Z.tar.gz.manifest.json',
+      encrypted: false,
+      infoFile: null,
     });
   });
 

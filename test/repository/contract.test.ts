@@ -140,6 +140,27 @@ describe.each(subjects)('%s', (kind, make) => {
     expect(await s.stored()).toEqual(expect.arrayContaining(['other-20231201T000000Z.tar.gz.sha256', 'random.sha256']));
   });
 
+  test('an encrypted archive: its info record and encrypted manifest are published, listed, deleted with it, and orphans when it is gone', async () => {
+    const s = await make();
+    const name = 'backup-20240101T000000Z.tar.zst.age';
+    const data = randomBytes(5000);
+    const sink = await s.repo.createArchive(name);
+    await feed(sink, data);
+    await sink.commit({ sha256: sha256(data), manifest: Buffer.from('age-encryption.org/v1 (sealed manifest)'), info: '{"encrypted":true}\n' });
+    expect(await s.stored()).toEqual(
+      expect.arrayContaining([name, `${name}.sha256`, 'backup-20240101T000000Z.manifest.json.age', 'backup-20240101T000000Z.info.json']),
+    );
+    const [listed] = (await s.repo.list('backup')).archives;
+    expect(listed).toMatchObject({ name, encrypted: true, compression: 'zstd', hasSha256: true, hasManifest: true });
+    expect((await s.repo.readSmall('backup-20240101T000000Z.info.json'))?.toString()).toBe('{"encrypted":true}\n');
+    await s.putRaw('backup-20231201T000000Z.info.json', '{}');
+    await s.putRaw('backup-20231201T000000Z.manifest.json.age', 'x');
+    await s.putRaw('notes.info.json', 'not ours');
+    expect((await s.repo.list('backup')).orphans).toEqual(['backup-20231201T000000Z.info.json', 'backup-20231201T000000Z.manifest.json.age']);
+    const outcome = await s.repo.deleteArchive(name);
+    expect(outcome).toEqual({ status: 'deleted', removed: [name, `${name}.sha256`, 'backup-20240101T000000Z.info.json', 'backup-20240101T000000Z.manifest.json.age'] });
+  });
+
   test('removes what interrupted runs left, and nothing else', async () => {
     const s = await make();
     await s.leaveInterrupted('backup-20240101T000000Z.tar.gz');

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Sink } from '../compress.js';
 import { badKey } from './errors.js';
 import { encodeHeader } from './header.js';
-import { type AgeRecipient, FILE_KEY_BYTES } from './identity.js';
+import { type AgeIdentity, type AgeRecipient, FILE_KEY_BYTES } from './identity.js';
 import { SCRYPT_STANZA_TYPE } from './scrypt.js';
 import { PAYLOAD_NONCE_BYTES, type SealerOptions, StreamSealer, payloadKey } from './stream.js';
 
@@ -15,8 +15,9 @@ import { PAYLOAD_NONCE_BYTES, type SealerOptions, StreamSealer, payloadKey } fro
 export class AgeEncryptor {
   private readonly sealer: StreamSealer;
   private readonly headerBytes: number;
+  private retained: Buffer | undefined;
 
-  constructor(recipients: readonly AgeRecipient[], out: Sink, options: SealerOptions = {}) {
+  constructor(recipients: readonly AgeRecipient[], out: Sink, options: SealerOptions & { retainFileKey?: boolean } = {}) {
     if (recipients.length === 0) throw badKey('age encryption needs at least one recipient (--age-recipient or --age-recipients-file)');
     const fileKey = randomBytes(FILE_KEY_BYTES);
     const nonce = randomBytes(PAYLOAD_NONCE_BYTES);
@@ -29,6 +30,7 @@ export class AgeEncryptor {
       this.headerBytes = header.length;
       out(header);
       this.sealer = new StreamSealer(payloadKey(fileKey, nonce), out, options);
+      if (options.retainFileKey) this.retained = Buffer.from(fileKey);
     } finally {
       fileKey.fill(0);
     }
@@ -40,6 +42,18 @@ export class AgeEncryptor {
   /** Seals the final chunk and hands it to the sink; nothing may be appended afterwards. */
   end(): void {
     this.sealer.end();
+  }
+
+  /**
+   * The file's own key as an identity, so the writer can authenticate what reached its sink
+   * (header MAC and every chunk) without any recipient's secret key. Only with `retainFileKey`,
+   * once; destroy it when done.
+   */
+  takeFileKeyIdentity(): AgeIdentity {
+    if (!this.retained) throw new Error('age encryption: the file key was not retained, or was taken already');
+    const identity = new FileKeyIdentity(this.retained);
+    this.retained = undefined;
+    return identity;
   }
 
   /** Plaintext bytes taken in so far. */
@@ -60,4 +74,18 @@ export function encryptBuffer(plaintext: Buffer, recipients: readonly AgeRecipie
   encryptor.append(plaintext);
   encryptor.end();
   return Buffer.concat(parts);
+}
+
+/** Answers every header with the file key it holds (the writer's self-check; see takeFileKeyIdentity). */
+class FileKeyIdentity implements AgeIdentity {
+  constructor(private fileKey: Buffer | undefined) {}
+
+  unwrap(): Buffer | undefined {
+    return this.fileKey ? Buffer.from(this.fileKey) : undefined;
+  }
+
+  destroy(): void {
+    this.fileKey?.fill(0);
+    this.fileKey = undefined;
+  }
 }
