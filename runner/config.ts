@@ -4,6 +4,7 @@ import { UsageError } from './errors.js';
 import { validateSchedule } from './freshness.js';
 import { type RetentionPolicy, TIERS, normalizePolicy } from './retention.js';
 import { SERVICE_ACCOUNT_DIR, inClusterApiUrl } from './kube/client.js';
+import { type S3Settings, parseS3Settings } from './repository/s3-settings.js';
 import { type NotifyTarget, parseNotifyTarget } from './monitoring/notify.js';
 
 /**
@@ -45,7 +46,25 @@ export interface BackupConfig extends CommonConfig {
   retention: RetentionPolicy | undefined;
   allowEmpty: boolean;
   skipUnreadable: boolean;
+  /** --remote with --dest: the verified archive is then copied to the bucket. */
+  offsite?: OffsiteConfig;
 }
+
+/** The bucket of --remote, and the retention applied there after a verified upload. */
+export interface OffsiteConfig {
+  settings: S3Settings;
+  /** --remote-keep-last (default --keep-last) with the other --keep-* tiers; undefined: no pruning in the bucket. */
+  retention: RetentionPolicy | undefined;
+}
+
+/** `backup --remote` without --dest: the archive streams straight into the bucket. */
+export type BucketBackupConfig = Omit<BackupConfig, 'dest' | 'offsite'> & { dest: undefined; offsite: OffsiteConfig };
+
+/**
+ * list, verify, prune and restore with --remote act on the bucket: `remote` is set and `dest`
+ * is undefined (restore keeps DEST when given: its snapshot and journal go there).
+ */
+export type OnBucket<C extends CommonConfig> = Omit<C, 'dest'> & { dest: undefined; remote: S3Settings };
 
 export type VerifySelection = { kind: 'latest' } | { kind: 'all' } | { kind: 'archive'; name: string };
 
@@ -92,7 +111,20 @@ export interface RestoreConfig extends CommonConfig {
   jobUid: string | undefined;
 }
 
-export type RunnerConfig = BackupConfig | VerifyConfig | ListConfig | PruneConfig | RestoreConfig;
+/** `restore --remote`: the archive streams from the bucket; DEST, when given, holds the snapshot and journal. */
+export type BucketRestoreConfig = Omit<RestoreConfig, 'dest'> & { dest: string | undefined; remote: S3Settings };
+
+export type RunnerConfig =
+  | BackupConfig
+  | BucketBackupConfig
+  | VerifyConfig
+  | OnBucket<VerifyConfig>
+  | ListConfig
+  | OnBucket<ListConfig>
+  | PruneConfig
+  | OnBucket<PruneConfig>
+  | RestoreConfig
+  | BucketRestoreConfig;
 export type CommandName = RunnerConfig['command'];
 
 /** The commands that report their outcome (metrics, Events, notifications, ping). */
@@ -182,6 +214,18 @@ const monitoringFlags: FlagSpec[] = [
   { name: 'monitoring-timeout', kind: 'duration', metavar: 'DURATION', help: 'most time each metrics push, Event, notification and ping may take, retries included; they are sent in parallel', defaultText: '5s' },
 ];
 
+/** --remote and the bucket's settings (S3-compatible stores), shared by every command. */
+const remoteFlags: FlagSpec[] = [
+  { name: 'remote', kind: 'string', metavar: 's3://BUCKET[/KEY-PREFIX]', help: 'S3-compatible bucket; credentials come only from the AWS SDK chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/AWS_SESSION_TOKEN, web identity, shared files)' },
+  { name: 's3-endpoint', kind: 'string', metavar: 'URL', help: 'endpoint of an S3-compatible store (MinIO, Ceph RGW, R2...)', defaultText: 'AWS_ENDPOINT_URL, else AWS' },
+  { name: 's3-region', kind: 'string', metavar: 'REGION', help: 'bucket region', defaultText: 'AWS_REGION, then us-east-1' },
+  { name: 's3-path-style', kind: 'bool', negatable: true, help: 'path-style addressing (endpoint/bucket/key) instead of virtual-host (bucket.endpoint/key)', defaultText: 'on when an endpoint is given' },
+  { name: 's3-storage-class', kind: 'string', metavar: 'CLASS', help: 'storage class of the uploaded objects (e.g. STANDARD_IA)' },
+  { name: 's3-sse', kind: 'string', metavar: 'AES256|aws:kms', help: 'server-side encryption header sent with every upload' },
+  { name: 's3-sse-kms-key-id', kind: 'string', metavar: 'KEY', help: 'KMS key id for --s3-sse aws:kms' },
+  { name: 's3-max-parts', kind: 'int', metavar: 'N', help: "the store's limit of parts per multipart upload (some stores allow 1000); part sizes are chosen to fit", defaultText: '10000' },
+];
+
 /** backup only: the schedule it runs on, for the metrics' next-due time. */
 const backupScheduleFlags: FlagSpec[] = [
   { name: 'schedule', kind: 'string', metavar: 'CRON', help: 'the schedule this backup runs on; with --pushgateway-url the push includes when the next backup is due' },
@@ -191,7 +235,7 @@ const backupScheduleFlags: FlagSpec[] = [
 const commandFlags: Record<CommandName, { summary: string; usage: string; flags: FlagSpec[]; positional?: string }> = {
   backup: {
     summary: 'stream SOURCE into one new verified archive in DEST, then prune',
-    usage: 'backup --source DIR --dest DIR [--prefix NAME] [--compression gzip|zstd|none] [--level N] [--exclude GLOB]... [--keep-last N] [--keep-hourly|daily|weekly|monthly|yearly N]...',
+    usage: 'backup --source DIR (--dest DIR [--remote s3://BUCKET/PATH] | --remote s3://BUCKET/PATH) [--prefix NAME] [--compression gzip|zstd|none] [--level N] [--exclude GLOB]... [--keep-last N] [--keep-hourly|daily|weekly|monthly|yearly N]...',
     flags: [
       { name: 'source', kind: 'dir', metavar: 'DIR', help: 'directory to back up (the mounted source volume)' },
       { name: 'compression', kind: 'string', metavar: 'gzip|zstd|none', help: 'archive compression', defaultText: 'gzip' },
@@ -202,13 +246,15 @@ const commandFlags: Record<CommandName, { summary: string; usage: string; flags:
       ),
       { name: 'allow-empty', kind: 'bool', help: 'allow backing up an empty source (refused by default: it usually means a wrong mount)' },
       { name: 'skip-unreadable', kind: 'bool', help: 'skip files that cannot be archived (permission denied, sockets, FIFOs, devices) with a warning instead of failing' },
+      { name: 'remote-keep-last', kind: 'int', metavar: 'N', help: 'after a verified upload, keep the newest N archives of the prefix in the bucket (the other --keep-* tiers apply there too)', defaultText: '--keep-last' },
+      ...remoteFlags,
       ...monitoringFlags,
       ...backupScheduleFlags,
     ],
   },
   verify: {
     summary: 'fully re-read archives: checksum, decompression, every entry, manifest',
-    usage: 'verify --dest DIR [--prefix NAME] [ARCHIVE | --latest | --all] [--schedule CRON [--time-zone TZ] [--grace DURATION]]',
+    usage: 'verify (--dest DIR | --remote s3://BUCKET/PATH) [--prefix NAME] [ARCHIVE | --latest | --all] [--schedule CRON [--time-zone TZ] [--grace DURATION]]',
     positional: 'ARCHIVE',
     flags: [
       { name: 'latest', kind: 'bool', env: null, help: 'verify the newest archive of the prefix (the default)' },
@@ -217,26 +263,28 @@ const commandFlags: Record<CommandName, { summary: string; usage: string; flags:
       { name: 'time-zone', kind: 'string', metavar: 'TZ', help: 'time zone of --schedule', defaultText: 'Etc/UTC' },
       { name: 'grace', kind: 'duration', metavar: 'DURATION', help: 'how late a backup may finish before it counts as missing', defaultText: '1h' },
       { name: 'allow-absolute-symlinks', kind: 'bool', help: 'count absolute symlink targets as restorable, as restore --allow-absolute-symlinks does' },
+      ...remoteFlags,
       ...monitoringFlags,
     ],
   },
   list: {
     summary: 'list archives, newest first',
-    usage: 'list --dest DIR [--prefix NAME] [--json]',
-    flags: [{ name: 'json', kind: 'bool', help: 'print a JSON array instead of a table' }],
+    usage: 'list (--dest DIR | --remote s3://BUCKET/PATH) [--prefix NAME] [--json]',
+    flags: [{ name: 'json', kind: 'bool', help: 'print a JSON array instead of a table' }, ...remoteFlags],
   },
   prune: {
     summary: 'delete the archives of the prefix that no --keep-* rule keeps',
-    usage: 'prune --dest DIR [--prefix NAME] [--keep-last N] [--keep-hourly|daily|weekly|monthly|yearly N]... [--dry-run] [--json]',
+    usage: 'prune (--dest DIR | --remote s3://BUCKET/PATH) [--prefix NAME] [--keep-last N] [--keep-hourly|daily|weekly|monthly|yearly N]... [--dry-run] [--json]',
     flags: [
       ...retentionFlags('keep the newest N archives'),
       { name: 'dry-run', kind: 'bool', help: 'print per archive keep or delete and the rules that keep it; delete nothing' },
       { name: 'json', kind: 'bool', help: 'print the plan (per archive: keep or delete, rules) as one JSON document; log lines go to stderr' },
+      ...remoteFlags,
     ],
   },
   restore: {
     summary: 'verify an archive, snapshot the target, then restore into it',
-    usage: 'restore --dest DIR [--prefix NAME] --archive NAME|latest --target DIR [--mode replace|merge] [--dry-run] [--no-snapshot] [--allow-unverified] [--allow-absolute-symlinks]',
+    usage: 'restore (--dest DIR | --remote s3://BUCKET/PATH) [--prefix NAME] --archive NAME|latest --target DIR [--mode replace|merge] [--dry-run] [--no-snapshot] [--allow-unverified] [--allow-absolute-symlinks]',
     flags: [
       { name: 'archive', kind: 'string', metavar: 'NAME|latest', help: 'archive file name in DEST, or latest', defaultText: 'latest' },
       { name: 'target', kind: 'dir', metavar: 'DIR', help: 'directory to restore into (the mounted volume; never removed itself)' },
@@ -247,6 +295,7 @@ const commandFlags: Record<CommandName, { summary: string; usage: string; flags:
       { name: 'allow-absolute-symlinks', kind: 'bool', help: 'recreate symlinks with absolute targets verbatim (they are never followed while restoring) instead of refusing the archive' },
       { name: 'request-id', kind: 'string', metavar: 'ID', help: 'run this restore request once: DEST records it when done, and running it again fails (exit 2) unless it is a retry of the same --job-uid' },
       { name: 'job-uid', kind: 'string', metavar: 'UID', help: 'the Kubernetes Job running the request (the chart passes its UID): a retry of the Job that completed the request exits 0' },
+      ...remoteFlags,
       ...monitoringFlags,
     ],
   },
@@ -334,6 +383,8 @@ function collect(command: CommandName, args: string[], env: Record<string, strin
   const byName = new Map(specs.map((s) => [s.name, s]));
   const values: RawValues = new Map();
   const positionals: string[] = [];
+  /** Flags given on the command line (not from variables). */
+  const given = new Set<string>();
 
   for (let i = 0; i < args.length; i++) {
     const arg = args[i]!;
@@ -360,6 +411,7 @@ function collect(command: CommandName, args: string[], env: Record<string, strin
       }
     }
     if (!spec) throw new UsageError(`unknown flag "--${name}" for ${command}; see pvc-backup ${command} --help`);
+    given.add(spec.name);
     if (spec.kind === 'bool') {
       if (inline !== undefined) {
         const v = parseBool(`--${name}`, inline);
@@ -395,7 +447,7 @@ function collect(command: CommandName, args: string[], env: Record<string, strin
     else if (spec.kind === 'list') values.set(spec.name, raw.split('\n').map((s) => s.trim()).filter(Boolean));
     else values.set(spec.name, raw);
   }
-  return { values, positionals };
+  return { values, positionals, given };
 }
 
 function str(values: RawValues, name: string): string | undefined {
@@ -459,7 +511,7 @@ const PREFIX_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,100}$/;
 const DEFAULT_PREFIX = 'backup';
 
 /** Prefix, log format and timings; DEST is resolved by each builder (after checking how the paths relate). */
-function parseCommon(values: RawValues, command: CommandName): Omit<CommonConfig, 'dest'> & { destText: string } {
+function parseCommon(values: RawValues, command: CommandName): Omit<CommonConfig, 'dest'> & { destText: string | undefined } {
   const given = str(values, 'prefix');
   const prefix = given ?? DEFAULT_PREFIX;
   if (!PREFIX_PATTERN.test(prefix)) {
@@ -474,13 +526,59 @@ function parseCommon(values: RawValues, command: CommandName): Omit<CommonConfig
   if (lockStaleSeconds < 1) throw new UsageError('--lock-stale-after must be at least 1s');
   if (progressSeconds <= 0) throw new UsageError('--progress-interval must be more than 0');
   return {
-    destText: requireValue(values, 'dest', command),
+    destText: nonEmpty(str(values, 'dest')),
     prefix,
     ...(given === undefined ? { prefixDefaulted: true } : {}),
     logFormat,
     lockStaleSeconds,
     progressSeconds,
   };
+}
+
+function nonEmpty(value: string | undefined): string | undefined {
+  return value === undefined || value === '' ? undefined : value;
+}
+
+/** What the builders read besides the flags. */
+interface BuildInput {
+  values: RawValues;
+  positionals: string[];
+  /** Flags given on the command line. */
+  given: Set<string>;
+  cwd: string;
+  env: Record<string, string | undefined>;
+}
+
+/**
+ * --remote and the --s3-* flags as the bucket's settings; undefined without --remote. An --s3-*
+ * flag on the command line without --remote is a usage error (the same from a variable is not:
+ * a chart may set them for every pod).
+ */
+function parseRemote({ values, given, env }: BuildInput, command: CommandName): S3Settings | undefined {
+  const remote = nonEmpty(str(values, 'remote'));
+  if (remote === undefined) {
+    const stray = [...given].find((f) => f.startsWith('s3-') || f === 'remote-keep-last');
+    if (stray) throw new UsageError(`--${stray} applies only with --remote s3://BUCKET/PATH; add --remote or remove --${stray}`);
+    return undefined;
+  }
+  const pathStyle = values.get('s3-path-style');
+  return parseS3Settings(
+    {
+      remote,
+      endpoint: str(values, 's3-endpoint'),
+      region: str(values, 's3-region'),
+      pathStyle: typeof pathStyle === 'boolean' ? pathStyle : undefined,
+      storageClass: str(values, 's3-storage-class'),
+      sse: str(values, 's3-sse'),
+      sseKmsKeyId: str(values, 's3-sse-kms-key-id'),
+      maxParts: str(values, 's3-max-parts'),
+    },
+    env,
+  );
+}
+
+function needDestOrRemote(command: CommandName): UsageError {
+  return new UsageError(`${command} needs --dest DIR (or PVC_BACKUP_DEST), --remote s3://BUCKET/PATH (or PVC_BACKUP_REMOTE), or both`);
 }
 
 /** The --keep-* flags as one policy; undefined when none is given. Zero counts are allowed while another is above 0. */
@@ -499,21 +597,26 @@ function noPositionals(command: CommandName, positionals: string[]) {
   if (positionals.length > 0) throw new UsageError(`${command} takes no argument "${positionals[0]}"; see pvc-backup ${command} --help`);
 }
 
-function buildBackup(values: RawValues, positionals: string[], cwd: string): BackupConfig {
+function buildBackup(input: BuildInput): BackupConfig | BucketBackupConfig {
+  const { values, positionals, cwd } = input;
   noPositionals('backup', positionals);
   const { destText, ...rest } = parseCommon(values, 'backup');
+  const remote = parseRemote(input, 'backup');
+  if (destText === undefined && !remote) throw needDestOrRemote('backup');
   const sourceText = requireValue(values, 'source', 'backup');
-  // How the two relate is the real problem, also while one of them does not exist yet: checked first.
-  const [destPath, sourcePath] = [path.resolve(cwd, destText), realPath(path.resolve(cwd, sourceText))];
-  if (isInside(destPath, sourcePath)) {
-    throw new UsageError(`--dest ${destPath} is inside --source ${sourcePath}; the backup would archive itself, use a directory outside the source`);
-  }
-  if (isInside(sourcePath, destPath)) {
-    throw new UsageError(`--source ${sourcePath} is inside --dest ${destPath}; back up a directory outside the backup directory`);
+  if (destText !== undefined) {
+    // How the two relate is the real problem, also while one of them does not exist yet: checked first.
+    const [destPath, sourcePath] = [path.resolve(cwd, destText), realPath(path.resolve(cwd, sourceText))];
+    if (isInside(destPath, sourcePath)) {
+      throw new UsageError(`--dest ${destPath} is inside --source ${sourcePath}; the backup would archive itself, use a directory outside the source`);
+    }
+    if (isInside(sourcePath, destPath)) {
+      throw new UsageError(`--source ${sourcePath} is inside --dest ${destPath}; back up a directory outside the backup directory`);
+    }
   }
   // The real path: a source given as a symlink is archived as the directory it points to.
   const source = realPath(existingDirectory('source', sourceText, cwd));
-  const common: CommonConfig = { ...rest, dest: existingDirectory('dest', destText, cwd) };
+  const dest = destText === undefined ? undefined : existingDirectory('dest', destText, cwd);
   const compression = str(values, 'compression') ?? 'gzip';
   if (!COMPRESSIONS.includes(compression as Compression)) {
     throw new UsageError(`--compression must be one of ${COMPRESSIONS.join(', ')}, got "${compression}"`);
@@ -528,27 +631,46 @@ function buildBackup(values: RawValues, positionals: string[], cwd: string): Bac
       throw new UsageError(`--level for ${compression} must be ${range.min}-${range.max}, got ${level}`);
     }
   }
-  return {
-    command: 'backup',
-    ...common,
+  const retention = parseRetention(values);
+  const base = {
+    command: 'backup' as const,
+    ...rest,
     source,
     compression: compression as Compression,
     level: level ?? range?.default,
     excludes: (values.get('exclude') as string[] | undefined) ?? [],
-    retention: parseRetention(values),
     allowEmpty: bool(values, 'allow-empty'),
     skipUnreadable: bool(values, 'skip-unreadable'),
   };
+  const offsite = remote ? { settings: remote, retention: remoteRetention(values, retention) } : undefined;
+  // Bucket only: the --keep-* policy is the bucket's (there is no directory to prune).
+  if (dest === undefined) return { ...base, dest: undefined, retention: undefined, offsite: offsite! };
+  return { ...base, dest, retention, offsite };
 }
 
-/** The common settings with DEST checked, for commands whose only directory is DEST. */
-function parseCommonWithDest(values: RawValues, command: CommandName, cwd: string): CommonConfig {
-  const { destText, ...rest } = parseCommon(values, command);
-  return { ...rest, dest: existingDirectory('dest', destText, cwd) };
+/** The bucket's policy: the --keep-* tiers, with --remote-keep-last in place of --keep-last when given. */
+function remoteRetention(values: RawValues, local: RetentionPolicy | undefined): RetentionPolicy | undefined {
+  const text = str(values, 'remote-keep-last');
+  if (text === undefined) return local;
+  const last = parseInteger('remote-keep-last', text);
+  if (last < 1) throw new UsageError(`--remote-keep-last must be at least 1, got ${last}`);
+  const policy: RetentionPolicy = { ...local, last };
+  normalizePolicy(policy);
+  return policy;
 }
 
-function buildVerify(values: RawValues, positionals: string[], cwd: string): VerifyConfig {
-  const common = parseCommonWithDest(values, 'verify', cwd);
+/** DEST checked, or the bucket of --remote (which then wins: list/verify/prune act on it). */
+function parseWhere(input: BuildInput, command: CommandName): CommonConfig | (Omit<CommonConfig, 'dest'> & { dest: undefined; remote: S3Settings }) {
+  const { destText, ...rest } = parseCommon(input.values, command);
+  const remote = parseRemote(input, command);
+  if (remote) return { ...rest, dest: undefined, remote };
+  if (destText === undefined) throw needDestOrRemote(command);
+  return { ...rest, dest: existingDirectory('dest', destText, input.cwd) };
+}
+
+function buildVerify(input: BuildInput): VerifyConfig | OnBucket<VerifyConfig> {
+  const { values, positionals } = input;
+  const common = parseWhere(input, 'verify');
   const chosen = [bool(values, 'latest'), bool(values, 'all'), positionals.length > 0].filter(Boolean).length;
   if (chosen > 1 || positionals.length > 1) throw new UsageError('verify takes one of ARCHIVE, --latest or --all');
   let selection: VerifySelection = { kind: 'latest' };
@@ -571,14 +693,15 @@ function archiveName(value: string): string {
   return name;
 }
 
-function buildList(values: RawValues, positionals: string[], cwd: string): ListConfig {
-  noPositionals('list', positionals);
-  return { command: 'list', ...parseCommonWithDest(values, 'list', cwd), json: bool(values, 'json') };
+function buildList(input: BuildInput): ListConfig | OnBucket<ListConfig> {
+  noPositionals('list', input.positionals);
+  return { command: 'list', ...parseWhere(input, 'list'), json: bool(input.values, 'json') };
 }
 
-function buildPrune(values: RawValues, positionals: string[], cwd: string): PruneConfig {
+function buildPrune(input: BuildInput): PruneConfig | OnBucket<PruneConfig> {
+  const { values, positionals } = input;
   noPositionals('prune', positionals);
-  const common = parseCommonWithDest(values, 'prune', cwd);
+  const common = parseWhere(input, 'prune');
   const retention = parseRetention(values);
   if (!retention) {
     throw new UsageError(
@@ -588,30 +711,35 @@ function buildPrune(values: RawValues, positionals: string[], cwd: string): Prun
   return { command: 'prune', ...common, retention, dryRun: bool(values, 'dry-run'), json: bool(values, 'json') };
 }
 
-function buildRestore(values: RawValues, positionals: string[], cwd: string): RestoreConfig {
+function buildRestore(input: BuildInput): RestoreConfig | BucketRestoreConfig {
+  const { values, positionals, cwd } = input;
   noPositionals('restore', positionals);
   const { destText, ...rest } = parseCommon(values, 'restore');
+  const remote = parseRemote(input, 'restore');
+  if (destText === undefined && !remote) throw needDestOrRemote('restore');
   const targetText = requireValue(values, 'target', 'restore');
-  // How the two relate first (see buildBackup), then whether they exist.
-  const [destPath, targetPath] = [path.resolve(cwd, destText), path.resolve(cwd, targetText)];
-  if (isInside(destPath, targetPath) && realPath(destPath) !== realPath(targetPath)) {
-    // Allowed only if the backup directory is excluded from replace; refusing is the safe, simple rule.
-    throw new UsageError(`--dest ${destPath} is inside --target ${targetPath}; a replace would delete the backups, use a directory outside the target`);
+  if (destText !== undefined) {
+    // How the two relate first (see buildBackup), then whether they exist.
+    const [destPath, targetPath] = [path.resolve(cwd, destText), path.resolve(cwd, targetText)];
+    if (isInside(destPath, targetPath) && realPath(destPath) !== realPath(targetPath)) {
+      // Allowed only if the backup directory is excluded from replace; refusing is the safe, simple rule.
+      throw new UsageError(`--dest ${destPath} is inside --target ${targetPath}; a replace would delete the backups, use a directory outside the target`);
+    }
+    if (isInside(targetPath, destPath)) {
+      throw new UsageError(`--target ${targetPath} is inside --dest ${destPath}; restore into a directory outside the backup directory`);
+    }
   }
-  if (isInside(targetPath, destPath)) {
-    throw new UsageError(`--target ${targetPath} is inside --dest ${destPath}; restore into a directory outside the backup directory`);
-  }
-  const common: CommonConfig = { ...rest, dest: existingDirectory('dest', destText, cwd) };
+  const dest = destText === undefined ? undefined : existingDirectory('dest', destText, cwd);
   const target = existingDirectory('target', targetText, cwd);
   const mode = str(values, 'mode') ?? 'replace';
   if (mode !== 'replace' && mode !== 'merge') throw new UsageError(`--mode must be replace or merge, got "${mode}"`);
   const archive = str(values, 'archive') ?? 'latest';
-  return {
-    command: 'restore',
-    ...common,
+  const restore = {
+    command: 'restore' as const,
+    ...rest,
     archive: archive === 'latest' ? 'latest' : archiveName(archive),
     target,
-    mode,
+    mode: mode as RestoreMode,
     dryRun: bool(values, 'dry-run'),
     snapshot: bool(values, 'snapshot', true),
     allowUnverified: bool(values, 'allow-unverified'),
@@ -619,6 +747,8 @@ function buildRestore(values: RawValues, positionals: string[], cwd: string): Re
     requestId: parseRequestId(str(values, 'request-id')),
     jobUid: parseJobUid(str(values, 'job-uid')),
   };
+  if (remote) return { ...restore, dest, remote };
+  return { ...restore, dest: dest! };
 }
 
 function parseJobUid(value: string | undefined): string | undefined {
@@ -635,7 +765,7 @@ function parseRequestId(value: string | undefined): string | undefined {
   return value;
 }
 
-const builders: Record<CommandName, (values: RawValues, positionals: string[], cwd: string) => RunnerConfig> = {
+const builders: Record<CommandName, (input: BuildInput) => RunnerConfig> = {
   backup: buildBackup,
   verify: buildVerify,
   list: buildList,
@@ -674,8 +804,8 @@ function parseWith(argv: readonly string[], env: Record<string, string | undefin
   const command = first as CommandName;
   if (rest.includes('--help') || rest.includes('-h')) return { kind: 'help', command };
   checkVariableNames(env);
-  const { values, positionals } = collect(command, rest, env);
-  const config = builders[command](values, positionals, cwd);
+  const { values, positionals, given } = collect(command, rest, env);
+  const config = builders[command]({ values, positionals, given, cwd, env });
   return { kind: 'run', config, monitoring: parseMonitoring(command, values, env) };
 }
 

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
-import { Transform } from 'node:stream';
+import { type Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Compression } from '../config.js';
 import { IntegrityError, RunnerError } from '../errors.js';
@@ -30,7 +30,8 @@ const MiB = 1024 * 1024;
  * Decompression errors and truncation become IntegrityError (exit 3).
  */
 export async function readArchive(
-  file: string,
+  /** A file path, or a stream of the archive's bytes (an object in a bucket). */
+  file: string | Readable,
   compression: Compression,
   visitor: TarVisitor,
   onProgress?: (progress: ReadProgress) => void,
@@ -55,7 +56,7 @@ export async function readArchive(
       onProgress?.({ archiveBytes, tarBytes: reader.bytes, entries: reader.entries });
     }
   };
-  const input = fs.createReadStream(file, { highWaterMark: MiB });
+  const input = typeof file === 'string' ? fs.createReadStream(file, { highWaterMark: MiB }) : file;
   try {
     if (decompressor) await pipeline(input, tap, decompressor, consume);
     else await pipeline(input, tap, consume);

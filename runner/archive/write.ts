@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import type { Compression } from '../config.js';
-import { OperationError, describeSystemError } from '../errors.js';
+import { OperationError, RunnerError, describeSystemError } from '../errors.js';
 import { humanBytes } from '../log.js';
 import { GarbageGovernor, collectAllGarbage } from '../memory.js';
 import { BufferPool } from './buffer-pool.js';
@@ -10,6 +10,7 @@ import type { ManifestFile } from './manifest.js';
 import { type PackWarning, TarPacker } from './pack.js';
 import { type TarEntry, TarReader } from './tar-reader.js';
 import type { ExcludeMatcher } from './walk.js';
+import type { ArchiveSink } from '../repository/repository.js';
 
 export interface WriteOptions {
   source: string;
@@ -17,8 +18,11 @@ export interface WriteOptions {
   skipUnreadable: boolean;
   compression: Compression;
   level: number | undefined;
-  /** The hidden partial file to create (must not exist). */
-  file: string;
+  /**
+   * Where the compressed bytes go: the hidden partial file to create (must not exist), or a
+   * repository's archive sink (a bucket upload), which is drained between chunks.
+   */
+  file: string | ArchiveSink;
   /** Expected source size, for the out-of-space message. */
   sourceBytes: number;
   signal?: AbortSignal;
@@ -44,6 +48,17 @@ class ArchiveFile {
 
   constructor(private readonly fd: number) {}
 
+  /** Nothing to wait for: every append was written synchronously. */
+  async drain(): Promise<void> {}
+
+  finish(): void {
+    fs.fsyncSync(this.fd);
+  }
+
+  close(): void {
+    fs.closeSync(this.fd);
+  }
+
   append = (chunk: Buffer): void => {
     if (this.failure) return;
     try {
@@ -57,14 +72,44 @@ class ArchiveFile {
   };
 }
 
+/** Hands compressed bytes to a repository's sink (which copies them) and hashes them. */
+class ArchiveStream {
+  readonly hash = createHash('sha256');
+  bytes = 0;
+  failure: unknown;
+
+  constructor(private readonly sink: ArchiveSink) {}
+
+  append = (chunk: Buffer): void => {
+    this.hash.update(chunk);
+    this.bytes += chunk.length;
+    this.sink.append(chunk);
+  };
+
+  /** Waits while the sink's parts in flight are at their bound: memory stays bounded. */
+  async drain(): Promise<void> {
+    try {
+      await this.sink.drain();
+    } catch (error) {
+      this.failure ??= error;
+    }
+  }
+
+  finish(): void {}
+
+  close(): void {}
+}
+
 /**
  * Streams the source tree into a new archive file in one pass: tar packing (with per-file
  * hashes) → compression → file, hashing the archive bytes on the way. The file is fsynced
  * before this returns. Memory stays bounded: ~1 MiB chunks and a bounded compression queue.
  */
 export async function writeArchive(options: WriteOptions): Promise<WrittenArchive> {
-  const fd = fs.openSync(options.file, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o644);
-  const out = new ArchiveFile(fd);
+  const out =
+    typeof options.file === 'string'
+      ? new ArchiveFile(fs.openSync(options.file, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o644))
+      : new ArchiveStream(options.file);
   // Enough buffers for the chunks in flight (compression jobs, one being filled, one queued).
   const pool = new BufferPool(CHUNK_BYTES[options.compression], 5);
   const packer = new TarPacker({ source: options.source, exclude: options.exclude, skipUnreadable: options.skipUnreadable, pool });
@@ -72,7 +117,7 @@ export async function writeArchive(options: WriteOptions): Promise<WrittenArchiv
   options.signal?.addEventListener('abort', onAbort, { once: true });
   let parsed: TarEntry[] = [];
   const checkOutput = () => {
-    if (out.failure) throw outputError(out.failure, out.bytes, options.sourceBytes);
+    if (out.failure) throw out.failure instanceof RunnerError ? out.failure : outputError(out.failure, out.bytes, options.sourceBytes);
   };
   try {
     const compressor = createCompressor(options.compression, options.level, out.append, (chunk) => pool.give(chunk));
@@ -85,21 +130,23 @@ export async function writeArchive(options: WriteOptions): Promise<WrittenArchiv
       reader.write(chunk);
       await compressor.write(chunk);
       governor.processed(chunk.length);
+      await out.drain();
       checkOutput();
       options.onProgress?.({ bytesRead: packer.bytesRead, files: packer.files.length, archiveBytes: out.bytes });
     }
     await compressor.end();
+    await out.drain();
     checkOutput();
     reader.end();
     parsed = entries;
     try {
-      fs.fsyncSync(fd);
+      out.finish();
     } catch (error) {
       throw outputError(error, out.bytes, options.sourceBytes);
     }
   } finally {
     options.signal?.removeEventListener('abort', onAbort);
-    fs.closeSync(fd);
+    out.close();
     collectAllGarbage();
   }
   return {

@@ -6,7 +6,7 @@ import { MANIFEST_FORMAT, type Manifest, serializeManifest } from '../archive/ma
 import { checkFreeSpace, describeProblems, scanSource } from '../archive/preflight.js';
 import { excludeMatcher } from '../archive/walk.js';
 import { type WrittenArchive, writeArchive } from '../archive/write.js';
-import { type BackupConfig, COMPRESSIONS } from '../config.js';
+import type { BackupConfig, BucketBackupConfig } from '../config.js';
 import type { RunContext } from '../context.js';
 import { OperationError, UsageError } from '../errors.js';
 import { ProgressReporter, count, humanBytes } from '../log.js';
@@ -14,6 +14,10 @@ import { fsyncDirectory, removeLeftoverPartials, writeFileAtomicSync } from '../
 import { listArchives, readManifest } from '../store/catalog.js';
 import { acquireLock, logLockWarnings } from '../store/lock.js';
 import { archiveFileName, manifestName, partialName, sha256Name } from '../store/naming.js';
+import { pickArchiveName } from '../backup/name.js';
+import { copyOffsite } from '../backup/offsite.js';
+import { backupToBucket } from '../backup/to-bucket.js';
+import type { ArchiveSink } from '../repository/repository.js';
 import { pruneArchives } from './prune.js';
 
 export interface BackupSummary {
@@ -25,6 +29,8 @@ export interface BackupSummary {
   sha256: string;
   durationSeconds: number;
   warnings: number;
+  /** Where the bucket copy lives (`s3://…`), with --remote. */
+  remote?: string;
 }
 
 /**
@@ -33,12 +39,16 @@ export interface BackupSummary {
  * (sidecars, then rename) → prune → unlock. Anything that needs undoing is registered with
  * the cleanup list the moment it exists, so a failure or a signal leaves nothing half-made.
  */
-export async function runBackup(config: BackupConfig, ctx: RunContext): Promise<BackupSummary> {
+export async function runBackup(config: BackupConfig | BucketBackupConfig, ctx: RunContext): Promise<BackupSummary> {
+  if (config.dest === undefined) return backupToBucket(config, ctx);
   const lock = await acquireLock(config.dest, { command: 'backup', staleSeconds: config.lockStaleSeconds, onWarning: logLockWarnings(ctx.log) });
   const forgetLock = ctx.cleanup.add('release the lock', () => lock.releaseSync());
   try {
     await removeLeftovers(config.dest, ctx);
-    return await backupUnderLock(config, ctx);
+    const summary = await backupUnderLock(config, ctx);
+    // The off-site copy of the archive just made and proven (with --dest and --remote).
+    if (config.offsite) summary.remote = (await copyOffsite(config.dest, summary.archive, config.prefix, config.offsite, config.lockStaleSeconds, ctx)).location;
+    return summary;
   } finally {
     await lock.release();
     forgetLock();
@@ -107,6 +117,19 @@ async function preflight(config: BackupConfig, exclude: ReturnType<typeof exclud
       'DEST_IN_SOURCE',
     );
   }
+  checkScan(config, scan, ctx);
+  const previous = (await listArchives(config.dest, config.prefix))[0];
+  const previousManifest = previous ? await readManifest(config.dest, previous.name).catch(() => undefined) : undefined;
+  const ratio = previousManifest && previousManifest.archiveBytes > 0 ? previousManifest.totalBytes / previousManifest.archiveBytes : undefined;
+  checkFreeSpace(config.dest, scan.bytes, config.compression === 'none' ? 1 : ratio, config.compression !== 'none');
+  return scan;
+}
+
+/**
+ * What the source scan found that stops the run (unreadable entries without --skip-unreadable,
+ * an empty source without --allow-empty) or is worth a warning. Shared with the bucket-only backup.
+ */
+export function checkScan(config: BackupConfig | BucketBackupConfig, scan: ReturnType<typeof scanSource>, ctx: RunContext): void {
   if (scan.problems.length > 0) {
     const list = describeProblems(scan.problems);
     if (!config.skipUnreadable) {
@@ -127,46 +150,15 @@ async function preflight(config: BackupConfig, exclude: ReturnType<typeof exclud
       'EMPTY_SOURCE',
     );
   }
-  const previous = (await listArchives(config.dest, config.prefix))[0];
-  const previousManifest = previous ? await readManifest(config.dest, previous.name).catch(() => undefined) : undefined;
-  const ratio = previousManifest && previousManifest.archiveBytes > 0 ? previousManifest.totalBytes / previousManifest.archiveBytes : undefined;
-  checkFreeSpace(config.dest, scan.bytes, config.compression === 'none' ? 1 : ratio, config.compression !== 'none');
-  return scan;
 }
 
-/**
- * The run's start time in UTC names the archive, so names sort in creation order. A second run
- * in the same second gets -2, -3, … whatever its compression. If the clock is behind the newest
- * archive of the prefix (it jumped backwards), the new archive takes that archive's time with the
- * next sequence number, with a warning: it must sort as the newest, or keep-last would prune the
- * archive just made and `latest` would restore an older one. The manifest keeps the real time.
- */
 async function chooseName(config: BackupConfig, started: Date, ctx: RunContext): Promise<string> {
-  const second = new Date(Math.floor(started.getTime() / 1000) * 1000);
   const newest = (await listArchives(config.dest, config.prefix))[0];
-  let time = second;
-  let sequence = 1;
-  if (newest && newest.time.getTime() >= second.getTime()) {
-    time = newest.time;
-    sequence = newest.sequence + 1;
-  }
-  for (; ; sequence++) {
-    const forms = COMPRESSIONS.map((c) => archiveFileName(config.prefix, time, c, sequence));
-    const taken = forms.some((n) => [n, partialName(n), sha256Name(n), manifestName(n)].some((f) => fs.existsSync(path.join(config.dest, f))));
-    if (taken) continue;
-    const name = archiveFileName(config.prefix, time, config.compression, sequence);
-    if (newest && newest.time.getTime() > second.getTime()) {
-      ctx.log.warn(
-        'backup.clock-behind',
-        `the clock (${started.toISOString()}) is behind the newest archive ${newest.name}; naming this archive ${name} so that it sorts as the newest (its manifest records the real start time)`,
-        { newest: newest.name, archive: name, clock: started.toISOString() },
-      );
-    }
-    return name;
-  }
+  const taken = (name: string) => fs.existsSync(path.join(config.dest, name));
+  return pickArchiveName({ prefix: config.prefix, compression: config.compression, started, newest, taken, log: ctx.log });
 }
 
-async function write(config: BackupConfig, exclude: ReturnType<typeof excludeMatcher>, partial: string, sourceBytes: number, ctx: RunContext): Promise<WrittenArchive> {
+export async function write(config: BackupConfig | BucketBackupConfig, exclude: ReturnType<typeof excludeMatcher>, partial: string | ArchiveSink, sourceBytes: number, ctx: RunContext): Promise<WrittenArchive> {
   let progress = { bytesRead: 0, files: 0, archiveBytes: 0 };
   const reporter = new ProgressReporter(ctx.log, 'backup.progress', config.progressSeconds, () => ({
     bytes: progress.bytesRead,
@@ -190,7 +182,7 @@ async function write(config: BackupConfig, exclude: ReturnType<typeof excludeMat
   }
 }
 
-function buildManifest(config: BackupConfig, name: string, started: Date, written: WrittenArchive, ctx: RunContext): Manifest {
+export function buildManifest(config: BackupConfig | BucketBackupConfig, name: string, started: Date, written: WrittenArchive, ctx: RunContext): Manifest {
   return {
     format: MANIFEST_FORMAT,
     prefix: config.prefix,
@@ -255,6 +247,6 @@ async function publish(dest: string, name: string, partial: string, manifest: Ma
   await fsyncDirectory(dest);
 }
 
-function round(n: number): number {
+export function round(n: number): number {
   return Math.round(n * 100) / 100;
 }

@@ -1,6 +1,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import type { Readable } from 'node:stream';
 import { type Expectation, checkArchive } from '../archive/check.js';
+import { openBucketArchive, withDest } from '../restore/source.js';
+import type { S3Settings } from '../repository/s3-settings.js';
 import { sniffCompression } from '../archive/compress.js';
 import { Extractor, applyMeta } from '../archive/extract.js';
 import { parseChecksumFile } from '../archive/hash.js';
@@ -8,7 +11,7 @@ import type { Manifest } from '../archive/manifest.js';
 import type { ReadProgress } from '../archive/read.js';
 import { type SafetyOptions, SafetyRules } from '../archive/safety.js';
 import type { TarVisitor } from '../archive/tar-reader.js';
-import type { BackupConfig, Compression, RestoreConfig } from '../config.js';
+import type { BackupConfig, BucketRestoreConfig, Compression, RestoreConfig } from '../config.js';
 import type { RunContext } from '../context.js';
 import { IntegrityError, OperationError, RunnerError, UsageError, describeSystemError } from '../errors.js';
 import { type Logger, ProgressReporter, count, humanBytes } from '../log.js';
@@ -63,9 +66,12 @@ export function doneMarkerName(requestId: string): string {
   return `${CONTROL_PREFIX}${requestId}.done`;
 }
 
-interface ArchiveSource {
+export interface ArchiveSource {
   name: string;
+  /** The file in DEST; for a bucket, its `s3://` location (messages only: the bytes come from `open`). */
   file: string;
+  /** Opens the archive's bytes for one read (a bucket object streamed, never written to disk). */
+  open?: () => Promise<Readable>;
   compression: Compression;
   expectation: Expectation;
   /** Checksum and manifest present and used. */
@@ -76,8 +82,9 @@ interface ArchiveSource {
 
 const isRoot = (): boolean => process.getuid?.() === 0;
 
-export async function runRestore(given: RestoreConfig, ctx: RunContext): Promise<RestoreSummary | undefined> {
-  const { prefix, picked } = await choosePrefix(given.dest, given.prefix, given.prefixDefaulted);
+export async function runRestore(input: RestoreConfig | BucketRestoreConfig, ctx: RunContext): Promise<RestoreSummary | undefined> {
+  const given = withDest(input);
+  const { prefix, picked } = 'remote' in given ? { prefix: given.prefix, picked: undefined } : await choosePrefix(given.dest, given.prefix, given.prefixDefaulted);
   if (picked) ctx.log.info('restore.prefix', picked, { prefix });
   const config = { ...given, prefix };
   if (config.dryRun) {
@@ -182,6 +189,7 @@ function refuseMounts(target: string): void {
 // ---------------------------------------------------------------- the archive
 
 async function openArchive(config: RestoreConfig, log: Logger): Promise<ArchiveSource> {
+  if ('remote' in config) return openBucketArchive(config as RestoreConfig & { remote: S3Settings }, log);
   const info = await findArchive(config.dest, config.prefix, config.archive);
   const file = path.join(config.dest, info.name);
   let sha256: string | undefined;
@@ -263,7 +271,7 @@ async function readPass(
     };
   }).start();
   try {
-    const result = await checkArchive(source.file, source.compression, source.expectation, { visitor, onProgress: (p) => (read = p) });
+    const result = await checkArchive(source.open ? await source.open() : source.file, source.compression, source.expectation, { visitor, onProgress: (p) => (read = p) });
     visitor.finish();
     return result;
   } catch (error) {

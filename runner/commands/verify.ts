@@ -4,11 +4,15 @@ import { checkArchive } from '../archive/check.js';
 import { parseChecksumFile } from '../archive/hash.js';
 import { type Manifest, serializeManifest } from '../archive/manifest.js';
 import { RestorabilityCheck } from '../archive/safety.js';
-import type { VerifyConfig } from '../config.js';
+import type { OnBucket, VerifyConfig } from '../config.js';
 import type { RunContext } from '../context.js';
 import { IntegrityError, OperationError, RunnerError, describeSystemError } from '../errors.js';
 import { judgeFreshness } from '../freshness.js';
 import { ProgressReporter, count, humanBytes } from '../log.js';
+import { catalogOf, findInRepository, readRepositoryManifest } from '../repository/catalog.js';
+import { LocalRepository } from '../repository/local.js';
+import { openRepository, targetOf } from '../repository/open.js';
+import type { Repository } from '../repository/repository.js';
 import { writeFileAtomicSync } from '../store/atomic.js';
 import { type ArchiveInfo, choosePrefix, findArchive, listArchives, otherPrefixesHint, readManifest } from '../store/catalog.js';
 import { manifestName, partialName, sha256Name } from '../store/naming.js';
@@ -29,21 +33,23 @@ export interface VerifyOutcome {
  * --schedule, checks that the newest archive is not overdue. Takes no lock: a long verify must
  * not block backups, and an archive pruned meanwhile is reported and skipped.
  */
-export async function runVerify(given: VerifyConfig, ctx: RunContext): Promise<VerifyOutcome[]> {
+export async function runVerify(given: VerifyConfig | OnBucket<VerifyConfig>, ctx: RunContext): Promise<VerifyOutcome[]> {
   const { log } = ctx;
-  const { prefix, picked } = await choosePrefix(given.dest, given.prefix, given.prefixDefaulted);
+  const repository = await openRepository(targetOf(given));
+  const { prefix, picked } = given.dest === undefined ? { prefix: given.prefix, picked: undefined } : await choosePrefix(given.dest, given.prefix, given.prefixDefaulted);
   if (picked) log.info('verify.prefix', picked, { prefix });
   const config = { ...given, prefix };
-  const selected = await select(config);
+  const selected = await select(repository, config);
   const outcomes: VerifyOutcome[] = [];
   for (const archive of selected) {
-    const outcome = await verifyOne(config, archive, ctx);
+    const outcome = await verifyOne(repository, config, archive, ctx);
     if (outcome) outcomes.push(outcome);
   }
   const failed = outcomes.filter((o) => !o.ok);
   const unrestorable = failed.filter((o) => o.intact).length;
   if (selected.length === 0) {
-    log.warn('verify.none', `no archives with prefix ${config.prefix} in ${config.dest} to verify${await otherPrefixesHint(config.dest, config.prefix)}`, { prefix: config.prefix });
+    const hint = config.dest === undefined ? '' : await otherPrefixesHint(config.dest, config.prefix);
+    log.warn('verify.none', `no archives with prefix ${config.prefix} in ${repository.location} to verify${hint}`, { prefix: config.prefix });
   }
   if (outcomes.length > 0) {
     const damaged = failed.length - unrestorable;
@@ -55,7 +61,7 @@ export async function runVerify(given: VerifyConfig, ctx: RunContext): Promise<V
       { verified: outcomes.length - failed.length, failed: failed.length, damaged, unrestorable },
     );
   }
-  const stale = config.freshness ? await checkFresh(config, ctx).catch((error: unknown) => error) : undefined;
+  const stale = config.freshness ? await checkFresh(repository, config, ctx).catch((error: unknown) => error) : undefined;
   if (stale) ctx.log.error('verify.missing', (stale as Error).message, { code: (stale as RunnerError).code });
   const code = unrestorable === failed.length ? 'UNRESTORABLE' : 'VERIFY_FAILED';
   if (failed.length === 1) throw new IntegrityError(failed[0]!.error!, code);
@@ -64,18 +70,19 @@ export async function runVerify(given: VerifyConfig, ctx: RunContext): Promise<V
   return outcomes;
 }
 
-async function select(config: VerifyConfig): Promise<ArchiveInfo[]> {
+/** The archives to verify. A bucket's archives without a manifest object are never `latest`; `--all` includes them (they fail). */
+async function select(repository: Repository, config: VerifyConfig | OnBucket<VerifyConfig>): Promise<ArchiveInfo[]> {
   const { selection } = config;
-  if (selection.kind === 'archive') return [await findArchive(config.dest, config.prefix, selection.name)];
-  const all = await listArchives(config.dest, config.prefix);
-  if (selection.kind === 'all') return all;
+  const find = (name: string) => (config.dest === undefined ? findInRepository(repository, config.prefix, name) : findArchive(config.dest, config.prefix, name));
+  if (selection.kind === 'archive') return [await find(selection.name)];
+  const { archives: all, incomplete } = await catalogOf(repository, config.prefix);
+  if (selection.kind === 'all') return [...all, ...incomplete];
   if (all.length === 0 && config.freshness) return [];
-  if (all.length === 0) return [await findArchive(config.dest, config.prefix, 'latest')];
+  if (all.length === 0) return [await find('latest')];
   return [all[0]!];
 }
 
-async function verifyOne(config: VerifyConfig, archive: ArchiveInfo, ctx: RunContext): Promise<VerifyOutcome | undefined> {
-  const file = path.join(config.dest, archive.name);
+async function verifyOne(repository: Repository, config: VerifyConfig | OnBucket<VerifyConfig>, archive: ArchiveInfo, ctx: RunContext): Promise<VerifyOutcome | undefined> {
   const started = Date.now();
   let read = 0;
   const reporter = new ProgressReporter(ctx.log, 'verify.progress', config.progressSeconds, () => ({
@@ -85,12 +92,14 @@ async function verifyOne(config: VerifyConfig, archive: ArchiveInfo, ctx: RunCon
   })).start();
   let manifest: Manifest | undefined;
   try {
-    const sha256 = await readChecksum(config.dest, archive.name);
-    manifest = await readManifest(config.dest, archive.name);
+    const sha256 = await readChecksum(repository, archive.name);
+    manifest = await readRepositoryManifest(repository, archive.name);
     if (!manifest) throw new IntegrityError(`${archive.name} has no ${manifestName(archive.name)}; it was not made by pvc-backup or its manifest was deleted`, 'NO_MANIFEST');
     const restorability = new RestorabilityCheck({ allowAbsoluteSymlinks: config.allowAbsoluteSymlinks });
-    const result = await checkArchive(file, archive.compression, { label: archive.name, sha256, manifest }, { visitor: restorability, onProgress: (p) => (read = p.archiveBytes) });
-    await record(config.dest, archive.name, manifest, { at: ctx.now().toISOString(), ok: true }, ctx);
+    // A directory's file by path (as always); a bucket's object streamed, never written to disk.
+    const input = repository instanceof LocalRepository ? path.join(repository.dir, archive.name) : (await repository.read(archive.name, { signal: ctx.signal })).stream;
+    const result = await checkArchive(input, archive.compression, { label: archive.name, sha256, manifest }, { visitor: restorability, onProgress: (p) => (read = p.archiveBytes) });
+    await record(repository, archive.name, manifest, { at: ctx.now().toISOString(), ok: true }, ctx);
     const fields = {
       archive: archive.name,
       entries: result.entries,
@@ -107,7 +116,7 @@ async function verifyOne(config: VerifyConfig, archive: ArchiveInfo, ctx: RunCon
     ctx.log.info('verify.ok', `${archive.name} verified and restorable: ${count(result.entries, 'entry')}, ${humanBytes(result.totalBytes)}, sha256 ${result.sha256}`, { ...fields, restorable: true });
     return { archive: archive.name, ok: true, intact: true };
   } catch (error) {
-    if (!fs.existsSync(file)) {
+    if ((await repository.stat(archive.name).catch(() => ({}))) === undefined) {
       ctx.log.warn('verify.vanished', `${archive.name} was deleted while being verified (pruned by a backup?); skipped`, { archive: archive.name });
       return undefined;
     }
@@ -116,7 +125,7 @@ async function verifyOne(config: VerifyConfig, archive: ArchiveInfo, ctx: RunCon
     }
     // Decompression and tar errors do not know the file they came from; the message must name it.
     const message = error.message.includes(archive.name) ? error.message : `${archive.name}: ${error.message}`;
-    if (manifest) await record(config.dest, archive.name, manifest, { at: ctx.now().toISOString(), ok: false, error: message }, ctx).catch(() => undefined);
+    if (manifest) await record(repository, archive.name, manifest, { at: ctx.now().toISOString(), ok: false, error: message }, ctx).catch(() => undefined);
     ctx.log.error('verify.failed', message, { archive: archive.name, code: error.code });
     return { archive: archive.name, ok: false, intact: false, error: message };
   } finally {
@@ -124,21 +133,23 @@ async function verifyOne(config: VerifyConfig, archive: ArchiveInfo, ctx: RunCon
   }
 }
 
-async function readChecksum(dest: string, name: string): Promise<string> {
-  let text: string;
-  try {
-    text = await fs.promises.readFile(path.join(dest, sha256Name(name)), 'utf8');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
-      throw new IntegrityError(`${name} has no ${sha256Name(name)} checksum file; it was not made by pvc-backup or the checksum was deleted`, 'NO_CHECKSUM');
-    }
-    throw error;
+async function readChecksum(repository: Repository, name: string): Promise<string> {
+  const bytes = await repository.readSmall(sha256Name(name));
+  if (bytes === undefined) {
+    throw new IntegrityError(`${name} has no ${sha256Name(name)} checksum file; it was not made by pvc-backup or the checksum was deleted`, 'NO_CHECKSUM');
   }
-  return parseChecksumFile(text, name);
+  return parseChecksumFile(bytes.toString('utf8'), name);
 }
 
 /** Stores the verification result in the manifest, unless the archive is gone by now. */
-async function record(dest: string, name: string, manifest: Manifest, verification: Manifest['verification'], ctx: RunContext): Promise<void> {
+async function record(repository: Repository, name: string, manifest: Manifest, verification: Manifest['verification'], ctx: RunContext): Promise<void> {
+  if (!(repository instanceof LocalRepository)) {
+    // One PutObject replaces the manifest object atomically; not when the archive went meanwhile.
+    if ((await repository.stat(name)) === undefined) return;
+    await repository.putSidecar(manifestName(name), serializeManifest({ ...manifest, verification }), { signal: ctx.signal });
+    return;
+  }
+  const dest = repository.dir;
   if (!fs.existsSync(path.join(dest, name))) return;
   // A signal may land while the new manifest is being written: its hidden partial must not stay behind.
   const partial = path.join(dest, partialName(manifestName(name)));
@@ -151,9 +162,9 @@ async function record(dest: string, name: string, manifest: Manifest, verificati
 }
 
 /** Fails (exit 1) when the newest archive is older than the last run the schedule expected by now. */
-async function checkFresh(config: VerifyConfig, ctx: RunContext): Promise<void> {
+async function checkFresh(repository: Repository, config: VerifyConfig | OnBucket<VerifyConfig>, ctx: RunContext): Promise<void> {
   const freshness = config.freshness!;
-  const [newest] = await listArchives(config.dest, config.prefix);
+  const [newest] = (await catalogOf(repository, config.prefix)).archives;
   const now = ctx.now();
   const verdict = judgeFreshness(freshness, newest?.time, now);
   const fields = {

@@ -72,14 +72,19 @@ export async function readManifest(dest: string, archiveName: string): Promise<M
     if (isErrno(error, 'ENOENT')) return undefined;
     throw error;
   }
+  return parseManifest(text, `manifest ${file}`);
+}
+
+/** A manifest's text as an object; IntegrityError (naming `label`) when it is not a JSON object. */
+export function parseManifest(text: string, label: string): Manifest {
   let value: unknown;
   try {
     value = JSON.parse(text);
   } catch (error) {
-    throw new IntegrityError(`manifest ${file} is not valid JSON (${(error as Error).message}); the archive cannot be checked against it`, 'MANIFEST');
+    throw new IntegrityError(`${label} is not valid JSON (${(error as Error).message}); the archive cannot be checked against it`, 'MANIFEST');
   }
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    throw new IntegrityError(`manifest ${file} is not a JSON object; the archive cannot be checked against it`, 'MANIFEST');
+    throw new IntegrityError(`${label} is not a JSON object; the archive cannot be checked against it`, 'MANIFEST');
   }
   return value as Manifest;
 }

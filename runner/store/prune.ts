@@ -1,5 +1,6 @@
 import { readdir, unlink } from 'node:fs/promises';
 import path from 'node:path';
+import type { Manifest } from '../archive/manifest.js';
 import { describeSystemError } from '../errors.js';
 import type { RetentionHealth } from '../retention.js';
 import { fsyncDirectory } from './atomic.js';
@@ -84,11 +85,19 @@ export async function removeFiles(dest: string, names: readonly string[]): Promi
  * or the manifest records a failed verification; verified when it records a passed one.
  */
 export async function retentionHealth(dest: string, archive: ArchiveInfo): Promise<{ health: RetentionHealth; problem?: string }> {
+  return judgeHealth(archive, () => readManifest(dest, archive.name));
+}
+
+/** retentionHealth for an archive of any repository, its manifest read by `load`. */
+export async function judgeHealth(
+  archive: Pick<ArchiveInfo, 'name' | 'size' | 'hasSha256' | 'hasManifest'>,
+  load: () => Promise<Manifest | undefined>,
+): Promise<{ health: RetentionHealth; problem?: string }> {
   const failed = (problem: string) => ({ health: 'failed' as const, problem });
   if (!archive.hasSha256) return failed(`its checksum file ${sha256Name(archive.name)} is missing`);
   let manifest;
   try {
-    manifest = archive.hasManifest ? await readManifest(dest, archive.name) : undefined;
+    manifest = archive.hasManifest ? await load() : undefined;
   } catch (error) {
     return failed(`its manifest cannot be read (${describeSystemError(error)})`);
   }

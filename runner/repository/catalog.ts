@@ -1,0 +1,77 @@
+import type { Manifest } from '../archive/manifest.js';
+import { UsageError } from '../errors.js';
+import { type ArchiveInfo, type ManifestSummary, parseManifest, readManifest, summarizeManifest } from '../store/catalog.js';
+import { manifestName } from '../store/naming.js';
+import { LocalRepository } from './local.js';
+import type { ArchiveEntry, Repository } from './repository.js';
+
+/**
+ * The catalog of any repository (directory or bucket), in the shapes the commands already use
+ * for the directory (ArchiveInfo, ManifestSummary), so list, verify, prune and restore read one
+ * catalog whichever repository holds the archives.
+ */
+
+/** The parsed manifest of an archive in the repository; undefined when there is none. */
+export async function readRepositoryManifest(repository: Repository, name: string): Promise<Manifest | undefined> {
+  if (repository instanceof LocalRepository) return readManifest(repository.dir, name);
+  const bytes = await repository.readSmall(manifestName(name));
+  if (bytes === undefined) return undefined;
+  return parseManifest(bytes.toString('utf8'), `manifest ${manifestName(name)} in ${repository.location}`);
+}
+
+export function toArchiveInfo(entry: ArchiveEntry): ArchiveInfo {
+  const { modified, ...rest } = entry;
+  return { ...rest, mtime: modified };
+}
+
+async function summaryOf(repository: Repository, name: string): Promise<ManifestSummary> {
+  try {
+    return summarizeManifest(await readRepositoryManifest(repository, name));
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    return { entryCount: undefined, fileCount: undefined, totalBytes: undefined, verification: 'failed', manifestError: message };
+  }
+}
+
+export interface RepositoryCatalog {
+  /** Archives with a manifest (a bucket counts only those), newest first. */
+  archives: ArchiveInfo[];
+  /** Bucket archive objects without a manifest object: never valid, never `latest`, not counted. */
+  incomplete: ArchiveInfo[];
+}
+
+/** The archives of `prefix`, optionally with their manifest summaries. */
+export async function catalogOf(repository: Repository, prefix: string, options: { manifests?: boolean } = {}): Promise<RepositoryCatalog> {
+  const listing = await repository.list(prefix);
+  const archives = listing.archives.map(toArchiveInfo);
+  const incomplete = listing.incomplete.map(toArchiveInfo);
+  if (options.manifests) {
+    for (const a of archives) a.summary = a.hasManifest ? await summaryOf(repository, a.name) : summarizeManifest(undefined);
+    for (const a of incomplete) a.summary = summarizeManifest(undefined);
+  }
+  return { archives, incomplete };
+}
+
+/**
+ * `latest` (the newest archive with a manifest) or an archive of the prefix by name. An
+ * incomplete archive named explicitly is returned as it is (without a manifest: the caller's
+ * checks refuse it with their own message); one that is not there is a usage error.
+ */
+export async function findInRepository(repository: Repository, prefix: string, nameOrLatest: string): Promise<ArchiveInfo> {
+  const { archives, incomplete } = await catalogOf(repository, prefix);
+  if (nameOrLatest === 'latest') {
+    const newest = archives[0];
+    if (!newest) {
+      const note = incomplete.length > 0 ? ` (${incomplete.length} incomplete: an upload without its manifest, e.g. ${incomplete[0]!.name})` : '';
+      throw new UsageError(`no archive with prefix ${prefix} in ${repository.location}${note}; run pvc-backup list --remote ${repository.location}`, 'NO_ARCHIVE');
+    }
+    return newest;
+  }
+  const found = [...archives, ...incomplete].find((a) => a.name === nameOrLatest);
+  if (found) return found;
+  const info = await repository.stat(nameOrLatest);
+  if (info) {
+    throw new UsageError(`${nameOrLatest} in ${repository.location} is not an archive of prefix ${prefix}; pass --prefix with its prefix`, 'NO_ARCHIVE');
+  }
+  throw new UsageError(`no archive named ${nameOrLatest} in ${repository.location}; run pvc-backup list --remote ${repository.location}`, 'NO_ARCHIVE');
+}
