@@ -77,7 +77,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   const { config } = parsed;
   // With a JSON document on stdout, log lines go to stderr so that stdout stays parseable.
-  const log = config.command === 'prune' && config.json ? createLogger(config.logFormat, (line) => process.stderr.write(line + '\n')) : createLogger(config.logFormat);
+  const log = (config.command === 'prune' || config.command === 'list') && config.json ? createLogger(config.logFormat, (line) => process.stderr.write(line + '\n')) : createLogger(config.logFormat);
   const cleanup = new Cleanup();
   const abort = new AbortController();
   const ctx: RunContext = { log, cleanup, signal: abort.signal, now: () => new Date(), version: runnerVersion() };
