@@ -25,7 +25,9 @@ export function guarded(repository: Repository, ctx: RunContext): Repository {
 /** Takes the repository's lock, released on a signal too (a bucket lock asynchronously, within the budget). */
 export async function lockGuarded(repository: Repository, options: LockOptions, ctx: RunContext): Promise<{ release(): Promise<void> }> {
   const lock: RepositoryLock = await repository.lock(options);
-  const forgetSync = ctx.cleanup.add('release the lock', () => lock.releaseSync());
+  // A bucket lock cannot be removed synchronously (releaseSync would only stop its heartbeat, and
+  // then release() could not remove it any more): on a signal it is removed by the async action.
+  const forgetSync = repository.kind === 'bucket' ? () => {} : ctx.cleanup.add('release the lock', () => lock.releaseSync());
   const forgetAsync = repository.kind === 'bucket' ? ctx.cleanup.addAsync(`release the lock in ${repository.location}`, () => lock.release()) : () => {};
   return {
     release: async () => {
