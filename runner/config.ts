@@ -284,7 +284,7 @@ const commandFlags: Record<CommandName, { summary: string; usage: string; flags:
   },
   restore: {
     summary: 'verify an archive, snapshot the target, then restore into it',
-    usage: 'restore (--dest DIR | --remote s3://BUCKET/PATH) [--prefix NAME] --archive NAME|latest --target DIR [--mode replace|merge] [--dry-run] [--no-snapshot] [--allow-unverified] [--allow-absolute-symlinks]',
+    usage: 'restore --dest DIR [--remote s3://BUCKET/PATH] [--prefix NAME] --archive NAME|latest --target DIR [--mode replace|merge] [--dry-run] [--no-snapshot] [--allow-unverified] [--allow-absolute-symlinks]',
     flags: [
       { name: 'archive', kind: 'string', metavar: 'NAME|latest', help: 'archive file name in DEST, or latest', defaultText: 'latest' },
       { name: 'target', kind: 'dir', metavar: 'DIR', help: 'directory to restore into (the mounted volume; never removed itself)' },
@@ -578,7 +578,7 @@ function parseRemote({ values, given, env }: BuildInput, command: CommandName): 
 }
 
 function needDestOrRemote(command: CommandName): UsageError {
-  return new UsageError(`${command} needs --dest DIR (or PVC_BACKUP_DEST), --remote s3://BUCKET/PATH (or PVC_BACKUP_REMOTE), or both`);
+  return new UsageError(`${command} needs --dest (or PVC_BACKUP_DEST) or --remote s3://BUCKET/PATH (or PVC_BACKUP_REMOTE)${command === 'backup' ? ', or both' : ''}`);
 }
 
 /** The --keep-* flags as one policy; undefined when none is given. Zero counts are allowed while another is above 0. */

@@ -156,6 +156,15 @@ describe('flags and environment variables', () => {
     'kube-api': { value: 'not a url', extra: ['--events', '--claim-name', 'data', '--namespace', 'apps'] },
     'monitoring-timeout': { value: 'soon' },
     'job-uid': { value: 'not/a/uid' },
+    remote: { value: 'https://bucket/path' },
+    'remote-keep-last': { value: '0', extra: ['--remote', 's3://bucket/path'] },
+    's3-endpoint': { value: 'ftp://store.example', extra: ['--remote', 's3://bucket/path'] },
+    's3-region': { value: 'not a region', extra: ['--remote', 's3://bucket/path'] },
+    's3-path-style': { value: 'maybe', extra: ['--remote', 's3://bucket/path'] },
+    's3-storage-class': { value: 'cold storage', extra: ['--remote', 's3://bucket/path'] },
+    's3-sse': { value: 'DES', extra: ['--remote', 's3://bucket/path'] },
+    's3-sse-kms-key-id': { value: 'key-1', extra: ['--remote', 's3://bucket/path'] },
+    's3-max-parts': { value: '5', extra: ['--remote', 's3://bucket/path'] },
   };
   /** Variables checked by a successful run instead (they have no invalid value); service-account-dir in test/monitoring/events.test.ts. */
   const checkedByRuns = new Set(['exclude', 'service-account-dir', 'allow-absolute-symlinks']);
