@@ -159,6 +159,25 @@ describe('bucket only (no --dest)', () => {
   }, 240_000);
 });
 
+describe('retention refused by the store', () => {
+  test('AccessDenied on delete (Object Lock, delete-less credentials) is a warning: the backup succeeds, the old archive stays', async () => {
+    const r = rgw();
+    const f = await fixture(r);
+    const first = await runCli(['backup', '--source', f.source, '--remote', f.remote, ...json]);
+    expect(first.code, first.stderr).toBe(0);
+    const older = last(first.stdout).archive as string;
+    await r.policy(f.bucket, [
+      { Effect: 'Deny', Principal: { AWS: ['arn:aws:iam:::user/backup'] }, Action: ['s3:DeleteObject'], Resource: [`arn:aws:s3:::${f.bucket}/${f.keyPrefix}/backup-*`] },
+    ]);
+    const second = await runCli(['backup', '--source', f.source, '--remote', f.remote, '--keep-last', '1', ...json]);
+    expect(second.code, second.stdout + second.stderr).toBe(0);
+    const lines = jsonLines(second.stdout);
+    expect(lines.find((l) => l.event === 'prune.retained')).toMatchObject({ level: 'warn', archive: older });
+    expect(lines.at(-1)!.event).toBe('backup.done');
+    expect((await listKeys(r.client(), f.bucket)).filter((k) => k.endsWith(older))).toEqual([`${f.keyPrefix}/${older}`]);
+  }, 180_000);
+});
+
 describe('directory and bucket (--dest and --remote)', () => {
   test('the archive is made in DEST, then copied; --remote-keep-last prunes the bucket on its own count', async () => {
     const r = rgw();
