@@ -13,7 +13,11 @@ import { useTempDirs } from '../helpers/tree.js';
  * A multi-GiB bucket-only backup through the real CLI, then verify --remote streaming it back:
  * the peak RSS of each run (GNU time's %M) stays bounded, whatever the archive size. The data is
  * real (no holes) and incompressible; RGW keeps it in a sparse file (bluestore), not in RAM.
+ *
+ * The bound is the chart's memory request (320Mi) less a margin: a local zstd backup alone peaks
+ * near 280 MiB (README, Performance); the upload adds its parts in flight (4 × 8 MiB) and the SDK.
  */
+const RSS_LIMIT_MIB = 300;
 
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
@@ -49,7 +53,7 @@ async function measured(args: string[]): Promise<{ lines: ReturnType<typeof json
   return { lines: jsonLines(stdout), maxRssMiB: kib / 1024, seconds: (Date.now() - started) / 1000 };
 }
 
-test(`a ${(BYTES / GiB).toFixed(1)} GiB bucket-only backup and its verify --remote stay within 200 MiB`, { timeout: 1_800_000 }, async () => {
+test(`a ${(BYTES / GiB).toFixed(1)} GiB bucket-only backup and its verify --remote stay within ${RSS_LIMIT_MIB} MiB`, { timeout: 1_800_000 }, async () => {
   const r = rgw();
   const bucket = await r.bucket();
   const source = await tmp('src');
@@ -71,6 +75,6 @@ test(`a ${(BYTES / GiB).toFixed(1)} GiB bucket-only backup and its verify --remo
     `remote-large: ${BYTES} bytes; backup ${backup.seconds.toFixed(1)} s, peak RSS ${backup.maxRssMiB.toFixed(0)} MiB; ` +
       `verify --remote ${verify.seconds.toFixed(1)} s, peak RSS ${verify.maxRssMiB.toFixed(0)} MiB\n`,
   );
-  expect(backup.maxRssMiB).toBeLessThan(200);
-  expect(verify.maxRssMiB).toBeLessThan(200);
+  expect(backup.maxRssMiB).toBeLessThan(RSS_LIMIT_MIB);
+  expect(verify.maxRssMiB).toBeLessThan(RSS_LIMIT_MIB);
 });
