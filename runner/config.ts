@@ -111,7 +111,7 @@ export interface RestoreConfig extends CommonConfig {
   jobUid: string | undefined;
 }
 
-/** `restore --remote`: the archive streams from the bucket; DEST, when given, holds the snapshot and journal. */
+/** `restore --remote`: the archive streams from the bucket; DEST, when given, holds the snapshot and journal (restore/source.ts says where they go without it). */
 export type BucketRestoreConfig = Omit<RestoreConfig, 'dest'> & { dest: string | undefined; remote: S3Settings };
 
 export type RunnerConfig =
@@ -284,7 +284,7 @@ const commandFlags: Record<CommandName, { summary: string; usage: string; flags:
   },
   restore: {
     summary: 'verify an archive, snapshot the target, then restore into it',
-    usage: 'restore --dest DIR [--remote s3://BUCKET/PATH] [--prefix NAME] --archive NAME|latest --target DIR [--mode replace|merge] [--dry-run] [--no-snapshot] [--allow-unverified] [--allow-absolute-symlinks]',
+    usage: 'restore (--dest DIR [--remote s3://BUCKET/PATH] | --remote s3://BUCKET/PATH) [--prefix NAME] --archive NAME|latest --target DIR [--mode replace|merge] [--dry-run] [--no-snapshot] [--allow-unverified] [--allow-absolute-symlinks]',
     flags: [
       { name: 'archive', kind: 'string', metavar: 'NAME|latest', help: 'archive file name in DEST, or latest', defaultText: 'latest' },
       { name: 'target', kind: 'dir', metavar: 'DIR', help: 'directory to restore into (the mounted volume; never removed itself)' },

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { type Expectation, checkArchive } from '../archive/check.js';
-import { openBucketArchive, withDest } from '../restore/source.js';
+import { isBucketOnly, openBucketArchive, snapshotToBucket, withDest } from '../restore/source.js';
 import type { S3Settings } from '../repository/s3-settings.js';
 import { sniffCompression } from '../archive/compress.js';
 import { Extractor, applyMeta } from '../archive/extract.js';
@@ -504,6 +504,8 @@ async function takeSnapshot(config: RestoreConfig, ctx: RunContext, own: readonl
     log.info('restore.no-snapshot', `${config.target} is empty; no pre-restore snapshot needed`, { target: config.target });
     return undefined;
   }
+  // Bucket only (restore --remote without --dest): the snapshot goes to the bucket, with the same backup steps.
+  if (isBucketOnly(config)) return snapshotToBucket(config, ctx, [...own, ...KEEP_IN_PLACE]);
   const partials = await removeLeftoverPartials(config.dest);
   for (const name of partials) log.warn('backup.leftover-removed', `removed ${name}, left over by an interrupted run`, { file: name });
   const prefix = snapshotPrefix(config.prefix);

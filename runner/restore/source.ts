@@ -1,6 +1,11 @@
-import type { ArchiveSource } from '../commands/restore.js';
-import type { BucketRestoreConfig, RestoreConfig } from '../config.js';
-import { IntegrityError, UsageError } from '../errors.js';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { backupToBucket } from '../backup/to-bucket.js';
+import { type ArchiveSource, SNAPSHOT_KEEP, snapshotPrefix } from '../commands/restore.js';
+import type { BucketBackupConfig, BucketRestoreConfig, RestoreConfig } from '../config.js';
+import type { RunContext } from '../context.js';
+import { IntegrityError, OperationError, RunnerError, describeSystemError } from '../errors.js';
 import { parseChecksumFile } from '../archive/hash.js';
 import type { Manifest } from '../archive/manifest.js';
 import type { Logger } from '../log.js';
@@ -13,18 +18,83 @@ import { manifestName, sha256Name } from '../store/naming.js';
 /**
  * Where a restore's bytes come from when they are in a bucket: the only difference from a
  * local restore. Everything else — the lock, the journal, staging, the swap only after the
- * SHA-256 and manifest agree, the pre-restore snapshot — is the local restore's, in DEST.
+ * SHA-256 and manifest agree, the pre-restore snapshot — is the local restore's, in DEST (or,
+ * without DEST, in a private state directory, with the snapshot in the bucket).
  */
 
-/** restore --remote keeps its lock, journal and pre-restore snapshot in DEST. */
-export function withDest(config: RestoreConfig | BucketRestoreConfig): RestoreConfig | (RestoreConfig & { remote: S3Settings }) {
+/** A restore from the bucket without --dest: its local state lives in STATE_DIR, its snapshot in the bucket. */
+export type BucketOnlyRestore = RestoreConfig & { remote: S3Settings; bucketOnly: true };
+
+/**
+ * Where `restore --remote` without --dest keeps what a restore records (its lock, its journal,
+ * request records): a directory of its own in the runner's temporary directory, made by this
+ * tool with mode 0700, never a symlink, never one another user owns — a place the application
+ * whose volume is restored cannot write, as DEST is. It lives as long as the pod: a container
+ * restarted in the same pod finishes or undoes an interrupted swap from the journal; a new pod
+ * starts without it (a request then runs again, which the contract allows).
+ */
+export function stateDirectory(base = os.tmpdir()): string {
+  const dir = path.join(base, 'pvc-backup-restore-state');
+  try {
+    fs.mkdirSync(dir, { mode: 0o700 });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+  }
+  const st = fs.lstatSync(dir);
+  const uid = process.getuid?.();
+  if (!st.isDirectory() || (uid !== undefined && st.uid !== uid) || (st.mode & 0o077) !== 0) {
+    throw new OperationError(`${dir} is not a private directory of this user (a symlink, another owner or open permissions); remove it or pass --dest DIR`, 'STATE_DIR');
+  }
+  return dir;
+}
+
+/** restore --remote keeps its lock, journal and pre-restore snapshot in DEST; without DEST, see stateDirectory. */
+export function withDest(config: RestoreConfig | BucketRestoreConfig): RestoreConfig | (RestoreConfig & { remote: S3Settings }) | BucketOnlyRestore {
   if (!('remote' in config)) return config;
-  if (config.dest === undefined) {
-    throw new UsageError(
-      'restore --remote needs --dest DIR as well: the restore keeps its lock, its journal (to finish or undo an interrupted swap) and the pre-restore snapshot there',
+  if (config.dest === undefined) return { ...config, dest: stateDirectory(), bucketOnly: true };
+  return { ...config, dest: config.dest };
+}
+
+export function isBucketOnly(config: RestoreConfig): config is BucketOnlyRestore {
+  return (config as Partial<BucketOnlyRestore>).bucketOnly === true;
+}
+
+/**
+ * The pre-restore snapshot of a bucket-only restore: the current target, streamed into the
+ * bucket by the bucket-only backup's steps, as `<prefix>-pre-restore`, the newest SNAPSHOT_KEEP kept.
+ */
+export async function snapshotToBucket(config: BucketOnlyRestore, ctx: RunContext, leaveOut: readonly string[]): Promise<string> {
+  const prefix = snapshotPrefix(config.prefix);
+  ctx.log.info('restore.snapshot', `saving the current contents of ${config.target} as a pre-restore snapshot in the bucket (prefix ${prefix}, newest ${SNAPSHOT_KEEP} kept)`, {
+    target: config.target,
+    prefix,
+  });
+  const snapshot: BucketBackupConfig = {
+    command: 'backup',
+    dest: undefined,
+    prefix,
+    logFormat: config.logFormat,
+    lockStaleSeconds: config.lockStaleSeconds,
+    progressSeconds: config.progressSeconds,
+    source: config.target,
+    compression: 'zstd',
+    level: 3,
+    excludes: leaveOut.map((n) => `/${n}`),
+    retention: undefined,
+    allowEmpty: true,
+    skipUnreadable: false,
+    offsite: { settings: config.remote, retention: { last: SNAPSHOT_KEEP } },
+  };
+  try {
+    return (await backupToBucket(snapshot, ctx)).archive;
+  } catch (error) {
+    const message = error instanceof RunnerError ? error.message : describeSystemError(error);
+    throw new OperationError(
+      `the pre-restore snapshot of ${config.target} failed, nothing was restored: ${message}; fix that, or pass --no-snapshot to restore without saving the current contents`,
+      error instanceof RunnerError ? error.code : 'SNAPSHOT',
+      { cause: error },
     );
   }
-  return { ...config, dest: config.dest };
 }
 
 /**

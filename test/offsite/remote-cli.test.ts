@@ -71,6 +71,27 @@ describe('bucket only (no --dest)', () => {
     expect(archivesIn(dest)).toEqual([]);
   }, 180_000);
 
+  test('restore --remote without --dest: the pre-restore snapshot goes to the bucket, the state to a private directory', async () => {
+    const r = rgw();
+    const f = await fixture(r);
+    const backup = await runCli(['backup', '--source', f.source, '--remote', f.remote, ...json]);
+    expect(backup.code, backup.stderr).toBe(0);
+    const target = await tmp('target');
+    fs.writeFileSync(path.join(target, 'current.txt'), 'the data before the restore\n');
+    const state = await tmp('state');
+    const restore = await runCli(['restore', '--remote', f.remote, '--target', target, ...json], { env: { TMPDIR: state } });
+    expect(restore.code, restore.stdout + restore.stderr).toBe(0);
+    expect(snapshotTree(target, { owner: isRoot, root: false })).toEqual(snapshotTree(f.source, { owner: isRoot, root: false }));
+    const done = last(restore.stdout);
+    expect(done.snapshot).toMatch(/^backup-pre-restore-\d{8}T\d{6}Z\.tar\.zst$/);
+    const snapshots = await runCli(['list', '--remote', f.remote, '--prefix', 'backup-pre-restore', '--json']);
+    expect((JSON.parse(snapshots.stdout) as { name: string; verified: string }[]).map((row) => [row.name, row.verified])).toEqual([[done.snapshot, 'verified']]);
+    // What the restore records stays in its own directory, private to this user; nothing else was left there.
+    const dir = path.join(state, 'pvc-backup-restore-state');
+    expect(fs.statSync(dir).mode & 0o777).toBe(0o700);
+    expect(fs.readdirSync(dir).filter((n) => !n.startsWith('.pvc-backup.lock'))).toEqual([]);
+  }, 180_000);
+
   test('a flipped byte in the bucket object: verify --remote exits 3, restore --remote refuses and leaves the target alone', async () => {
     const r = rgw();
     const f = await fixture(r);
