@@ -1,3 +1,7 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import type { Manifest } from '../archive/manifest.js';
 import { UsageError } from '../errors.js';
 import { type ArchiveInfo, type ManifestSummary, parseManifest, readManifest, summarizeManifest } from '../store/catalog.js';
@@ -74,4 +78,34 @@ export async function findInRepository(repository: Repository, prefix: string, n
     throw new UsageError(`${nameOrLatest} in ${repository.location} is not an archive of prefix ${prefix}; pass --prefix with its prefix`, 'NO_ARCHIVE');
   }
   throw new UsageError(`no archive named ${nameOrLatest} in ${repository.location}; run pvc-backup list --remote ${repository.location}`, 'NO_ARCHIVE');
+}
+
+/** A manifest as a local file, for the readers that stream it; `dispose` removes a downloaded copy. */
+export interface ManifestFile {
+  file: string;
+  dispose(): void;
+}
+
+/**
+ * The archive's manifest as a file: the directory's own, or the bucket's object streamed into a
+ * scratch file of its own in the temporary directory (mode 0600; a manifest can be tens of MB,
+ * never held whole in memory). Undefined when there is none.
+ */
+export async function manifestFile(repository: Repository, name: string, signal?: AbortSignal): Promise<ManifestFile | undefined> {
+  if (repository instanceof LocalRepository) {
+    const file = path.join(repository.dir, manifestName(name));
+    return fs.existsSync(file) ? { file, dispose: () => {} } : undefined;
+  }
+  if ((await repository.stat(manifestName(name))) === undefined) return undefined;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pvc-backup-manifest-'));
+  const dispose = () => fs.rmSync(dir, { recursive: true, force: true });
+  try {
+    const file = path.join(dir, manifestName(name));
+    const handle = await repository.read(manifestName(name), { signal });
+    await pipeline(handle.stream, fs.createWriteStream(file, { flags: 'wx', mode: 0o600 }));
+    return { file, dispose };
+  } catch (error) {
+    dispose();
+    throw error;
+  }
 }
