@@ -203,15 +203,23 @@ async function pack(dataset: string, output: string, mode: string, recipient: st
   const pool = new BufferPool(CHUNK_BYTES.zstd, 5);
   const encryptor = mode === 'zstd+age' ? new AgeEncryptor([X25519Recipient.parse(recipient)], out.write, { sinkCopies: true }) : undefined;
   const compressor = createCompressor('zstd', undefined, encryptor ? encryptor.append : out.write, (c) => pool.give(c));
-  const packer = new TarPacker({ source: dataset, exclude: excludeMatcher([]), skipUnreadable: false, pool });
-  for (const chunk of packer.chunks()) {
+  let fileBytes = 0;
+  const packer = new TarPacker({
+    source: dataset,
+    exclude: excludeMatcher([]),
+    skipUnreadable: false,
+    pool,
+    xattrs: false,
+    onFile: (f) => (fileBytes += f.type === 'file' ? f.size : 0),
+  });
+  for await (const chunk of packer.chunks()) {
     await compressor.write(chunk);
     governor.processed(chunk.length);
   }
   await compressor.end();
   encryptor?.end();
   out.close();
-  return packer.files.reduce((sum, f) => sum + (f.type === 'file' ? f.size : 0), 0);
+  return fileBytes;
 }
 
 async function unpack(input: string, mode: string, keyFile: string): Promise<number> {

@@ -18,10 +18,12 @@ const SEED = 0x5eed2026;
 /** All files and dirs get mtimes from this base (2023-11-14T22:13:20Z) plus a small per-entry offset. */
 const MTIME_BASE = 1_700_000_000;
 
-export type ProfileName = 'small' | 'medium' | 'large';
+export type ProfileName = 'small' | 'medium' | 'large' | 'files-30k' | 'files-300k' | 'files-3m';
 
 export interface Profile {
   name: ProfileName;
+  /** Tiny files (0–64 bytes) in directories of 1,000, for memory per file (the files-* profiles). */
+  tinyFiles?: number;
   smallFiles: number;
   logFiles: number;
   logBytes: number;
@@ -31,10 +33,15 @@ export interface Profile {
   sparseBytes: number;
 }
 
+const NO_BULK = { smallFiles: 0, logFiles: 0, logBytes: 0, dbBytes: 0, blobFiles: 0, blobBytes: 0, sparseBytes: 4 * MiB };
+
 export const PROFILES: Record<ProfileName, Profile> = {
   small: { name: 'small', smallFiles: 20_000, logFiles: 4, logBytes: 8 * MiB, dbBytes: 32 * MiB, blobFiles: 12, blobBytes: 2.5 * MiB, sparseBytes: 4 * MiB },
   medium: { name: 'medium', smallFiles: 20_000, logFiles: 4, logBytes: 80 * MiB, dbBytes: 440 * MiB, blobFiles: 12, blobBytes: 13 * MiB, sparseBytes: 16 * MiB },
   large: { name: 'large', smallFiles: 20_000, logFiles: 4, logBytes: 340 * MiB, dbBytes: 2000 * MiB, blobFiles: 12, blobBytes: 52 * MiB, sparseBytes: 16 * MiB },
+  'files-30k': { name: 'files-30k', tinyFiles: 30_000, ...NO_BULK },
+  'files-300k': { name: 'files-300k', tinyFiles: 300_000, ...NO_BULK },
+  'files-3m': { name: 'files-3m', tinyFiles: 3_000_000, ...NO_BULK },
 };
 
 export interface DatasetInfo {
@@ -268,6 +275,23 @@ function smallFileContent(rng: Rng, size: number, json: boolean): string {
   return s.slice(0, size);
 }
 
+/**
+ * Many tiny files (0–64 bytes, one in four empty) in directories of 1,000 below 100 top-level
+ * directories, like mail spools, photo thumbnails or node_modules: what costs per file, not per byte.
+ */
+function writeTinyFiles(root: string, count: number): void {
+  const rng = new Rng(seedFor('tiny-files'));
+  const text = 'abcdefghijklmnopqrstuvwxyz0123456789 .,-_ABCDEFGHIJKLMNOPQRSTUVWXYZ\n';
+  for (let i = 0; i < count; i++) {
+    const dir = path.join(root, 'many', `top-${String((i / 1000) % 100 | 0).padStart(2, '0')}`, `dir-${String((i / 100_000) | 0).padStart(3, '0')}`);
+    if (i % 1000 === 0) mkdirSync(dir, { recursive: true });
+    const size = rng.below(4) === 0 ? 0 : 1 + rng.below(64);
+    let content = '';
+    for (let k = 0; k < size; k++) content += text[rng.below(text.length)];
+    writeFileSync(path.join(dir, `f-${String(i).padStart(7, '0')}.txt`), content);
+  }
+}
+
 /** 20,000 files of 1–16 KiB (log-uniform sizes) in 4 × 64 directories. */
 function writeSmallFiles(root: string, count: number): void {
   const rng = new Rng(seedFor('small-files'));
@@ -340,6 +364,11 @@ export function generate(p: Profile, dir: string): void {
   const old = process.umask(0o022);
   try {
     mkdirSync(dir, { recursive: true });
+    if (p.tinyFiles) {
+      writeTinyFiles(dir, p.tinyFiles);
+      writeEdgeCases(dir, p);
+      return;
+    }
     writeSmallFiles(dir, p.smallFiles);
     writeLargeFiles(dir, p);
     writeEdgeCases(dir, p);
@@ -352,7 +381,7 @@ export function generate(p: Profile, dir: string): void {
 function main(): void {
   const name = (process.argv[2] ?? 'small') as ProfileName;
   const profile = PROFILES[name];
-  if (!profile) throw new Error(`unknown profile ${name}; use small, medium or large`);
+  if (!profile) throw new Error(`unknown profile ${name}; use ${Object.keys(PROFILES).join(', ')}`);
   const started = Date.now();
   const info = ensureDataset(profile, process.argv[3] ?? defaultDatasetDir(name));
   const how = info.generated ? `generated in ${((Date.now() - started) / 1000).toFixed(1)} s` : 'already present';

@@ -1,21 +1,24 @@
 /**
- * `npm run bench`: pvc-backup side by side with tar/gzip/pigz/zstd on one dataset.
+ * `npm run bench`: pvc-backup side by side with tar/gzip/pigz/zstd, restic and borg on one dataset.
  *
- * Environment: BENCH_PROFILE (small|medium|large, default medium; large with --memory),
+ * Environment: BENCH_PROFILE (small|medium|large|files-30k|files-300k|files-3m, default medium),
  * BENCH_RUNS (default 1; median when > 1), BENCH_ONLY / BENCH_SKIP (regexes on row labels),
  * BENCH_WORKDIR (default /tmp/pvc-backup-bench/work), BENCH_DATA_DIR (default
- * /tmp/pvc-backup-bench/data-<profile>), BENCH_KEEP=1 (keep scratch), BENCH_PRETOUCH=0.
- * `--memory` (or BENCH_MEMORY=1): only our zstd backup and restore, for peak RSS.
+ * /tmp/pvc-backup-bench/data-<profile>; with --memory the parent of one directory per profile),
+ * BENCH_KEEP=1 (keep scratch), BENCH_PRETOUCH=0.
+ * `--memory` (or BENCH_MEMORY=1): our zstd backup, verify and restore on files-30k, files-300k,
+ * files-3m and large (BENCH_PROFILE: a comma-separated list instead), for peak RSS and time per file.
  * `--sqlite`: instead, the SQLite online-copy comparison (bench/sqlite-copy.ts).
  */
-import { existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, lstatSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { defaultDatasetDir, ensureDataset, PROFILES, type DatasetInfo, type ProfileName } from './dataset.js';
 import { cleanupMeasure, failureText, logPhases, measure, median, pretouchRam, shellQuote as q, warmCache, writeOnlySeconds, type Measurement } from './measure.js';
-import { evaluateTargets, renderTable, writeResults, type Header, type Kind, type RowResult } from './report.js';
+import { evaluateTargets, renderMemoryTable, renderTable, writeResults, type Header, type Kind, type MemoryRun, type RowResult } from './report.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const NODE = path.join(REPO, 'node_modules/.bin/node');
@@ -24,6 +27,8 @@ const PREFIX = 'bench';
 
 interface Settings {
   profile: ProfileName;
+  /** --memory: the profiles measured one after another. */
+  memoryProfiles: ProfileName[];
   memoryMode: boolean;
   runs: number;
   only?: RegExp;
@@ -37,18 +42,20 @@ interface Settings {
 function settings(): Settings {
   const env = process.env;
   const memoryMode = process.argv.includes('--memory') || env.BENCH_MEMORY === '1';
-  const profile = (env.BENCH_PROFILE || (memoryMode ? 'large' : 'medium')) as ProfileName;
-  if (!PROFILES[profile]) throw new Error(`BENCH_PROFILE must be small, medium or large, got "${profile}"`);
+  const names = (env.BENCH_PROFILE || (memoryMode ? 'files-30k,files-300k,files-3m,large' : 'medium')).split(',') as ProfileName[];
+  for (const n of names) if (!PROFILES[n]) throw new Error(`BENCH_PROFILE must be one of ${Object.keys(PROFILES).join(', ')}, got "${n}"`);
+  const profile = names[0]!;
   const runs = Number(env.BENCH_RUNS || 1);
   if (!Number.isInteger(runs) || runs < 1) throw new Error(`BENCH_RUNS must be a positive integer, got "${env.BENCH_RUNS}"`);
   return {
     profile,
+    memoryProfiles: names,
     memoryMode,
     runs,
     only: env.BENCH_ONLY ? new RegExp(env.BENCH_ONLY, 'i') : undefined,
     skip: env.BENCH_SKIP ? new RegExp(env.BENCH_SKIP, 'i') : undefined,
     workdir: path.resolve(env.BENCH_WORKDIR || '/tmp/pvc-backup-bench/work'),
-    dataDir: path.resolve(env.BENCH_DATA_DIR || defaultDatasetDir(profile)),
+    dataDir: path.resolve(env.BENCH_DATA_DIR || (memoryMode ? path.dirname(defaultDatasetDir(profile)) : defaultDatasetDir(profile))),
     keep: env.BENCH_KEEP === '1',
     pretouch: env.BENCH_PRETOUCH !== '0',
   };
@@ -157,6 +164,37 @@ function target(dir: string): string {
   return q(t);
 }
 
+/** Environment for restic and borg: repositories, caches and keys inside the row's scratch dir, nothing in $HOME. */
+function peerEnv(dir: string): string {
+  return [
+    `RESTIC_PASSWORD=bench`,
+    `RESTIC_CACHE_DIR=${q(path.join(dir, 'cache'))}`,
+    `BORG_BASE_DIR=${q(path.join(dir, 'borg-base'))}`,
+    'BORG_PASSPHRASE=',
+    'BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes',
+    'BORG_RELOCATED_REPO_ACCESS_IS_OK=yes',
+  ].join(' ');
+}
+
+/** A peer tool's repository, created untimed before the timed first backup into it. */
+function peerCreate(label: string, init: (repo: string) => string, create: (repo: string, data: string) => string): Row {
+  return {
+    label,
+    kind: 'create',
+    ours: false,
+    keepProduct: true,
+    prepare: async (dir) => {
+      const repo = path.join(dir, 'repo');
+      try {
+        execFileSync('bash', ['-c', `${peerEnv(dir)} ${init(q(repo))}`], { stdio: 'ignore' });
+      } catch {
+        return `failed (cannot create the repository; is ${label.split(' ')[1]} installed?)`;
+      }
+      return { command: `${peerEnv(dir)} ${create(q(repo), q(ctx().data.dir))} && sync`, product: () => (existsSync(repo) ? { file: repo, dest: dir, by: label.replace(/^create: /, '') } : undefined) };
+    },
+  };
+}
+
 const GZIP_SOURCES = ['create: pvc-backup gzip', 'create: GNU tar czf'];
 const ZSTD_SOURCES = ['create: pvc-backup zstd', 'create: tar | zstd -3 -T0'];
 
@@ -182,12 +220,21 @@ function allRows(): Row[] {
     reading('restore: GNU tar xzf', 'restore', false, GZIP_SOURCES, (p, dir) => `tar xzf ${q(p.file)} -C ${target(dir)} && sync`),
     reading('restore: pvc-backup zstd', 'restore', true, ZSTD_SOURCES.slice(0, 1), oursRestore),
     reading('restore: zstd -dc | tar xf', 'restore', false, ZSTD_SOURCES, (p, dir) => `zstd -dc -q ${q(p.file)} | tar xf - -C ${target(dir)} && sync`),
+    // The tools users pick instead (restic 0.14 and borg 1.2 as Debian ships them, default settings).
+    peerCreate('create: restic backup', (r) => `restic --repo ${r} --quiet init`, (r, d) => `restic --repo ${r} --quiet backup ${d}`),
+    reading('verify: restic check --read-data', 'verify', false, ['create: restic backup'], (p) => `${peerEnv(path.dirname(p.file))} restic --repo ${q(p.file)} --quiet check --read-data`),
+    reading('restore: restic restore', 'restore', false, ['create: restic backup'], (p, dir) => `${peerEnv(path.dirname(p.file))} restic --repo ${q(p.file)} --quiet restore latest --target ${target(dir)} && sync`),
+    peerCreate('create: borg create', (r) => `borg init --encryption=none ${r}`, (r, d) => `borg create ${r}::bench ${d}`),
+    reading('verify: borg check --verify-data', 'verify', false, ['create: borg create'], (p) => `${peerEnv(path.dirname(p.file))} borg check --verify-data ${q(p.file)}`),
+    reading('restore: borg extract', 'restore', false, ['create: borg create'], (p, dir) => `cd ${target(dir)} && ${peerEnv(path.dirname(p.file))} borg extract ${q(p.file)}::bench && sync`),
   ];
 }
 
+const MEMORY_ROWS = ['create: pvc-backup zstd', 'verify: pvc-backup zstd', 'restore: pvc-backup zstd'];
+
 function selectedRows(s: Settings): Row[] {
   const rows = allRows();
-  if (s.memoryMode) return rows.filter((r) => r.label === 'create: pvc-backup zstd' || r.label === 'restore: pvc-backup zstd');
+  if (s.memoryMode) return rows.filter((r) => MEMORY_ROWS.includes(r.label));
   return rows.filter((r) => (!s.only || s.only.test(r.label)) && !(s.skip && s.skip.test(r.label)));
 }
 
@@ -264,7 +311,7 @@ async function runRow(row: Row, runs: number): Promise<RowResult> {
     if (row.kind === 'create' && writeOnly.length === ms.length) result.writeOnlySeconds = median(writeOnly);
   }
   if (product) {
-    result.archiveBytes = statSync(product.file).size;
+    result.archiveBytes = bytesOf(product.file);
     result.ratio = data.bytes / result.archiveBytes;
     if (row.keepProduct) products.set(row.label, product);
     else rmSync(product.dest, { recursive: true, force: true }); // a single archive: cheap to delete now
@@ -276,6 +323,15 @@ async function runRow(row: Row, runs: number): Promise<RowResult> {
     failures.set(row.label, error);
     return { ...r, status: 'failed', error };
   }
+}
+
+/** Size of an archive file, or of a repository directory (its files' sizes summed). */
+function bytesOf(p: string): number {
+  const st = lstatSync(p);
+  if (!st.isDirectory()) return st.size;
+  let sum = 0;
+  for (const name of readdirSync(p)) sum += bytesOf(path.join(p, name));
+  return sum;
 }
 
 /** The write-phase-only row derived from our backup's log, when the runner logs phase durations. */
@@ -290,16 +346,11 @@ function log(text: string): void {
   process.stderr.write(`${text}\n`);
 }
 
-async function main(): Promise<void> {
-  const s = settings();
-  mkdirSync(s.workdir, { recursive: true });
-  for (const old of readdirSync(s.workdir).filter((n) => n.startsWith('scratch-'))) {
-    log(`removing leftover ${path.join(s.workdir, old)} (deleting many files slows this disk for a while)`);
-    rmSync(path.join(s.workdir, old), { recursive: true, force: true });
-  }
+/** Generates (or finds) one profile's dataset, warms the cache and runs the rows on it. */
+async function runProfile(s: Settings, profile: ProfileName, dir: string, rows: Row[]): Promise<{ data: DatasetInfo; results: RowResult[]; load: [number, number] }> {
   const started = Date.now();
-  log(`dataset ${s.profile} in ${s.dataDir} ...`);
-  const data = ensureDataset(PROFILES[s.profile], s.dataDir);
+  log(`dataset ${profile} in ${dir} ...`);
+  const data = ensureDataset(PROFILES[profile], dir);
   log(`  ${data.bytes} bytes in ${data.files} files (${data.generated ? `generated in ${((Date.now() - started) / 1000).toFixed(1)} s` : 'already present'})`);
   context = { data, settings: s, products: new Map(), failures: new Map(), scratch: path.join(s.workdir, `scratch-${Date.now()}`) };
   if (!existsSync(CLI)) log(`note: ${CLI} is missing (npm run build); pvc-backup rows will fail`);
@@ -308,8 +359,6 @@ async function main(): Promise<void> {
     log(`pre-touching ${(bytes / 2 ** 30).toFixed(1)} GiB of RAM: ${(await pretouchRam(bytes)).seconds.toFixed(1)} s`);
   }
   log(`warming the page cache: ${(await warmCache(data.dir)).seconds.toFixed(1)} s`);
-
-  const rows = selectedRows(s);
   const loadBefore = os.loadavg()[0]!;
   const results: RowResult[] = [];
   for (const [i, row] of rows.entries()) {
@@ -319,19 +368,41 @@ async function main(): Promise<void> {
     const derived = writePhaseRow(r);
     if (derived) results.push(derived);
   }
-
-  const header: Header = { profile: s.profile, mode: s.memoryMode ? 'memory' : 'full', datasetDir: data.dir, datasetBytes: data.bytes, datasetFiles: data.files, runs: s.runs, loadAverage: [loadBefore, os.loadavg()[0]!] };
-  const targets = evaluateTargets(results, !s.memoryMode);
-  const table = renderTable(header, results, targets);
-  writeResults(path.join(s.workdir, 'results.json'), header, results, targets);
-  writeFileSync(path.join(s.workdir, 'results.md'), table);
-  process.stdout.write(`\n${table}\nresults: ${path.join(s.workdir, 'results.json')}\n`);
-
   if (s.keep) log(`kept scratch in ${ctx().scratch}`);
   else {
     log('removing scratch outputs ...');
     rmSync(ctx().scratch, { recursive: true, force: true });
   }
+  return { data, results, load: [loadBefore, os.loadavg()[0]!] };
+}
+
+async function main(): Promise<void> {
+  const s = settings();
+  mkdirSync(s.workdir, { recursive: true });
+  for (const old of readdirSync(s.workdir).filter((n) => n.startsWith('scratch-'))) {
+    log(`removing leftover ${path.join(s.workdir, old)} (deleting many files slows this disk for a while)`);
+    rmSync(path.join(s.workdir, old), { recursive: true, force: true });
+  }
+  if (s.memoryMode) {
+    const runs: MemoryRun[] = [];
+    for (const profile of s.memoryProfiles) {
+      const { data, results, load } = await runProfile(s, profile, path.join(s.dataDir, `data-${profile}`), selectedRows(s));
+      runs.push({ profile, files: data.files, bytes: data.bytes, rows: results.filter((r) => !r.derived), load });
+    }
+    const table = renderMemoryTable(runs);
+    writeFileSync(path.join(s.workdir, 'results-memory.json'), JSON.stringify({ finishedAt: new Date().toISOString(), runs }, null, 2) + '\n');
+    writeFileSync(path.join(s.workdir, 'results-memory.md'), table);
+    process.stdout.write(`\n${table}\nresults: ${path.join(s.workdir, 'results-memory.json')}\n`);
+    cleanupMeasure();
+    return;
+  }
+  const { data, results, load } = await runProfile(s, s.profile, s.dataDir, selectedRows(s));
+  const header: Header = { profile: s.profile, mode: 'full', datasetDir: data.dir, datasetBytes: data.bytes, datasetFiles: data.files, runs: s.runs, loadAverage: load };
+  const targets = evaluateTargets(results, true);
+  const table = renderTable(header, results, targets);
+  writeResults(path.join(s.workdir, 'results.json'), header, results, targets);
+  writeFileSync(path.join(s.workdir, 'results.md'), table);
+  process.stdout.write(`\n${table}\nresults: ${path.join(s.workdir, 'results.json')}\n`);
   cleanupMeasure();
 }
 

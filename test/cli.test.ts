@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { Manifest } from '../runner/archive/manifest.js';
+import type { ManifestDocument as Manifest } from '../runner/archive/manifest.js';
 import { COMMANDS, type CommandName, flagTable } from '../runner/config.js';
 import { REQUIRED_NODE_MAJOR } from '../runner/cli.js';
 import { archivesIn, cleanEnv, cliPath, ensureBuilt, jsonLines, packageVersion, repoRoot, runCli } from './helpers/cli.js';
@@ -135,6 +135,7 @@ describe('flags and environment variables', () => {
     'keep-yearly': { value: '-3' },
     'allow-empty': { value: 'maybe' },
     'skip-unreadable': { value: 'maybe' },
+    xattrs: { value: 'maybe' },
     schedule: { value: 'every day' },
     'time-zone': { value: 'Mars/Olympus_Mons', extra: ['--schedule', '0 0 * * *'] },
     grace: { value: 'later', extra: ['--schedule', '0 0 * * *'] },

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { Manifest } from '../runner/archive/manifest.js';
+import type { ManifestDocument as Manifest } from '../runner/archive/manifest.js';
 import { archivesIn, runCli, shell, shq, tool } from './helpers/cli.js';
 import { OTHER_UID, type RichTree, buildRichTree, expectedArchivePaths, isRoot, snapshotTree, useTempDirs } from './helpers/tree.js';
 

@@ -3,16 +3,19 @@ import type { Compression } from '../config.js';
 import { IntegrityError } from '../errors.js';
 import { count } from '../log.js';
 import { ContentHash } from './hash.js';
-import type { EntryType, Manifest, ManifestFile } from './manifest.js';
+import type { EntryType, ManifestFile, ManifestFiles, OpenedManifest } from './manifest.js';
+import { displayName } from './names.js';
 import { type ReadProgress, type ReadResult, readArchive } from './read.js';
+import { SparseCursor } from './sparse.js';
 import type { EntrySink, TarEntry, TarVisitor } from './tar-reader.js';
+import type { Xattr } from './xattrs.js';
 
 /** What an archive is expected to be; each part that is given is checked. */
 export interface Expectation {
   /** Name used in messages. */
   label: string;
   sha256?: string;
-  manifest?: Manifest;
+  manifest?: OpenedManifest;
   /**
    * Re-hash every file's content and compare with the manifest (default). The check right
    * after a backup skips it: the codec's own checksum (gzip CRC-32, zstd XXH64) and the
@@ -38,50 +41,97 @@ export function entryTypeOf(tarType: string): EntryType | undefined {
   }
 }
 
+/** The manifest's form of an entry's xattrs (name → base64), or undefined when it has none. */
+export function xattrRecord(xattrs: readonly Xattr[] | undefined): Record<string, string> | undefined {
+  if (!xattrs || xattrs.length === 0) return undefined;
+  const record: Record<string, string> = {};
+  for (const x of [...xattrs].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) record[x.name] = x.value.toString('base64');
+  return record;
+}
+
+function sameXattrs(a: Record<string, string> | undefined, b: Record<string, string> | undefined): boolean {
+  const ka = a ? Object.keys(a).sort() : [];
+  const kb = b ? Object.keys(b).sort() : [];
+  return ka.length === kb.length && ka.every((k, i) => k === kb[i] && a![k] === b![k]);
+}
+
+/** Throws IntegrityError when an archive entry differs from its manifest entry (format: the manifest's). */
+export function compareEntry(entry: TarEntry, expected: ManifestFile, format: number, label: string): void {
+  const type = entryTypeOf(entry.type);
+  const differ = (what: string, actual: unknown, wanted: unknown) =>
+    new IntegrityError(`${label}: entry ${displayName(entry.path)} differs from the manifest (${what}: archive has ${JSON.stringify(actual)}, manifest says ${JSON.stringify(wanted)})`, 'MANIFEST');
+  if (entry.path !== expected.path) throw differ('path', entry.path, expected.path);
+  if (type !== expected.type) throw differ('type', type ?? entry.type, expected.type);
+  if (entry.size !== expected.size) throw differ('size', entry.size, expected.size);
+  if (entry.mode !== expected.mode) throw differ('mode', entry.mode.toString(8), typeof expected.mode === 'number' ? expected.mode.toString(8) : expected.mode);
+  if (entry.mtime !== expected.mtime) throw differ('mtime', entry.mtime, expected.mtime);
+  if (entry.uid !== expected.uid || entry.gid !== expected.gid) throw differ('owner', `${entry.uid}:${entry.gid}`, `${expected.uid}:${expected.gid}`);
+  if ((type === 'symlink' || type === 'hardlink') && entry.linkpath !== expected.linkTarget) throw differ('link target', entry.linkpath, expected.linkTarget);
+  if (format >= 2) {
+    if (entry.mtimeNsec !== (expected.mtimeNsec ?? 0)) throw differ('mtime nanoseconds', entry.mtimeNsec, expected.mtimeNsec ?? 0);
+    const xattrs = xattrRecord(entry.xattrs);
+    if (!sameXattrs(xattrs, expected.xattrs)) throw differ('extended attributes', Object.keys(xattrs ?? {}), Object.keys(expected.xattrs ?? {}));
+    if (type === 'file' && entry.storedSize !== (expected.dataBytes ?? expected.size)) throw differ('stored data bytes', entry.storedSize, expected.dataBytes ?? expected.size);
+    if (expected.offset !== undefined && entry.headerOffset !== expected.offset) throw differ('offset', entry.headerOffset, expected.offset);
+  }
+}
+
 /**
- * Compares every entry of the archive, in order, with the manifest's per-file index,
- * including a SHA-256 of each file's content, then the totals.
+ * Compares every entry of the archive, in order, with the manifest's per-file index (read as a
+ * stream, one entry at a time), including a SHA-256 of each file's content, then the totals.
  */
 export class ManifestChecker implements TarVisitor {
-  private index = 0;
+  private count = 0;
+  private readonly files: ManifestFiles | undefined;
+  private readonly format: number;
   totalBytes = 0;
+  storedBytes = 0;
 
   constructor(private readonly expectation: Expectation) {
-    if (expectation.manifest) checkManifestShape(expectation.manifest, expectation.label);
+    this.files = expectation.manifest?.files();
+    this.format = typeof expectation.manifest?.manifest.format === 'number' ? expectation.manifest.manifest.format : 1;
   }
 
   entry(entry: TarEntry): EntrySink | undefined {
-    const { manifest, label } = this.expectation;
+    const { label } = this.expectation;
     const type = entryTypeOf(entry.type);
-    if (type === 'file') this.totalBytes += entry.size;
-    if (!manifest) return undefined;
-    const expected = manifest.files[this.index++];
-    if (!expected) throw new IntegrityError(`${label} holds more entries than its manifest lists (${manifest.files.length}); the archive or manifest was altered`, 'MANIFEST');
-    const differ = (what: string, actual: unknown, wanted: unknown) =>
-      new IntegrityError(`${label}: entry ${entry.path} differs from the manifest (${what}: archive has ${JSON.stringify(actual)}, manifest says ${JSON.stringify(wanted)})`, 'MANIFEST');
-    if (entry.path !== expected.path) throw differ('path', entry.path, expected.path);
-    if (type !== expected.type) throw differ('type', type ?? entry.type, expected.type);
-    if (entry.size !== expected.size) throw differ('size', entry.size, expected.size);
-    if (entry.mode !== expected.mode) throw differ('mode', entry.mode.toString(8), expected.mode.toString(8));
-    if (entry.mtime !== expected.mtime) throw differ('mtime', entry.mtime, expected.mtime);
-    if (entry.uid !== expected.uid || entry.gid !== expected.gid) throw differ('owner', `${entry.uid}:${entry.gid}`, `${expected.uid}:${expected.gid}`);
-    if ((type === 'symlink' || type === 'hardlink') && entry.linkpath !== expected.linkTarget) throw differ('link target', entry.linkpath, expected.linkTarget);
+    if (type === 'file') {
+      this.totalBytes += entry.size;
+      this.storedBytes += entry.storedSize;
+    }
+    if (!this.files) return undefined;
+    const expected = this.files.next();
+    this.count++;
+    if (!expected) throw new IntegrityError(`${label} holds more entries than its manifest lists (${this.count - 1}); the archive or manifest was altered`, 'MANIFEST');
+    compareEntry(entry, expected, this.format, label);
     if (type !== 'file' || this.expectation.contentHashes === false) return undefined;
-    return new HashingSink(expected, label);
+    return new HashingSink(entry, expected, label);
+  }
+
+  /** Releases the manifest reader after a failed read. */
+  finishEarly(): void {
+    this.files?.close();
   }
 
   /** Checks what can only be known at the end: counts, sizes, the archive checksum. */
   finish(result: ReadResult): void {
-    const { manifest, sha256, label } = this.expectation;
+    const { sha256, label } = this.expectation;
+    let listed = this.count;
+    if (this.files) {
+      while (this.files.next() !== undefined) listed++;
+      this.files.close();
+    }
     if (sha256 !== undefined && result.sha256 !== sha256) {
       throw new IntegrityError(`${label}: checksum mismatch (file has sha256 ${result.sha256}, expected ${sha256}); the archive is damaged`, 'CHECKSUM');
     }
-    if (!manifest) return;
-    if (this.index !== manifest.files.length) {
-      throw new IntegrityError(`${label} holds ${count(this.index, 'entry')} but its manifest lists ${manifest.files.length}; the archive is incomplete`, 'MANIFEST');
+    const opened = this.expectation.manifest;
+    if (!opened || !this.files) return;
+    const manifest = opened.manifest;
+    if (listed !== this.count) {
+      throw new IntegrityError(`${label} holds ${count(this.count, 'entry')} but its manifest lists ${listed}; the archive is incomplete`, 'MANIFEST');
     }
-    if (manifest.entryCount !== this.index) {
-      throw new IntegrityError(`${label} holds ${count(this.index, 'entry')} but its manifest's entryCount says ${JSON.stringify(manifest.entryCount)}; the manifest was altered`, 'MANIFEST');
+    if (manifest.entryCount !== this.count) {
+      throw new IntegrityError(`${label} holds ${count(this.count, 'entry')} but its manifest's entryCount says ${JSON.stringify(manifest.entryCount)}; the manifest was altered`, 'MANIFEST');
     }
     if (result.sha256 !== manifest.sha256) {
       throw new IntegrityError(`${label}: checksum ${result.sha256} differs from the manifest's ${manifest.sha256}`, 'CHECKSUM');
@@ -95,37 +145,33 @@ export class ManifestChecker implements TarVisitor {
     if (this.totalBytes !== manifest.totalBytes) {
       throw new IntegrityError(`${label} holds ${this.totalBytes} bytes of file data but its manifest says ${manifest.totalBytes}`, 'MANIFEST');
     }
+    if (this.format >= 2 && manifest.storedBytes !== undefined && this.storedBytes !== manifest.storedBytes) {
+      throw new IntegrityError(`${label} stores ${this.storedBytes} bytes of file data but its manifest says ${manifest.storedBytes}`, 'MANIFEST');
+    }
   }
-}
-
-/**
- * A manifest read from disk is untrusted input: one whose structure is not a pvc-backup manifest
- * (no file list, entries that are not objects) is an integrity failure (exit 3) before any
- * byte is read, never a TypeError halfway through (which would map to exit 1).
- */
-export function checkManifestShape(manifest: Manifest, label: string): void {
-  const bad = (what: string) => new IntegrityError(`${label}: its manifest is not a valid pvc-backup manifest (${what}); the manifest was damaged or altered`, 'MANIFEST');
-  if (manifest === null || typeof manifest !== 'object' || Array.isArray(manifest)) throw bad('not a JSON object');
-  if (!Array.isArray(manifest.files)) throw bad('"files" is not a list');
-  const at = manifest.files.findIndex((f) => f === null || typeof f !== 'object' || Array.isArray(f));
-  if (at !== -1) throw bad(`files[${at}] is not an object`);
 }
 
 class HashingSink implements EntrySink {
   private readonly hash = new ContentHash();
+  private readonly cursor: SparseCursor | undefined;
 
   constructor(
+    entry: TarEntry,
     private readonly expected: ManifestFile,
     private readonly label: string,
-  ) {}
+  ) {
+    if (entry.sparse) this.cursor = new SparseCursor(entry.sparse, entry.size);
+  }
 
   data(chunk: Buffer): void {
-    this.hash.update(chunk);
+    if (!this.cursor) this.hash.update(chunk);
+    else this.cursor.feed(chunk, (piece) => this.hash.update(piece), (_at, length) => this.hash.zeros(length));
   }
 
   end(): void {
+    this.cursor?.finish((_at, length) => this.hash.zeros(length));
     if (this.hash.digest() !== this.expected.sha256) {
-      throw new IntegrityError(`${this.label}: content of ${this.expected.path} does not match its checksum in the manifest; the archive is damaged`, 'CONTENT');
+      throw new IntegrityError(`${this.label}: content of ${displayName(this.expected.path)} does not match its checksum in the manifest; the archive is damaged`, 'CONTENT');
     }
   }
 }
@@ -149,6 +195,7 @@ export function bothVisitors(first: TarVisitor, second: TarVisitor): TarVisitor 
         },
       };
     },
+    backpressure: () => first.backpressure?.() ?? second.backpressure?.(),
   };
 }
 
@@ -162,10 +209,17 @@ export async function checkArchive(
   compression: Compression,
   expectation: Expectation,
   options: { visitor?: TarVisitor; onProgress?: (p: ReadProgress) => void } = {},
-): Promise<ReadResult & { totalBytes: number }> {
+): Promise<ReadResult & { totalBytes: number; storedBytes: number }> {
   const checker = new ManifestChecker(expectation);
   const visitor = options.visitor ? bothVisitors(checker, options.visitor) : checker;
-  const result = await readArchive(file, compression, visitor, options.onProgress);
+  let result: ReadResult;
+  try {
+    result = await readArchive(file, compression, visitor, options.onProgress);
+  } catch (error) {
+    // The manifest's reader holds a descriptor; a failed read must not leak it.
+    checker.finishEarly();
+    throw error;
+  }
   checker.finish(result);
-  return { sha256: result.sha256, archiveBytes: result.archiveBytes, tarBytes: result.tarBytes, entries: result.entries, totalBytes: checker.totalBytes };
+  return { sha256: result.sha256, archiveBytes: result.archiveBytes, tarBytes: result.tarBytes, entries: result.entries, totalBytes: checker.totalBytes, storedBytes: checker.storedBytes };
 }

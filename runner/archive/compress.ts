@@ -12,6 +12,8 @@ import { decodeZstdFrames } from './zstd-frames.js';
 export interface Compressor {
   write(chunk: Buffer): Promise<void>;
   end(): Promise<void>;
+  /** zstd: [compressed offset, uncompressed offset] where each frame starts, once `end` resolved. */
+  readonly frames?: [number, number][];
 }
 
 export type Sink = (chunk: Buffer) => void;
@@ -106,13 +108,18 @@ const zstdCompress = promisify(zlib.zstdCompress);
 const zstdDecompress = promisify(zlib.zstdDecompress);
 
 /**
- * Parallel zstd: the tar stream is cut into 4 MiB segments, each compressed into its own
+ * Parallel zstd: the tar stream is cut into 2 MiB segments, each compressed into its own
  * frame on a thread-pool job (with a content checksum), frames written in order. Concatenated
  * frames are standard zstd that `zstd -d` and `tar --zstd` read. (Node 24's own multi-threaded
  * streaming mode, nbWorkers > 1, silently drops data, so it is not used.)
  */
 class ParallelZstd implements Compressor {
   private readonly inFlight: Promise<Buffer>[] = [];
+  /** Uncompressed offset of each frame in flight, in order. */
+  private readonly inFlightOffsets: number[] = [];
+  private readonly starts: number[] = [];
+  private inputBytes = 0;
+  private outputBytes = 0;
   private pending: Buffer[] = [];
   private pendingBytes = 0;
   private readonly params: Record<number, number>;
@@ -146,6 +153,8 @@ class ParallelZstd implements Compressor {
     // One output buffer that fits even incompressible input: Node's default 16 KiB would mean a
     // thread-pool round trip per 16 KiB of output.
     const chunkSize = this.segmentBytes + 64 * 1024;
+    this.inFlightOffsets.push(this.inputBytes);
+    this.inputBytes += segment.length;
     const job = zstdCompress(segment, { params: this.params, chunkSize });
     this.inFlight.push(
       settledLater(
@@ -156,12 +165,24 @@ class ParallelZstd implements Compressor {
         }),
       ),
     );
-    while (this.inFlight.length >= this.maxInFlight) this.sink(await this.inFlight.shift()!);
+    while (this.inFlight.length >= this.maxInFlight) this.emit(await this.inFlight.shift()!);
+  }
+
+  private emit(frame: Buffer): void {
+    this.starts.push(this.outputBytes, this.inFlightOffsets.shift()!);
+    this.outputBytes += frame.length;
+    this.sink(frame);
   }
 
   async end(): Promise<void> {
     await this.compressPending();
-    while (this.inFlight.length > 0) this.sink(await this.inFlight.shift()!);
+    while (this.inFlight.length > 0) this.emit(await this.inFlight.shift()!);
+  }
+
+  get frames(): [number, number][] {
+    const pairs: [number, number][] = [];
+    for (let i = 0; i < this.starts.length; i += 2) pairs.push([this.starts[i]!, this.starts[i + 1]!]);
+    return pairs;
   }
 }
 
@@ -178,9 +199,9 @@ class Uncompressed implements Compressor {
 }
 
 /** Input chunk size that suits each codec: whole zstd segments, pigz-sized gzip blocks. */
-export const CHUNK_BYTES: Record<Compression, number> = { gzip: MiB, zstd: 4 * MiB, none: MiB };
+export const CHUNK_BYTES: Record<Compression, number> = { gzip: MiB, zstd: 2 * MiB, none: MiB };
 /** Compression jobs in flight: one per core plus one, so both cores stay busy while the main thread reads and hashes. */
-const IN_FLIGHT: Record<Compression, number> = { gzip: 3, zstd: 3, none: 1 };
+const IN_FLIGHT: Record<Compression, number> = { gzip: 3, zstd: 2, none: 1 };
 
 export function createCompressor(compression: Compression, level: number | undefined, sink: Sink, release: Release = () => undefined): Compressor {
   switch (compression) {

@@ -36,12 +36,18 @@ export class ContentHash {
     }
   }
 
+  /** Feeds `length` zero bytes (a sparse file's hole). */
+  zeros(length: number): void {
+    for (let left = length; left > 0; left -= ZEROS.length) this.update(ZEROS.subarray(0, Math.min(left, ZEROS.length)));
+  }
+
   digest(): string {
     return this.hash ? this.hash.digest('hex') : cryptoHash('sha256', this.first ?? EMPTY, 'hex');
   }
 }
 
 const EMPTY = Buffer.alloc(0);
+const ZEROS = Buffer.alloc(1024 * 1024);
 
 /** SHA-256 and length of a file, read with one reused buffer. */
 export async function hashFile(file: string): Promise<{ sha256: string; bytes: number }> {

@@ -1,18 +1,28 @@
 import fs from 'node:fs';
-import { Header, Pax } from 'tar';
 import { OperationError, describeSystemError } from '../errors.js';
 import type { BufferPool } from './buffer-pool.js';
+import { xattrRecord } from './check.js';
 import { ContentHash } from './hash.js';
-import type { ManifestFile } from './manifest.js';
-import { type ExcludeMatcher, type WalkEntry, entryKind, specialFileName, walkTree } from './walk.js';
+import { MAX_WARNINGS, type ManifestFile, type ManifestWarning } from './manifest.js';
+import { decodeName, displayName, encodeName } from './names.js';
+import { type PaxValue, type Time, formatPaxTime, paxLength } from './pax.js';
+import { type Extent, dataBytes, encodeSparseMap, scanForHoles } from './sparse.js';
+import { ERRNO, type HelperPool, type Xattr, errnoName } from './syscall-helper.js';
+import { BLOCK, MAX_OCTAL_ID, MAX_OCTAL_SIZE, writeUstar } from './ustar.js';
+import { type ExcludeMatcher, TreeWalker, type WalkEntry, entryKind, specialFileName, splitNanoseconds } from './walk.js';
+import { xattrPaxRecords } from './xattrs.js';
 
 /**
- * Turns a directory tree into a tar stream (POSIX ustar + pax headers, encoded by node-tar's
- * Header and Pax), reading every file exactly once: the bytes land directly in the output
- * batch and are hashed there for the manifest. Output comes in chunks of the pool's buffer size.
+ * Turns a directory tree into a tar stream (POSIX ustar + pax headers, the layout of GNU tar's
+ * `--format=posix`), reading every file exactly once: the bytes land directly in the output
+ * batch and are hashed there for the manifest. Names and link targets are stored as their exact
+ * bytes, mtimes to the nanosecond, extended attributes (ACLs, capabilities) and sparse files as
+ * GNU tar stores them (xattrs.ts, sparse.ts). Output comes in chunks of the pool's buffer size;
+ * every archived entry is handed to `onFile` as it is done, so nothing per entry stays in memory.
  */
 
-const BLOCK = 512;
+/** Entries read ahead of the one being packed, so their xattrs arrive before they are needed. */
+const LOOKAHEAD = 128;
 
 export interface PackOptions {
   source: string;
@@ -21,16 +31,44 @@ export interface PackOptions {
   skipUnreadable: boolean;
   /** Where output chunks come from; its buffer size is the chunk size. */
   pool: BufferPool;
+  /** Reads xattrs and sparse maps; without it no xattrs are archived and holes are found by reading. */
+  helper?: HelperPool;
+  /** Archive extended attributes (ACLs, capabilities); needs `helper`. */
+  xattrs: boolean;
+  /** Every archived entry, in archive order. */
+  onFile: (file: ManifestFile) => void;
+  /** Every file that changed, vanished or was skipped, as it happens. */
+  onWarning?: (warning: PackWarning) => void;
 }
 
-export interface PackWarning {
+export type PackWarning = ManifestWarning;
+
+interface HeaderFields {
   path: string;
-  problem: string;
+  type: 'File' | 'Directory' | 'SymbolicLink' | 'Link';
+  /** Bytes of data that follow the header. */
+  size: number;
+  mode: number;
+  uid: number;
+  gid: number;
+  mtime: Time;
+  linkpath?: string;
+  xattrs?: readonly Xattr[];
+  sparse?: { realSize: number };
 }
+
+type XattrResult = { xattrs: Xattr[] } | { errno: number };
 
 export class TarPacker {
-  readonly files: ManifestFile[] = [];
+  /** Warnings for the manifest (at most MAX_WARNINGS) and how many more there were. */
   readonly warnings: PackWarning[] = [];
+  warningsOmitted = 0;
+  /** Entries archived, regular files among them. */
+  entries = 0;
+  files = 0;
+  /** Sum of regular file sizes, and of the file data actually stored (sparse files without holes). */
+  totalBytes = 0;
+  storedBytes = 0;
   /** File content bytes read so far (for progress). */
   bytesRead = 0;
   /** Uncompressed tar bytes produced so far. */
@@ -41,7 +79,8 @@ export class TarPacker {
   private out: Buffer;
   private pos = 0;
   private readonly ready: Buffer[] = [];
-  private readonly hardLinks = new Map<string, string>();
+  /** First path of every inode with more links than seen so far, and how many are still to come. */
+  private readonly hardLinks = new Map<string, { path: string; left: number }>();
   private aborted: Error | undefined;
 
   constructor(private readonly options: PackOptions) {
@@ -55,39 +94,90 @@ export class TarPacker {
     this.aborted = reason;
   }
 
-  *chunks(): Generator<Buffer> {
-    for (const entry of walkTree(this.options.source, this.options.exclude)) {
-      if (this.aborted) throw this.aborted;
-      yield* this.packEntry(entry);
-      yield* this.takeReady();
+  async *chunks(): AsyncGenerator<Buffer> {
+    const walker = new TreeWalker(this.options.source, this.options.exclude, LOOKAHEAD + 8);
+    const walk = walker.entries();
+    const queue: { entry: WalkEntry; xattrs: Promise<XattrResult> | undefined }[] = [];
+    const refill = () => {
+      while (queue.length < LOOKAHEAD) {
+        const next = walk.next();
+        if (next.done) return;
+        queue.push({ entry: next.value, xattrs: this.requestXattrs(next.value) });
+      }
+    };
+    try {
+      refill();
+      while (queue.length > 0) {
+        if (this.aborted) throw this.aborted;
+        const { entry, xattrs } = queue.shift()!;
+        refill();
+        const attrs = xattrs ? this.xattrsOf(entry, await xattrs) : undefined;
+        yield* this.packEntry(entry, attrs);
+        yield* this.takeReady();
+      }
+    } finally {
+      walk.return(undefined);
+      walker.close();
     }
     this.zeros(2 * BLOCK);
     this.flush();
     yield* this.takeReady();
   }
 
+  private requestXattrs(entry: WalkEntry): Promise<XattrResult> | undefined {
+    const { helper, xattrs } = this.options;
+    if (!helper || !xattrs || !entry.stat || entryKind(entry.stat) === undefined) return undefined;
+    const request = helper.for(entry.rel).xattrs(entry.path);
+    request.catch(() => undefined);
+    return request;
+  }
+
+  private xattrsOf(entry: WalkEntry, result: XattrResult): Xattr[] | undefined {
+    if ('xattrs' in result) return result.xattrs.length ? result.xattrs : undefined;
+    // Vanished or replaced entries are reported when they are packed; a file system without xattrs has none.
+    if (result.errno === ERRNO.ENOENT || result.errno === ERRNO.ENOTDIR || result.errno === ERRNO.ELOOP || result.errno === ERRNO.EOPNOTSUPP) return undefined;
+    this.warn({ path: `./${entry.rel}`, problem: `its extended attributes could not be read (${errnoName(result.errno)}); archived without them` });
+    return undefined;
+  }
+
   private *takeReady(): Generator<Buffer> {
     while (this.ready.length > 0) yield this.ready.shift()!;
   }
 
-  private problem(rel: string, problem: string, hint: string): void {
-    const shown = rel === '' ? '.' : rel;
-    if (!this.options.skipUnreadable) {
-      throw new OperationError(`cannot archive ./${shown === '.' ? '' : shown}: ${problem}; ${hint}`, 'SOURCE_UNREADABLE');
-    }
-    this.warnings.push({ path: `./${rel}`, problem: `skipped: ${problem}` });
+  private warn(warning: PackWarning): void {
+    const shown = { path: displayName(warning.path), problem: warning.problem };
+    this.options.onWarning?.(shown);
+    if (this.warnings.length < MAX_WARNINGS) this.warnings.push(shown);
+    else this.warningsOmitted++;
   }
 
-  private *packEntry(entry: WalkEntry): Generator<Buffer> {
-    const { rel, abs } = entry;
+  private problem(rel: string, problem: string, hint: string): void {
+    if (!this.options.skipUnreadable) {
+      throw new OperationError(`cannot archive ./${displayName(rel)}: ${problem}; ${hint}`, 'SOURCE_UNREADABLE');
+    }
+    this.warn({ path: `./${rel}`, problem: `skipped: ${problem}` });
+  }
+
+  private record(file: ManifestFile): void {
+    this.entries++;
+    if (file.type === 'file') {
+      this.files++;
+      this.totalBytes += file.size;
+      this.storedBytes += file.dataBytes ?? file.size;
+    }
+    this.options.onFile(file);
+  }
+
+  private async *packEntry(entry: WalkEntry, xattrs: Xattr[] | undefined): AsyncGenerator<Buffer> {
+    const { rel } = entry;
     if (entry.error) {
       if (entry.error.code === 'ENOENT') {
-        this.warnings.push({ path: `./${rel}`, problem: 'vanished while the backup ran' });
+        this.warn({ path: `./${rel}`, problem: 'vanished while the backup ran' });
         return;
       }
       if (entry.error.code === 'ENOTDIR') {
         // Listed as a directory, replaced by something else before it could be read.
-        this.warnings.push({ path: `./${rel}`, problem: 'was replaced by a non-directory while the backup ran; its contents are not in the archive' });
+        this.warn({ path: `./${rel}`, problem: 'was replaced by a non-directory while the backup ran; its contents are not in the archive' });
         return;
       }
       this.problem(rel, describeSystemError(entry.error), UNREADABLE_HINT);
@@ -99,164 +189,255 @@ export class TarPacker {
       this.problem(rel, `is a ${specialFileName(stat)}, which a backup cannot hold`, 'exclude it with --exclude or pass --skip-unreadable');
       return;
     }
-    const base = {
-      mode: stat.mode & 0o7777,
-      uid: stat.uid,
-      gid: stat.gid,
-      mtime: Math.floor(stat.mtimeMs / 1000),
-    };
+    const base = { mode: Number(stat.mode) & 0o7777, uid: Number(stat.uid), gid: Number(stat.gid), mtime: splitNanoseconds(stat.mtimeNs) };
     if (kind === 'dir') {
       const path = rel === '' ? './' : `./${rel}/`;
-      this.header({ path, type: 'Directory', size: 0, ...base });
-      this.files.push({ path, type: 'dir', size: 0, ...base });
+      const offset = this.header({ path, type: 'Directory', size: 0, ...base, xattrs });
+      this.record({ path, type: 'dir', size: 0, ...manifestMeta(base), ...xattrField(xattrs), offset });
       return;
     }
     const path = `./${rel}`;
     if (kind === 'symlink') {
       let target: string;
       try {
-        target = fs.readlinkSync(abs);
+        target = readLink(entry.path);
       } catch (error) {
         const code = (error as NodeJS.ErrnoException).code;
         if (code === 'ENOENT' || code === 'EINVAL') {
-          this.warnings.push({ path, problem: code === 'ENOENT' ? 'vanished while the backup ran' : 'was replaced by a non-symlink while the backup ran; skipped' });
+          this.warn({ path, problem: code === 'ENOENT' ? 'vanished while the backup ran' : 'was replaced by a non-symlink while the backup ran; skipped' });
           return;
         }
         this.problem(rel, describeSystemError(error), UNREADABLE_HINT);
         return;
       }
       if (target.startsWith('/')) {
-        this.warnings.push({ path, problem: `is a symlink to the absolute path ${target}; pvc-backup restore refuses links that point outside the target unless --allow-absolute-symlinks (chart: restore.allowAbsoluteSymlinks) asks to recreate them as they are, so make it relative or restore with that flag` });
+        this.warn({ path, problem: `is a symlink to the absolute path ${displayName(target)}; pvc-backup restore refuses links that point outside the target unless --allow-absolute-symlinks (chart: restore.allowAbsoluteSymlinks) asks to recreate them as they are, so make it relative or restore with that flag` });
       }
-      this.header({ path, type: 'SymbolicLink', size: 0, linkpath: target, ...base });
-      this.files.push({ path, type: 'symlink', size: 0, linkTarget: target, ...base });
+      const offset = this.header({ path, type: 'SymbolicLink', size: 0, linkpath: target, ...base, xattrs });
+      this.record({ path, type: 'symlink', size: 0, ...manifestMeta(base), linkTarget: target, ...xattrField(xattrs), offset });
       return;
     }
-    const linkKey = stat.nlink > 1 ? `${stat.dev}:${stat.ino}` : undefined;
-    const firstPath = linkKey ? this.hardLinks.get(linkKey) : undefined;
-    if (firstPath !== undefined) {
-      this.header({ path, type: 'Link', size: 0, linkpath: firstPath, ...base });
-      this.files.push({ path, type: 'hardlink', size: 0, linkTarget: firstPath, ...base });
+    const linkKey = stat.nlink > 1n ? `${stat.dev}:${stat.ino}` : undefined;
+    const first = linkKey ? this.hardLinks.get(linkKey) : undefined;
+    if (first !== undefined) {
+      if (--first.left <= 0) this.hardLinks.delete(linkKey!);
+      const offset = this.header({ path, type: 'Link', size: 0, linkpath: first.path, ...base });
+      this.record({ path, type: 'hardlink', size: 0, ...manifestMeta(base), linkTarget: first.path, offset });
       return;
     }
-    yield* this.packFile(entry, path, linkKey);
+    yield* this.packFile(entry, path, linkKey, Number(stat.nlink), xattrs);
   }
 
-  private *packFile(entry: WalkEntry, path: string, linkKey: string | undefined): Generator<Buffer> {
+  private async *packFile(entry: WalkEntry, path: string, linkKey: string | undefined, links: number, xattrs: Xattr[] | undefined): AsyncGenerator<Buffer> {
     let fd: number;
     try {
       // O_NONBLOCK: a regular file replaced by a FIFO after it was listed must not block the run
       // forever in open(); the type is checked on the opened descriptor below.
-      fd = fs.openSync(entry.abs, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
+      fd = fs.openSync(entry.path, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       if (code === 'ENOENT') {
-        this.warnings.push({ path, problem: 'vanished while the backup ran' });
+        this.warn({ path, problem: 'vanished while the backup ran' });
         return;
       }
       if (code === 'ELOOP' || code === 'ENXIO' || code === 'ENOTDIR') {
         // Listed as a regular file, replaced (by a symlink, a socket, …) before it was opened.
-        this.warnings.push({ path, problem: 'was replaced by something other than a regular file while the backup ran; skipped' });
+        this.warn({ path, problem: 'was replaced by something other than a regular file while the backup ran; skipped' });
         return;
       }
       this.problem(entry.rel, describeSystemError(error), UNREADABLE_HINT);
       return;
     }
     try {
-      const before = fs.fstatSync(fd);
+      const before = fs.fstatSync(fd, { bigint: true });
       if (!before.isFile()) {
         const kind = before.isDirectory() ? 'directory' : specialFileName(before);
-        this.warnings.push({ path, problem: `was replaced by a ${kind} while the backup ran; skipped` });
+        this.warn({ path, problem: `was replaced by a ${kind} while the backup ran; skipped` });
         return;
       }
-      const size = before.size;
-      const meta = {
-        mode: before.mode & 0o7777,
-        uid: before.uid,
-        gid: before.gid,
-        mtime: Math.floor(before.mtimeMs / 1000),
-      };
-      this.header({ path, type: 'File', size, ...meta });
+      const size = Number(before.size);
+      const meta = { mode: Number(before.mode) & 0o7777, uid: Number(before.uid), gid: Number(before.gid), mtime: splitNanoseconds(before.mtimeNs) };
+      // Like GNU tar: a file with fewer allocated blocks than its size may have holes.
+      const extents = Number(before.blocks) * 512 < size ? await this.holes(entry.rel, fd, size) : undefined;
       const hash = new ContentHash();
-      let remaining = size;
-      let shrank = false;
-      while (remaining > 0) {
-        const want = Math.min(this.batch - this.pos, remaining);
-        let n: number;
-        try {
-          n = fs.readSync(fd, this.out, this.pos, want, null);
-        } catch (error) {
-          // The header is out already: keep the archive consistent and say the content is incomplete.
-          throw new OperationError(`reading ./${entry.rel} failed: ${describeSystemError(error)}`, 'SOURCE_READ');
-        }
-        if (n === 0) {
-          this.warnings.push({ path, problem: `shrank from ${size} to ${size - remaining} bytes while being read; the rest is zero-filled` });
-          shrank = true;
-          while (remaining > 0) {
-            const z = Math.min(this.batch - this.pos, remaining);
-            this.out.fill(0, this.pos, this.pos + z);
-            hash.update(this.out.subarray(this.pos, this.pos + z));
-            this.pos += z;
-            remaining -= z;
-            if (this.pos === this.batch) {
-              this.flush();
-              yield* this.takeReady();
-            }
-          }
-          break;
-        }
-        hash.update(this.out.subarray(this.pos, this.pos + n));
-        this.pos += n;
-        remaining -= n;
-        this.bytesRead += n;
-        if (this.pos === this.batch) {
-          this.flush();
-          yield* this.takeReady();
-        }
+      let offset: number;
+      let shrank: boolean;
+      if (extents) {
+        const stored = dataBytes(extents);
+        const map = encodeSparseMap({ extents, realSize: size });
+        offset = this.header({ path, type: 'File', size: map.length + stored, ...meta, xattrs, sparse: { realSize: size } });
+        this.put(map);
+        shrank = yield* this.copySparse(fd, path, extents, size, hash);
+        this.padToBlock(map.length + stored);
+      } else {
+        offset = this.header({ path, type: 'File', size, ...meta, xattrs });
+        shrank = yield* this.copy(fd, entry.rel, path, 0, size, hash);
+        this.padToBlock(size);
       }
-      this.padToBlock(size);
-      const after = fs.fstatSync(fd);
-      if (!shrank && (after.size !== size || after.mtimeMs !== before.mtimeMs)) {
-        this.warnings.push({ path, problem: `changed while being read (size ${size} -> ${after.size}); the archive holds the bytes that were read` });
+      const after = fs.fstatSync(fd, { bigint: true });
+      if (!shrank && (after.size !== before.size || after.mtimeNs !== before.mtimeNs)) {
+        this.warn({ path, problem: `changed while being read (size ${size} -> ${after.size}); the archive holds the bytes that were read` });
       }
-      if (linkKey) this.hardLinks.set(linkKey, path);
-      this.files.push({ path, type: 'file', size, ...meta, sha256: hash.digest() });
+      if (linkKey) this.hardLinks.set(linkKey, { path, left: links - 1 });
+      const sparseField = extents ? { dataBytes: dataBytes(extents) } : {};
+      this.record({ path, type: 'file', size, ...manifestMeta(meta), sha256: hash.digest(), ...xattrField(xattrs), ...sparseField, offset });
     } finally {
       fs.closeSync(fd);
     }
   }
 
-  private header(fields: { path: string; type: string; size: number; mode: number; uid: number; gid: number; mtime: number; linkpath?: string }): void {
+  /** The data extents of a file that may be sparse; undefined when it has no holes after all. */
+  private async holes(rel: string, fd: number, size: number): Promise<Extent[] | undefined> {
+    let extents: Extent[] | undefined;
+    const helper = this.options.helper;
+    if (helper) {
+      const map = await helper.for(rel).dataMap(fd);
+      // SEEK_DATA says where the data is; a file system without it reports all data, which is then the truth.
+      if ('extents' in map) extents = map.extents;
+    }
+    extents ??= scanForHoles(fd, size);
+    const stored = dataBytes(extents);
+    return stored < size ? extents : undefined;
+  }
+
+  /** Copies `length` bytes from `position` into the stream and the hash; zero-fills (and says so) when the file shrank. Returns true if it shrank. */
+  private *copy(fd: number, rel: string, path: string, position: number, length: number, hash: ContentHash, sparse = false): Generator<Buffer, boolean> {
+    let remaining = length;
+    let at = position;
+    while (remaining > 0) {
+      const want = Math.min(this.batch - this.pos, remaining);
+      let n: number;
+      try {
+        n = fs.readSync(fd, this.out, this.pos, want, sparse ? at : null);
+      } catch (error) {
+        // The header is out already: keep the archive consistent and say the content is incomplete.
+        throw new OperationError(`reading ./${displayName(rel)} failed: ${describeSystemError(error)}`, 'SOURCE_READ');
+      }
+      if (n === 0) {
+        this.warn({ path, problem: `shrank while being read (at byte ${at}); the rest is zero-filled` });
+        yield* this.fillZeros(remaining, hash);
+        return true;
+      }
+      hash.update(this.out.subarray(this.pos, this.pos + n));
+      this.pos += n;
+      at += n;
+      remaining -= n;
+      this.bytesRead += n;
+      if (this.pos === this.batch) {
+        this.flush();
+        yield* this.takeReady();
+      }
+    }
+    return false;
+  }
+
+  /** Zeros into the stream and the hash, a batch at a time. */
+  private *fillZeros(count: number, hash: ContentHash): Generator<Buffer> {
+    let remaining = count;
+    while (remaining > 0) {
+      const z = Math.min(this.batch - this.pos, remaining);
+      this.out.fill(0, this.pos, this.pos + z);
+      hash.update(this.out.subarray(this.pos, this.pos + z));
+      this.pos += z;
+      remaining -= z;
+      if (this.pos === this.batch) {
+        this.flush();
+        yield* this.takeReady();
+      }
+    }
+  }
+
+  private *copySparse(fd: number, path: string, extents: readonly Extent[], size: number, hash: ContentHash): Generator<Buffer, boolean> {
+    let position = 0;
+    let shrank = false;
+    for (const extent of extents) {
+      hash.zeros(extent.offset - position);
+      if (shrank) {
+        // Keep the stream consistent with the header: zeros for the rest.
+        yield* this.fillZeros(extent.length, hash);
+      } else {
+        shrank = yield* this.copy(fd, path.slice(2), path, extent.offset, extent.length, hash, true);
+      }
+      position = extent.offset + extent.length;
+    }
+    hash.zeros(size - position);
+    return shrank;
+  }
+
+  /** Writes an entry's headers (pax when needed, then ustar); returns the tar offset where they start. */
+  private header(fields: HeaderFields): number {
+    const offset = this.tarBytes + this.pos;
+    const records: [string, PaxValue][] = [];
+    let ustarPath = fields.path;
+    if (fields.sparse) {
+      records.push(['GNU.sparse.major', '1'], ['GNU.sparse.minor', '0'], ['GNU.sparse.name', encodeName(fields.path)], ['GNU.sparse.realsize', String(fields.sparse.realSize)]);
+      ustarPath = sparseStandIn(fields.path);
+    } else if (!fitsUstar(fields.path)) {
+      records.push(['path', encodeName(fields.path)]);
+      ustarPath = standIn(fields.path);
+    }
     const linkpath = fields.linkpath ?? '';
-    // Names that plain ustar cannot hold exactly go into a pax header; the ustar fields then get
-    // a short ASCII stand-in (never ustar's prefix split, which tars read back differently).
-    const longPath = !fitsUstar(fields.path);
-    const longLink = !fitsUstar(linkpath);
-    const block = Buffer.alloc(BLOCK);
-    const header = new Header({
-      path: longPath ? standIn(fields.path) : fields.path,
-      type: fields.type as never,
-      size: fields.size,
+    let ustarLink = linkpath;
+    if (!fitsUstar(linkpath)) {
+      records.push(['linkpath', encodeName(linkpath)]);
+      ustarLink = standIn(linkpath);
+    }
+    if (fields.size > MAX_OCTAL_SIZE) records.push(['size', String(fields.size)]);
+    if (fields.uid > MAX_OCTAL_ID) records.push(['uid', String(fields.uid)]);
+    if (fields.gid > MAX_OCTAL_ID) records.push(['gid', String(fields.gid)]);
+    const { sec, nsec } = fields.mtime;
+    if (nsec !== 0 || sec < 0 || sec > MAX_OCTAL_SIZE) records.push(['mtime', formatPaxTime(fields.mtime)]);
+    if (fields.xattrs) records.push(...xattrPaxRecords(fields.xattrs));
+    if (records.length > 0) {
+      const length = paxLength(records);
+      this.block();
+      writeUstar(this.out, this.pos, { name: standIn(paxName(fields.path)), type: 'ExtendedHeader', mode: 0o644, uid: 0, gid: 0, size: length, mtime: 0, linkname: '' });
+      this.advance(BLOCK);
+      this.putPax(records);
+      this.padToBlock(length);
+    }
+    this.block();
+    writeUstar(this.out, this.pos, {
+      name: ustarPath,
+      type: fields.type,
       mode: fields.mode,
       uid: fields.uid,
       gid: fields.gid,
-      mtime: new Date(fields.mtime * 1000),
-      linkpath: longLink ? standIn(linkpath) : linkpath,
-      uname: '',
-      gname: '',
+      size: fields.size,
+      mtime: sec,
+      linkname: ustarLink,
     });
-    const numbersNeedPax = header.encode(block);
-    if (longPath || longLink || numbersNeedPax) {
-      const pax = new Pax({
-        path: fields.path,
-        linkpath: linkpath || undefined,
-        size: fields.size > 0o77777777777 ? fields.size : undefined,
-        uid: fields.uid > 0o7777777 ? fields.uid : undefined,
-        gid: fields.gid > 0o7777777 ? fields.gid : undefined,
-      });
-      this.put(pax.encode());
+    this.advance(BLOCK);
+    return offset;
+  }
+
+  /** Makes room for one header block at pos (blocks never straddle a batch: everything is 512-aligned). */
+  private block(): void {
+    if (this.pos + BLOCK > this.batch) this.flush();
+  }
+
+  private advance(n: number): void {
+    this.pos += n;
+    if (this.pos === this.batch) this.flush();
+  }
+
+  /** Pax records straight into the stream, without building the body on its own. */
+  private putPax(records: readonly (readonly [string, PaxValue])[]): void {
+    for (const [key, raw] of records) {
+      const valueLength = typeof raw === 'string' ? Buffer.byteLength(raw, 'utf8') : raw.length;
+      const rest = key.length + valueLength + 3;
+      let length = rest + String(rest).length;
+      if (String(length).length !== String(rest).length) length = rest + String(length).length;
+      const head = `${length} ${key}=`;
+      if (typeof raw === 'string' && this.pos + length <= this.batch) {
+        this.pos += this.out.write(`${head}${raw}\n`, this.pos, 'utf8');
+        if (this.pos === this.batch) this.flush();
+        continue;
+      }
+      this.put(Buffer.from(head, 'latin1'));
+      this.put(typeof raw === 'string' ? Buffer.from(raw, 'utf8') : raw);
+      this.put(NEWLINE);
     }
-    this.put(block);
   }
 
   private put(data: Buffer): void {
@@ -295,12 +476,53 @@ export class TarPacker {
   }
 }
 
+const NEWLINE = Buffer.from('\n');
+
+function manifestMeta(meta: { mode: number; uid: number; gid: number; mtime: Time }): Pick<ManifestFile, 'mode' | 'mtime' | 'mtimeNsec' | 'uid' | 'gid'> {
+  return meta.mtime.nsec === 0
+    ? { mode: meta.mode, mtime: meta.mtime.sec, uid: meta.uid, gid: meta.gid }
+    : { mode: meta.mode, mtime: meta.mtime.sec, mtimeNsec: meta.mtime.nsec, uid: meta.uid, gid: meta.gid };
+}
+
+function xattrField(xattrs: readonly Xattr[] | undefined): { xattrs?: Record<string, string> } {
+  const record = xattrRecord(xattrs);
+  return record ? { xattrs: record } : {};
+}
+
+function readLink(path: Buffer): string {
+  const target = fs.readlinkSync(path);
+  // Node replaces bytes that are not UTF-8 by U+FFFD; such a target is read again as bytes.
+  if (!target.includes('\ufffd')) return target;
+  return decodeName(fs.readlinkSync(path, { encoding: 'buffer' }));
+}
+
 function fitsUstar(name: string): boolean {
   return name.length < 100 && /^[\x20-\x7e]*$/.test(name);
 }
 
 function standIn(name: string): string {
   return name.replace(/[^\x20-\x7e]/g, '_').slice(0, 99);
+}
+
+function baseName(path: string): string {
+  const trimmed = path.replace(/\/+$/, '');
+  return trimmed.slice(trimmed.lastIndexOf('/') + 1) || '.';
+}
+
+function dirName(path: string): string {
+  const trimmed = path.replace(/\/+$/, '');
+  const slash = trimmed.lastIndexOf('/');
+  return slash <= 0 ? '.' : trimmed.slice(0, slash);
+}
+
+/** The ustar name of a pax header entry, as GNU tar names it: `<dir>/PaxHeaders/<name>`. */
+function paxName(path: string): string {
+  return `${dirName(path)}/PaxHeaders/${baseName(path)}`.slice(-99);
+}
+
+/** The ustar name of a sparse file's entry, as GNU tar names it, so a tar without sparse support does not write over the real name. */
+function sparseStandIn(path: string): string {
+  return standIn(`${dirName(path)}/GNUSparseFile.0/${baseName(path)}`);
 }
 
 const UNREADABLE_HINT = 'fix its permissions, run as root (the chart adds CAP_DAC_READ_SEARCH), exclude it with --exclude, or pass --skip-unreadable';

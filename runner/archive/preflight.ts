@@ -1,12 +1,16 @@
 import fs from 'node:fs';
 import { OperationError, describeSystemError } from '../errors.js';
 import { humanBytes } from '../log.js';
+import { displayName } from './names.js';
 import { type ExcludeMatcher, entryKind, specialFileName, walkTree } from './walk.js';
 
 export interface SourceScan {
   entries: number;
   files: number;
+  /** Apparent size of the regular files. */
   bytes: number;
+  /** What the archive has to hold of them: allocated size where smaller (sparse files). */
+  dataBytes: number;
   /** Entries that cannot be archived: unreadable, special files. */
   problems: { path: string; problem: string }[];
   /** Nothing but the root (and an empty lost+found, which every fresh ext4 volume has). */
@@ -21,17 +25,17 @@ export interface SourceScan {
  * before it starts instead of at the end.
  */
 export function scanSource(source: string, exclude: ExcludeMatcher, avoid?: { dev: number; ino: number }): SourceScan {
-  const scan: SourceScan = { entries: 0, files: 0, bytes: 0, problems: [], empty: true };
+  const scan: SourceScan = { entries: 0, files: 0, bytes: 0, dataBytes: 0, problems: [], empty: true };
   for (const entry of walkTree(source, exclude)) {
     // The backup directory reached inside the source by a path no path check can see (a bind
     // mount, a second mount of the same volume): the backup would archive itself.
-    if (avoid && entry.stat?.isDirectory() && entry.stat.dev === avoid.dev && entry.stat.ino === avoid.ino) {
-      scan.contains ??= `./${entry.rel}`;
+    if (avoid && entry.stat?.isDirectory() && entry.stat.dev === BigInt(avoid.dev) && entry.stat.ino === BigInt(avoid.ino)) {
+      scan.contains ??= `./${displayName(entry.rel)}`;
       continue;
     }
     if (entry.error) {
       // Vanished, or a directory replaced by a file since it was listed: the source is changing, not unreadable.
-      if (entry.error.code !== 'ENOENT' && entry.error.code !== 'ENOTDIR') scan.problems.push({ path: `./${entry.rel}`, problem: describeSystemError(entry.error).replace(/ \(.*\)$/, '') });
+      if (entry.error.code !== 'ENOENT' && entry.error.code !== 'ENOTDIR') scan.problems.push({ path: `./${displayName(entry.rel)}`, problem: describeSystemError(entry.error).replace(/ \(.*\)$/, '') });
       continue;
     }
     const stat = entry.stat!;
@@ -39,16 +43,18 @@ export function scanSource(source: string, exclude: ExcludeMatcher, avoid?: { de
     if (entry.rel !== '' && entry.rel !== 'lost+found') scan.empty = false;
     const kind = entryKind(stat);
     if (kind === undefined) {
-      scan.problems.push({ path: `./${entry.rel}`, problem: `is a ${specialFileName(stat)}` });
+      scan.problems.push({ path: `./${displayName(entry.rel)}`, problem: `is a ${specialFileName(stat)}` });
       continue;
     }
     if (kind === 'file') {
       scan.files++;
-      scan.bytes += stat.size;
+      const size = Number(stat.size);
+      scan.bytes += size;
+      scan.dataBytes += Math.min(size, Number(stat.blocks) * 512);
       try {
-        fs.accessSync(entry.abs, fs.constants.R_OK);
+        fs.accessSync(entry.path, fs.constants.R_OK);
       } catch (error) {
-        scan.problems.push({ path: `./${entry.rel}`, problem: describeSystemError(error).replace(/ \(.*\)$/, '') });
+        scan.problems.push({ path: `./${displayName(entry.rel)}`, problem: describeSystemError(error).replace(/ \(.*\)$/, '') });
       }
     }
   }
@@ -67,6 +73,7 @@ export function describeProblems(problems: { path: string; problem: string }[]):
  * half the source for compressed and the full source for uncompressed archives.
  */
 export function checkFreeSpace(dest: string, sourceBytes: number, estimatedRatio: number | undefined, compressed: boolean): void {
+  // sourceBytes: the data the archive must hold (sparse files count with their allocated size).
   const stats = fs.statfsSync(dest);
   const free = stats.bavail * stats.bsize;
   const ratio = estimatedRatio ?? (compressed ? 2 : 1);

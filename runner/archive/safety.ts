@@ -1,6 +1,8 @@
 import { IntegrityError } from '../errors.js';
 import { entryTypeOf } from './check.js';
 import type { EntryType } from './manifest.js';
+import { displayName } from './names.js';
+import { type Fingerprint, PathKinds, SymlinkStore, fingerprints } from './path-index.js';
 import type { EntrySink, TarEntry, TarVisitor } from './tar-reader.js';
 
 /**
@@ -24,6 +26,11 @@ import type { EntrySink, TarEntry, TarVisitor } from './tar-reader.js';
  *   "write through a symlink" attack), and a directory and a non-directory may not share a path.
  *
  * Every refusal is an IntegrityError with code UNSAFE (exit 3).
+ *
+ * Memory does not grow with the length of the names: what each path holds is kept as a
+ * fingerprint in a compact table and symlink targets spill to a temporary file beyond a few
+ * thousand (path-index.ts), so a hostile archive of a million entries costs megabytes, not
+ * its names.
  */
 
 export type EntryKind = EntryType;
@@ -38,6 +45,14 @@ export interface SafeEntry {
 
 /** Ancestor or entry kinds as recorded per path; `implicit` is a parent directory the archive never listed. */
 type Seen = EntryKind | 'implicit';
+
+const SEEN_CODES: Record<Seen, number> = { dir: 1, implicit: 2, file: 3, symlink: 4, hardlink: 5 };
+const SEEN_KINDS: (Seen | undefined)[] = [undefined, 'dir', 'implicit', 'file', 'symlink', 'hardlink'];
+
+/** Symlink targets by root-relative path. */
+export interface LinkLookup {
+  get(rel: string): string | undefined;
+}
 
 const MAX_LINK_DEPTH = 40;
 
@@ -54,7 +69,7 @@ export class UnsafeEntryError extends IntegrityError {
     readonly entryPath: string,
     readonly reason: string,
   ) {
-    super(`refusing to restore: archive entry ${JSON.stringify(entryPath)} ${reason}; nothing was written to the target`, 'UNSAFE');
+    super(`refusing to restore: archive entry ${JSON.stringify(displayName(entryPath))} ${reason}; nothing was written to the target`, 'UNSAFE');
   }
 }
 
@@ -107,7 +122,7 @@ function parentOf(rel: string): string {
 export function resolveLinkTarget(
   dirParts: readonly string[],
   target: string,
-  links?: ReadonlyMap<string, string>,
+  links?: LinkLookup,
   depth = 0,
   allowAbsolute = false,
 ): readonly string[] | undefined {
@@ -143,17 +158,17 @@ export function symlinkEscapes(linkRel: string, target: string): boolean {
  * read-only safety pass is `readArchive(file, c, new SafetyRules())` + `finish()`.
  */
 export class SafetyRules implements TarVisitor {
-  /** What each path holds so far (the archive's view of the tree it creates). */
-  private readonly seen = new Map<string, Seen>();
+  /** What each path holds so far (the archive's view of the tree it creates), by fingerprint. */
+  private readonly seen = new PathKinds();
   /** Symlinks created so far: path → target. */
-  readonly symlinks = new Map<string, string>();
-  /** Sum of regular file sizes. */
+  readonly symlinks = new SymlinkStore();
+  /** Sum of regular file sizes (the data the archive stores, sparse files without holes). */
   totalBytes = 0;
   entries = 0;
   private readonly allowAbsolute: boolean;
 
   constructor(options: SafetyOptions = {}) {
-    this.seen.set('', 'dir');
+    fingerprints('', (_end, fp) => this.seen.set(fp, SEEN_CODES.dir));
     this.allowAbsolute = options.allowAbsoluteSymlinks === true;
   }
 
@@ -172,8 +187,8 @@ export class SafetyRules implements TarVisitor {
       if (kind !== 'dir') throw new UnsafeEntryError(entry.path, 'would replace the target directory itself with a non-directory');
       return { rel, kind };
     }
-    this.checkAncestors(entry.path, rel);
-    const previous = this.seen.get(rel);
+    const own = this.checkAncestors(entry.path, rel);
+    const previous = SEEN_KINDS[this.seen.get(own)];
     if (previous !== undefined) {
       const wasDir = previous === 'dir' || previous === 'implicit';
       if (wasDir !== (kind === 'dir')) {
@@ -187,15 +202,15 @@ export class SafetyRules implements TarVisitor {
       if (entry.linkpath.startsWith('/') && !this.allowAbsolute) {
         throw new UnsafeEntryError(
           entry.path,
-          `is a symlink to the absolute path ${JSON.stringify(entry.linkpath)}, outside the target (--allow-absolute-symlinks recreates such links as they are)`,
+          `is a symlink to the absolute path ${JSON.stringify(displayName(entry.linkpath))}, outside the target (--allow-absolute-symlinks recreates such links as they are)`,
         );
       }
       const dir = parentOf(rel);
       if (!resolveLinkTarget(dir === '' ? [] : dir.split('/'), entry.linkpath, this.symlinks, 0, this.allowAbsolute)) {
-        throw new UnsafeEntryError(entry.path, `is a symlink to ${JSON.stringify(entry.linkpath)}, which points outside the target`);
+        throw new UnsafeEntryError(entry.path, `is a symlink to ${JSON.stringify(displayName(entry.linkpath))}, which points outside the target`);
       }
       this.symlinks.set(rel, entry.linkpath);
-    } else {
+    } else if (previous === 'symlink') {
       this.symlinks.delete(rel);
     }
     if (kind === 'hardlink') {
@@ -203,30 +218,36 @@ export class SafetyRules implements TarVisitor {
       try {
         target = normalizeEntryPath(entry.linkpath);
       } catch {
-        throw new UnsafeEntryError(entry.path, `is a hard link to ${JSON.stringify(entry.linkpath)}, outside the target`);
+        throw new UnsafeEntryError(entry.path, `is a hard link to ${JSON.stringify(displayName(entry.linkpath))}, outside the target`);
       }
-      const targetKind = this.seen.get(target);
+      let targetKind: Seen | undefined;
+      fingerprints(target, (end, fp) => {
+        if (end === target.length) targetKind = SEEN_KINDS[this.seen.get(fp)];
+      });
       if (target === rel || (targetKind !== 'file' && targetKind !== 'hardlink')) {
-        throw new UnsafeEntryError(entry.path, `is a hard link to ${JSON.stringify(entry.linkpath)}, which is not a regular file earlier in the archive`);
+        throw new UnsafeEntryError(entry.path, `is a hard link to ${JSON.stringify(displayName(entry.linkpath))}, which is not a regular file earlier in the archive`);
       }
       linkRel = target;
     }
-    if (kind === 'file') this.totalBytes += entry.size;
-    if (previous !== 'dir') this.seen.set(rel, kind);
+    if (kind === 'file') this.totalBytes += entry.storedSize ?? entry.size;
+    if (previous !== 'dir') this.seen.set(own, SEEN_CODES[kind]);
     return linkRel === undefined ? { rel, kind } : { rel, kind, linkRel };
   }
 
-  /** Every ancestor must be a directory (listed or implicit); records implicit parents. */
-  private checkAncestors(raw: string, rel: string): void {
-    let slash = rel.indexOf('/');
-    while (slash !== -1) {
-      const ancestor = rel.slice(0, slash);
-      const seen = this.seen.get(ancestor);
-      if (seen === undefined) this.seen.set(ancestor, 'implicit');
-      else if (seen === 'symlink') throw new UnsafeEntryError(raw, `would be written through the symlink ./${ancestor} created earlier by the archive`);
-      else if (seen !== 'dir' && seen !== 'implicit') throw new UnsafeEntryError(raw, `would be written below ./${ancestor}, which the archive created as a ${seen}`);
-      slash = rel.indexOf('/', slash + 1);
-    }
+  /** Every ancestor must be a directory (listed or implicit); records implicit parents. Returns the entry's own fingerprint. */
+  private checkAncestors(raw: string, rel: string): Fingerprint {
+    let own: Fingerprint | undefined;
+    fingerprints(rel, (end, fp) => {
+      if (end === rel.length) {
+        own = fp;
+        return;
+      }
+      const seen = SEEN_KINDS[this.seen.get(fp)];
+      if (seen === undefined) this.seen.set(fp, SEEN_CODES.implicit);
+      else if (seen === 'symlink') throw new UnsafeEntryError(raw, `would be written through the symlink ./${displayName(rel.slice(0, end))} created earlier by the archive`);
+      else if (seen !== 'dir' && seen !== 'implicit') throw new UnsafeEntryError(raw, `would be written below ./${displayName(rel.slice(0, end))}, which the archive created as a ${seen}`);
+    });
+    return own!;
   }
 
   /**
@@ -234,12 +255,21 @@ export class SafetyRules implements TarVisitor {
    * set of symlinks, still stays inside the root. Throws UnsafeEntryError otherwise.
    */
   finish(): void {
-    for (const [rel, target] of this.symlinks) {
-      const dir = parentOf(rel);
-      if (!resolveLinkTarget(dir === '' ? [] : dir.split('/'), target, this.symlinks, 0, this.allowAbsolute)) {
-        throw new UnsafeEntryError(`./${rel}`, `is a symlink to ${JSON.stringify(target)}, which through other symlinks of the archive points outside the target`);
+    try {
+      for (const [rel, target] of this.symlinks.entries()) {
+        const dir = parentOf(rel);
+        if (!resolveLinkTarget(dir === '' ? [] : dir.split('/'), target, this.symlinks, 0, this.allowAbsolute)) {
+          throw new UnsafeEntryError(`./${rel}`, `is a symlink to ${JSON.stringify(displayName(target))}, which through other symlinks of the archive points outside the target`);
+        }
       }
+    } finally {
+      this.symlinks.close();
     }
+  }
+
+  /** Releases the temporary file of a rule set that will not be finished (a failed read). */
+  close(): void {
+    this.symlinks.close();
   }
 }
 
@@ -268,7 +298,10 @@ export class RestorabilityCheck implements TarVisitor {
 
   /** After the whole archive was read: the entry restore would refuse, if any. */
   finish(): UnsafeEntryError | undefined {
-    if (this.refusal) return this.refusal;
+    if (this.refusal) {
+      this.rules.close();
+      return this.refusal;
+    }
     try {
       this.rules.finish();
     } catch (error) {
@@ -276,5 +309,10 @@ export class RestorabilityCheck implements TarVisitor {
       this.refusal = error;
     }
     return this.refusal;
+  }
+
+  /** Releases the rules' temporary file when the read failed before finish. */
+  close(): void {
+    this.rules.close();
   }
 }

@@ -1,16 +1,22 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { DirectoryBase } from './long-paths.js';
+import { decodeName } from './names.js';
 
 /**
- * Depth-first walk of a source tree in a stable order (names sorted), each directory before
- * its contents, as tar stores it. Problems (a directory that cannot be listed, an entry that
- * vanished) come out as entries with `error`, so the caller decides whether to skip or fail.
+ * Depth-first walk of a source tree in a stable order (names sorted, see compareWalkOrder),
+ * each directory before its contents, as tar stores it. Names are read as bytes (a name that is
+ * not valid UTF-8 keeps its exact bytes, see names.ts), and directories of any depth are walked
+ * (see long-paths.ts). Problems (a directory that cannot be listed, an entry that vanished)
+ * come out as entries with `error`, so the caller decides whether to skip or fail.
  */
 export interface WalkEntry {
-  /** Path relative to the root, '' for the root itself, '/'-separated. */
+  /** Path relative to the root, '' for the root itself, '/'-separated, lossless (names.ts). */
   rel: string;
-  abs: string;
-  stat?: fs.Stats;
+  /** A path for system calls on this entry (absolute, or through a directory descriptor). */
+  path: Buffer;
+  /** lstat with nanosecond times. */
+  stat?: fs.BigIntStats;
   error?: NodeJS.ErrnoException;
 }
 
@@ -39,55 +45,126 @@ export function excludeMatcher(patterns: readonly string[]): ExcludeMatcher {
     });
 }
 
-export function* walkTree(root: string, exclude: ExcludeMatcher): Generator<WalkEntry> {
-  let rootStat: fs.Stats;
-  try {
-    rootStat = fs.lstatSync(root);
-  } catch (error) {
-    yield { rel: '', abs: root, error: error as NodeJS.ErrnoException };
-    return;
+/**
+ * A walk of one tree. Descriptors of deep directories (long-paths.ts) are closed only once
+ * `closeDelay` more entries were produced, so a consumer that reads up to that many entries
+ * ahead can still use every entry's path; `close()` releases the rest.
+ */
+export class TreeWalker {
+  private produced = 0;
+  private readonly toClose: { after: number; base: DirectoryBase }[] = [];
+
+  constructor(
+    private readonly root: string,
+    private readonly exclude: ExcludeMatcher,
+    private readonly closeDelay = 0,
+  ) {}
+
+  *entries(): Generator<WalkEntry> {
+    const base = DirectoryBase.ofPath(this.root);
+    const rootPath = base.self;
+    let rootStat: fs.BigIntStats;
+    try {
+      rootStat = fs.lstatSync(rootPath, { bigint: true });
+    } catch (error) {
+      yield { rel: '', path: rootPath, error: error as NodeJS.ErrnoException };
+      return;
+    }
+    yield this.count({ rel: '', path: rootPath, stat: rootStat });
+    yield* this.directory(base, '');
   }
-  yield { rel: '', abs: root, stat: rootStat };
-  yield* walkDirectory(root, '', exclude);
+
+  close(): void {
+    for (const { base } of this.toClose.splice(0)) base.close();
+  }
+
+  private count(entry: WalkEntry): WalkEntry {
+    this.produced++;
+    while (this.toClose.length > 0 && this.toClose[0]!.after <= this.produced) this.toClose.shift()!.base.close();
+    return entry;
+  }
+
+  private *directory(base: DirectoryBase, rel: string): Generator<WalkEntry> {
+    let names: string[];
+    try {
+      names = readNames(base.self);
+    } catch (error) {
+      yield this.count({ rel, path: base.self, error: error as NodeJS.ErrnoException });
+      return;
+    }
+    for (const name of names) {
+      const childPath = base.child(name);
+      const childRel = rel === '' ? name : `${rel}/${name}`;
+      let stat: fs.BigIntStats;
+      try {
+        stat = fs.lstatSync(childPath, { bigint: true });
+      } catch (error) {
+        yield this.count({ rel: childRel, path: childPath, error: error as NodeJS.ErrnoException });
+        continue;
+      }
+      if (this.exclude(childRel, stat.isDirectory())) continue;
+      yield this.count({ rel: childRel, path: childPath, stat });
+      if (!stat.isDirectory()) continue;
+      let child: DirectoryBase;
+      try {
+        child = base.descend(name);
+      } catch (error) {
+        yield this.count({ rel: childRel, path: childPath, error: error as NodeJS.ErrnoException });
+        continue;
+      }
+      try {
+        yield* this.directory(child, childRel);
+      } finally {
+        if (child.fd !== undefined) this.toClose.push({ after: this.produced + this.closeDelay, base: child });
+        if (this.closeDelay === 0) this.close();
+      }
+    }
+  }
 }
 
-function* walkDirectory(abs: string, rel: string, exclude: ExcludeMatcher): Generator<WalkEntry> {
-  let names: string[];
+/** Every entry of a tree, in walk order (for consumers that do not read ahead). */
+export function* walkTree(root: string, exclude: ExcludeMatcher): Generator<WalkEntry> {
+  const walker = new TreeWalker(root, exclude);
   try {
-    names = fs.readdirSync(abs);
-  } catch (error) {
-    yield { rel, abs, error: error as NodeJS.ErrnoException };
-    return;
+    yield* walker.entries();
+  } finally {
+    walker.close();
   }
-  names.sort();
-  for (const name of names) {
-    const childAbs = path.join(abs, name);
-    const childRel = rel === '' ? name : `${rel}/${name}`;
-    let stat: fs.Stats;
-    try {
-      stat = fs.lstatSync(childAbs);
-    } catch (error) {
-      yield { rel: childRel, abs: childAbs, error: error as NodeJS.ErrnoException };
-      continue;
-    }
-    if (exclude(childRel, stat.isDirectory())) continue;
-    yield { rel: childRel, abs: childAbs, stat };
-    if (stat.isDirectory()) yield* walkDirectory(childAbs, childRel, exclude);
+}
+
+/** The names in a directory, sorted, as lossless strings; bytes are read only when a name is not UTF-8. */
+export function readNames(dir: Buffer | string): string[] {
+  const names = fs.readdirSync(dir);
+  // Node replaces bytes that are not UTF-8 by U+FFFD; such a listing is read again as bytes.
+  if (names.some((n) => n.includes('\ufffd'))) {
+    return (fs.readdirSync(dir, { encoding: 'buffer' }) as Buffer[]).map(decodeName).sort();
   }
+  return names.sort();
 }
 
 /** What kind of tar entry a stat describes; undefined for what tar archives cannot restore safely. */
-export function entryKind(stat: fs.Stats): 'file' | 'dir' | 'symlink' | undefined {
+export function entryKind(stat: fs.Stats | fs.BigIntStats): 'file' | 'dir' | 'symlink' | undefined {
   if (stat.isFile()) return 'file';
   if (stat.isDirectory()) return 'dir';
   if (stat.isSymbolicLink()) return 'symlink';
   return undefined;
 }
 
-export function specialFileName(stat: fs.Stats): string {
+export function specialFileName(stat: fs.Stats | fs.BigIntStats): string {
   if (stat.isSocket()) return 'socket';
   if (stat.isFIFO()) return 'FIFO';
   if (stat.isCharacterDevice()) return 'character device';
   if (stat.isBlockDevice()) return 'block device';
   return 'unsupported file type';
+}
+
+/** Seconds (floor) and nanoseconds (0–999999999) of a BigInt nanosecond time. */
+export function splitNanoseconds(ns: bigint): { sec: number; nsec: number } {
+  let sec = ns / 1_000_000_000n;
+  let nsec = ns % 1_000_000_000n;
+  if (nsec < 0n) {
+    sec -= 1n;
+    nsec += 1_000_000_000n;
+  }
+  return { sec: Number(sec), nsec: Number(nsec) };
 }

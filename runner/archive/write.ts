@@ -1,13 +1,15 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import type { Compression } from '../config.js';
-import { OperationError, RunnerError, describeSystemError } from '../errors.js';
+import { IntegrityError, OperationError, RunnerError, describeSystemError } from '../errors.js';
 import { humanBytes } from '../log.js';
 import { GarbageGovernor, collectAllGarbage } from '../memory.js';
 import { BufferPool } from './buffer-pool.js';
+import { compareEntry } from './check.js';
 import { CHUNK_BYTES, createCompressor } from './compress.js';
-import type { ManifestFile } from './manifest.js';
+import { MANIFEST_FORMAT, type ManifestFile, type ManifestWriter } from './manifest.js';
 import { type PackWarning, TarPacker } from './pack.js';
+import type { HelperPool } from './syscall-helper.js';
 import { type TarEntry, TarReader } from './tar-reader.js';
 import type { ExcludeMatcher } from './walk.js';
 import type { ArchiveSink } from '../repository/repository.js';
@@ -23,21 +25,34 @@ export interface WriteOptions {
    * repository's archive sink (a bucket upload), which is drained between chunks.
    */
   file: string | ArchiveSink;
+  /** Receives every archived entry (the manifest's file list). */
+  manifest: ManifestWriter;
+  /** Reads xattrs and sparse maps (syscall-helper.ts). */
+  helper?: HelperPool;
+  /** Archive extended attributes, ACLs and capabilities. */
+  xattrs: boolean;
   /** Expected source size, for the out-of-space message. */
   sourceBytes: number;
   signal?: AbortSignal;
   onProgress?: (p: { bytesRead: number; files: number; archiveBytes: number }) => void;
+  onWarning?: (warning: PackWarning) => void;
 }
 
 export interface WrittenArchive {
   sha256: string;
   archiveBytes: number;
   tarBytes: number;
+  /** Sum of regular file sizes, and of the file data stored (sparse files without holes). */
   totalBytes: number;
-  files: ManifestFile[];
+  storedBytes: number;
+  /** Entries in the archive; regular files among them. */
+  entryCount: number;
+  files: number;
+  /** Warnings for the manifest (capped) and how many more there were. */
   warnings: PackWarning[];
-  /** Every entry of the tar stream as parsed back from the bytes handed to the compressor. */
-  entries: TarEntry[];
+  warningsOmitted: number;
+  /** zstd: [compressed offset, tar offset] of every frame. */
+  frames?: [number, number][];
 }
 
 /** Appends compressed bytes to the file and hashes them; remembers the first failure for the writer loop. */
@@ -101,9 +116,43 @@ class ArchiveStream {
 }
 
 /**
+ * The tar stream parsed back as it is produced (headers only: cheap), each entry compared with
+ * the manifest entry the packer wrote for it, in order, up to tar's end-of-archive marker.
+ */
+class StreamCheck {
+  private readonly records: ManifestFile[] = [];
+  private readonly parsed: TarEntry[] = [];
+  readonly reader = new TarReader({ entry: (entry) => this.push(this.parsed, entry) });
+  matched = 0;
+
+  constructor(private readonly label: string) {}
+
+  file(record: ManifestFile): void {
+    this.push(this.records, record);
+  }
+
+  private push<T>(queue: T[], item: T): undefined {
+    queue.push(item);
+    while (this.records.length > 0 && this.parsed.length > 0) {
+      compareEntry(this.parsed.shift()!, this.records.shift()!, MANIFEST_FORMAT, this.label);
+      this.matched++;
+    }
+    return undefined;
+  }
+
+  end(): void {
+    this.reader.end();
+    if (this.records.length !== 0 || this.parsed.length !== 0) {
+      throw new IntegrityError(`${this.label}: the tar stream and the manifest disagree on the number of entries (internal fault); the archive was not kept`, 'ROUND_TRIP');
+    }
+  }
+}
+
+/**
  * Streams the source tree into a new archive file in one pass: tar packing (with per-file
- * hashes) → compression → file, hashing the archive bytes on the way. The file is fsynced
- * before this returns. Memory stays bounded: ~1 MiB chunks and a bounded compression queue.
+ * hashes) → compression → file, hashing the archive bytes on the way, every entry written to
+ * the manifest as it is archived. The file is fsynced before this returns. Memory stays
+ * bounded: ~1–4 MiB chunks, a bounded compression queue, nothing kept per entry.
  */
 export async function writeArchive(options: WriteOptions): Promise<WrittenArchive> {
   const out =
@@ -112,33 +161,44 @@ export async function writeArchive(options: WriteOptions): Promise<WrittenArchiv
       : new ArchiveStream(options.file);
   // Enough buffers for the chunks in flight (compression jobs, one being filled, one queued).
   const pool = new BufferPool(CHUNK_BYTES[options.compression], 5);
-  const packer = new TarPacker({ source: options.source, exclude: options.exclude, skipUnreadable: options.skipUnreadable, pool });
+  const check = new StreamCheck(typeof options.file === 'string' ? options.file : options.file.name);
+  const packer = new TarPacker({
+    source: options.source,
+    exclude: options.exclude,
+    skipUnreadable: options.skipUnreadable,
+    pool,
+    helper: options.helper,
+    xattrs: options.xattrs,
+    onFile: (file) => {
+      options.manifest.file(file);
+      check.file(file);
+    },
+    onWarning: options.onWarning,
+  });
   const onAbort = () => packer.abort(new OperationError('backup stopped by a signal', 'STOPPED'));
   options.signal?.addEventListener('abort', onAbort, { once: true });
-  let parsed: TarEntry[] = [];
   const checkOutput = () => {
     if (out.failure) throw out.failure instanceof RunnerError ? out.failure : outputError(out.failure, out.bytes, options.sourceBytes);
   };
+  let frames: [number, number][] | undefined;
   try {
     const compressor = createCompressor(options.compression, options.level, out.append, (chunk) => pool.give(chunk));
     const governor = new GarbageGovernor();
-    // The stream is parsed back as it is produced (headers only: cheap), so the manifest can be
-    // checked against what the archive really holds, up to tar's end-of-archive marker.
-    const entries: TarEntry[] = [];
-    const reader = new TarReader({ entry: (entry) => void entries.push(entry) });
-    for (const chunk of packer.chunks()) {
-      reader.write(chunk);
+    let entries = 0;
+    for await (const chunk of packer.chunks()) {
+      check.reader.write(chunk);
       await compressor.write(chunk);
-      governor.processed(chunk.length);
+      governor.processed(chunk.length, packer.entries - entries);
+      entries = packer.entries;
       await out.drain();
       checkOutput();
-      options.onProgress?.({ bytesRead: packer.bytesRead, files: packer.files.length, archiveBytes: out.bytes });
+      options.onProgress?.({ bytesRead: packer.bytesRead, files: packer.entries, archiveBytes: out.bytes });
     }
     await compressor.end();
     await out.drain();
     checkOutput();
-    reader.end();
-    parsed = entries;
+    check.end();
+    frames = compressor.frames;
     try {
       out.finish();
     } catch (error) {
@@ -153,14 +213,17 @@ export async function writeArchive(options: WriteOptions): Promise<WrittenArchiv
     sha256: out.hash.digest('hex'),
     archiveBytes: out.bytes,
     tarBytes: packer.tarBytes,
-    totalBytes: packer.files.reduce((sum, f) => sum + (f.type === 'file' ? f.size : 0), 0),
+    totalBytes: packer.totalBytes,
+    storedBytes: packer.storedBytes,
+    entryCount: packer.entries,
     files: packer.files,
     warnings: packer.warnings,
-    entries: parsed,
+    warningsOmitted: packer.warningsOmitted,
+    frames,
   };
 }
 
-function outputError(error: unknown, written: number, sourceBytes: number): OperationError {
+export function outputError(error: unknown, written: number, sourceBytes: number): OperationError {
   const code = (error as NodeJS.ErrnoException)?.code;
   if (code === 'ENOSPC' || code === 'EDQUOT') {
     return new OperationError(

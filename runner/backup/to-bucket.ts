@@ -1,13 +1,25 @@
-import { ManifestChecker } from '../archive/check.js';
-import { serializeManifest } from '../archive/manifest.js';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { scanSource } from '../archive/preflight.js';
 import { excludeMatcher } from '../archive/walk.js';
-import { type BackupSummary, buildManifest, checkScan, round, write } from '../commands/backup.js';
+import {
+  type BackupSummary,
+  type ManifestFile,
+  checkScan,
+  manifestHead,
+  manifestTail,
+  openManifestWriter,
+  round,
+  startHelper,
+  write,
+} from '../commands/backup.js';
 import type { BucketBackupConfig } from '../config.js';
 import type { RunContext } from '../context.js';
+import { IntegrityError } from '../errors.js';
 import { count, humanBytes } from '../log.js';
 import type { Repository } from '../repository/repository.js';
-import { compareNewestFirst } from '../store/naming.js';
+import { compareNewestFirst, manifestName } from '../store/naming.js';
 import { pickArchiveName } from './name.js';
 import { pruneBucket, underBucketLock } from './offsite.js';
 
@@ -45,17 +57,27 @@ async function backupInto(bucket: Repository, config: BucketBackupConfig, ctx: R
   });
   // The source size bounds the archive (plus tar headers): enough for the part plan.
   const sink = await bucket.createArchive(name, { sizeHint: Math.ceil(scan.bytes * 1.05) + scan.entries * 1024 + 1024 * 1024, signal: ctx.signal });
+  // The manifest is written as the archive is, into a scratch file of its own (mode 0600) in the
+  // temporary directory — a manifest, never anything of the archive's size — then streamed up as
+  // the manifest object last.
+  const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'pvc-backup-manifest-'));
+  const forgetScratch = ctx.cleanup.add('remove the manifest scratch file', () => fs.rmSync(scratch, { recursive: true, force: true }));
+  const helper = startHelper(config, ctx);
+  let manifest: ManifestFile | undefined;
   try {
-    const written = await write(config, exclude, sink, scan.bytes, ctx);
-    for (const warning of written.warnings) log.warn('backup.file-warning', `${warning.path}: ${warning.problem}`, { ...warning });
-    const manifest = buildManifest(config, name, started, written, ctx);
-    const checker = new ManifestChecker({ label: name, sha256: manifest.sha256, manifest, contentHashes: false });
-    for (const entry of written.entries) checker.entry(entry);
-    checker.finish({ sha256: written.sha256, archiveBytes: sink.bytes, tarBytes: written.tarBytes, entries: written.entries.length });
-    manifest.verification = { at: ctx.now().toISOString(), ok: true };
-    manifest.durationSeconds = round((ctx.now().getTime() - started.getTime()) / 1000);
-    const stored = await sink.commit({ sha256: written.sha256, manifest: serializeManifest(manifest) });
-    log.info('backup.verified', `${name} verified while uploading and checked in ${bucket.location}: ${count(manifest.entryCount, 'entry')}, sha256 ${stored.sha256}`, {
+    manifest = openManifestWriter(path.join(scratch, manifestName(name)), manifestHead(config, name, started, ctx), scan.bytes);
+    fs.chmodSync(manifest.file, 0o600);
+    // Every compressed piece decoded back, every entry compared with the manifest on the way (write.ts).
+    const written = await write(config, exclude, sink, manifest.writer, helper, scan.bytes, ctx);
+    helper?.close();
+    if (sink.bytes !== written.archiveBytes) {
+      throw new IntegrityError(`${name}: ${written.archiveBytes} bytes were written but the upload holds ${sink.bytes}; nothing was published`, 'ROUND_TRIP');
+    }
+    manifest.writer.finish(manifestTail(written, started, ctx));
+    fs.fsyncSync(manifest.fd);
+    manifest.close();
+    const stored = await sink.commit({ sha256: written.sha256, manifest: { file: manifest.file } });
+    log.info('backup.verified', `${name} verified while uploading and checked in ${bucket.location}: ${count(written.entryCount, 'entry')}, sha256 ${stored.sha256}`, {
       archive: name,
       location: stored.location,
     });
@@ -64,11 +86,11 @@ async function backupInto(bucket: Repository, config: BucketBackupConfig, ctx: R
       archive: name,
       bytesIn: written.totalBytes,
       bytesOut: written.archiveBytes,
-      files: written.files.filter((f) => f.type === 'file').length,
-      entries: written.files.length,
+      files: written.files,
+      entries: written.entryCount,
       sha256: written.sha256,
       durationSeconds: round((ctx.now().getTime() - started.getTime()) / 1000),
-      warnings: written.warnings.length,
+      warnings: written.warnings.length + written.warningsOmitted,
       remote: stored.location,
     };
     log.info(
@@ -80,6 +102,11 @@ async function backupInto(bucket: Repository, config: BucketBackupConfig, ctx: R
   } catch (error) {
     await sink.abort();
     throw error;
+  } finally {
+    manifest?.close();
+    helper?.close();
+    fs.rmSync(scratch, { recursive: true, force: true });
+    forgetScratch();
   }
 }
 

@@ -1,16 +1,16 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { ManifestChecker } from '../archive/check.js';
 import { formatChecksumFile, hashFile } from '../archive/hash.js';
-import { MANIFEST_FORMAT, type Manifest, serializeManifest } from '../archive/manifest.js';
+import { MANIFEST_FORMAT, type ManifestHead, type ManifestTail, ManifestWriter } from '../archive/manifest.js';
 import { checkFreeSpace, describeProblems, scanSource } from '../archive/preflight.js';
+import { HelperPool } from '../archive/syscall-helper.js';
 import { excludeMatcher } from '../archive/walk.js';
-import { type WrittenArchive, writeArchive } from '../archive/write.js';
+import { type WrittenArchive, outputError, writeArchive } from '../archive/write.js';
 import type { BackupConfig, BucketBackupConfig } from '../config.js';
 import type { RunContext } from '../context.js';
-import { OperationError, UsageError } from '../errors.js';
+import { IntegrityError, OperationError, UsageError } from '../errors.js';
 import { ProgressReporter, count, humanBytes } from '../log.js';
-import { fsyncDirectory, removeLeftoverPartials, writeFileAtomicSync } from '../store/atomic.js';
+import { fsyncDirectorySync, removeLeftoverPartials, writeFileAtomicSync } from '../store/atomic.js';
 import { listArchives, readManifest } from '../store/catalog.js';
 import { acquireLock, logLockWarnings } from '../store/lock.js';
 import { archiveFileName, manifestName, partialName, sha256Name } from '../store/naming.js';
@@ -75,24 +75,39 @@ export async function backupUnderLock(config: BackupConfig, ctx: RunContext): Pr
     files: scan.files,
   });
   const partial = path.join(config.dest, partialName(name));
-  const forgetPartial = ctx.cleanup.add('remove the partial archive', () => fs.rmSync(partial, { force: true }));
-  const written = await write(config, exclude, partial, scan.bytes, ctx);
-  for (const warning of written.warnings) log.warn('backup.file-warning', `${warning.path}: ${warning.problem}`, { ...warning });
-  const manifest = buildManifest(config, name, started, written, ctx);
-  await verifyPartial(partial, written, manifest, ctx);
-  manifest.durationSeconds = round((ctx.now().getTime() - started.getTime()) / 1000);
-  await publish(config.dest, name, partial, manifest, ctx);
+  const manifestPartial = path.join(config.dest, partialName(manifestName(name)));
+  const forgetPartial = ctx.cleanup.add('remove the partial archive', () => {
+    fs.rmSync(partial, { force: true });
+    fs.rmSync(manifestPartial, { force: true });
+  });
+  const helper = startHelper(config, ctx);
+  const manifest = openManifestWriter(manifestPartial, manifestHead(config, name, started, ctx), scan.bytes);
+  const forgetManifest = ctx.cleanup.add('close the manifest', () => manifest.close());
+  let written: WrittenArchive;
+  try {
+    written = await write(config, exclude, partial, manifest.writer, helper, scan.bytes, ctx);
+    await verifyPartial(partial, written, name, ctx);
+  } catch (error) {
+    manifest.close();
+    throw error;
+  } finally {
+    helper?.close();
+    forgetManifest();
+  }
+  const tail = manifestTail(written, started, ctx);
+  publish(config.dest, name, partial, manifest, tail, ctx);
   forgetPartial();
   if (config.retention) await pruneArchives(config.dest, config.prefix, config.retention, { dryRun: false, log });
+  const warnings = written.warnings.length + written.warningsOmitted;
   const summary: BackupSummary = {
     archive: name,
     bytesIn: written.totalBytes,
     bytesOut: written.archiveBytes,
-    files: written.files.filter((f) => f.type === 'file').length,
-    entries: written.files.length,
+    files: written.files,
+    entries: written.entryCount,
     sha256: written.sha256,
     durationSeconds: round((ctx.now().getTime() - started.getTime()) / 1000),
-    warnings: written.warnings.length,
+    warnings,
   };
   log.info(
     'backup.done',
@@ -101,6 +116,24 @@ export async function backupUnderLock(config: BackupConfig, ctx: RunContext): Pr
     { ...summary },
   );
   return summary;
+}
+
+/** What the manifest records once the archive is written and proven (its head was written first). */
+export function manifestTail(written: WrittenArchive, started: Date, ctx: RunContext): ManifestTail {
+  return {
+    archiveBytes: written.archiveBytes,
+    sha256: written.sha256,
+    tarBytes: written.tarBytes,
+    entryCount: written.entryCount,
+    fileCount: written.files,
+    totalBytes: written.totalBytes,
+    storedBytes: written.storedBytes,
+    frames: written.frames,
+    durationSeconds: round((ctx.now().getTime() - started.getTime()) / 1000),
+    verification: { at: ctx.now().toISOString(), ok: true },
+    warnings: written.warnings,
+    warningsOmitted: written.warningsOmitted || undefined,
+  };
 }
 
 async function removeLeftovers(dest: string, ctx: RunContext): Promise<void> {
@@ -120,8 +153,9 @@ async function preflight(config: BackupConfig, exclude: ReturnType<typeof exclud
   checkScan(config, scan, ctx);
   const previous = (await listArchives(config.dest, config.prefix))[0];
   const previousManifest = previous ? await readManifest(config.dest, previous.name).catch(() => undefined) : undefined;
-  const ratio = previousManifest && previousManifest.archiveBytes > 0 ? previousManifest.totalBytes / previousManifest.archiveBytes : undefined;
-  checkFreeSpace(config.dest, scan.bytes, config.compression === 'none' ? 1 : ratio, config.compression !== 'none');
+  const previousData = previousManifest ? (previousManifest.storedBytes ?? previousManifest.totalBytes) : 0;
+  const ratio = previousManifest && previousManifest.archiveBytes > 0 && previousData > 0 ? previousData / previousManifest.archiveBytes : undefined;
+  checkFreeSpace(config.dest, scan.dataBytes, config.compression === 'none' ? 1 : ratio, config.compression !== 'none');
   return scan;
 }
 
@@ -158,7 +192,69 @@ async function chooseName(config: BackupConfig, started: Date, ctx: RunContext):
   return pickArchiveName({ prefix: config.prefix, compression: config.compression, started, newest, taken, log: ctx.log });
 }
 
-export async function write(config: BackupConfig | BucketBackupConfig, exclude: ReturnType<typeof excludeMatcher>, partial: string | ArchiveSink, sourceBytes: number, ctx: RunContext): Promise<WrittenArchive> {
+/**
+ * The helper process for xattrs and sparse maps. Without it (no perl), the backup still runs:
+ * holes are found by reading, and a warning says that xattrs, ACLs and capabilities are not kept.
+ */
+export function startHelper(config: BackupConfig | BucketBackupConfig, ctx: RunContext): HelperPool | undefined {
+  // Two processes: reading the xattrs of many small files is per-file latency, which they overlap.
+  const helper = HelperPool.start(2);
+  if (typeof helper !== 'string') {
+    ctx.cleanup.add('stop the system-call helper', () => helper.close());
+    return helper;
+  }
+  if (config.xattrs) {
+    ctx.log.warn('backup.no-xattrs', `extended attributes, ACLs and file capabilities are NOT archived: ${helper}; pass --no-xattrs to silence this`, { reason: helper });
+  }
+  return undefined;
+}
+
+export function manifestHead(config: BackupConfig | BucketBackupConfig, name: string, started: Date, ctx: RunContext): ManifestHead {
+  return {
+    format: MANIFEST_FORMAT,
+    prefix: config.prefix,
+    archive: name,
+    createdAt: started.toISOString(),
+    source: config.source,
+    compression: config.compression,
+    level: config.level,
+    excludes: config.excludes,
+    xattrs: config.xattrs,
+    runnerVersion: ctx.version,
+  };
+}
+
+/** The manifest is written as the archive is: into its hidden partial in DEST, renamed at publish. */
+export interface ManifestFile {
+  fd: number;
+  writer: ManifestWriter;
+  file: string;
+  /** Closes the descriptor (idempotent). */
+  close(): void;
+}
+
+export function openManifestWriter(file: string, head: ManifestHead, sourceBytes: number): ManifestFile {
+  let fd: number | undefined;
+  try {
+    fd = fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o644);
+    const opened = fd;
+    let open = true;
+    return {
+      fd,
+      writer: new ManifestWriter(fd, head),
+      file,
+      close: () => {
+        if (open) fs.closeSync(opened);
+        open = false;
+      },
+    };
+  } catch (error) {
+    if (fd !== undefined) fs.closeSync(fd);
+    throw outputError(error, 0, sourceBytes);
+  }
+}
+
+export async function write(config: BackupConfig | BucketBackupConfig, exclude: ReturnType<typeof excludeMatcher>, partial: string | ArchiveSink, manifest: ManifestWriter, helper: HelperPool | undefined, sourceBytes: number, ctx: RunContext): Promise<WrittenArchive> {
   let progress = { bytesRead: 0, files: 0, archiveBytes: 0 };
   const reporter = new ProgressReporter(ctx.log, 'backup.progress', config.progressSeconds, () => ({
     bytes: progress.bytesRead,
@@ -173,70 +269,68 @@ export async function write(config: BackupConfig | BucketBackupConfig, exclude: 
       compression: config.compression,
       level: config.level,
       file: partial,
+      manifest,
+      helper,
+      xattrs: config.xattrs && helper !== undefined,
       sourceBytes,
       signal: ctx.signal,
       onProgress: (p) => (progress = p),
+      onWarning: (warning) => ctx.log.warn('backup.file-warning', `${warning.path}: ${warning.problem}`, { ...warning }),
     });
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException)?.code;
+    if (code === 'ENOSPC' || code === 'EDQUOT') throw outputError(error, progress.archiveBytes, sourceBytes);
+    throw error;
   } finally {
     reporter.stop();
   }
 }
 
-export function buildManifest(config: BackupConfig | BucketBackupConfig, name: string, started: Date, written: WrittenArchive, ctx: RunContext): Manifest {
-  return {
-    format: MANIFEST_FORMAT,
-    prefix: config.prefix,
-    archive: name,
-    createdAt: started.toISOString(),
-    source: config.source,
-    compression: config.compression,
-    level: config.level,
-    archiveBytes: written.archiveBytes,
-    sha256: written.sha256,
-    tarBytes: written.tarBytes,
-    entryCount: written.files.length,
-    totalBytes: written.totalBytes,
-    excludes: config.excludes,
-    warnings: written.warnings,
-    runnerVersion: ctx.version,
-    durationSeconds: 0,
-    files: written.files,
-  };
-}
-
 /**
  * Proves the new archive before it gets its name: every compressed piece was already decoded
- * back to its input while writing (compress.ts), the tar stream was parsed back to its end
- * marker, and here every entry is checked against the manifest and the file on disk is read
- * back and must have the SHA-256 computed while writing. A bad archive never becomes visible.
+ * back to its input while writing (compress.ts), and the tar stream was parsed back to its end
+ * marker with every entry compared to the manifest (write.ts); here the file on disk is read
+ * back and must have the SHA-256 and length computed while writing. A bad archive never
+ * becomes visible.
  */
-async function verifyPartial(partial: string, written: WrittenArchive, manifest: Manifest, ctx: RunContext): Promise<void> {
+async function verifyPartial(partial: string, written: WrittenArchive, name: string, ctx: RunContext): Promise<void> {
   const started = Date.now();
-  const checker = new ManifestChecker({ label: manifest.archive, sha256: manifest.sha256, manifest, contentHashes: false });
-  for (const entry of written.entries) checker.entry(entry);
   const onDisk = await hashFile(partial);
-  checker.finish({ sha256: onDisk.sha256, archiveBytes: onDisk.bytes, tarBytes: written.tarBytes, entries: written.entries.length });
-  manifest.verification = { at: ctx.now().toISOString(), ok: true };
-  ctx.log.info('backup.verified', `${manifest.archive} verified: ${count(manifest.entryCount, 'entry')}, sha256 ${manifest.sha256}`, {
-    archive: manifest.archive,
+  if (onDisk.sha256 !== written.sha256 || onDisk.bytes !== written.archiveBytes) {
+    throw new IntegrityError(
+      `${name}: the file on disk (${onDisk.bytes} bytes, sha256 ${onDisk.sha256}) differs from what was written (${written.archiveBytes} bytes, sha256 ${written.sha256}); the archive was not kept`,
+      'CHECKSUM',
+    );
+  }
+  ctx.log.info('backup.verified', `${name} verified: ${count(written.entryCount, 'entry')}, sha256 ${written.sha256}`, {
+    archive: name,
     seconds: round((Date.now() - started) / 1000),
   });
 }
 
-/** Checksum and manifest first (each written atomically), then the archive's rename makes it visible. */
-async function publish(dest: string, name: string, partial: string, manifest: Manifest, ctx: RunContext): Promise<void> {
-  // The sidecars and the hidden partials writeFileAtomic writes them through: a signal may land mid-write.
+/**
+ * Checksum first (written atomically), then the manifest's tail, fsync and rename, then the
+ * archive's rename makes it visible. Synchronous: a signal lands between the steps, never
+ * during one, so the cleanup registered here always finds what it must remove.
+ */
+function publish(dest: string, name: string, partial: string, manifest: ManifestFile, tail: ManifestTail, ctx: RunContext): void {
   const sidecars = [sha256Name(name), manifestName(name)].flatMap((n) => [n, partialName(n)]).map((n) => path.join(dest, n));
   const forgetSidecars = ctx.cleanup.add('remove the sidecars', () => sidecars.forEach((f) => fs.rmSync(f, { force: true })));
   try {
-    // Synchronous writes: a signal lands between them, never during one, so the cleanup above always works.
-    writeFileAtomicSync(dest, sha256Name(name), formatChecksumFile(manifest.sha256, name));
-    writeFileAtomicSync(dest, manifestName(name), serializeManifest(manifest));
+    writeFileAtomicSync(dest, sha256Name(name), formatChecksumFile(tail.sha256, name));
+    try {
+      manifest.writer.finish(tail);
+      fs.fsyncSync(manifest.fd);
+    } finally {
+      manifest.close();
+    }
+    fs.renameSync(manifest.file, path.join(dest, manifestName(name)));
+    fsyncDirectorySync(dest);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException)?.code;
     if (code !== 'ENOSPC' && code !== 'EDQUOT') throw error;
     throw new OperationError(
-      `the backup volume is full: the archive had reached ${humanBytes(manifest.archiveBytes)} and was verified, but there was no room left for its checksum and manifest files; ` +
+      `the backup volume is full: the archive had reached ${humanBytes(tail.archiveBytes)} and was verified, but there was no room left for its checksum and manifest files; ` +
         'free space (lower keep-last or delete old archives) or give the backup volume more room (storage.size)',
       'NO_SPACE',
       { cause: error },
@@ -244,7 +338,7 @@ async function publish(dest: string, name: string, partial: string, manifest: Ma
   }
   fs.renameSync(partial, path.join(dest, name));
   forgetSidecars();
-  await fsyncDirectory(dest);
+  fsyncDirectorySync(dest);
 }
 
 export function round(n: number): number {

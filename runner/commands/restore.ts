@@ -5,21 +5,23 @@ import { type Expectation, checkArchive } from '../archive/check.js';
 import { isBucketOnly, openBucketArchive, snapshotToBucket, withDest } from '../restore/source.js';
 import type { S3Settings } from '../repository/s3-settings.js';
 import { sniffCompression } from '../archive/compress.js';
-import { Extractor, applyMeta } from '../archive/extract.js';
+import { type EntryMeta, Extractor, applyMeta } from '../archive/extract.js';
 import { parseChecksumFile } from '../archive/hash.js';
-import type { Manifest } from '../archive/manifest.js';
+import type { Manifest, OpenedManifest } from '../archive/manifest.js';
 import type { ReadProgress } from '../archive/read.js';
 import { type SafetyOptions, SafetyRules } from '../archive/safety.js';
+import { HelperPool, errnoName } from '../archive/syscall-helper.js';
 import type { TarVisitor } from '../archive/tar-reader.js';
+import { readNames } from '../archive/walk.js';
 import type { BackupConfig, BucketRestoreConfig, Compression, RestoreConfig } from '../config.js';
 import type { RunContext } from '../context.js';
 import { IntegrityError, OperationError, RunnerError, UsageError, describeSystemError } from '../errors.js';
 import { type Logger, ProgressReporter, count, humanBytes } from '../log.js';
 import { collectAllGarbage } from '../memory.js';
-import { IndexBuilder, type RestorePlan, indexFromManifest, mountsInside, planRestore } from '../restore/plan.js';
+import { IndexBuilder, type PlanAction, type RestorePlan, indexFromManifest, mountsInside, planRestore } from '../restore/plan.js';
 import { CONTROL_PREFIX, KEEP_IN_PLACE, RestoreRun, checkSwapPossible, pendingRecovery, recoverInterrupted, syncFileSystem, tempPrefix } from '../restore/staging.js';
 import { removeLeftoverPartials, writeFileAtomic } from '../store/atomic.js';
-import { type ResolvedArchive, choosePrefix, findArchive, readManifest } from '../store/catalog.js';
+import { type ResolvedArchive, choosePrefix, findArchive, openArchiveManifest } from '../store/catalog.js';
 import { acquireLock, logLockWarnings } from '../store/lock.js';
 import { PRE_RESTORE_SUFFIX, sha256Name } from '../store/naming.js';
 import { backupUnderLock } from './backup.js';
@@ -77,7 +79,10 @@ export interface ArchiveSource {
   /** Checksum and manifest present and used. */
   verified: boolean;
   manifest: Manifest | undefined;
+  opened: OpenedManifest | undefined;
   info: ResolvedArchive;
+  /** Removes what opening it made (a bucket's manifest copied into a scratch file). */
+  dispose?: () => void;
 }
 
 const isRoot = (): boolean => process.getuid?.() === 0;
@@ -97,8 +102,9 @@ export async function runRestore(input: RestoreConfig | BucketRestoreConfig, ctx
     if (requestAlreadyDone(config, ctx.log)) return undefined;
     refuseMounts(config.target);
     recoverInterrupted(config.dest, config.target, ctx.log);
-    const source = await openArchive(config, ctx.log);
+    const source = await openArchive(config, ctx);
     const summary = config.mode === 'replace' ? await restoreReplace(config, ctx, source) : await restoreMerge(config, ctx, source);
+    source.dispose?.();
     if (config.requestId) await recordDone(config, summary);
     ctx.log.info(
       'restore.done',
@@ -188,23 +194,25 @@ function refuseMounts(target: string): void {
 
 // ---------------------------------------------------------------- the archive
 
-async function openArchive(config: RestoreConfig, log: Logger): Promise<ArchiveSource> {
-  if ('remote' in config) return openBucketArchive(config as RestoreConfig & { remote: S3Settings }, log);
+async function openArchive(config: RestoreConfig, ctx: RunContext): Promise<ArchiveSource> {
+  const { log } = ctx;
+  if ('remote' in config) return openBucketArchive(config as RestoreConfig & { remote: S3Settings }, ctx);
   const info = await findArchive(config.dest, config.prefix, config.archive);
   const file = path.join(config.dest, info.name);
   let sha256: string | undefined;
   if (info.hasSha256) sha256 = parseChecksumFile(fs.readFileSync(path.join(config.dest, sha256Name(info.name)), 'utf8'), info.name);
-  let manifest: Manifest | undefined;
+  let opened: OpenedManifest | undefined;
   if (info.hasManifest) {
     try {
-      manifest = await readManifest(config.dest, info.name);
+      opened = openArchiveManifest(config.dest, info.name);
     } catch (error) {
       if (!(error instanceof IntegrityError) || !config.allowUnverified) throw error;
       log.warn('restore.manifest-ignored', `${error.message}; ignored because of --allow-unverified`, { archive: info.name });
     }
   }
+  const manifest = opened?.manifest;
   // Parsing a large manifest leaves tens of MiB of garbage; collect it before the long read.
-  if (manifest) collectAllGarbage();
+  if (opened?.layout === 'whole') collectAllGarbage();
   const verified = !info.foreign && sha256 !== undefined && manifest !== undefined;
   if (!verified) {
     const missing = [sha256 === undefined ? sha256Name(info.name) : '', manifest === undefined ? `${info.name}.manifest.json` : ''].filter(Boolean).join(' and ');
@@ -225,9 +233,10 @@ async function openArchive(config: RestoreConfig, log: Logger): Promise<ArchiveS
     name: info.name,
     file,
     compression,
-    expectation: { label: info.name, sha256, manifest },
+    expectation: { label: info.name, sha256, manifest: opened },
     verified,
     manifest,
+    opened,
     info,
   };
 }
@@ -251,7 +260,7 @@ async function readPass(
   config: RestoreConfig,
   ctx: RunContext,
   source: ArchiveSource,
-  visitor: TarVisitor & { finish(): void },
+  visitor: TarVisitor & { finish(): void | Promise<void> },
   what: { event: string; verb: string; progress?: () => { bytes: number; files: number } },
 ) {
   let read: ReadProgress = { archiveBytes: 0, tarBytes: 0, entries: 0 };
@@ -272,7 +281,7 @@ async function readPass(
   }).start();
   try {
     const result = await checkArchive(source.open ? await source.open() : source.file, source.compression, source.expectation, { visitor, onProgress: (p) => (read = p) });
-    visitor.finish();
+    await visitor.finish();
     return result;
   } catch (error) {
     throw namingArchive(error, source.name);
@@ -296,7 +305,8 @@ async function restoreReplace(config: RestoreConfig, ctx: RunContext, source: Ar
   const chown = isRoot();
   if (!chown) warnNotRoot(log);
 
-  let expectedBytes = source.manifest?.totalBytes;
+  // Sparse files count by the data they hold, not their apparent size.
+  let expectedBytes = source.manifest ? (source.manifest.storedBytes ?? source.manifest.totalBytes) : undefined;
   if (!source.verified) expectedBytes = await safetyPrePass(config, ctx, source);
   checkSwapPossible(target);
   checkTargetSpace(target, expectedBytes ?? 0, 'replace');
@@ -321,7 +331,16 @@ async function restoreReplace(config: RestoreConfig, ctx: RunContext, source: Ar
     }
   };
   const forgetStaging = cleanup.add('remove the staging directory', discard);
-  const extractor = new Extractor({ root: run.stagingPath, merge: false, chown, safety: safetyOptions(config) });
+  const helper = startHelper(config, ctx);
+  const extractor = new Extractor({
+    root: run.stagingPath,
+    merge: false,
+    chown,
+    helper,
+    xattrs: config.xattrs,
+    safety: safetyOptions(config),
+    onWarning: warnAttribute(log),
+  });
   let result;
   let snapshot: string | undefined;
   try {
@@ -341,13 +360,21 @@ async function restoreReplace(config: RestoreConfig, ctx: RunContext, source: Ar
     snapshot = await takeSnapshot(config, ctx, run.topLevelNames);
     if (!syncFileSystem(target)) log.warn('restore.sync-failed', 'could not run sync; the restored data may not be on disk yet if the node loses power now');
   } catch (error) {
+    // The helpers may still be creating files in staging: let them finish before it is removed.
+    await extractor.settle();
+    helper?.close();
     discard();
     forgetStaging();
     throw error;
   }
   forgetStaging();
   // From here on nothing is removed on failure: the journal lets the next run finish the swap.
-  run.swapIn(extractor.rootMeta, log);
+  try {
+    run.swapIn(extractor.rootMeta && plainMeta(extractor.rootMeta), log);
+    await applyRootAttributes(target, extractor.rootMeta, config, helper, log);
+  } finally {
+    helper?.close();
+  }
   return summarize('replace', { source, target, extractor, result, snapshot, started });
 }
 
@@ -373,12 +400,23 @@ async function restoreMerge(config: RestoreConfig, ctx: RunContext, source: Arch
     sidecars: source.verified,
     bytes: expectedBytes,
   });
-  const extractor = new Extractor({ root: target, merge: true, chown, tempPrefix: tempPrefix(run.id), safety: safetyOptions(config) });
+  const helper = startHelper(config, ctx);
+  const extractor = new Extractor({
+    root: target,
+    merge: true,
+    chown,
+    helper,
+    xattrs: config.xattrs,
+    tempPrefix: tempPrefix(run.id),
+    safety: safetyOptions(config),
+    onWarning: warnAttribute(log),
+  });
   let finished = false;
   const finish = () => {
     if (finished) return;
     finished = true;
     extractor.close();
+    helper?.close();
     run.discard();
   };
   const forgetRun = cleanup.add('remove the temporary file', finish);
@@ -389,6 +427,7 @@ async function restoreMerge(config: RestoreConfig, ctx: RunContext, source: Arch
     // After the run's marker is gone: removing it changes the target's mtime.
     if (extractor.rootMeta) applyMeta(target, extractor.rootMeta, chown);
   } catch (error) {
+    await extractor.settle();
     if (error instanceof RunnerError) {
       throw new OperationError(
         `${error.message}; the merge stopped part-way, so the target now holds a mix of old and restored files` +
@@ -419,6 +458,44 @@ async function extractPass(config: RestoreConfig, ctx: RunContext, source: Archi
     progress: () => ({ bytes: extractor.bytes, files: extractor.files }),
   });
   return result;
+}
+
+/**
+ * The helper process for xattrs and exact times (syscall-helper.ts). Without it the restore
+ * still runs: times to within a microsecond, and a warning for every entry whose xattrs are lost.
+ */
+function startHelper(config: RestoreConfig, ctx: RunContext): HelperPool | undefined {
+  // Three processes: they create the small files, set attributes and exact times, in parallel.
+  const helper = HelperPool.start(3);
+  if (typeof helper === 'string') {
+    ctx.log.warn('restore.no-helper', `extended attributes, ACLs and file capabilities cannot be restored and mtimes are set to within a microsecond: ${helper}`, { reason: helper });
+    return undefined;
+  }
+  // On a signal this runs before the staging directory is removed: nothing may be created in it afterwards.
+  ctx.cleanup.add('stop the system-call helpers', () => helper.killSync());
+  return helper;
+}
+
+/** The target directory's own xattrs (e.g. a default ACL) and exact mtime, from the archive's root entry. */
+async function applyRootAttributes(target: string, root: EntryMeta | undefined, config: RestoreConfig, helper: HelperPool | undefined, log: Logger): Promise<void> {
+  if (!root || !helper) return;
+  const xattrs = config.xattrs ? root.xattrs : undefined;
+  if (!xattrs && !root.mtimeNsec) return;
+  const failures = await helper.for('').apply(Buffer.from(target), { xattrs, mtime: { sec: root.mtime, nsec: root.mtimeNsec ?? 0 } });
+  for (const f of failures) {
+    const what = f.step === 'xattr' ? `its extended attribute ${xattrs?.[f.index]?.name}` : 'its exact mtime';
+    log.warn('restore.attribute', `./: ${what} was not restored (${errnoName(f.errno)})`, { path: './', problem: f.step });
+  }
+}
+
+/** What the swap journal records of the root entry (JSON, no binary attributes). */
+function plainMeta(meta: EntryMeta): EntryMeta {
+  const { xattrs: _xattrs, ...rest } = meta;
+  return rest;
+}
+
+function warnAttribute(log: Logger): (entryPath: string, problem: string) => void {
+  return (p, problem) => log.warn('restore.attribute', `${p}: ${problem}`, { path: p, problem });
 }
 
 function summarize(
@@ -469,6 +546,8 @@ function checkTargetSpace(target: string, bytes: number, mode: RestoreConfig['mo
   let free: number;
   try {
     const st = fs.statfsSync(target);
+    // A file system that reports no size at all (ramfs) has no limit to check.
+    if (st.blocks === 0) return;
     free = st.bavail * st.bsize;
   } catch {
     return;
@@ -485,7 +564,7 @@ function checkTargetSpace(target: string, bytes: number, mode: RestoreConfig['mo
 
 /** Whether the target holds anything besides lost+found and the run's own entries (`own`). */
 function targetHasData(target: string, own: readonly string[]): boolean {
-  return fs.readdirSync(target).some((name) => !own.includes(name) && !KEEP_IN_PLACE.includes(name));
+  return readNames(target).some((name) => !own.includes(name) && !KEEP_IN_PLACE.includes(name));
 }
 
 /**
@@ -527,6 +606,7 @@ async function takeSnapshot(config: RestoreConfig, ctx: RunContext, own: readonl
     retention: { last: SNAPSHOT_KEEP },
     allowEmpty: true,
     skipUnreadable: false,
+    xattrs: true,
   };
   try {
     const summary = await backupUnderLock(snapshotConfig, ctx);
@@ -553,8 +633,8 @@ async function runDryRun(config: RestoreConfig, ctx: RunContext): Promise<Restor
       entries: pending,
     });
   }
-  const source = await openArchive(config, log);
-  const builder = source.manifest ? undefined : new IndexBuilder(safetyOptions(config));
+  const source = await openArchive(config, ctx);
+  const builder = source.opened ? undefined : new IndexBuilder(safetyOptions(config));
   const rules = builder?.rules ?? new SafetyRules(safetyOptions(config));
   const result = await readPass(config, ctx, source, builder ?? rules, { event: 'restore.verify-progress', verb: 'verifying' });
   log.info('restore.verified', `${source.name} ${source.verified ? 'verified' : 'read completely (unverified)'}: ${count(rules.entries, 'entry')}, every path safe, sha256 ${result.sha256}`, {
@@ -562,12 +642,14 @@ async function runDryRun(config: RestoreConfig, ctx: RunContext): Promise<Restor
     verified: source.verified,
     sha256: result.sha256,
   });
-  const index = source.manifest ? indexFromManifest(source.manifest) : builder!.entries;
+  const index = source.opened ? indexFromManifest(source.opened) : builder!.index();
   const ignoreTopLevel = (name: string) => pending.includes(name) || (config.mode === 'replace' && KEEP_IN_PLACE.includes(name));
-  const plan = planRestore(config.target, index, config.mode, { ignoreTopLevel });
-  for (const item of plan.add) log.info('restore.plan.add', `would add ${item.path}${item.kind === 'file' ? ` (${humanBytes(item.bytes)})` : ''}`, { path: item.path, kind: item.kind, bytes: item.bytes });
-  for (const item of plan.replace) log.info('restore.plan.replace', `would replace ${item.path}${item.kind === 'file' ? ` (${humanBytes(item.bytes)})` : ''}`, { path: item.path, kind: item.kind, bytes: item.bytes });
-  for (const item of plan.remove) log.info('restore.plan.remove', `would remove ${item.path}`, { path: item.path, kind: item.kind, bytes: item.bytes });
+  const words: Record<PlanAction, string> = { add: 'would add', replace: 'would replace', remove: 'would remove' };
+  const plan = planRestore(config.target, index, config.mode, {
+    ignoreTopLevel,
+    onItem: (action, item) =>
+      log.info(`restore.plan.${action}`, `${words[action]} ${item.path}${item.kind === 'file' && action !== 'remove' ? ` (${humanBytes(item.bytes)})` : ''}`, { path: item.path, kind: item.kind, bytes: item.bytes }),
+  });
   if (config.snapshot && targetHasData(config.target, pending)) {
     log.info('restore.plan.snapshot', `would first save the current contents of ${config.target} as a pre-restore snapshot (prefix ${snapshotPrefix(config.prefix)})`, {
       prefix: snapshotPrefix(config.prefix),
@@ -575,22 +657,23 @@ async function runDryRun(config: RestoreConfig, ctx: RunContext): Promise<Restor
   }
   log.info(
     'restore.plan',
-    `dry run of ${source.name} into ${config.target} (${config.mode}): would add ${plan.add.length} (${humanBytes(plan.addBytes)}), ` +
-      `replace ${plan.replace.length} (${humanBytes(plan.replaceBytes)}), remove ${plan.remove.length} (${humanBytes(plan.removeBytes)}); ${plan.unchanged} unchanged; nothing was changed`,
+    `dry run of ${source.name} into ${config.target} (${config.mode}): would add ${plan.add} (${humanBytes(plan.addBytes)}), ` +
+      `replace ${plan.replace} (${humanBytes(plan.replaceBytes)}), remove ${plan.remove} (${humanBytes(plan.removeBytes)}); ${plan.unchanged} unchanged; nothing was changed`,
     {
       archive: source.name,
       target: config.target,
       mode: config.mode,
-      add: plan.add.length,
+      add: plan.add,
       addBytes: plan.addBytes,
-      replace: plan.replace.length,
+      replace: plan.replace,
       replaceBytes: plan.replaceBytes,
-      remove: plan.remove.length,
+      remove: plan.remove,
       removeBytes: plan.removeBytes,
       unchanged: plan.unchanged,
       dryRun: true,
     },
   );
+  source.dispose?.();
   return plan;
 }
 

@@ -2,19 +2,19 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { checkArchive } from '../archive/check.js';
 import { parseChecksumFile } from '../archive/hash.js';
-import { type Manifest, serializeManifest } from '../archive/manifest.js';
+import { type OpenedManifest, type Verification, writeManifestWithVerification } from '../archive/manifest.js';
 import { RestorabilityCheck } from '../archive/safety.js';
 import type { OnBucket, VerifyConfig } from '../config.js';
 import type { RunContext } from '../context.js';
 import { IntegrityError, OperationError, RunnerError, describeSystemError } from '../errors.js';
 import { judgeFreshness } from '../freshness.js';
 import { ProgressReporter, count, humanBytes } from '../log.js';
-import { catalogOf, findInRepository, readRepositoryManifest } from '../repository/catalog.js';
+import { type ManifestFile, catalogOf, findInRepository, manifestFile } from '../repository/catalog.js';
 import { LocalRepository } from '../repository/local.js';
 import { openRepository, targetOf } from '../repository/open.js';
 import type { Repository } from '../repository/repository.js';
-import { writeFileAtomicSync } from '../store/atomic.js';
-import { type ArchiveInfo, choosePrefix, findArchive, listArchives, otherPrefixesHint, readManifest } from '../store/catalog.js';
+import { writeFileAtomicSyncWith } from '../store/atomic.js';
+import { type ArchiveInfo, choosePrefix, findArchive, openArchiveManifest, otherPrefixesHint } from '../store/catalog.js';
 import { manifestName, partialName, sha256Name } from '../store/naming.js';
 
 export interface VerifyOutcome {
@@ -90,16 +90,22 @@ async function verifyOne(repository: Repository, config: VerifyConfig | OnBucket
     files: 0,
     message: `verifying ${archive.name}: ${humanBytes(read)} of ${humanBytes(archive.size)}`,
   })).start();
-  let manifest: Manifest | undefined;
+  let manifest: OpenedManifest | undefined;
+  let restorability: RestorabilityCheck | undefined;
+  let copy: ManifestFile | undefined;
+  let forgetCopy: (() => void) | undefined;
   try {
     const sha256 = await readChecksum(repository, archive.name);
-    manifest = await readRepositoryManifest(repository, archive.name);
+    // The manifest as a file (a bucket's streamed into a scratch file): its file list is read piece by piece.
+    copy = await manifestFile(repository, archive.name, ctx.signal);
+    forgetCopy = copy ? ctx.cleanup.add('remove the manifest copy', copy.dispose) : undefined;
+    manifest = copy ? openArchiveManifest(path.dirname(copy.file), archive.name) : undefined;
     if (!manifest) throw new IntegrityError(`${archive.name} has no ${manifestName(archive.name)}; it was not made by pvc-backup or its manifest was deleted`, 'NO_MANIFEST');
-    const restorability = new RestorabilityCheck({ allowAbsoluteSymlinks: config.allowAbsoluteSymlinks });
+    restorability = new RestorabilityCheck({ allowAbsoluteSymlinks: config.allowAbsoluteSymlinks });
     // A directory's file by path (as always); a bucket's object streamed, never written to disk.
     const input = repository instanceof LocalRepository ? path.join(repository.dir, archive.name) : (await repository.read(archive.name, { signal: ctx.signal })).stream;
     const result = await checkArchive(input, archive.compression, { label: archive.name, sha256, manifest }, { visitor: restorability, onProgress: (p) => (read = p.archiveBytes) });
-    await record(repository, archive.name, manifest, { at: ctx.now().toISOString(), ok: true }, ctx);
+    await record(repository, archive.name, copy!, { at: ctx.now().toISOString(), ok: true }, ctx);
     const fields = {
       archive: archive.name,
       entries: result.entries,
@@ -125,11 +131,17 @@ async function verifyOne(repository: Repository, config: VerifyConfig | OnBucket
     }
     // Decompression and tar errors do not know the file they came from; the message must name it.
     const message = error.message.includes(archive.name) ? error.message : `${archive.name}: ${error.message}`;
-    if (manifest) await record(repository, archive.name, manifest, { at: ctx.now().toISOString(), ok: false, error: message }, ctx).catch(() => undefined);
+    if (manifest && copy) {
+      // The failure is reported either way; a manifest that cannot be rewritten keeps its old record.
+      await record(repository, archive.name, copy, { at: ctx.now().toISOString(), ok: false, error: message }, ctx).catch(() => undefined);
+    }
     ctx.log.error('verify.failed', message, { archive: archive.name, code: error.code });
     return { archive: archive.name, ok: false, intact: false, error: message };
   } finally {
+    restorability?.close();
     reporter.stop();
+    copy?.dispose();
+    forgetCopy?.();
   }
 }
 
@@ -141,12 +153,20 @@ async function readChecksum(repository: Repository, name: string): Promise<strin
   return parseChecksumFile(bytes.toString('utf8'), name);
 }
 
-/** Stores the verification result in the manifest, unless the archive is gone by now. */
-async function record(repository: Repository, name: string, manifest: Manifest, verification: Manifest['verification'], ctx: RunContext): Promise<void> {
+/** Stores the verification result in the manifest (streamed through a hidden partial), unless the archive is gone by now. */
+async function record(repository: Repository, name: string, copy: ManifestFile, verification: Verification, ctx: RunContext): Promise<void> {
   if (!(repository instanceof LocalRepository)) {
-    // One PutObject replaces the manifest object atomically; not when the archive went meanwhile.
+    // The new manifest is streamed from the copy into a scratch file beside it, then one PutObject
+    // replaces the manifest object atomically; not when the archive went meanwhile.
     if ((await repository.stat(name)) === undefined) return;
-    await repository.putSidecar(manifestName(name), serializeManifest({ ...manifest, verification }), { signal: ctx.signal });
+    const updated = `${copy.file}.verified`;
+    const fd = fs.openSync(updated, 'wx', 0o600);
+    try {
+      writeManifestWithVerification(copy.file, verification, fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    await repository.putSidecar(manifestName(name), { file: updated }, { signal: ctx.signal });
     return;
   }
   const dest = repository.dir;
@@ -155,7 +175,7 @@ async function record(repository: Repository, name: string, manifest: Manifest, 
   const partial = path.join(dest, partialName(manifestName(name)));
   const forget = ctx.cleanup.add('remove the partial manifest', () => fs.rmSync(partial, { force: true }));
   try {
-    writeFileAtomicSync(dest, manifestName(name), serializeManifest({ ...manifest, verification }));
+    writeFileAtomicSyncWith(dest, manifestName(name), (fd) => writeManifestWithVerification(path.join(dest, manifestName(name)), verification, fd));
   } finally {
     forget();
   }

@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { displayName } from '../archive/names.js';
 import { walkTree } from '../archive/walk.js';
 import { OperationError, UsageError } from '../errors.js';
 import { DUMP_WRAPPER_SCRIPT } from './dump-wrapper.js';
@@ -89,11 +90,11 @@ function checkDump(dumpsDir: string, name: string): CheckedDump | string {
   let bytes = 0;
   let dataFiles = 0;
   for (const entry of walkTree(dir, () => false)) {
-    if (entry.error) return `cannot be read: ${entry.abs}: ${entry.error.message}`;
+    if (entry.error) return `cannot be read: ${path.join(dir, displayName(entry.rel))}: ${entry.error.message}`;
     if (!entry.stat?.isFile()) continue;
     files++;
-    bytes += entry.stat.size;
-    if (entry.stat.size > 0) dataFiles++;
+    bytes += Number(entry.stat.size);
+    if (entry.stat.size > 0n) dataFiles++;
   }
   if (dataFiles === 0) {
     return `is empty: its command exited 0 but wrote ${files === 0 ? 'no file' : 'only empty files'} into ${dir} (make it write its output into its working directory, $PVC_BACKUP_DUMP_DIR)`;

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Manifest } from '../archive/manifest.js';
 import { UsageError } from '../errors.js';
-import { type ArchiveInfo, type ManifestSummary, parseManifest, readManifest, summarizeManifest } from '../store/catalog.js';
+import { type ArchiveInfo, type ManifestSummary, openArchiveManifest, readManifest, summarizeManifest } from '../store/catalog.js';
 import { manifestName } from '../store/naming.js';
 import { LocalRepository } from './local.js';
 import type { ArchiveEntry, Repository } from './repository.js';
@@ -18,9 +18,13 @@ import type { ArchiveEntry, Repository } from './repository.js';
 /** The parsed manifest of an archive in the repository; undefined when there is none. */
 export async function readRepositoryManifest(repository: Repository, name: string): Promise<Manifest | undefined> {
   if (repository instanceof LocalRepository) return readManifest(repository.dir, name);
-  const bytes = await repository.readSmall(manifestName(name));
-  if (bytes === undefined) return undefined;
-  return parseManifest(bytes.toString('utf8'), `manifest ${manifestName(name)} in ${repository.location}`);
+  const copy = await manifestFile(repository, name);
+  if (!copy) return undefined;
+  try {
+    return openArchiveManifest(path.dirname(copy.file), name)?.manifest;
+  } finally {
+    copy.dispose();
+  }
 }
 
 export function toArchiveInfo(entry: ArchiveEntry): ArchiveInfo {

@@ -1,15 +1,22 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
-import type { Manifest } from '../archive/manifest.js';
+import type { OpenedManifest } from '../archive/manifest.js';
+import { DirectoryBase, TreePaths } from '../archive/long-paths.js';
+import { compareWalkOrder, decodeName } from '../archive/names.js';
+import { openAnonymousFile } from '../archive/path-index.js';
 import { type EntryKind, type SafetyOptions, SafetyRules, normalizeEntryPath } from '../archive/safety.js';
+import { SparseCursor } from '../archive/sparse.js';
 import type { EntrySink, TarEntry, TarVisitor } from '../archive/tar-reader.js';
+import { readNames } from '../archive/walk.js';
 import type { RestoreMode } from '../config.js';
 
 /**
  * The dry run's diff: what a restore would add, replace (content or type differs) and remove
- * in the target, computed from the archive's per-file index (the manifest, or one pass over an
- * archive without manifest) and a walk of the target that never follows symlinks. Files of the
- * same size are compared by SHA-256; a different size is "replaced" without reading the file.
+ * in the target. The archive's per-file index (the manifest, or one pass over an archive
+ * without manifest) is merged, in walk order, with a walk of the target that never follows
+ * symlinks; neither side is held in memory (an index that is not in walk order is sorted on
+ * disk first). Files of the same size are compared by SHA-256; a different size is "replaced"
+ * without reading the file. A hard link compares like the file it links to.
  */
 
 export interface IndexEntry {
@@ -29,32 +36,58 @@ export interface PlanItem {
   bytes: number;
 }
 
+export type PlanAction = 'add' | 'replace' | 'remove';
+
 export interface RestorePlan {
-  add: PlanItem[];
-  replace: PlanItem[];
-  remove: PlanItem[];
+  add: number;
+  replace: number;
+  remove: number;
   unchanged: number;
   addBytes: number;
   replaceBytes: number;
   removeBytes: number;
 }
 
-/** The per-file index of a pvc-backup manifest, normalized like the extractor does. */
-export function indexFromManifest(manifest: Manifest): IndexEntry[] {
-  return manifest.files.map((f) => {
-    const rel = normalizeEntryPath(f.path);
-    const entry: IndexEntry = { rel, kind: f.type, size: f.size };
-    if (f.sha256) entry.sha256 = f.sha256;
-    if (f.type === 'symlink') entry.link = f.linkTarget ?? '';
-    if (f.type === 'hardlink') entry.link = normalizeEntryPath(f.linkTarget ?? '');
-    return entry;
-  });
+/** The archive index in walk order; may be read more than once. */
+export interface IndexSource {
+  entries(): Iterable<IndexEntry>;
+  close(): void;
+}
+
+function fromManifestFile(f: { path: string; type: EntryKind; size: number; sha256?: string; linkTarget?: string }): IndexEntry {
+  const entry: IndexEntry = { rel: normalizeEntryPath(f.path), kind: f.type, size: f.size };
+  if (f.sha256) entry.sha256 = f.sha256;
+  if (f.type === 'symlink') entry.link = f.linkTarget ?? '';
+  if (f.type === 'hardlink') entry.link = normalizeEntryPath(f.linkTarget ?? '');
+  return entry;
+}
+
+/** The per-file index of a pvc-backup manifest, streamed (sorted on disk first if it is not in walk order). */
+export function indexFromManifest(opened: OpenedManifest): IndexSource {
+  const read = function* (): Generator<IndexEntry> {
+    const reader = opened.files();
+    try {
+      for (let f = reader.next(); f; f = reader.next()) yield fromManifestFile(f);
+    } finally {
+      reader.close();
+    }
+  };
+  let previous: string | undefined;
+  for (const entry of read()) {
+    if (previous !== undefined && compareWalkOrder(previous, entry.rel) >= 0) {
+      const sorter = new ExternalSorter();
+      for (const e of read()) sorter.add(e);
+      return sorter.finish();
+    }
+    previous = entry.rel;
+  }
+  return { entries: read, close: () => undefined };
 }
 
 /** Builds the index while reading an archive that has no manifest (hashing file contents); applies the safety rules too. */
 export class IndexBuilder implements TarVisitor {
   readonly rules: SafetyRules;
-  readonly entries: IndexEntry[] = [];
+  private readonly sorter = new ExternalSorter();
 
   constructor(options: SafetyOptions = {}) {
     this.rules = new SafetyRules(options);
@@ -69,19 +102,138 @@ export class IndexBuilder implements TarVisitor {
     const item: IndexEntry = { rel: safe.rel, kind: safe.kind, size: safe.kind === 'file' ? entry.size : 0 };
     if (safe.kind === 'symlink') item.link = entry.linkpath;
     if (safe.kind === 'hardlink') item.link = safe.linkRel;
-    this.entries.push(item);
-    if (safe.kind !== 'file') return undefined;
+    if (safe.kind !== 'file') {
+      this.sorter.add(item);
+      return undefined;
+    }
     const hash = createHash('sha256');
+    const cursor = entry.sparse ? new SparseCursor(entry.sparse, entry.size) : undefined;
+    const zeros = (_at: number, length: number) => {
+      for (let left = length; left > 0; left -= ZEROS.length) hash.update(ZEROS.subarray(0, Math.min(left, ZEROS.length)));
+    };
     return {
-      data: (chunk) => hash.update(chunk),
+      data: (chunk) => (cursor ? cursor.feed(chunk, (piece) => hash.update(piece), zeros) : hash.update(chunk)),
       end: () => {
+        cursor?.finish(zeros);
         item.sha256 = hash.digest('hex');
+        this.sorter.add(item);
       },
     };
   }
+
+  index(): IndexSource {
+    return this.sorter.finish();
+  }
 }
 
-function hashFile(abs: string): string | undefined {
+const ZEROS = Buffer.alloc(1024 * 1024);
+
+/**
+ * Sorts index entries into walk order with bounded memory: runs of RUN entries sorted in
+ * memory, written to an unlinked temporary file, merged back. A path listed twice keeps its
+ * last entry (a later entry of an archive replaces an earlier one).
+ */
+class ExternalSorter {
+  private static readonly RUN = 32_768;
+  private run: { seq: number; entry: IndexEntry }[] = [];
+  private readonly runs: { offset: number; length: number }[] = [];
+  private fd: number | undefined;
+  private bytes = 0;
+  private seq = 0;
+
+  add(entry: IndexEntry): void {
+    this.run.push({ seq: this.seq++, entry });
+    if (this.run.length >= ExternalSorter.RUN) this.spill();
+  }
+
+  finish(): IndexSource {
+    const order = (a: { seq: number; entry: IndexEntry }, b: { seq: number; entry: IndexEntry }) => compareWalkOrder(a.entry.rel, b.entry.rel) || a.seq - b.seq;
+    if (this.runs.length === 0) {
+      const sorted = this.run.sort(order);
+      return { entries: () => lastOfEach(sorted), close: () => undefined };
+    }
+    this.spill();
+    const fd = this.fd!;
+    const runs = this.runs;
+    return {
+      entries: () => lastOfEach(mergeRuns(fd, runs, order)),
+      close: () => fs.closeSync(fd),
+    };
+  }
+
+  private spill(): void {
+    if (this.run.length === 0) return;
+    this.fd ??= openAnonymousFile();
+    this.run.sort((a, b) => compareWalkOrder(a.entry.rel, b.entry.rel) || a.seq - b.seq);
+    const data = Buffer.from(this.run.map((r) => JSON.stringify([r.seq, r.entry])).join('\n') + '\n', 'utf8');
+    fs.writeSync(this.fd, data, 0, data.length, this.bytes);
+    this.runs.push({ offset: this.bytes, length: data.length });
+    this.bytes += data.length;
+    this.run = [];
+  }
+}
+
+function* lastOfEach(sorted: Iterable<{ seq: number; entry: IndexEntry }>): Generator<IndexEntry> {
+  let held: IndexEntry | undefined;
+  for (const { entry } of sorted) {
+    if (held && held.rel !== entry.rel) yield held;
+    held = entry;
+  }
+  if (held) yield held;
+}
+
+/** One sorted run read back line by line. */
+class RunReader {
+  private position: number;
+  private readonly end: number;
+  private text = '';
+  private at = 0;
+  private readonly buffer = Buffer.allocUnsafe(64 * 1024);
+  private carry = Buffer.alloc(0);
+
+  constructor(
+    private readonly fd: number,
+    run: { offset: number; length: number },
+  ) {
+    this.position = run.offset;
+    this.end = run.offset + run.length;
+  }
+
+  next(): { seq: number; entry: IndexEntry } | undefined {
+    for (;;) {
+      const newline = this.text.indexOf('\n', this.at);
+      if (newline !== -1) {
+        const [seq, entry] = JSON.parse(this.text.slice(this.at, newline)) as [number, IndexEntry];
+        this.at = newline + 1;
+        return { seq, entry };
+      }
+      if (this.position >= this.end) return undefined;
+      const n = fs.readSync(this.fd, this.buffer, 0, Math.min(this.buffer.length, this.end - this.position), this.position);
+      this.position += n;
+      const data = Buffer.concat([this.carry, this.buffer.subarray(0, n)]);
+      const cut = this.position >= this.end ? data.length : data.lastIndexOf(0x0a) + 1;
+      this.carry = Buffer.from(data.subarray(cut));
+      this.text = this.text.slice(this.at) + data.subarray(0, cut).toString('utf8');
+      this.at = 0;
+    }
+  }
+}
+
+function* mergeRuns(fd: number, runs: readonly { offset: number; length: number }[], order: (a: { seq: number; entry: IndexEntry }, b: { seq: number; entry: IndexEntry }) => number): Generator<{ seq: number; entry: IndexEntry }> {
+  const readers = runs.map((r) => new RunReader(fd, r));
+  const heads = readers.map((r) => r.next());
+  for (;;) {
+    let best = -1;
+    for (let i = 0; i < heads.length; i++) {
+      if (heads[i] && (best === -1 || order(heads[i]!, heads[best]!) < 0)) best = i;
+    }
+    if (best === -1) return;
+    yield heads[best]!;
+    heads[best] = readers[best]!.next();
+  }
+}
+
+function hashFile(abs: Buffer): string | undefined {
   let fd: number;
   try {
     fd = fs.openSync(abs, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
@@ -104,7 +256,7 @@ function hashFile(abs: string): string | undefined {
   }
 }
 
-function lstat(abs: string): fs.Stats | undefined {
+function lstat(abs: Buffer): fs.Stats | undefined {
   try {
     return fs.lstatSync(abs);
   } catch {
@@ -123,143 +275,192 @@ function show(rel: string, dir: boolean): string {
   return rel === '' ? './' : `./${rel}${dir ? '/' : ''}`;
 }
 
-const IMPLICIT_DIR: IndexEntry = { rel: '', kind: 'dir', size: 0 };
+function readLinkText(abs: Buffer): string | undefined {
+  try {
+    const target = fs.readlinkSync(abs);
+    if (!target.includes('\ufffd')) return target;
+    return decodeName(fs.readlinkSync(abs, { encoding: 'buffer' }));
+  } catch {
+    return undefined;
+  }
+}
 
 export interface PlanOptions {
   /** Top-level names of the target that a restore never touches (control entries, lost+found in replace mode). */
   ignoreTopLevel: (name: string) => boolean;
+  /** Every path that would change, as it is found. */
+  onItem: (action: PlanAction, item: PlanItem) => void;
+}
+
+/** Peeks one entry ahead in the index. */
+class Cursor {
+  private readonly iterator: Iterator<IndexEntry>;
+  current: IndexEntry | undefined;
+
+  constructor(entries: Iterable<IndexEntry>) {
+    this.iterator = entries[Symbol.iterator]();
+    this.advance();
+  }
+
+  advance(): void {
+    const next = this.iterator.next();
+    this.current = next.done ? undefined : next.value;
+  }
+}
+
+/** Whether rel lies inside the directory dir ('' is the root). */
+function inside(rel: string, dir: string): boolean {
+  return dir === '' ? rel !== '' : rel.length > dir.length && rel.startsWith(dir) && rel.charCodeAt(dir.length) === 0x2f;
 }
 
 /** Compares the archive index with the target directory. Reads the target only. */
-export function planRestore(target: string, index: readonly IndexEntry[], mode: RestoreMode, options: PlanOptions): RestorePlan {
-  const byRel = new Map<string, IndexEntry>();
-  for (const entry of index) {
-    if (entry.rel === '') continue;
-    const slash = entry.rel.indexOf('/');
-    if (options.ignoreTopLevel(slash === -1 ? entry.rel : entry.rel.slice(0, slash))) continue;
-    byRel.set(entry.rel, entry);
-  }
-  // Hard links compare like the file they link to.
-  for (const entry of byRel.values()) {
-    if (entry.kind !== 'hardlink' || entry.link === undefined) continue;
-    const linked = byRel.get(entry.link);
-    if (linked) {
-      entry.size = linked.size;
-      if (linked.sha256) entry.sha256 = linked.sha256;
-    }
-  }
+export function planRestore(target: string, index: IndexSource, mode: RestoreMode, options: PlanOptions): RestorePlan {
+  const plan: RestorePlan = { add: 0, replace: 0, remove: 0, unchanged: 0, addBytes: 0, replaceBytes: 0, removeBytes: 0 };
+  // Hard links compare like the file they link to: the files they name, with size and hash.
+  const linked = new Map<string, IndexEntry | undefined>();
+  for (const e of index.entries()) if (e.kind === 'hardlink' && e.link !== undefined) linked.set(e.link, undefined);
+  if (linked.size > 0) for (const e of index.entries()) if (e.kind === 'file' && linked.has(e.rel)) linked.set(e.rel, e);
 
-  const plan: RestorePlan = { add: [], replace: [], remove: [], unchanged: 0, addBytes: 0, replaceBytes: 0, removeBytes: 0 };
-  /** Archive paths below which the target has no real directory: everything there is new. */
-  const fresh = new Set<string>();
-  const realDir = new Map<string, boolean>([['', true]]);
-  const isRealDir = (rel: string): boolean => {
-    let known = realDir.get(rel);
-    if (known === undefined) {
-      known = lstat(`${target}/${rel}`)?.isDirectory() ?? false;
-      realDir.set(rel, known);
+  const emit = (action: PlanAction, rel: string, kind: EntryKind | 'other', bytes: number, dir: boolean) => {
+    plan[action]++;
+    plan[`${action}Bytes`] += bytes;
+    options.onItem(action, { path: show(rel, dir), kind, bytes });
+  };
+  const sizeOf = (e: IndexEntry) => (e.kind === 'hardlink' ? (linked.get(e.link ?? '')?.size ?? e.size) : e.size);
+  const add = (e: IndexEntry) => emit('add', e.rel, e.kind, sizeOf(e), e.kind === 'dir');
+  const replace = (e: IndexEntry) => emit('replace', e.rel, e.kind, sizeOf(e), e.kind === 'dir');
+
+  /** Everything in the target below (and including) a path that goes away. */
+  const removeTree = (base: DirectoryBase, name: string, rel: string) => {
+    const at = base.child(name);
+    const st = lstat(at);
+    if (!st) return;
+    emit('remove', rel, kindOf(st), st.isFile() ? st.size : 0, st.isDirectory());
+    if (!st.isDirectory()) return;
+    const child = base.descend(name);
+    try {
+      for (const n of safeNames(child)) removeTree(child, n, `${rel}/${n}`);
+    } finally {
+      child.close();
     }
-    return known;
   };
 
-  const add = (e: IndexEntry) => {
-    plan.add.push({ path: show(e.rel, e.kind === 'dir'), kind: e.kind, bytes: e.size });
-    plan.addBytes += e.size;
-  };
-  const replace = (e: IndexEntry) => {
-    plan.replace.push({ path: show(e.rel, e.kind === 'dir'), kind: e.kind, bytes: e.size });
-    plan.replaceBytes += e.size;
+  const cursor = new Cursor(index.entries());
+  /** Consumes every index entry inside dir as an addition (the target has nothing there). */
+  const addAllInside = (dir: string) => {
+    while (cursor.current && inside(cursor.current.rel, dir)) {
+      add(cursor.current);
+      cursor.advance();
+    }
   };
 
-  for (const e of byRel.values()) {
-    let underFresh = false;
-    let ancestorsReal = true;
-    for (let slash = e.rel.indexOf('/'); slash !== -1; slash = e.rel.indexOf('/', slash + 1)) {
-      const ancestor = e.rel.slice(0, slash);
-      if (fresh.has(ancestor)) {
-        underFresh = true;
-        break;
-      }
-      if (!isRealDir(ancestor)) ancestorsReal = false;
-    }
-    if (underFresh || !ancestorsReal) {
-      add(e);
-      if (e.kind === 'dir') fresh.add(e.rel);
-      continue;
-    }
-    const abs = `${target}/${e.rel}`;
-    const st = lstat(abs);
-    if (!st) {
-      add(e);
-      if (e.kind === 'dir') fresh.add(e.rel);
-      continue;
-    }
-    let same: boolean;
+  const same = (e: IndexEntry, at: Buffer, st: fs.Stats): boolean => {
     switch (e.kind) {
       case 'dir':
-        same = st.isDirectory();
-        if (!same) fresh.add(e.rel);
-        break;
+        return st.isDirectory();
       case 'symlink':
-        same = st.isSymbolicLink() && fs.readlinkSync(abs) === e.link;
-        break;
+        return st.isSymbolicLink() && readLinkText(at) === e.link;
       case 'file':
-      case 'hardlink':
-        same = st.isFile() && st.size === e.size && (e.sha256 === undefined || hashFile(abs) === e.sha256);
-        break;
+      case 'hardlink': {
+        const file = e.kind === 'hardlink' ? (linked.get(e.link ?? '') ?? e) : e;
+        return st.isFile() && st.size === file.size && (file.sha256 === undefined || hashFile(at) === file.sha256);
+      }
     }
-    if (same) plan.unchanged++;
-    else replace(e);
-  }
+  };
 
-  // What disappears: in replace mode everything the archive does not hold; in both modes whatever
-  // sits below a target directory that the archive replaces with a non-directory.
-  const removeTree = (rel: string, st: fs.Stats) => {
-    plan.remove.push({ path: show(rel, st.isDirectory()), kind: kindOf(st), bytes: st.isFile() ? st.size : 0 });
-    if (st.isFile()) plan.removeBytes += st.size;
-    if (!st.isDirectory()) return;
-    for (const name of safeReaddir(`${target}/${rel}`)) {
-      const child = `${rel}/${name}`;
-      const cst = lstat(`${target}/${child}`);
-      if (cst) removeTree(child, cst);
-    }
-  };
-  const walk = (rel: string) => {
-    for (const name of safeReaddir(rel === '' ? target : `${target}/${rel}`)) {
-      if (rel === '' && options.ignoreTopLevel(name)) continue;
-      const child = rel === '' ? name : `${rel}/${name}`;
-      const st = lstat(`${target}/${child}`);
-      if (!st) continue;
-      const wanted = byRel.get(child) ?? (implicitDirs.has(child) ? IMPLICIT_DIR : undefined);
-      if (!wanted) {
-        if (mode === 'replace') removeTree(child, st);
-        else if (st.isDirectory()) walk(child);
+  /** One directory of the target (a real directory) against the index entries inside it. */
+  const walk = (base: DirectoryBase, dir: string) => {
+    const names = safeNames(base);
+    let i = 0;
+    for (;;) {
+      const entry = cursor.current && inside(cursor.current.rel, dir) ? cursor.current : undefined;
+      const name = i < names.length ? names[i] : undefined;
+      if (!entry && name === undefined) return;
+      const entryChild = entry ? entry.rel.slice(dir === '' ? 0 : dir.length + 1).split('/', 1)[0]! : undefined;
+      const childRel = (n: string) => (dir === '' ? n : `${dir}/${n}`);
+      if (name !== undefined && (entryChild === undefined || name < entryChild)) {
+        // Only in the target.
+        i++;
+        if (dir === '' && options.ignoreTopLevel(name)) continue;
+        if (mode === 'replace') removeTree(base, name, childRel(name));
         continue;
       }
-      if (!st.isDirectory()) {
-        // A file where the archive only implies a directory (no entry of its own): it goes.
-        if (wanted === IMPLICIT_DIR) removeTree(child, st);
+      const rel = childRel(entryChild!);
+      if (name === undefined || entryChild! < name) {
+        // Only in the archive.
+        if (dir === '' && options.ignoreTopLevel(entryChild!)) {
+          skipInside(rel);
+          continue;
+        }
+        if (cursor.current?.rel === rel) {
+          add(cursor.current);
+          cursor.advance();
+        }
+        addAllInside(rel);
         continue;
       }
-      if (wanted.kind === 'dir') walk(child);
-      else for (const name2 of safeReaddir(`${target}/${child}`)) {
-        const grandchild = `${child}/${name2}`;
-        const gst = lstat(`${target}/${grandchild}`);
-        if (gst) removeTree(grandchild, gst);
+      // In both.
+      i++;
+      if (dir === '' && options.ignoreTopLevel(name)) {
+        skipInside(rel);
+        continue;
       }
+      const at = base.child(name);
+      const st = lstat(at);
+      const own = cursor.current?.rel === rel ? cursor.current : undefined;
+      if (own) cursor.advance();
+      if (!st) {
+        if (own) add(own);
+        addAllInside(rel);
+        continue;
+      }
+      if (own && own.kind !== 'dir') {
+        if (same(own, at, st)) plan.unchanged++;
+        else replace(own);
+        // A target directory that becomes a file: its contents go.
+        if (st.isDirectory()) {
+          const child = base.descend(name);
+          try {
+            for (const n of safeNames(child)) removeTree(child, n, `${rel}/${n}`);
+          } finally {
+            child.close();
+          }
+        }
+        continue;
+      }
+      if (st.isDirectory()) {
+        if (own) plan.unchanged++;
+        const child = base.descend(name);
+        try {
+          walk(child, rel);
+        } finally {
+          child.close();
+        }
+        continue;
+      }
+      // A file or symlink where the archive has a directory (listed, or implied by its contents).
+      if (own) replace(own);
+      else removeTree(base, name, rel);
+      addAllInside(rel);
     }
   };
-  const implicitDirs = new Set<string>();
-  for (const rel of byRel.keys()) {
-    for (let slash = rel.indexOf('/'); slash !== -1; slash = rel.indexOf('/', slash + 1)) implicitDirs.add(rel.slice(0, slash));
+  const skipInside = (dir: string) => {
+    while (cursor.current && (cursor.current.rel === dir || inside(cursor.current.rel, dir))) cursor.advance();
+  };
+
+  try {
+    if (cursor.current?.rel === '') cursor.advance();
+    const root = DirectoryBase.ofPath(target);
+    walk(root, '');
+  } finally {
+    index.close();
   }
-  walk('');
   return plan;
 }
 
-function safeReaddir(dir: string): string[] {
+function safeNames(base: DirectoryBase): string[] {
   try {
-    return fs.readdirSync(dir).sort();
+    return readNames(base.self);
   } catch {
     return [];
   }
@@ -299,30 +500,39 @@ function mountsByDevice(root: string): string[] {
 }
 
 /**
- * Visits every entry below `root` that is not a directory, walking only directories on root's
- * own file system and never through a symlink (readdir types, lstat for devices); a directory
- * on another file system is reported to `onOtherDevice` and not entered. Unreadable directories
- * are skipped.
+ * Visits every entry below `root` that is not a directory (its path, by bytes, and its name),
+ * walking only directories on root's own file system and never through a symlink (readdir
+ * types, lstat for devices), at any depth; a directory on another file system is reported to
+ * `onOtherDevice` and not entered. Unreadable directories are skipped.
  */
-export function walkOwnFileSystem(root: string, visit: (dir: string, entry: fs.Dirent) => void, onOtherDevice?: (dir: string) => void): void {
+export function walkOwnFileSystem(root: string, visit: (path: Buffer, name: string) => void, onOtherDevice?: (dir: string) => void): void {
   const device = fs.lstatSync(root).dev;
-  const dirs = [root];
-  while (dirs.length > 0) {
-    const dir = dirs.pop()!;
-    let entries: fs.Dirent[];
-    try {
-      entries = fs.readdirSync(dir, { withFileTypes: true });
-    } catch {
-      continue;
-    }
-    for (const entry of entries) {
-      if (!entry.isDirectory()) {
-        visit(dir, entry);
+  const tree = new TreePaths(root);
+  const dirs = [''];
+  try {
+    while (dirs.length > 0) {
+      const rel = dirs.pop()!;
+      let base: DirectoryBase;
+      let entries: fs.Dirent<Buffer>[];
+      try {
+        base = tree.directory(rel);
+        entries = fs.readdirSync(base.self, { withFileTypes: true, encoding: 'buffer' });
+      } catch {
         continue;
       }
-      const abs = `${dir}/${entry.name}`;
-      if (lstat(abs)?.dev === device) dirs.push(abs);
-      else onOtherDevice?.(abs);
+      for (const entry of entries) {
+        const name = decodeName(entry.name);
+        const path = base.child(entry.name);
+        if (!entry.isDirectory()) {
+          visit(path, name);
+          continue;
+        }
+        const childRel = rel === '' ? name : `${rel}/${name}`;
+        if (lstat(path)?.dev === device) dirs.push(childRel);
+        else onOtherDevice?.(`${root}/${childRel}`);
+      }
     }
+  } finally {
+    tree.close();
   }
 }

@@ -7,10 +7,10 @@ import type { BucketBackupConfig, BucketRestoreConfig, RestoreConfig } from '../
 import type { RunContext } from '../context.js';
 import { IntegrityError, OperationError, RunnerError, describeSystemError } from '../errors.js';
 import { parseChecksumFile } from '../archive/hash.js';
-import type { Manifest } from '../archive/manifest.js';
-import type { Logger } from '../log.js';
+import type { OpenedManifest } from '../archive/manifest.js';
 import { collectAllGarbage } from '../memory.js';
-import { findInRepository, readRepositoryManifest } from '../repository/catalog.js';
+import { findInRepository, manifestFile } from '../repository/catalog.js';
+import { openArchiveManifest } from '../store/catalog.js';
 import { openRepository } from '../repository/open.js';
 import type { S3Settings } from '../repository/s3-settings.js';
 import { manifestName, sha256Name } from '../store/naming.js';
@@ -83,6 +83,7 @@ export async function snapshotToBucket(config: BucketOnlyRestore, ctx: RunContex
     retention: undefined,
     allowEmpty: true,
     skipUnreadable: false,
+    xattrs: true,
     offsite: { settings: config.remote, retention: { last: SNAPSHOT_KEEP } },
   };
   try {
@@ -102,23 +103,36 @@ export async function snapshotToBucket(config: BucketOnlyRestore, ctx: RunContex
  * without one is never restored as latest); the `.sha256` and manifest objects are the
  * expectation the streamed bytes must meet before anything is swapped in.
  */
-export async function openBucketArchive(config: RestoreConfig & { remote: S3Settings }, log: Logger): Promise<ArchiveSource> {
+export async function openBucketArchive(config: RestoreConfig & { remote: S3Settings }, ctx: RunContext): Promise<ArchiveSource> {
+  const { log } = ctx;
   const bucket = await openRepository({ kind: 'bucket', settings: config.remote });
   const info = await findInRepository(bucket, config.prefix, config.archive);
   const checksum = await bucket.readSmall(sha256Name(info.name));
   const sha256 = checksum === undefined ? undefined : parseChecksumFile(checksum.toString('utf8'), info.name);
-  let manifest: Manifest | undefined;
+  // The manifest object streamed into a scratch file: its file list is read piece by piece during the restore.
+  const copy = await manifestFile(bucket, info.name, ctx.signal);
+  const forget = copy ? ctx.cleanup.add('remove the manifest copy', copy.dispose) : () => {};
+  const dispose = () => {
+    copy?.dispose();
+    forget();
+  };
+  let opened: OpenedManifest | undefined;
   try {
-    manifest = await readRepositoryManifest(bucket, info.name);
+    opened = copy ? openArchiveManifest(path.dirname(copy.file), info.name) : undefined;
   } catch (error) {
-    if (!(error instanceof IntegrityError) || !config.allowUnverified) throw error;
+    if (!(error instanceof IntegrityError) || !config.allowUnverified) {
+      dispose();
+      throw error;
+    }
     log.warn('restore.manifest-ignored', `${error.message}; ignored because of --allow-unverified`, { archive: info.name });
   }
-  if (manifest) collectAllGarbage();
+  const manifest = opened?.manifest;
+  if (opened?.layout === 'whole') collectAllGarbage();
   const verified = sha256 !== undefined && manifest !== undefined;
   if (!verified) {
     const missing = [sha256 === undefined ? sha256Name(info.name) : '', manifest === undefined ? manifestName(info.name) : ''].filter(Boolean).join(' and ');
     if (!config.allowUnverified) {
+      dispose();
       throw new IntegrityError(
         `${info.name} in ${bucket.location} cannot be verified: ${missing} ${missing.includes(' and ') ? 'are' : 'is'} missing (an interrupted upload, or deleted objects); ` +
           'pass --allow-unverified to restore it anyway (every path-safety rule still applies)',
@@ -130,11 +144,13 @@ export async function openBucketArchive(config: RestoreConfig & { remote: S3Sett
   return {
     name: info.name,
     file: `${bucket.location}/${info.name}`,
-    open: async () => (await bucket.read(info.name)).stream,
+    open: async () => (await bucket.read(info.name, { signal: ctx.signal })).stream,
     compression: info.compression,
-    expectation: { label: info.name, sha256, manifest },
+    expectation: { label: info.name, sha256, manifest: opened },
     verified,
     manifest,
+    opened,
     info: { ...info, foreign: false },
+    dispose,
   };
 }

@@ -1,7 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import { type EntryMeta, applyMeta, removeTree } from '../archive/extract.js';
+import { type EntryMeta, applyMeta, applyTimes, removeTree } from '../archive/extract.js';
+import { fsPath } from '../archive/names.js';
+import { readNames } from '../archive/walk.js';
 import { OperationError, describeSystemError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { walkOwnFileSystem } from './plan.js';
@@ -32,7 +34,7 @@ import { fsyncDirectorySync, writeFileAtomicSync } from '../store/atomic.js';
  * on what a journal in DEST records, and only when the target's entries are the directories
  * that run made: real directories (lstat, never through a symlink) on the target's device with
  * the recorded inode, opened with O_NOFOLLOW and then used through their descriptor
- * (/proc/self/fd/N), so renaming or replacing them meanwhile redirects nothing. Anything else is
+ * (/proc/<pid>/fd/N), so renaming or replacing them meanwhile redirects nothing. Anything else is
  * refused with a message, and nothing is changed.
  */
 
@@ -65,8 +67,9 @@ export interface RunJournal {
   chown: boolean;
 }
 
+/** Eight random hex digits: short, so staging adds few bytes to the deepest path. */
 export function newRestoreId(): string {
-  return `${Date.now().toString(36)}${randomBytes(4).toString('hex')}`;
+  return randomBytes(4).toString('hex');
 }
 
 function controlName(id: string): string {
@@ -127,7 +130,10 @@ function readJournals(dest: string): RunJournal[] {
 
 // ---------------------------------------------------------------- directories the run made
 
-/** /proc/self/fd/N names the opened directory itself, whatever happens to its name meanwhile. */
+/**
+ * /proc/<pid>/fd/N names the opened directory itself, whatever happens to its name meanwhile.
+ * The pid form rather than `self`: the system-call helper processes use the same paths.
+ */
 let procFdWorks: boolean | undefined;
 
 /** A directory this run (or a recorded earlier run) made in the target, opened without following links. */
@@ -159,7 +165,7 @@ class OwnDirectory {
       if (expect.ino !== undefined && st.ino !== expect.ino) throw new OwnershipError(literal, 'is not the directory the restore made (its inode differs)');
       if (expect.uid !== undefined && st.uid !== expect.uid) throw new OwnershipError(literal, `is not the directory the restore made (it belongs to uid ${st.uid})`);
       procFdWorks ??= procPathWorks(fd, st.ino);
-      return new OwnDirectory(name, fd, procFdWorks ? `/proc/self/fd/${fd}` : literal, st.ino);
+      return new OwnDirectory(name, fd, procFdWorks ? `/proc/${process.pid}/fd/${fd}` : literal, st.ino);
     } catch (error) {
       fs.closeSync(fd);
       throw error;
@@ -177,7 +183,7 @@ class OwnDirectory {
   }
 
   names(): string[] {
-    return fs.readdirSync(this.path);
+    return readNames(this.path);
   }
 
   /**
@@ -186,7 +192,7 @@ class OwnDirectory {
    * it was moved).
    */
   remove(target: string): void {
-    for (const name of this.names()) removeTree(`${this.path}/${name}`);
+    for (const name of this.names()) removeTree(fsPath(`${this.path}/${name}`));
     this.close();
     const st = lstatOrUndefined(`${target}/${this.name}`);
     if (st?.isDirectory() && st.ino === this.ino) fs.rmdirSync(`${target}/${this.name}`);
@@ -202,7 +208,7 @@ class OwnDirectory {
 
 function procPathWorks(fd: number, ino: number): boolean {
   try {
-    return fs.statSync(`/proc/self/fd/${fd}`).ino === ino;
+    return fs.statSync(`/proc/${process.pid}/fd/${fd}`).ino === ino;
   } catch {
     return false;
   }
@@ -219,6 +225,10 @@ class OwnershipError extends OperationError {
 }
 
 function lstatOrUndefined(p: string): fs.Stats | undefined {
+  return lstatBytes(fsPath(p));
+}
+
+function lstatBytes(p: string | Buffer): fs.Stats | undefined {
   try {
     return fs.lstatSync(p);
   } catch (error) {
@@ -256,9 +266,9 @@ function exists(p: string): boolean {
  */
 function prepareMove(abs: string): number | undefined {
   if (isRoot()) return undefined;
-  const st = fs.lstatSync(abs);
+  const st = fs.lstatSync(fsPath(abs));
   if (!st.isDirectory() || (st.mode & 0o200) !== 0) return undefined;
-  fs.chmodSync(abs, (st.mode & 0o7777) | 0o200);
+  fs.chmodSync(fsPath(abs), (st.mode & 0o7777) | 0o200);
   return st.mode & 0o7777;
 }
 
@@ -268,7 +278,7 @@ function moveInto(from: string, dir: string, name: string): void {
   for (let n = 1; ; n++) {
     const to = `${dir}/${n === 1 ? name : `${name}.${n}`}`;
     if (exists(to)) continue;
-    fs.renameSync(from, to);
+    fs.renameSync(fsPath(from), fsPath(to));
     return;
   }
 }
@@ -290,9 +300,9 @@ export function checkSwapPossible(target: string): void {
   }
   if (isRoot()) return;
   const uid = process.getuid?.();
-  for (const name of fs.readdirSync(target)) {
+  for (const name of readNames(fsPath(target))) {
     if (KEEP_IN_PLACE.includes(name)) continue;
-    const st = fs.lstatSync(`${target}/${name}`);
+    const st = fs.lstatSync(fsPath(`${target}/${name}`));
     if (st.isDirectory() && (st.mode & 0o200) === 0 && st.uid !== uid) {
       throw new OperationError(
         `cannot move ${target}/${name} aside: it is a read-only directory of uid ${st.uid} and this restore runs as uid ${uid}; run the restore as root or use --mode merge`,
@@ -390,9 +400,9 @@ export class RestoreRun {
     const { target } = this;
     try {
       if (this.journal.phase === 'install') {
-        for (const name of fs.readdirSync(target)) if (!staysInPlace(name, this.id)) moveInto(`${target}/${name}`, this.dir.path, name);
+        for (const name of readNames(fsPath(target))) if (!staysInPlace(name, this.id)) moveInto(`${target}/${name}`, this.dir.path, name);
       }
-      if (this.old) for (const name of this.old.names()) fs.renameSync(`${this.old.path}/${name}`, `${target}/${name}`);
+      if (this.old) for (const name of this.old.names()) fs.renameSync(fsPath(`${this.old.path}/${name}`), fsPath(`${target}/${name}`));
       fsyncDirectorySync(target);
       this.old?.remove(target);
       this.discard();
@@ -409,7 +419,7 @@ export class RestoreRun {
 }
 
 function evacuate(target: string, id: string, old: OwnDirectory): void {
-  for (const name of fs.readdirSync(target)) {
+  for (const name of readNames(fsPath(target))) {
     if (staysInPlace(name, id)) continue;
     moveInto(`${target}/${name}`, old.path, name);
   }
@@ -430,8 +440,8 @@ function install(target: string, staging: OwnDirectory, old: OwnDirectory, log: 
       moveInto(to, old.path, name);
     }
     const mode = prepareMove(from);
-    fs.renameSync(from, to);
-    if (mode !== undefined) fs.chmodSync(to, mode);
+    fs.renameSync(fsPath(from), fsPath(to));
+    if (mode !== undefined) fs.chmodSync(fsPath(to), mode);
   }
   fsyncDirectorySync(target);
 }
@@ -443,7 +453,7 @@ function finishSwap(dest: string, target: string, journal: RunJournal, staging: 
   fsyncDirectorySync(target);
   deleteJournal(dest, journal.id);
   // Removing the run's directories touched the target's mtime once more.
-  if (journal.root) fs.utimesSync(target, journal.root.mtime, journal.root.mtime);
+  if (journal.root) applyTimes(target, journal.root);
 }
 
 // ---------------------------------------------------------------- recovery
@@ -544,7 +554,7 @@ function recoverRun(dest: string, target: string, dev: number, journal: RunJourn
   }
   if (!dir) {
     // Cannot happen unless someone deleted the staged tree: put the old entries back.
-    if (old) for (const entry of old.names()) if (!exists(`${target}/${entry}`)) fs.renameSync(`${old.path}/${entry}`, `${target}/${entry}`);
+    if (old) for (const entry of old.names()) if (!exists(`${target}/${entry}`)) fs.renameSync(fsPath(`${old.path}/${entry}`), fsPath(`${target}/${entry}`));
     fsyncDirectorySync(target);
     if (old && old.names().length === 0) old.remove(target);
     else old?.close();
@@ -577,12 +587,11 @@ function recoverRun(dest: string, target: string, dev: number, journal: RunJourn
 function removeMergeTemporaries(target: string, dev: number, id: string): number {
   const pattern = new RegExp(`^${controlName(id).replace(/[.]/g, '\\.')}\\.tmp\\d+$`);
   let removed = 0;
-  walkOwnFileSystem(target, (dir, entry) => {
-    if (!pattern.test(entry.name)) return;
-    const abs = `${dir}/${entry.name}`;
-    const st = lstatOrUndefined(abs);
+  walkOwnFileSystem(target, (path, name) => {
+    if (!pattern.test(name)) return;
+    const st = lstatBytes(path);
     if (st && !st.isDirectory() && st.dev === dev) {
-      fs.unlinkSync(abs);
+      fs.unlinkSync(path);
       removed++;
     }
   });

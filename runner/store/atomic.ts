@@ -57,13 +57,18 @@ export async function writeFileAtomic(dir: string, name: string, data: string | 
  * none) and never misses one that an async open still in flight would create after it ran.
  */
 export function writeFileAtomicSync(dir: string, name: string, data: string | Uint8Array, options: { mode?: number } = {}): void {
+  writeFileAtomicSyncWith(dir, name, (fd) => fs.writeFileSync(fd, data), options);
+}
+
+/** writeFileAtomicSync with the content written by `fill` into the partial's descriptor (for content streamed from elsewhere). */
+export function writeFileAtomicSyncWith(dir: string, name: string, fill: (fd: number) => void, options: { mode?: number } = {}): void {
   if (name.includes('/') || name === '' || name === '.' || name === '..') throw new Error(`writeFileAtomicSync: "${name}" is not a plain file name`);
   const partial = path.join(dir, partialName(name));
   let committed = false;
   try {
     const fd = fs.openSync(partial, 'w', options.mode ?? 0o644);
     try {
-      fs.writeFileSync(fd, data);
+      fill(fd);
       fs.fsyncSync(fd);
     } finally {
       fs.closeSync(fd);

@@ -1,6 +1,6 @@
-import { lstat, readFile, readdir, stat } from 'node:fs/promises';
+import { lstat, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
-import type { Manifest } from '../archive/manifest.js';
+import { type Manifest, type OpenedManifest, openManifest } from '../archive/manifest.js';
 import type { Compression } from '../config.js';
 import { IntegrityError, UsageError } from '../errors.js';
 import {
@@ -62,39 +62,31 @@ function isErrno(error: unknown, code: string): boolean {
   return (error as NodeJS.ErrnoException)?.code === code;
 }
 
-/** The parsed manifest of an archive; undefined when there is none. IntegrityError when it is not valid JSON. */
+/**
+ * The manifest of an archive without its file list (read from its head and tail only, whatever
+ * the number of files); undefined when there is none. IntegrityError when it is not a valid one.
+ */
 export async function readManifest(dest: string, archiveName: string): Promise<Manifest | undefined> {
+  return openArchiveManifest(dest, archiveName)?.manifest;
+}
+
+/** The manifest of an archive with a streaming reader of its file list; undefined when there is none. */
+export function openArchiveManifest(dest: string, archiveName: string): OpenedManifest | undefined {
   const file = path.join(dest, manifestName(archiveName));
-  let text: string;
   try {
-    text = await readFile(file, 'utf8');
+    return openManifest(file);
   } catch (error) {
     if (isErrno(error, 'ENOENT')) return undefined;
     throw error;
   }
-  return parseManifest(text, `manifest ${file}`);
 }
 
-/** A manifest's text as an object; IntegrityError (naming `label`) when it is not a JSON object. */
-export function parseManifest(text: string, label: string): Manifest {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (error) {
-    throw new IntegrityError(`${label} is not valid JSON (${(error as Error).message}); the archive cannot be checked against it`, 'MANIFEST');
-  }
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    throw new IntegrityError(`${label} is not a JSON object; the archive cannot be checked against it`, 'MANIFEST');
-  }
-  return value as Manifest;
-}
-
-/** The verification state of an archive from its manifest (undefined: no manifest). */
-export function summarizeManifest(manifest: Manifest | undefined): ManifestSummary {
+/** The verification state of an archive from its manifest (undefined: no manifest); `fileCount` when the manifest does not record it. */
+export function summarizeManifest(manifest: Manifest | undefined, fileCount?: number): ManifestSummary {
   if (!manifest) return { entryCount: undefined, fileCount: undefined, totalBytes: undefined, verification: 'no-manifest' };
   const summary: ManifestSummary = {
     entryCount: typeof manifest.entryCount === 'number' ? manifest.entryCount : undefined,
-    fileCount: Array.isArray(manifest.files) ? manifest.files.filter((f) => f?.type === 'file').length : undefined,
+    fileCount: typeof manifest.fileCount === 'number' ? manifest.fileCount : fileCount,
     totalBytes: typeof manifest.totalBytes === 'number' ? manifest.totalBytes : undefined,
     verification: 'unverified',
   };
@@ -109,11 +101,25 @@ export function summarizeManifest(manifest: Manifest | undefined): ManifestSumma
 
 async function readSummary(dest: string, name: string): Promise<ManifestSummary> {
   try {
-    return summarizeManifest(await readManifest(dest, name));
+    const opened = openArchiveManifest(dest, name);
+    if (!opened) return summarizeManifest(undefined);
+    return summarizeManifest(opened.manifest, typeof opened.manifest.fileCount === 'number' ? undefined : countFiles(opened));
   } catch (error) {
     // One broken manifest must not hide the other archives: report it as a failed state.
     const message = error instanceof Error ? error.message : String(error);
     return { entryCount: undefined, fileCount: undefined, totalBytes: undefined, verification: 'failed', manifestError: message };
+  }
+}
+
+/** Regular files in a manifest's list, read one entry at a time (manifests that do not record fileCount). */
+function countFiles(opened: OpenedManifest): number {
+  const reader = opened.files();
+  try {
+    let files = 0;
+    for (let f = reader.next(); f; f = reader.next()) if (f.type === 'file') files++;
+    return files;
+  } finally {
+    reader.close();
   }
 }
 

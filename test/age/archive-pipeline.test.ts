@@ -50,8 +50,8 @@ async function encryptedBackup(source: string, file: string, compression: Compre
     { sinkCopies: true },
   );
   const compressor = createCompressor(compression, undefined, encryptor.append, (chunk) => pool.give(chunk));
-  const packer = new TarPacker({ source, exclude: excludeMatcher([]), skipUnreadable: false, pool });
-  for (const chunk of packer.chunks()) await compressor.write(chunk);
+  const packer = new TarPacker({ source, exclude: excludeMatcher([]), skipUnreadable: false, pool, xattrs: false, onFile: () => undefined });
+  for await (const chunk of packer.chunks()) await compressor.write(chunk);
   await compressor.end();
   encryptor.end();
   fs.closeSync(fd);

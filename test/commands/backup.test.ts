@@ -5,7 +5,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import type { Manifest } from '../../runner/archive/manifest.js';
+import { MANIFEST_FORMAT, type ManifestDocument as Manifest } from '../../runner/archive/manifest.js';
 import { archiveFileName, formatTimestamp } from '../../runner/store/naming.js';
 import { archivesIn, distDir, ensureBuilt, jsonLines, packageVersion, runCli, tarList, tool } from '../helpers/cli.js';
 import { buildRichTree, exactState, expectedArchivePaths, isRoot, useTempDirs, writeTree } from '../helpers/tree.js';
@@ -48,7 +48,7 @@ describe('the manifest of a backup', () => {
     for (const field of ['format', 'prefix', 'createdAt', 'source', 'compression', 'archiveBytes', 'sha256', 'entryCount', 'totalBytes', 'files', 'excludes', 'runnerVersion', 'durationSeconds']) {
       expect(manifest, field).toHaveProperty(field);
     }
-    expect(manifest.format).toBe(1);
+    expect(manifest.format).toBe(MANIFEST_FORMAT);
     expect(manifest.prefix).toBe('backup');
     expect(manifest.source).toBe(source);
     expect(manifest.compression).toBe('gzip');

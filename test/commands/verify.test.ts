@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { Manifest } from '../../runner/archive/manifest.js';
+import type { ManifestDocument as Manifest } from '../../runner/archive/manifest.js';
 import { type LogLine, archivesIn, jsonLines, runCli } from '../helpers/cli.js';
 import { buildRichTree, useTempDirs, writeTree } from '../helpers/tree.js';
 

@@ -193,9 +193,10 @@ async function runTrial(trial: Trial, index: number): Promise<void> {
   for (const n of churn.filter((x) => x.startsWith('old-'))) {
     expect(inArchive.get(`./churn/${n}`)?.sha256, `${context}\n./churn/${n} silently missing or wrong`).toBe(sha256File(path.join(source, 'churn', n)));
   }
-  // Whatever was reported as vanished is indeed gone.
+  // Whatever was reported as vanished is indeed gone (except below types/, whose entries the
+  // mutator removes and then recreates as another type: one can vanish and be back by now).
   for (const [p, problem] of warned) {
-    if (/vanished/.test(problem)) expect(fs.existsSync(path.join(source, p)), `${context}\n${p} reported vanished but exists`).toBe(false);
+    if (/vanished/.test(problem) && !p.startsWith('./types/')) expect(fs.existsSync(path.join(source, p)), `${context}\n${p} reported vanished but exists`).toBe(false);
   }
   // A new file in the archive without a warning holds its complete content.
   for (const [p, f] of inArchive) {
@@ -246,12 +247,13 @@ import { execFileSync } from 'node:child_process';
 const [writeUrl, walkUrl, source, out, victimRel, kind] = process.argv.slice(2);
 const { writeArchive } = await import(writeUrl);
 const { excludeMatcher } = await import(walkUrl);
+const { ManifestWriter } = await import(writeUrl.replace(/write\.js$/, 'manifest.js'));
 const victim = path.join(source, victimRel);
 const realLstat = fs.lstatSync;
 let fired = false;
 fs.lstatSync = function (p, ...rest) {
   const st = realLstat.call(fs, p, ...rest);
-  if (!fired && p === victim) {
+  if (!fired && String(p) === victim) {
     fired = true;
     fs.rmSync(victim, { recursive: true, force: true });
     if (kind === 'fifo') execFileSync('mkfifo', [victim]);
@@ -262,7 +264,8 @@ fs.lstatSync = function (p, ...rest) {
   return st;
 };
 try {
-  const result = await writeArchive({ source, exclude: excludeMatcher([]), skipUnreadable: false, compression: 'none', level: undefined, file: out, sourceBytes: 0 });
+  const manifest = new ManifestWriter(fs.openSync('/dev/null', 'w'), { format: 2, prefix: 'x', archive: 'x', createdAt: '', source, compression: 'none', level: undefined, excludes: [], runnerVersion: '' });
+  const result = await writeArchive({ source, exclude: excludeMatcher([]), skipUnreadable: false, compression: 'none', level: undefined, file: out, manifest, xattrs: false, sourceBytes: 0 });
   process.stdout.write(JSON.stringify({ ok: true, fired, warnings: result.warnings }));
 } catch (error) {
   process.stdout.write(JSON.stringify({ ok: false, fired, message: error.message, code: error.code }));

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -25,8 +26,10 @@ export const OTHER_GID = 8765;
  */
 export function useTempDirs(scope: 'test' | 'file' = 'test'): (label?: string) => Promise<string> {
   const dirs: string[] = [];
+  // rm -rf walks with directory descriptors: it also removes trees deeper than PATH_MAX.
+  const remove = (d: string) => rm(d, { recursive: true, force: true }).catch(() => execFileSync('rm', ['-rf', '--', d]));
   const cleanup = async () => {
-    await Promise.all(dirs.splice(0).map((d) => rm(d, { recursive: true, force: true })));
+    await Promise.all(dirs.splice(0).map(remove));
   };
   if (scope === 'test') afterEach(cleanup);
   else afterAll(cleanup);
@@ -251,4 +254,77 @@ export function writeTree(root: string, files: Record<string, string | Buffer>):
     if (rel.endsWith('/')) fs.mkdirSync(path.join(root, rel), { recursive: true });
     else write(root, rel, content);
   }
+}
+
+export interface RawSnapshotEntry {
+  /** The path's bytes, hex-encoded (names need not be UTF-8). */
+  path: string;
+  /** find's %y: f, d, l, … */
+  type: string;
+  mode: string;
+  uid: string;
+  gid: string;
+  /** Regular files only. */
+  size?: string;
+  /** Seconds with the nanoseconds, as find prints them (%T@). */
+  mtime: string;
+  /** Symlinks: the target's bytes, hex-encoded. */
+  target?: string;
+  /** 512-byte blocks allocated (%b), with `blocks: true`. */
+  blocks?: number;
+}
+
+/**
+ * A tree as `find` sees it, byte for byte and at any depth (find walks with directory
+ * descriptors): names and link targets as raw bytes, types, modes, owners, sizes and mtimes to
+ * the nanosecond. Independent of the runner's own walk.
+ */
+export function rawSnapshot(root: string, options: { blocks?: boolean; ignore?: (rel: Buffer) => boolean } = {}): RawSnapshotEntry[] {
+  const out = execFileSync('find', ['.', '-printf', '%p\\0%y\\0%m\\0%U\\0%G\\0%s\\0%T@\\0%b\\0%l\\0'], { cwd: root, maxBuffer: 1 << 30 });
+  const fields: Buffer[] = [];
+  for (let at = 0; at < out.length; ) {
+    const nul = out.indexOf(0, at);
+    fields.push(out.subarray(at, nul));
+    at = nul + 1;
+  }
+  const entries: RawSnapshotEntry[] = [];
+  for (let i = 0; i + 9 <= fields.length; i += 9) {
+    const [p, type, mode, uid, gid, size, mtime, blocks, target] = fields.slice(i, i + 9).map((b) => b!);
+    if (options.ignore?.(p!)) continue;
+    const t = type!.toString();
+    const entry: RawSnapshotEntry = { path: p!.toString('hex'), type: t, mode: mode!.toString(), uid: uid!.toString(), gid: gid!.toString(), mtime: mtime!.toString() };
+    if (t === 'f') entry.size = size!.toString();
+    if (t === 'l') entry.target = target!.toString('hex');
+    if (options.blocks) entry.blocks = Number(blocks!.toString());
+    entries.push(entry);
+  }
+  return entries.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+}
+
+/** Every extended attribute (ACLs and capabilities included) below root, as getfattr dumps them, entries sorted. */
+export function xattrDump(root: string): string {
+  const text = execFileSync('getfattr', ['-R', '-d', '-m', '-', '-e', 'hex', '-P', '.'], { cwd: root, maxBuffer: 1 << 28, stdio: ['ignore', 'pipe', 'ignore'] }).toString('latin1');
+  return text
+    .split('\n\n')
+    .map((block) => block.trim())
+    .filter(Boolean)
+    .map((block) => {
+      const [head, ...lines] = block.split('\n');
+      return [head, ...lines.sort()].join('\n');
+    })
+    .sort()
+    .join('\n\n');
+}
+
+/**
+ * Makes a chain of directories below root whose full relative path is longer than `bytes`
+ * (components of 200 bytes), with a file at the bottom; returns the path's component names.
+ * Built with relative steps (cd), as no single path that long can be passed to the kernel.
+ */
+export function makeDeepTree(root: string, bytes: number, leafContent = 'deep\n'): string[] {
+  const components: string[] = [];
+  for (let length = 0; length <= bytes; length += 201) components.push(`${String(components.length).padStart(3, '0')}${'d'.repeat(197)}`);
+  const script = `set -e; cd "$1"; shift; for c in "$@"; do mkdir "$c"; cd "$c"; done; printf '%s' "$LEAF" > leaf.txt`;
+  execFileSync('bash', ['-c', script, 'deep', root, ...components], { env: { ...process.env, LEAF: leafContent } });
+  return components;
 }

@@ -3,7 +3,7 @@ import { SafetyRules, UnsafeEntryError, normalizeEntryPath, resolveLinkTarget, s
 import type { TarEntry } from '../../runner/archive/tar-reader.js';
 
 function entry(path: string, type = 'File', linkpath = '', size = 0): TarEntry {
-  return { path, type, size, mode: 0o644, uid: 0, gid: 0, mtime: 0, linkpath, offset: 0 };
+  return { path, type, size, mode: 0o644, uid: 0, gid: 0, mtime: 0, mtimeNsec: 0, linkpath, offset: 0, headerOffset: 0, storedSize: size };
 }
 
 function feed(entries: TarEntry[]): SafetyRules {
