@@ -13,11 +13,9 @@ import { useTempDirs } from '../helpers/tree.js';
  * A multi-GiB bucket-only backup through the real CLI, then verify --remote streaming it back:
  * the peak RSS of each run (GNU time's %M) stays bounded, whatever the archive size. The data is
  * real (no holes) and incompressible; RGW keeps it in a sparse file (bluestore), not in RAM.
- *
- * The bound is the chart's memory request (320Mi) less a margin: a local zstd backup alone peaks
- * near 280 MiB (README, Performance); the upload adds its parts in flight (4 × 8 MiB) and the SDK.
  */
-const RSS_LIMIT_MIB = 300;
+
+const RSS_LIMIT_MIB = 200;
 
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
