@@ -5,6 +5,7 @@ import { UsageError } from './errors.js';
 import { validateSchedule } from './freshness.js';
 import { type RetentionPolicy, TIERS, normalizePolicy } from './retention.js';
 import { SERVICE_ACCOUNT_DIR, inClusterApiUrl } from './kube/client.js';
+import { type S3Settings, parseS3Settings } from './repository/s3-settings.js';
 import { type NotifyTarget, parseNotifyTarget } from './monitoring/notify.js';
 import { DUMPS_MOUNT_PATH, validateDumpName } from './consistency/dumps.js';
 import { WORKLOAD_KINDS, type Workload, type WorkloadKind, validateWorkloads } from './consistency/scale-down.js';
@@ -57,7 +58,25 @@ export interface BackupConfig extends CommonConfig {
   sqlite: string[];
   /** Pre-backup dumps to archive from dumpsDir; undefined when there are none. */
   dumps: { dir: string; names: string[] } | undefined;
+  /** --remote with --dest: the verified archive is then copied to the bucket. */
+  offsite?: OffsiteConfig;
 }
+
+/** The bucket of --remote, and the retention applied there after a verified upload. */
+export interface OffsiteConfig {
+  settings: S3Settings;
+  /** --remote-keep-last (default --keep-last) with the other --keep-* tiers; undefined: no pruning in the bucket. */
+  retention: RetentionPolicy | undefined;
+}
+
+/** `backup --remote` without --dest: the archive streams straight into the bucket. */
+export type BucketBackupConfig = Omit<BackupConfig, 'dest' | 'offsite'> & { dest: undefined; offsite: OffsiteConfig };
+
+/**
+ * list, verify, prune and restore with --remote act on the bucket: `remote` is set and `dest`
+ * is undefined (restore keeps DEST when given: its snapshot and journal go there).
+ */
+export type OnBucket<C extends CommonConfig> = Omit<C, 'dest'> & { dest: undefined; remote: S3Settings };
 
 export type VerifySelection = { kind: 'latest' } | { kind: 'all' } | { kind: 'archive'; name: string };
 
@@ -121,7 +140,20 @@ export interface ScaleDownConfig {
   timeoutSeconds: number;
 }
 
-export type RunnerConfig = BackupConfig | VerifyConfig | ListConfig | PruneConfig | RestoreConfig;
+/** `restore --remote`: the archive streams from the bucket; DEST, when given, holds the snapshot and journal (restore/source.ts says where they go without it). */
+export type BucketRestoreConfig = Omit<RestoreConfig, 'dest'> & { dest: string | undefined; remote: S3Settings };
+
+export type RunnerConfig =
+  | BackupConfig
+  | BucketBackupConfig
+  | VerifyConfig
+  | OnBucket<VerifyConfig>
+  | ListConfig
+  | OnBucket<ListConfig>
+  | PruneConfig
+  | OnBucket<PruneConfig>
+  | RestoreConfig
+  | BucketRestoreConfig;
 export type CommandName = RunnerConfig['command'];
 
 /** The commands that report their outcome (metrics, Events, notifications, ping). */
@@ -211,6 +243,18 @@ const monitoringFlags: FlagSpec[] = [
   { name: 'monitoring-timeout', kind: 'duration', metavar: 'DURATION', help: 'most time each metrics push, Event, notification and ping may take, retries included; they are sent in parallel', defaultText: '5s' },
 ];
 
+/** --remote and the bucket's settings (S3-compatible stores), shared by every command. */
+const remoteFlags: FlagSpec[] = [
+  { name: 'remote', kind: 'string', metavar: 's3://BUCKET[/KEY-PREFIX]', help: 'S3-compatible bucket; credentials come only from the AWS SDK chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/AWS_SESSION_TOKEN, web identity, shared files)' },
+  { name: 's3-endpoint', kind: 'string', metavar: 'URL', help: 'endpoint of an S3-compatible store (MinIO, Ceph RGW, R2...)', defaultText: 'AWS_ENDPOINT_URL, else AWS' },
+  { name: 's3-region', kind: 'string', metavar: 'REGION', help: 'bucket region', defaultText: 'AWS_REGION, then us-east-1' },
+  { name: 's3-path-style', kind: 'bool', negatable: true, help: 'path-style addressing (endpoint/bucket/key) instead of virtual-host (bucket.endpoint/key)', defaultText: 'on when an endpoint is given' },
+  { name: 's3-storage-class', kind: 'string', metavar: 'CLASS', help: 'storage class of the uploaded objects (e.g. STANDARD_IA)' },
+  { name: 's3-sse', kind: 'string', metavar: 'AES256|aws:kms', help: 'server-side encryption header sent with every upload' },
+  { name: 's3-sse-kms-key-id', kind: 'string', metavar: 'KEY', help: 'KMS key id for --s3-sse aws:kms' },
+  { name: 's3-max-parts', kind: 'int', metavar: 'N', help: "the store's limit of parts per multipart upload (some stores allow 1000); part sizes are chosen to fit", defaultText: '10000' },
+];
+
 /** backup only: the schedule it runs on, for the metrics' next-due time. */
 const backupScheduleFlags: FlagSpec[] = [
   { name: 'schedule', kind: 'string', metavar: 'CRON', help: 'the schedule this backup runs on; with --pushgateway-url the push includes when the next backup is due' },
@@ -225,7 +269,7 @@ function ageIdentityFlag(use: string): FlagSpec {
 const commandFlags: Record<CommandName, { summary: string; usage: string; flags: FlagSpec[]; positional?: string }> = {
   backup: {
     summary: 'stream SOURCE into one new verified archive in DEST, then prune',
-    usage: 'backup --source DIR|--dump NAME --dest DIR [--prefix NAME] [--compression gzip|zstd|none] [--level N] [--exclude GLOB]... [--keep-last N] [--keep-hourly|daily|weekly|monthly|yearly N]... [--age-recipient age1…]... [--age-recipients-file FILE]',
+    usage: 'backup --source DIR|--dump NAME (--dest DIR [--remote s3://BUCKET/PATH] | --remote s3://BUCKET/PATH) [--prefix NAME] [--compression gzip|zstd|none] [--level N] [--exclude GLOB]... [--keep-last N] [--keep-hourly|daily|weekly|monthly|yearly N]... [--age-recipient age1…]... [--age-recipients-file FILE]',
     flags: [
       { name: 'source', kind: 'dir', metavar: 'DIR', help: 'directory to back up (the mounted source volume)' },
       { name: 'compression', kind: 'string', metavar: 'gzip|zstd|none', help: 'archive compression', defaultText: 'gzip' },
@@ -252,13 +296,15 @@ const commandFlags: Record<CommandName, { summary: string; usage: string; flags:
       },
       { name: 'dump', kind: 'list', metavar: 'NAME', help: 'archive the pre-backup dump NAME from --dumps-dir under ./.pvc-backup-dumps/NAME/; a missing, failed or empty dump fails the backup (repeatable; variable: one per line)' },
       { name: 'dumps-dir', kind: 'dir', metavar: 'DIR', help: 'the scratch directory the dump init containers wrote into', defaultText: DUMPS_MOUNT_PATH },
+      { name: 'remote-keep-last', kind: 'int', metavar: 'N', help: 'after a verified upload, keep the newest N archives of the prefix in the bucket (the other --keep-* tiers apply there too)', defaultText: '--keep-last' },
+      ...remoteFlags,
       ...monitoringFlags,
       ...backupScheduleFlags,
     ],
   },
   verify: {
     summary: 'fully re-read archives: checksum, decompression, every entry, manifest',
-    usage: 'verify --dest DIR [--prefix NAME] [ARCHIVE | --latest | --all] [--schedule CRON [--time-zone TZ] [--grace DURATION]] [--age-identity-file FILE]',
+    usage: 'verify (--dest DIR | --remote s3://BUCKET/PATH) [--prefix NAME] [ARCHIVE | --latest | --all] [--schedule CRON [--time-zone TZ] [--grace DURATION]] [--age-identity-file FILE]',
     positional: 'ARCHIVE',
     flags: [
       { name: 'latest', kind: 'bool', env: null, help: 'verify the newest archive of the prefix (the default)' },
@@ -268,26 +314,28 @@ const commandFlags: Record<CommandName, { summary: string; usage: string; flags:
       { name: 'grace', kind: 'duration', metavar: 'DURATION', help: 'how late a backup may finish before it counts as missing', defaultText: '1h' },
       { name: 'allow-absolute-symlinks', kind: 'bool', help: 'count absolute symlink targets as restorable, as restore --allow-absolute-symlinks does' },
       ageIdentityFlag('without it, encrypted archives are checked by checksum (and age header) only'),
+      ...remoteFlags,
       ...monitoringFlags,
     ],
   },
   list: {
     summary: 'list archives, newest first',
-    usage: 'list --dest DIR [--prefix NAME] [--json]',
-    flags: [{ name: 'json', kind: 'bool', help: 'print a JSON array instead of a table' }],
+    usage: 'list (--dest DIR | --remote s3://BUCKET/PATH) [--prefix NAME] [--json]',
+    flags: [{ name: 'json', kind: 'bool', help: 'print a JSON array instead of a table' }, ...remoteFlags],
   },
   prune: {
     summary: 'delete the archives of the prefix that no --keep-* rule keeps',
-    usage: 'prune --dest DIR [--prefix NAME] [--keep-last N] [--keep-hourly|daily|weekly|monthly|yearly N]... [--dry-run] [--json]',
+    usage: 'prune (--dest DIR | --remote s3://BUCKET/PATH) [--prefix NAME] [--keep-last N] [--keep-hourly|daily|weekly|monthly|yearly N]... [--dry-run] [--json]',
     flags: [
       ...retentionFlags('keep the newest N archives'),
       { name: 'dry-run', kind: 'bool', help: 'print per archive keep or delete and the rules that keep it; delete nothing' },
       { name: 'json', kind: 'bool', help: 'print the plan (per archive: keep or delete, rules) as one JSON document; log lines go to stderr' },
+      ...remoteFlags,
     ],
   },
   restore: {
     summary: 'verify an archive, snapshot the target, then restore into it',
-    usage: 'restore --dest DIR [--prefix NAME] --archive NAME|latest --target DIR [--mode replace|merge] [--dry-run] [--no-snapshot] [--allow-unverified] [--allow-absolute-symlinks] [--age-identity-file FILE] [--scale-down KIND/NAME]...',
+    usage: 'restore (--dest DIR [--remote s3://BUCKET/PATH] | --remote s3://BUCKET/PATH) [--prefix NAME] --archive NAME|latest --target DIR [--mode replace|merge] [--dry-run] [--no-snapshot] [--allow-unverified] [--allow-absolute-symlinks] [--age-identity-file FILE] [--scale-down KIND/NAME]...',
     flags: [
       { name: 'archive', kind: 'string', metavar: 'NAME|latest', help: 'archive file name in DEST, or latest', defaultText: 'latest' },
       { name: 'target', kind: 'dir', metavar: 'DIR', help: 'directory to restore into (the mounted volume; never removed itself)' },
@@ -307,6 +355,7 @@ const commandFlags: Record<CommandName, { summary: string; usage: string; flags:
       },
       { name: 'scale-down-timeout', kind: 'duration', metavar: 'DURATION', help: 'how long to wait for the --scale-down pods to stop', defaultText: '5m' },
       ageIdentityFlag('needed to restore an encrypted archive'),
+      ...remoteFlags,
       ...monitoringFlags,
     ],
   },
@@ -394,6 +443,8 @@ function collect(command: CommandName, args: string[], env: Record<string, strin
   const byName = new Map(specs.map((s) => [s.name, s]));
   const values: RawValues = new Map();
   const positionals: string[] = [];
+  /** Flags given on the command line (not from variables). */
+  const given = new Set<string>();
 
   for (let i = 0; i < args.length; i++) {
     const arg = args[i]!;
@@ -420,6 +471,7 @@ function collect(command: CommandName, args: string[], env: Record<string, strin
       }
     }
     if (!spec) throw new UsageError(`unknown flag "--${name}" for ${command}; see pvc-backup ${command} --help`);
+    given.add(spec.name);
     if (spec.kind === 'bool') {
       if (inline !== undefined) {
         const v = parseBool(`--${name}`, inline);
@@ -455,7 +507,7 @@ function collect(command: CommandName, args: string[], env: Record<string, strin
     else if (spec.kind === 'list') values.set(spec.name, raw.split('\n').map((s) => s.trim()).filter(Boolean));
     else values.set(spec.name, raw);
   }
-  return { values, positionals };
+  return { values, positionals, given };
 }
 
 function str(values: RawValues, name: string): string | undefined {
@@ -519,7 +571,7 @@ const PREFIX_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,100}$/;
 const DEFAULT_PREFIX = 'backup';
 
 /** Prefix, log format and timings; DEST is resolved by each builder (after checking how the paths relate). */
-function parseCommon(values: RawValues, command: CommandName): Omit<CommonConfig, 'dest'> & { destText: string } {
+function parseCommon(values: RawValues, command: CommandName): Omit<CommonConfig, 'dest'> & { destText: string | undefined } {
   const given = str(values, 'prefix');
   const prefix = given ?? DEFAULT_PREFIX;
   if (!PREFIX_PATTERN.test(prefix)) {
@@ -534,13 +586,59 @@ function parseCommon(values: RawValues, command: CommandName): Omit<CommonConfig
   if (lockStaleSeconds < 1) throw new UsageError('--lock-stale-after must be at least 1s');
   if (progressSeconds <= 0) throw new UsageError('--progress-interval must be more than 0');
   return {
-    destText: requireValue(values, 'dest', command),
+    destText: nonEmpty(str(values, 'dest')),
     prefix,
     ...(given === undefined ? { prefixDefaulted: true } : {}),
     logFormat,
     lockStaleSeconds,
     progressSeconds,
   };
+}
+
+function nonEmpty(value: string | undefined): string | undefined {
+  return value === undefined || value === '' ? undefined : value;
+}
+
+/** What the builders read besides the flags. */
+interface BuildInput {
+  values: RawValues;
+  positionals: string[];
+  /** Flags given on the command line. */
+  given: Set<string>;
+  cwd: string;
+  env: Record<string, string | undefined>;
+}
+
+/**
+ * --remote and the --s3-* flags as the bucket's settings; undefined without --remote. An --s3-*
+ * flag on the command line without --remote is a usage error (the same from a variable is not:
+ * a chart may set them for every pod).
+ */
+function parseRemote({ values, given, env }: BuildInput, command: CommandName): S3Settings | undefined {
+  const remote = nonEmpty(str(values, 'remote'));
+  if (remote === undefined) {
+    const stray = [...given].find((f) => f.startsWith('s3-') || f === 'remote-keep-last');
+    if (stray) throw new UsageError(`--${stray} applies only with --remote s3://BUCKET/PATH; add --remote or remove --${stray}`);
+    return undefined;
+  }
+  const pathStyle = values.get('s3-path-style');
+  return parseS3Settings(
+    {
+      remote,
+      endpoint: str(values, 's3-endpoint'),
+      region: str(values, 's3-region'),
+      pathStyle: typeof pathStyle === 'boolean' ? pathStyle : undefined,
+      storageClass: str(values, 's3-storage-class'),
+      sse: str(values, 's3-sse'),
+      sseKmsKeyId: str(values, 's3-sse-kms-key-id'),
+      maxParts: str(values, 's3-max-parts'),
+    },
+    env,
+  );
+}
+
+function needDestOrRemote(command: CommandName): UsageError {
+  return new UsageError(`${command} needs --dest (or PVC_BACKUP_DEST) or --remote s3://BUCKET/PATH (or PVC_BACKUP_REMOTE)${command === 'backup' ? ', or both' : ''}`);
 }
 
 /** The --keep-* flags as one policy; undefined when none is given. Zero counts are allowed while another is above 0. */
@@ -559,16 +657,19 @@ function noPositionals(command: CommandName, positionals: string[]) {
   if (positionals.length > 0) throw new UsageError(`${command} takes no argument "${positionals[0]}"; see pvc-backup ${command} --help`);
 }
 
-function buildBackup(values: RawValues, positionals: string[], cwd: string): BackupConfig {
+function buildBackup(input: BuildInput): BackupConfig | BucketBackupConfig {
+  const { values, positionals, cwd } = input;
   noPositionals('backup', positionals);
   const { destText, ...rest } = parseCommon(values, 'backup');
+  const remote = parseRemote(input, 'backup');
+  if (destText === undefined && !remote) throw needDestOrRemote('backup');
   const dumpNames = (values.get('dump') as string[] | undefined) ?? [];
   const sqlite = (values.get('sqlite') as string[] | undefined) ?? [];
   // A backup of dumps alone has no source; without dumps the source is required as always.
   const sourceText = dumpNames.length > 0 && str(values, 'source') === undefined ? undefined : requireValue(values, 'source', 'backup');
   if (sourceText === undefined && sqlite.length > 0) throw new UsageError('--sqlite needs --source DIR: the databases are read from the source directory');
   let source: string | undefined;
-  if (sourceText !== undefined) {
+  if (sourceText !== undefined && destText !== undefined) {
     // How the two relate is the real problem, also while one of them does not exist yet: checked first.
     const [destPath, sourcePath] = [path.resolve(cwd, destText), realPath(path.resolve(cwd, sourceText))];
     if (isInside(destPath, sourcePath)) {
@@ -577,10 +678,12 @@ function buildBackup(values: RawValues, positionals: string[], cwd: string): Bac
     if (isInside(sourcePath, destPath)) {
       throw new UsageError(`--source ${sourcePath} is inside --dest ${destPath}; back up a directory outside the backup directory`);
     }
+  }
+  if (sourceText !== undefined) {
     // The real path: a source given as a symlink is archived as the directory it points to.
     source = realPath(existingDirectory('source', sourceText, cwd));
   }
-  const common: CommonConfig = { ...rest, dest: existingDirectory('dest', destText, cwd) };
+  const dest = destText === undefined ? undefined : existingDirectory('dest', destText, cwd);
   const dumpsDirText = str(values, 'dumps-dir');
   if (dumpsDirText !== undefined && dumpNames.length === 0) throw new UsageError('--dumps-dir is given without --dump NAME; name each dump to archive');
   for (const name of dumpNames) validateDumpName(name);
@@ -601,14 +704,14 @@ function buildBackup(values: RawValues, positionals: string[], cwd: string): Bac
       throw new UsageError(`--level for ${compression} must be ${range.min}-${range.max}, got ${level}`);
     }
   }
-  return {
-    command: 'backup',
-    ...common,
+  const retention = parseRetention(values);
+  const base = {
+    command: 'backup' as const,
+    ...rest,
     source,
     compression: compression as Compression,
     level: level ?? range?.default,
     excludes: (values.get('exclude') as string[] | undefined) ?? [],
-    retention: parseRetention(values),
     allowEmpty: bool(values, 'allow-empty'),
     skipUnreadable: bool(values, 'skip-unreadable'),
     ...parseRecipients(values, cwd),
@@ -616,6 +719,10 @@ function buildBackup(values: RawValues, positionals: string[], cwd: string): Bac
     sqlite,
     dumps,
   };
+  const offsite = remote ? { settings: remote, retention: remoteRetention(values, retention) } : undefined;
+  // Bucket only: the --keep-* policy is the bucket's (there is no directory to prune).
+  if (dest === undefined) return { ...base, dest: undefined, retention: undefined, offsite: offsite! };
+  return { ...base, dest, retention, offsite };
 }
 
 /** --age-recipient and --age-recipients-file, read and checked before anything is written. */
@@ -643,14 +750,29 @@ function parseIdentities(values: RawValues, cwd: string): { identities?: AgeIden
   return file === undefined ? {} : { identities: naming('age-identity-file', () => readIdentityFile(path.resolve(cwd, file))) };
 }
 
-/** The common settings with DEST checked, for commands whose only directory is DEST. */
-function parseCommonWithDest(values: RawValues, command: CommandName, cwd: string): CommonConfig {
-  const { destText, ...rest } = parseCommon(values, command);
-  return { ...rest, dest: existingDirectory('dest', destText, cwd) };
+/** The bucket's policy: the --keep-* tiers, with --remote-keep-last in place of --keep-last when given. */
+function remoteRetention(values: RawValues, local: RetentionPolicy | undefined): RetentionPolicy | undefined {
+  const text = str(values, 'remote-keep-last');
+  if (text === undefined) return local;
+  const last = parseInteger('remote-keep-last', text);
+  if (last < 1) throw new UsageError(`--remote-keep-last must be at least 1, got ${last}`);
+  const policy: RetentionPolicy = { ...local, last };
+  normalizePolicy(policy);
+  return policy;
 }
 
-function buildVerify(values: RawValues, positionals: string[], cwd: string): VerifyConfig {
-  const common = parseCommonWithDest(values, 'verify', cwd);
+/** DEST checked, or the bucket of --remote (which then wins: list/verify/prune act on it). */
+function parseWhere(input: BuildInput, command: CommandName): CommonConfig | (Omit<CommonConfig, 'dest'> & { dest: undefined; remote: S3Settings }) {
+  const { destText, ...rest } = parseCommon(input.values, command);
+  const remote = parseRemote(input, command);
+  if (remote) return { ...rest, dest: undefined, remote };
+  if (destText === undefined) throw needDestOrRemote(command);
+  return { ...rest, dest: existingDirectory('dest', destText, input.cwd) };
+}
+
+function buildVerify(input: BuildInput): VerifyConfig | OnBucket<VerifyConfig> {
+  const { values, positionals } = input;
+  const common = parseWhere(input, 'verify');
   const chosen = [bool(values, 'latest'), bool(values, 'all'), positionals.length > 0].filter(Boolean).length;
   if (chosen > 1 || positionals.length > 1) throw new UsageError('verify takes one of ARCHIVE, --latest or --all');
   let selection: VerifySelection = { kind: 'latest' };
@@ -663,7 +785,7 @@ function buildVerify(values: RawValues, positionals: string[], cwd: string): Ver
   const freshness = schedule
     ? { schedule, timeZone, graceSeconds: graceText === undefined ? 3600 : parseDuration('grace', graceText) }
     : undefined;
-  return { command: 'verify', ...common, selection, freshness, allowAbsoluteSymlinks: bool(values, 'allow-absolute-symlinks'), ...parseIdentities(values, cwd) };
+  return { command: 'verify', ...common, selection, freshness, allowAbsoluteSymlinks: bool(values, 'allow-absolute-symlinks'), ...parseIdentities(values, input.cwd) };
 }
 
 /** Archive arguments are names inside DEST; a path is accepted when it points into DEST. */
@@ -673,14 +795,15 @@ function archiveName(value: string): string {
   return name;
 }
 
-function buildList(values: RawValues, positionals: string[], cwd: string): ListConfig {
-  noPositionals('list', positionals);
-  return { command: 'list', ...parseCommonWithDest(values, 'list', cwd), json: bool(values, 'json') };
+function buildList(input: BuildInput): ListConfig | OnBucket<ListConfig> {
+  noPositionals('list', input.positionals);
+  return { command: 'list', ...parseWhere(input, 'list'), json: bool(input.values, 'json') };
 }
 
-function buildPrune(values: RawValues, positionals: string[], cwd: string): PruneConfig {
+function buildPrune(input: BuildInput): PruneConfig | OnBucket<PruneConfig> {
+  const { values, positionals } = input;
   noPositionals('prune', positionals);
-  const common = parseCommonWithDest(values, 'prune', cwd);
+  const common = parseWhere(input, 'prune');
   const retention = parseRetention(values);
   if (!retention) {
     throw new UsageError(
@@ -690,30 +813,35 @@ function buildPrune(values: RawValues, positionals: string[], cwd: string): Prun
   return { command: 'prune', ...common, retention, dryRun: bool(values, 'dry-run'), json: bool(values, 'json') };
 }
 
-function buildRestore(values: RawValues, positionals: string[], cwd: string, env: Record<string, string | undefined>): RestoreConfig {
+function buildRestore(input: BuildInput): RestoreConfig | BucketRestoreConfig {
+  const { values, positionals, cwd, env } = input;
   noPositionals('restore', positionals);
   const { destText, ...rest } = parseCommon(values, 'restore');
+  const remote = parseRemote(input, 'restore');
+  if (destText === undefined && !remote) throw needDestOrRemote('restore');
   const targetText = requireValue(values, 'target', 'restore');
-  // How the two relate first (see buildBackup), then whether they exist.
-  const [destPath, targetPath] = [path.resolve(cwd, destText), path.resolve(cwd, targetText)];
-  if (isInside(destPath, targetPath) && realPath(destPath) !== realPath(targetPath)) {
-    // Allowed only if the backup directory is excluded from replace; refusing is the safe, simple rule.
-    throw new UsageError(`--dest ${destPath} is inside --target ${targetPath}; a replace would delete the backups, use a directory outside the target`);
+  if (destText !== undefined) {
+    // How the two relate first (see buildBackup), then whether they exist.
+    const [destPath, targetPath] = [path.resolve(cwd, destText), path.resolve(cwd, targetText)];
+    if (isInside(destPath, targetPath) && realPath(destPath) !== realPath(targetPath)) {
+      // Allowed only if the backup directory is excluded from replace; refusing is the safe, simple rule.
+      throw new UsageError(`--dest ${destPath} is inside --target ${targetPath}; a replace would delete the backups, use a directory outside the target`);
+    }
+    if (isInside(targetPath, destPath)) {
+      throw new UsageError(`--target ${targetPath} is inside --dest ${destPath}; restore into a directory outside the backup directory`);
+    }
   }
-  if (isInside(targetPath, destPath)) {
-    throw new UsageError(`--target ${targetPath} is inside --dest ${destPath}; restore into a directory outside the backup directory`);
-  }
-  const common: CommonConfig = { ...rest, dest: existingDirectory('dest', destText, cwd) };
+  const dest = destText === undefined ? undefined : existingDirectory('dest', destText, cwd);
   const target = existingDirectory('target', targetText, cwd);
   const mode = str(values, 'mode') ?? 'replace';
   if (mode !== 'replace' && mode !== 'merge') throw new UsageError(`--mode must be replace or merge, got "${mode}"`);
   const archive = str(values, 'archive') ?? 'latest';
-  return {
-    command: 'restore',
-    ...common,
+  const restore = {
+    command: 'restore' as const,
+    ...rest,
     archive: archive === 'latest' ? 'latest' : archiveName(archive),
     target,
-    mode,
+    mode: mode as RestoreMode,
     dryRun: bool(values, 'dry-run'),
     snapshot: bool(values, 'snapshot', true),
     allowUnverified: bool(values, 'allow-unverified'),
@@ -724,6 +852,8 @@ function buildRestore(values: RawValues, positionals: string[], cwd: string, env
     scaleDown: parseScaleDown(values, env),
     ...parseIdentities(values, cwd),
   };
+  if (remote) return { ...restore, dest, remote };
+  return { ...restore, dest: dest! };
 }
 
 /** --scale-down KIND/NAME...: the workloads, their namespace and the API to reach them. */
@@ -769,7 +899,7 @@ function parseRequestId(value: string | undefined): string | undefined {
   return value;
 }
 
-const builders: Record<CommandName, (values: RawValues, positionals: string[], cwd: string, env: Record<string, string | undefined>) => RunnerConfig> = {
+const builders: Record<CommandName, (input: BuildInput) => RunnerConfig> = {
   backup: buildBackup,
   verify: buildVerify,
   list: buildList,
@@ -808,8 +938,8 @@ function parseWith(argv: readonly string[], env: Record<string, string | undefin
   const command = first as CommandName;
   if (rest.includes('--help') || rest.includes('-h')) return { kind: 'help', command };
   checkVariableNames(env);
-  const { values, positionals } = collect(command, rest, env);
-  const config = builders[command](values, positionals, cwd, env);
+  const { values, positionals, given } = collect(command, rest, env);
+  const config = builders[command]({ values, positionals, given, cwd, env });
   return { kind: 'run', config, monitoring: parseMonitoring(command, values, env) };
 }
 

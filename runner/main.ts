@@ -42,6 +42,8 @@ async function dispatch(config: RunnerConfig, ctx: RunContext): Promise<CommandR
 
 /** How long a run stopped by a signal may spend reporting it (the pod's grace period is 30 s). */
 const STOPPED_REPORT_SECONDS = 3;
+/** How long a run stopped by a signal waits for its network cleanup (AbortMultipartUpload, the bucket lock). */
+const STOPPED_ABORT_MS = 10_000;
 
 function newMonitor(monitoring: MonitoringConfig | undefined, dest: string | undefined, log: Logger): Monitor {
   return new Monitor(monitoring, { dest, hostname: os.hostname(), version: runnerVersion() }, log);
@@ -77,7 +79,7 @@ export async function main(argv: string[]): Promise<number> {
   const { config } = parsed;
   if (config.command === 'backup' || config.command === 'verify' || config.command === 'restore') tuneAllocatorOnce();
   // With a JSON document on stdout, log lines go to stderr so that stdout stays parseable.
-  const log = config.command === 'prune' && config.json ? createLogger(config.logFormat, (line) => process.stderr.write(line + '\n')) : createLogger(config.logFormat);
+  const log = (config.command === 'prune' || config.command === 'list') && config.json ? createLogger(config.logFormat, (line) => process.stderr.write(line + '\n')) : createLogger(config.logFormat);
   const cleanup = new Cleanup();
   const abort = new AbortController();
   const ctx: RunContext = { log, cleanup, signal: abort.signal, now: () => new Date(), version: runnerVersion() };
@@ -95,10 +97,18 @@ export async function main(argv: string[]): Promise<number> {
     const failures = cleanup.runAll();
     for (const f of failures) log.error('cleanup.failed', `could not ${f.label}: ${describeSystemError(f.error)}`);
     const message = `${config.command} stopped by ${signal}; partial files and the lock were removed`;
-    log.error('stopped', message, { signal });
-    // Without anywhere to report to, the process ends right here, as it always has.
-    if (!monitor.active) return dieBy(signal);
-    void reportFailure(signal === 'SIGINT' ? 130 : 143, message, STOPPED_REPORT_SECONDS).finally(() => dieBy(signal));
+    const finish = () => {
+      log.error('stopped', message, { signal });
+      // Without anywhere to report to, the process ends right here, as it always has.
+      if (!monitor.active) return dieBy(signal);
+      void reportFailure(signal === 'SIGINT' ? 130 : 143, message, STOPPED_REPORT_SECONDS).finally(() => dieBy(signal));
+    };
+    if (cleanup.asyncSize === 0) return finish();
+    // A bucket upload in flight: abort it (nothing may stay visible or billed) before dying.
+    void cleanup.runAllAsync(STOPPED_ABORT_MS).then((late) => {
+      for (const f of late) log.error('cleanup.failed', `could not ${f.label}: ${describeSystemError(f.error)}`);
+      finish();
+    });
   };
   const dieBy = (signal: NodeJS.Signals) => {
     // Die by the signal itself (exit status 128+n, 143 for SIGTERM): process.exit() would first

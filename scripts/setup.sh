@@ -19,6 +19,8 @@ done
 # binaries Debian keeps off PATH, in /usr/lib/postgresql/<major>/bin.
 compgen -G '/usr/lib/postgresql/*/bin/pgbench' >/dev/null || missing+=(postgresql)
 [ -f /usr/share/zoneinfo/tzdata.zi ] || missing+=(tzdata)
+# The off-site prune test freezes the clock of its backup runs with libfaketime (same-second names).
+compgen -G '/usr/lib/*/faketime/libfaketime.so.1' >/dev/null || missing+=(faketime)
 if ((${#missing[@]})); then
   packages=()
   for tool in "${missing[@]}"; do

@@ -164,6 +164,15 @@ describe('flags and environment variables', () => {
     'age-recipient': { value: 'age1notakey' },
     'age-recipients-file': { value: '/nonexistent/pvc-backup-recipients.txt' },
     'age-identity-file': { value: '/nonexistent/pvc-backup-key.txt' },
+    remote: { value: 'https://bucket/path' },
+    'remote-keep-last': { value: '0', extra: ['--remote', 's3://bucket/path'] },
+    's3-endpoint': { value: 'ftp://store.example', extra: ['--remote', 's3://bucket/path'] },
+    's3-region': { value: 'not a region', extra: ['--remote', 's3://bucket/path'] },
+    's3-path-style': { value: 'maybe', extra: ['--remote', 's3://bucket/path'] },
+    's3-storage-class': { value: 'cold storage', extra: ['--remote', 's3://bucket/path'] },
+    's3-sse': { value: 'DES', extra: ['--remote', 's3://bucket/path'] },
+    's3-sse-kms-key-id': { value: 'key-1', extra: ['--remote', 's3://bucket/path'] },
+    's3-max-parts': { value: '5', extra: ['--remote', 's3://bucket/path'] },
   };
   /**
    * Variables checked by a successful run instead (they have no invalid value); service-account-dir

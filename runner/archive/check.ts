@@ -1,3 +1,4 @@
+import type { Readable } from 'node:stream';
 import type { Compression } from '../config.js';
 import { IntegrityError } from '../errors.js';
 import { count } from '../log.js';
@@ -205,7 +206,7 @@ export function bothVisitors(first: TarVisitor, second: TarVisitor): TarVisitor 
  * An optional extra visitor (restore's extractor) rides along on the same single read.
  */
 export async function checkArchive(
-  file: string,
+  file: string | Readable,
   compression: Compression,
   expectation: Expectation,
   options: { visitor?: TarVisitor; onProgress?: (p: ReadProgress) => void; identities?: readonly AgeIdentity[] } = {},

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Compression } from '../config.js';
 import { IntegrityError, RunnerError } from '../errors.js';
@@ -33,7 +34,8 @@ const MiB = 1024 * 1024;
  * chunk by chunk, and the whole stream only once this returns.
  */
 export async function readArchive(
-  file: string,
+  /** A file path, or a stream of the archive's bytes (an object in a bucket). */
+  file: string | Readable,
   compression: Compression,
   visitor: TarVisitor,
   onProgress?: (progress: ReadProgress) => void,
@@ -65,7 +67,7 @@ export async function readArchive(
       if (wait) await wait;
     }
   };
-  const input = fs.createReadStream(file, { highWaterMark: MiB });
+  const input = typeof file === 'string' ? fs.createReadStream(file, { highWaterMark: MiB }) : file;
   const decryptor = identities ? decryptStage(identities) : undefined;
   try {
     if (decryptor && decompressor) await pipeline(input, tap, decryptor, decompressor, consume);

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import type { Compression } from '../config.js';
-import { IntegrityError, OperationError, describeSystemError } from '../errors.js';
+import { IntegrityError, OperationError, RunnerError, describeSystemError } from '../errors.js';
 import { humanBytes } from '../log.js';
 import { GarbageGovernor, collectAllGarbage } from '../memory.js';
 import { BufferPool } from './buffer-pool.js';
@@ -14,6 +14,7 @@ import { type PackOptions, type PackWarning, TarPacker } from './pack.js';
 import type { HelperPool } from './syscall-helper.js';
 import { type TarEntry, TarReader } from './tar-reader.js';
 import type { ExcludeMatcher } from './walk.js';
+import type { ArchiveSink } from '../repository/repository.js';
 
 export interface WriteOptions {
   source: string;
@@ -24,8 +25,11 @@ export interface WriteOptions {
   skipUnreadable: boolean;
   compression: Compression;
   level: number | undefined;
-  /** The hidden partial file to create (must not exist). */
-  file: string;
+  /**
+   * Where the compressed bytes go: the hidden partial file to create (must not exist), or a
+   * repository's archive sink (a bucket upload), which is drained between chunks.
+   */
+  file: string | ArchiveSink;
   /** Receives every archived entry (the manifest's file list). */
   manifest: ManifestWriter;
   /** Reads xattrs and sparse maps (syscall-helper.ts). */
@@ -68,6 +72,17 @@ class ArchiveFile {
 
   constructor(private readonly fd: number) {}
 
+  /** Nothing to wait for: every append was written synchronously. */
+  async drain(): Promise<void> {}
+
+  finish(): void {
+    fs.fsyncSync(this.fd);
+  }
+
+  close(): void {
+    fs.closeSync(this.fd);
+  }
+
   append = (chunk: Buffer): void => {
     if (this.failure) return;
     try {
@@ -79,6 +94,34 @@ class ArchiveFile {
       this.failure = error;
     }
   };
+}
+
+/** Hands compressed bytes to a repository's sink (which copies them) and hashes them. */
+class ArchiveStream {
+  readonly hash = createHash('sha256');
+  bytes = 0;
+  failure: unknown;
+
+  constructor(private readonly sink: ArchiveSink) {}
+
+  append = (chunk: Buffer): void => {
+    this.hash.update(chunk);
+    this.bytes += chunk.length;
+    this.sink.append(chunk);
+  };
+
+  /** Waits while the sink's parts in flight are at their bound: memory stays bounded. */
+  async drain(): Promise<void> {
+    try {
+      await this.sink.drain();
+    } catch (error) {
+      this.failure ??= error;
+    }
+  }
+
+  finish(): void {}
+
+  close(): void {}
 }
 
 /**
@@ -121,11 +164,13 @@ class StreamCheck {
  * Memory stays bounded: ~1–4 MiB chunks, a bounded compression queue, nothing kept per entry.
  */
 export async function writeArchive(options: WriteOptions): Promise<WrittenArchive> {
-  const fd = fs.openSync(options.file, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o644);
-  const out = new ArchiveFile(fd);
+  const out =
+    typeof options.file === 'string'
+      ? new ArchiveFile(fs.openSync(options.file, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o644))
+      : new ArchiveStream(options.file);
   // Enough buffers for the chunks in flight (compression jobs, one being filled, one queued).
   const pool = new BufferPool(CHUNK_BYTES[options.compression], 5);
-  const check = new StreamCheck(options.file);
+  const check = new StreamCheck(typeof options.file === 'string' ? options.file : options.file.name);
   const packer = new TarPacker({
     source: options.source,
     exclude: options.exclude,
@@ -145,7 +190,7 @@ export async function writeArchive(options: WriteOptions): Promise<WrittenArchiv
   options.signal?.addEventListener('abort', onAbort, { once: true });
   let stage: EncryptStage | undefined;
   const checkOutput = () => {
-    if (out.failure) throw outputError(out.failure, out.bytes, options.sourceBytes);
+    if (out.failure) throw out.failure instanceof RunnerError ? out.failure : outputError(out.failure, out.bytes, options.sourceBytes);
   };
   let frames: [number, number][] | undefined;
   try {
@@ -159,22 +204,24 @@ export async function writeArchive(options: WriteOptions): Promise<WrittenArchiv
       await compressor.write(chunk);
       governor.processed(chunk.length, packer.entries - entries);
       entries = packer.entries;
+      await out.drain();
       checkOutput();
       options.onProgress?.({ bytesRead: packer.bytesRead, files: packer.entries, archiveBytes: out.bytes });
     }
     await compressor.end();
     stage?.end();
+    await out.drain();
     checkOutput();
     check.end();
     frames = compressor.frames;
     try {
-      fs.fsyncSync(fd);
+      out.finish();
     } catch (error) {
       throw outputError(error, out.bytes, options.sourceBytes);
     }
   } finally {
     options.signal?.removeEventListener('abort', onAbort);
-    fs.closeSync(fd);
+    out.close();
     collectAllGarbage();
   }
   return {

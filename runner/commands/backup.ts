@@ -8,7 +8,7 @@ import { checkFreeSpace, describeProblems, scanSource } from '../archive/preflig
 import { HelperPool } from '../archive/syscall-helper.js';
 import { excludeMatcher } from '../archive/walk.js';
 import { type WrittenArchive, outputError, writeArchive } from '../archive/write.js';
-import { type BackupConfig, COMPRESSIONS } from '../config.js';
+import type { BackupConfig, BucketBackupConfig } from '../config.js';
 import type { RunContext } from '../context.js';
 import { IntegrityError, OperationError, UsageError } from '../errors.js';
 import { ProgressReporter, count, humanBytes } from '../log.js';
@@ -18,6 +18,10 @@ import { infoFromManifest, readInfo, serializeInfo } from '../store/info.js';
 import { acquireLock, logLockWarnings } from '../store/lock.js';
 import { archiveFileName, infoName, manifestName, partialName, sha256Name, sidecarNames } from '../store/naming.js';
 import { type BackupInputs, prepareBackupInputs } from '../consistency/backup-inputs.js';
+import { pickArchiveName } from '../backup/name.js';
+import { copyOffsite } from '../backup/offsite.js';
+import { backupToBucket } from '../backup/to-bucket.js';
+import type { ArchiveSink } from '../repository/repository.js';
 import { pruneArchives } from './prune.js';
 
 export interface BackupSummary {
@@ -29,6 +33,8 @@ export interface BackupSummary {
   sha256: string;
   durationSeconds: number;
   warnings: number;
+  /** Where the bucket copy lives (`s3://…`), with --remote. */
+  remote?: string;
 }
 
 /**
@@ -38,12 +44,16 @@ export interface BackupSummary {
  * (sidecars, then rename) → prune → unlock. Anything that needs undoing is registered with
  * the cleanup list the moment it exists, so a failure or a signal leaves nothing half-made.
  */
-export async function runBackup(config: BackupConfig, ctx: RunContext): Promise<BackupSummary> {
+export async function runBackup(config: BackupConfig | BucketBackupConfig, ctx: RunContext): Promise<BackupSummary> {
+  if (config.dest === undefined) return backupToBucket(config, ctx);
   const lock = await acquireLock(config.dest, { command: 'backup', staleSeconds: config.lockStaleSeconds, onWarning: logLockWarnings(ctx.log) });
   const forgetLock = ctx.cleanup.add('release the lock', () => lock.releaseSync());
   try {
     await removeLeftovers(config.dest, ctx);
-    return await backupUnderLock(config, ctx);
+    const summary = await backupUnderLock(config, ctx);
+    // The off-site copy of the archive just made and proven (with --dest and --remote).
+    if (config.offsite) summary.remote = (await copyOffsite(config.dest, summary.archive, config.prefix, config.offsite, config.lockStaleSeconds, ctx)).location;
+    return summary;
   } finally {
     await lock.release();
     forgetLock();
@@ -105,21 +115,7 @@ async function archiveInputs(config: BackupConfig, inputs: BackupInputs, started
     helper?.close();
     forgetManifest();
   }
-  const tail: ManifestTail = {
-    archiveBytes: written.archiveBytes,
-    sha256: written.sha256,
-    tarBytes: written.tarBytes,
-    entryCount: written.entryCount,
-    fileCount: written.files,
-    totalBytes: written.totalBytes,
-    storedBytes: written.storedBytes,
-    frames: written.frames,
-    durationSeconds: round((ctx.now().getTime() - started.getTime()) / 1000),
-    verification: { at: ctx.now().toISOString(), ok: true },
-    warnings: written.warnings,
-    warningsOmitted: written.warningsOmitted || undefined,
-  };
-  publish(config, name, partial, manifest, { ...head, ...tail }, ctx);
+  publish(config, name, partial, manifest, { ...head, ...manifestTail(written, started, ctx) }, ctx);
   if (manifestDir) removeManifestPartial();
   forgetPartial();
   if (config.retention) await pruneArchives(config.dest, config.prefix, config.retention, { dryRun: false, log });
@@ -143,6 +139,24 @@ async function archiveInputs(config: BackupConfig, inputs: BackupInputs, started
   return summary;
 }
 
+/** What the manifest records once the archive is written and proven (its head was written first). */
+export function manifestTail(written: WrittenArchive, started: Date, ctx: RunContext): ManifestTail {
+  return {
+    archiveBytes: written.archiveBytes,
+    sha256: written.sha256,
+    tarBytes: written.tarBytes,
+    entryCount: written.entryCount,
+    fileCount: written.files,
+    totalBytes: written.totalBytes,
+    storedBytes: written.storedBytes,
+    frames: written.frames,
+    durationSeconds: round((ctx.now().getTime() - started.getTime()) / 1000),
+    verification: { at: ctx.now().toISOString(), ok: true },
+    warnings: written.warnings,
+    warningsOmitted: written.warningsOmitted || undefined,
+  };
+}
+
 async function removeLeftovers(dest: string, ctx: RunContext): Promise<void> {
   const removed = await removeLeftoverPartials(dest);
   for (const name of removed) ctx.log.warn('backup.leftover-removed', `removed ${name}, left over by an interrupted run`, { file: name });
@@ -157,6 +171,20 @@ async function preflight(config: BackupConfig, inputs: BackupInputs, ctx: RunCon
       'DEST_IN_SOURCE',
     );
   }
+  checkScan(config, scan, ctx);
+  const previous = (await listArchives(config.dest, config.prefix))[0];
+  const previousManifest = previous ? await (previous.encrypted ? readInfo : readManifest)(config.dest, previous.name).catch(() => undefined) : undefined;
+  const previousData = previousManifest ? (previousManifest.storedBytes ?? previousManifest.totalBytes) : 0;
+  const ratio = previousManifest && previousManifest.archiveBytes > 0 && previousData > 0 ? previousData / previousManifest.archiveBytes : undefined;
+  checkFreeSpace(config.dest, scan.dataBytes + inputs.extraBytes, config.compression === 'none' ? 1 : ratio, config.compression !== 'none');
+  return scan;
+}
+
+/**
+ * What the source scan found that stops the run (unreadable entries without --skip-unreadable,
+ * an empty source without --allow-empty) or is worth a warning. Shared with the bucket-only backup.
+ */
+export function checkScan(config: BackupConfig | BucketBackupConfig, scan: ReturnType<typeof scanSource>, ctx: RunContext): void {
   if (scan.problems.length > 0) {
     const list = describeProblems(scan.problems);
     if (!config.skipUnreadable) {
@@ -178,51 +206,19 @@ async function preflight(config: BackupConfig, inputs: BackupInputs, ctx: RunCon
       'EMPTY_SOURCE',
     );
   }
-  const previous = (await listArchives(config.dest, config.prefix))[0];
-  const previousManifest = previous ? await (previous.encrypted ? readInfo : readManifest)(config.dest, previous.name).catch(() => undefined) : undefined;
-  const previousData = previousManifest ? (previousManifest.storedBytes ?? previousManifest.totalBytes) : 0;
-  const ratio = previousManifest && previousManifest.archiveBytes > 0 && previousData > 0 ? previousData / previousManifest.archiveBytes : undefined;
-  checkFreeSpace(config.dest, scan.dataBytes + inputs.extraBytes, config.compression === 'none' ? 1 : ratio, config.compression !== 'none');
-  return scan;
 }
 
-/**
- * The run's start time in UTC names the archive, so names sort in creation order. A second run
- * in the same second gets -2, -3, … whatever its compression. If the clock is behind the newest
- * archive of the prefix (it jumped backwards), the new archive takes that archive's time with the
- * next sequence number, with a warning: it must sort as the newest, or keep-last would prune the
- * archive just made and `latest` would restore an older one. The manifest keeps the real time.
- */
 async function chooseName(config: BackupConfig, started: Date, ctx: RunContext): Promise<string> {
-  const second = new Date(Math.floor(started.getTime() / 1000) * 1000);
   const newest = (await listArchives(config.dest, config.prefix))[0];
-  let time = second;
-  let sequence = 1;
-  if (newest && newest.time.getTime() >= second.getTime()) {
-    time = newest.time;
-    sequence = newest.sequence + 1;
-  }
-  for (; ; sequence++) {
-    const forms = COMPRESSIONS.flatMap((c) => [false, true].map((encrypted) => archiveFileName(config.prefix, time, c, sequence, encrypted)));
-    const taken = forms.some((n) => [n, ...sidecarNames(n)].flatMap((f) => [f, partialName(f)]).some((f) => fs.existsSync(path.join(config.dest, f))));
-    if (taken) continue;
-    const name = archiveFileName(config.prefix, time, config.compression, sequence, config.recipients !== undefined);
-    if (newest && newest.time.getTime() > second.getTime()) {
-      ctx.log.warn(
-        'backup.clock-behind',
-        `the clock (${started.toISOString()}) is behind the newest archive ${newest.name}; naming this archive ${name} so that it sorts as the newest (its manifest records the real start time)`,
-        { newest: newest.name, archive: name, clock: started.toISOString() },
-      );
-    }
-    return name;
-  }
+  const taken = (name: string) => fs.existsSync(path.join(config.dest, name));
+  return pickArchiveName({ prefix: config.prefix, compression: config.compression, encrypted: config.recipients !== undefined, started, newest, taken, log: ctx.log });
 }
 
 /**
  * The helper process for xattrs and sparse maps. Without it (no perl), the backup still runs:
  * holes are found by reading, and a warning says that xattrs, ACLs and capabilities are not kept.
  */
-function startHelper(config: BackupConfig, ctx: RunContext): HelperPool | undefined {
+export function startHelper(config: BackupConfig | BucketBackupConfig, ctx: RunContext): HelperPool | undefined {
   // Two processes: reading the xattrs of many small files is per-file latency, which they overlap.
   const helper = HelperPool.start(2);
   if (typeof helper !== 'string') {
@@ -235,7 +231,7 @@ function startHelper(config: BackupConfig, ctx: RunContext): HelperPool | undefi
   return undefined;
 }
 
-function manifestHead(config: BackupConfig, name: string, started: Date, ctx: RunContext): ManifestHead {
+export function manifestHead(config: BackupConfig | BucketBackupConfig, name: string, started: Date, ctx: RunContext): ManifestHead {
   return {
     format: MANIFEST_FORMAT,
     prefix: config.prefix,
@@ -252,7 +248,7 @@ function manifestHead(config: BackupConfig, name: string, started: Date, ctx: Ru
 }
 
 /** The manifest is written as the archive is: into its hidden partial in DEST, renamed at publish. */
-interface ManifestFile {
+export interface ManifestFile {
   fd: number;
   writer: ManifestWriter;
   file: string;
@@ -260,7 +256,7 @@ interface ManifestFile {
   close(): void;
 }
 
-function openManifestWriter(file: string, head: ManifestHead, sourceBytes: number): ManifestFile {
+export function openManifestWriter(file: string, head: ManifestHead, sourceBytes: number): ManifestFile {
   let fd: number | undefined;
   try {
     fd = fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o644);
@@ -281,7 +277,15 @@ function openManifestWriter(file: string, head: ManifestHead, sourceBytes: numbe
   }
 }
 
-async function write(config: BackupConfig, inputs: BackupInputs, partial: string, manifest: ManifestWriter, helper: HelperPool | undefined, sourceBytes: number, ctx: RunContext): Promise<WrittenArchive> {
+export async function write(
+  config: BackupConfig | BucketBackupConfig,
+  inputs: BackupInputs,
+  partial: string | ArchiveSink,
+  manifest: ManifestWriter,
+  helper: HelperPool | undefined,
+  sourceBytes: number,
+  ctx: RunContext,
+): Promise<WrittenArchive> {
   let progress = { bytesRead: 0, files: 0, archiveBytes: 0 };
   const reporter = new ProgressReporter(ctx.log, 'backup.progress', config.progressSeconds, () => ({
     bytes: progress.bytesRead,
@@ -393,6 +397,6 @@ function publish(config: BackupConfig, name: string, partial: string, manifest: 
   fsyncDirectorySync(dest);
 }
 
-function round(n: number): number {
+export function round(n: number): number {
   return Math.round(n * 100) / 100;
 }

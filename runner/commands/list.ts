@@ -1,7 +1,9 @@
-import type { ListConfig } from '../config.js';
+import type { ListConfig, OnBucket } from '../config.js';
 import { type Logger, count, humanBytes } from '../log.js';
+import { catalogOf } from '../repository/catalog.js';
+import { openRepository } from '../repository/open.js';
 import { type ArchiveInfo, choosePrefix, listArchives, otherPrefixesHint } from '../store/catalog.js';
-import { infoName, manifestName, sha256Name } from '../store/naming.js';
+import { compareNewestFirst, infoName, manifestName, sha256Name } from '../store/naming.js';
 
 /** One archive in `pvc-backup list --json` output. Field names are part of the public interface. */
 export interface ListedArchive {
@@ -75,7 +77,8 @@ export function formatTable(rows: ListedArchive[]): string[] {
  * `pvc-backup list`: archives of the prefix, newest first, printed through `out` (stdout data,
  * not log lines). A table for people, or with `--json` one JSON array. Takes no lock.
  */
-export async function runList(config: ListConfig, log: Logger, out: (line: string) => void): Promise<ListedArchive[]> {
+export async function runList(config: ListConfig | OnBucket<ListConfig>, log: Logger, out: (line: string) => void): Promise<ListedArchive[]> {
+  if (config.dest === undefined) return listBucket(config, log, out);
   const { prefix, picked } = await choosePrefix(config.dest, config.prefix, config.prefixDefaulted);
   // JSON output stays one JSON document: the note is for people.
   if (picked && !config.json) log.info('list.prefix', picked, { prefix });
@@ -97,5 +100,33 @@ export async function runList(config: ListConfig, log: Logger, out: (line: strin
   for (const line of formatTable(rows)) out(line);
   const total = rows.reduce((sum, r) => sum + r.bytes, 0);
   out(`${count(rows.length, 'archive')}, ${humanBytes(total)}`);
+  return rows;
+}
+
+/**
+ * `list --remote`: the bucket's archives of the prefix, newest first, in the same table and
+ * JSON. Archive objects without a manifest object (an upload stopped before its manifest, or a
+ * manifest deleted) are listed as `no-manifest` with a warning: they are never valid or latest.
+ */
+async function listBucket(config: OnBucket<ListConfig>, log: Logger, out: (line: string) => void): Promise<ListedArchive[]> {
+  const repository = await openRepository({ kind: 'bucket', settings: config.remote });
+  const { archives, incomplete } = await catalogOf(repository, config.prefix, { manifests: true });
+  for (const a of archives) {
+    if (a.summary?.manifestError) log.warn('list.manifest-unreadable', a.summary.manifestError, { archive: a.name });
+  }
+  for (const a of incomplete) {
+    log.warn('list.incomplete', `${a.name} in ${repository.location} has no manifest object (an interrupted upload or a deleted manifest); it is never used as latest`, { archive: a.name });
+  }
+  const rows = [...archives, ...incomplete].sort(compareNewestFirst).map(toListed);
+  if (config.json) {
+    out(JSON.stringify(rows, null, 2));
+    return rows;
+  }
+  if (rows.length === 0) {
+    out(`no archives with prefix ${config.prefix} in ${repository.location}`);
+    return rows;
+  }
+  for (const line of formatTable(rows)) out(line);
+  out(`${count(rows.length, 'archive')}, ${humanBytes(rows.reduce((sum, r) => sum + r.bytes, 0))}`);
   return rows;
 }

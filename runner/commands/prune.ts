@@ -1,4 +1,4 @@
-import type { PruneConfig } from '../config.js';
+import type { OnBucket, PruneConfig } from '../config.js';
 import { OperationError, describeSystemError } from '../errors.js';
 import { type Logger, humanBytes } from '../log.js';
 import {
@@ -13,10 +13,14 @@ import {
   describeReason,
   planRetention,
 } from '../retention.js';
-import { fsyncDirectory, removeLeftoverPartials } from '../store/atomic.js';
-import { type ArchiveInfo, listArchives } from '../store/catalog.js';
-import { acquireLock, logLockWarnings } from '../store/lock.js';
-import { deleteArchive, findOrphanedSidecars, removeFiles, retentionHealth } from '../store/prune.js';
+import { catalogOf, readRepositoryRecord } from '../repository/catalog.js';
+import { LocalRepository } from '../repository/local.js';
+import { openRepository, targetOf } from '../repository/open.js';
+import type { Repository } from '../repository/repository.js';
+import { fsyncDirectory } from '../store/atomic.js';
+import type { ArchiveInfo } from '../store/catalog.js';
+import { logLockWarnings } from '../store/lock.js';
+import { judgeHealth } from '../store/prune.js';
 
 export interface PruneOptions {
   /** Print what would be deleted; delete nothing. */
@@ -98,9 +102,12 @@ function toPruned(planned: PlannedArchive<Candidate>, calendar: boolean): Pruned
 }
 
 /** The archives of `prefix`, each with its health, planned by the policy. */
-async function planPrefix(dest: string, prefix: string, policy: RetentionPolicy): Promise<RetentionPlan<Candidate>> {
+async function planPrefix(repository: Repository, prefix: string, policy: RetentionPolicy): Promise<RetentionPlan<Candidate>> {
   const candidates: Candidate[] = [];
-  for (const archive of await listArchives(dest, prefix)) candidates.push({ ...archive, ...(await retentionHealth(dest, archive)) });
+  // A bucket's archives without a manifest object (incomplete uploads) are not among them: never counted, never deleted here.
+  for (const archive of (await catalogOf(repository, prefix)).archives) {
+    candidates.push({ ...archive, ...(await judgeHealth(archive, () => readRepositoryRecord(repository, archive))) });
+  }
   return planRetention(candidates, policy);
 }
 
@@ -119,7 +126,7 @@ function warnKeepingValid(plan: RetentionPlan<Candidate>, log: Logger): void {
  * its plan in): on a dry run, what would be kept and why, and what would be deleted; otherwise
  * each deletion as it happens. A failed deletion is logged and the others still run.
  */
-async function carryOut(dest: string, plan: RetentionPlan<Candidate>, entries: Map<string, PrunedArchive>, { dryRun, log }: PruneOptions) {
+async function carryOut(repository: Repository, plan: RetentionPlan<Candidate>, entries: Map<string, PrunedArchive>, { dryRun, log }: PruneOptions) {
   const calendar = hasCalendarTiers(plan.policy);
   const removed: string[] = [];
   let removedBytes = 0;
@@ -137,8 +144,17 @@ async function carryOut(dest: string, plan: RetentionPlan<Candidate>, entries: M
       log.info('prune.would-delete', `would delete ${archive.name} (${humanBytes(archive.size)})${suffix}`, fields);
     } else {
       try {
-        const files = await deleteArchive(dest, archive.name);
-        log.info('prune.delete', `deleted ${archive.name} (${humanBytes(archive.size)})${suffix}`, { ...fields, files });
+        const outcome = await repository.deleteArchive(archive.name);
+        if (outcome.status === 'retained') {
+          // Object Lock / WORM, or credentials without delete: the data is safe, only retention is not applied.
+          log.warn('prune.retained', `${repository.location} refused to delete ${archive.name}: ${outcome.reason}; it stays (Object Lock or credentials without delete?)`, {
+            ...fields,
+            files: outcome.removed,
+          });
+          entry.deleted = false;
+          continue;
+        }
+        log.info('prune.delete', `deleted ${archive.name} (${humanBytes(archive.size)})${suffix}`, { ...fields, files: outcome.removed });
         entry.deleted = true;
       } catch (error) {
         failures.push({ name: archive.name, error });
@@ -154,13 +170,13 @@ async function carryOut(dest: string, plan: RetentionPlan<Candidate>, entries: M
 }
 
 /** Sidecars of the prefix whose archive is gone (an interrupted prune's leftovers). */
-async function removeOrphans(dest: string, prefix: string, { dryRun, log }: PruneOptions): Promise<string[]> {
-  const candidates = await findOrphanedSidecars(dest, prefix);
+async function removeOrphans(repository: Repository, prefix: string, { dryRun, log }: PruneOptions): Promise<string[]> {
+  const candidates = (await repository.list(prefix)).orphans;
   if (dryRun) {
     for (const name of candidates) log.info('prune.would-delete-orphan', `would delete ${name} (its archive is gone)`, { file: name });
     return candidates;
   }
-  const outcome = await removeFiles(dest, candidates);
+  const outcome = await repository.deleteFiles(candidates);
   for (const name of outcome.removed) log.info('prune.delete-orphan', `deleted ${name} (its archive is gone)`, { file: name });
   // A leftover sidecar is untidy, not dangerous: warn and let the next prune retry.
   for (const { name, error } of outcome.failed) {
@@ -169,10 +185,10 @@ async function removeOrphans(dest: string, prefix: string, { dryRun, log }: Prun
   return outcome.removed;
 }
 
-function logSummary(dest: string, plan: RetentionPlan<Candidate>, result: PruneResult, log: Logger): void {
+function logSummary(location: string, plan: RetentionPlan<Candidate>, result: PruneResult, log: Logger): void {
   const fields = {
     prefix: result.prefix,
-    dest,
+    dest: location,
     total: result.total,
     policy: Object.fromEntries(Object.entries(plan.policy).filter(([, n]) => n > 0)),
     kept: result.kept.length,
@@ -194,14 +210,14 @@ function logSummary(dest: string, plan: RetentionPlan<Candidate>, result: PruneR
 }
 
 /** The steps of a prune, under a lock the caller holds (or none, on a dry run). Failed deletions are returned, not thrown. */
-async function applyPolicy(dest: string, prefix: string, policy: RetentionPolicy, options: PruneOptions): Promise<{ result: PruneResult; failures: Failure[] }> {
-  const plan = await planPrefix(dest, prefix, policy);
+async function applyPolicy(repository: Repository, prefix: string, policy: RetentionPolicy, options: PruneOptions): Promise<{ result: PruneResult; failures: Failure[] }> {
+  const plan = await planPrefix(repository, prefix, policy);
   warnKeepingValid(plan, options.log);
   const calendar = hasCalendarTiers(plan.policy);
   const entries = new Map(plan.archives.map((p) => [p.archive.name, toPruned(p, calendar)]));
-  const { removed, removedBytes, failures } = await carryOut(dest, plan, entries, options);
-  const orphans = await removeOrphans(dest, prefix, options);
-  if (!options.dryRun && (removed.length > 0 || orphans.length > 0)) await fsyncDirectory(dest);
+  const { removed, removedBytes, failures } = await carryOut(repository, plan, entries, options);
+  const orphans = await removeOrphans(repository, prefix, options);
+  if (!options.dryRun && (removed.length > 0 || orphans.length > 0) && repository instanceof LocalRepository) await fsyncDirectory(repository.dir);
   const result: PruneResult = {
     prefix,
     policy: plan.policy,
@@ -213,7 +229,7 @@ async function applyPolicy(dest: string, prefix: string, policy: RetentionPolicy
     orphans,
     archives: [...entries.values()],
   };
-  logSummary(dest, plan, result, options.log);
+  logSummary(repository.location, plan, result, options.log);
   return { result, failures };
 }
 
@@ -236,9 +252,10 @@ function throwFailures(dest: string, result: PruneResult, failures: Failure[]): 
  * never touched. A deletion that fails is logged; the others still run, and the call then
  * throws (exit 1).
  */
-export async function pruneArchives(dest: string, prefix: string, policy: RetentionPolicy, options: PruneOptions): Promise<PruneResult> {
-  const { result, failures } = await applyPolicy(dest, prefix, policy, options);
-  throwFailures(dest, result, failures);
+export async function pruneArchives(where: string | Repository, prefix: string, policy: RetentionPolicy, options: PruneOptions): Promise<PruneResult> {
+  const repository = typeof where === 'string' ? new LocalRepository(where) : where;
+  const { result, failures } = await applyPolicy(repository, prefix, policy, options);
+  throwFailures(repository.location, result, failures);
   return result;
 }
 
@@ -263,20 +280,22 @@ export function pruneReport(result: PruneResult) {
  * so it can be run while a backup is in progress. With `--json` the plan is printed through
  * `out`, also when a deletion failed (before that failure is reported).
  */
-export async function runPrune(config: PruneConfig, log: Logger, out: (text: string) => void = () => {}): Promise<PruneResult> {
+export async function runPrune(config: PruneConfig | OnBucket<PruneConfig>, log: Logger, out: (text: string) => void = () => {}): Promise<PruneResult> {
+  const repository = await openRepository(targetOf(config));
   const finish = ({ result, failures }: { result: PruneResult; failures: Failure[] }) => {
     if (config.json) out(JSON.stringify(pruneReport(result), null, 2));
-    throwFailures(config.dest, result, failures);
+    throwFailures(repository.location, result, failures);
     return result;
   };
-  if (config.dryRun) return finish(await applyPolicy(config.dest, config.prefix, config.retention, { dryRun: true, log }));
-  const lock = await acquireLock(config.dest, { command: 'prune', staleSeconds: config.lockStaleSeconds, onWarning: logLockWarnings(log) });
+  if (config.dryRun) return finish(await applyPolicy(repository, config.prefix, config.retention, { dryRun: true, log }));
+  const lock = await repository.lock({ command: 'prune', staleSeconds: config.lockStaleSeconds, onWarning: logLockWarnings(log) });
   try {
-    const partials = await removeLeftoverPartials(config.dest);
+    const partials = await repository.removeLeftovers();
     if (partials.length > 0) {
-      log.info('store.partials-removed', `removed ${partials.length} leftover partial file${partials.length === 1 ? '' : 's'} of an interrupted run`, { files: partials });
+      const what = repository.kind === 'bucket' ? 'unfinished upload' : 'leftover partial file';
+      log.info('store.partials-removed', `removed ${partials.length} ${what}${partials.length === 1 ? '' : 's'} of an interrupted run`, { files: partials });
     }
-    return finish(await applyPolicy(config.dest, config.prefix, config.retention, { dryRun: false, log }));
+    return finish(await applyPolicy(repository, config.prefix, config.retention, { dryRun: false, log }));
   } finally {
     await lock.release();
   }

@@ -1,7 +1,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { type AgeIdentity, type AgeRecipient, checkAgeHeader } from '../archive/age/index.js';
+import type { Readable } from 'node:stream';
 import { type Expectation, checkArchive } from '../archive/check.js';
+import { isBucketOnly, openBucketArchive, snapshotToBucket, withDest } from '../restore/source.js';
+import type { S3Settings } from '../repository/s3-settings.js';
 import { sniffCompression } from '../archive/compress.js';
 import { decryptedHead, isAgeFile, readHead } from '../archive/encryption.js';
 import { type EntryMeta, Extractor, applyMeta } from '../archive/extract.js';
@@ -12,7 +15,7 @@ import { type SafetyOptions, SafetyRules } from '../archive/safety.js';
 import { HelperPool, errnoName } from '../archive/syscall-helper.js';
 import type { TarVisitor } from '../archive/tar-reader.js';
 import { readNames } from '../archive/walk.js';
-import type { BackupConfig, Compression, RestoreConfig } from '../config.js';
+import type { BackupConfig, BucketRestoreConfig, Compression, RestoreConfig } from '../config.js';
 import type { RunContext } from '../context.js';
 import { IntegrityError, OperationError, RunnerError, UsageError, describeSystemError } from '../errors.js';
 import { type Logger, ProgressReporter, count, humanBytes } from '../log.js';
@@ -70,9 +73,12 @@ export function doneMarkerName(requestId: string): string {
   return `${CONTROL_PREFIX}${requestId}.done`;
 }
 
-interface ArchiveSource {
+export interface ArchiveSource {
   name: string;
+  /** The file in DEST; for a bucket, its `s3://` location (messages only: the bytes come from `open`). */
   file: string;
+  /** Opens the archive's bytes for one read (a bucket object streamed, never written to disk). */
+  open?: () => Promise<Readable>;
   compression: Compression;
   expectation: Expectation;
   /** Checksum and manifest present and used. */
@@ -82,14 +88,15 @@ interface ArchiveSource {
   info: ResolvedArchive;
   /** Encrypted with age: the identities that decrypt it (their header check already passed). */
   identities: readonly AgeIdentity[] | undefined;
-  /** Removes what opening it made (an encrypted archive's decrypted manifest copy). */
+  /** Removes what opening it made (an encrypted archive's decrypted manifest copy; a bucket's manifest copied into a scratch file). */
   release(): void;
 }
 
 const isRoot = (): boolean => process.getuid?.() === 0;
 
-export async function runRestore(given: RestoreConfig, ctx: RunContext): Promise<RestoreSummary | undefined> {
-  const { prefix, picked } = await choosePrefix(given.dest, given.prefix, given.prefixDefaulted);
+export async function runRestore(input: RestoreConfig | BucketRestoreConfig, ctx: RunContext): Promise<RestoreSummary | undefined> {
+  const given = withDest(input);
+  const { prefix, picked } = 'remote' in given ? { prefix: given.prefix, picked: undefined } : await choosePrefix(given.dest, given.prefix, given.prefixDefaulted);
   if (picked) ctx.log.info('restore.prefix', picked, { prefix });
   const config = { ...given, prefix };
   if (config.dryRun) {
@@ -225,6 +232,7 @@ function openEncryption(config: RestoreConfig, info: ResolvedArchive, file: stri
 
 async function openArchive(config: RestoreConfig, ctx: RunContext): Promise<ArchiveSource> {
   const { log } = ctx;
+  if ('remote' in config) return openBucketArchive(config as RestoreConfig & { remote: S3Settings }, ctx);
   const info = await findArchive(config.dest, config.prefix, config.archive);
   const file = path.join(config.dest, info.name);
   const identities = openEncryption(config, info, file);
@@ -319,7 +327,11 @@ async function readPass(
     };
   }).start();
   try {
-    const result = await checkArchive(source.file, source.compression, source.expectation, { visitor, onProgress: (p) => (read = p), identities: source.identities });
+    const result = await checkArchive(source.open ? await source.open() : source.file, source.compression, source.expectation, {
+      visitor,
+      onProgress: (p) => (read = p),
+      identities: source.identities,
+    });
     await visitor.finish();
     return result;
   } catch (error) {
@@ -622,6 +634,8 @@ async function takeSnapshot(config: RestoreConfig, ctx: RunContext, own: readonl
     log.info('restore.no-snapshot', `${config.target} is empty; no pre-restore snapshot needed`, { target: config.target });
     return undefined;
   }
+  // Bucket only (restore --remote without --dest): the snapshot goes to the bucket, with the same backup steps.
+  if (isBucketOnly(config)) return snapshotToBucket(config, ctx, [...own, ...KEEP_IN_PLACE]);
   const partials = await removeLeftoverPartials(config.dest);
   for (const name of partials) log.warn('backup.leftover-removed', `removed ${name}, left over by an interrupted run`, { file: name });
   const prefix = snapshotPrefix(config.prefix);

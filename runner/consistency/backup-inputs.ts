@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { ExcludeMatcher } from '../archive/walk.js';
-import type { BackupConfig } from '../config.js';
+import type { BackupConfig, BucketBackupConfig } from '../config.js';
 import type { RunContext } from '../context.js';
 import { count, humanBytes } from '../log.js';
 import { DUMPS_ARCHIVE_DIR, checkDumps } from './dumps.js';
@@ -38,7 +38,7 @@ export interface BackupInputs {
 }
 
 /** Prepares the dumps and SQLite copies of `config`; the caller calls release() when the archive is done. */
-export async function prepareBackupInputs(config: BackupConfig, exclude: ExcludeMatcher, ctx: RunContext): Promise<BackupInputs> {
+export async function prepareBackupInputs(config: BackupConfig | BucketBackupConfig, exclude: ExcludeMatcher, ctx: RunContext): Promise<BackupInputs> {
   const { log } = ctx;
   const extraTrees: ExtraTree[] = [];
   let extraBytes = 0;

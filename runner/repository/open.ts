@@ -13,3 +13,10 @@ export async function openRepository(target: RepositoryTarget): Promise<Reposito
   const { BucketRepository } = await import('./s3.js');
   return new BucketRepository(target.settings);
 }
+
+/** The repository a command's config names: the bucket of --remote, else the directory of --dest. */
+export function targetOf(config: { dest?: string | undefined; remote?: S3Settings }): RepositoryTarget {
+  if (config.remote) return { kind: 'bucket', settings: config.remote };
+  if (config.dest === undefined) throw new Error('a command config without --dest or --remote (config.ts must refuse it)');
+  return { kind: 'directory', dir: config.dest };
+}

@@ -131,7 +131,7 @@ export function openArchiveManifest(dest: string, archiveName: string): OpenedMa
 }
 
 /** The verification state of an archive from its manifest (undefined: no manifest); `fileCount` when the manifest does not record it. */
-export function summarizeManifest(manifest: Manifest | undefined, fileCount?: number): ManifestSummary {
+export function summarizeManifest(manifest: Pick<Manifest, 'entryCount' | 'fileCount' | 'totalBytes' | 'verification'> | undefined, fileCount?: number): ManifestSummary {
   if (!manifest) return { entryCount: undefined, fileCount: undefined, totalBytes: undefined, verification: 'no-manifest' };
   const summary: ManifestSummary = {
     entryCount: typeof manifest.entryCount === 'number' ? manifest.entryCount : undefined,

@@ -1,10 +1,11 @@
 import { readdir, unlink } from 'node:fs/promises';
 import path from 'node:path';
+import type { Manifest } from '../archive/manifest.js';
 import { describeSystemError } from '../errors.js';
 import type { RetentionHealth } from '../retention.js';
 import { fsyncDirectory } from './atomic.js';
 import { type ArchiveInfo, readManifest } from './catalog.js';
-import { readInfo } from './info.js';
+import { type InfoRecord, readInfo } from './info.js';
 import { infoName, manifestName, sha256Name, sidecarNames, sidecarOwners } from './naming.js';
 
 /**
@@ -82,18 +83,22 @@ export async function removeFiles(dest: string, names: readonly string[]): Promi
  * or the manifest records a failed verification; verified when it records a passed one.
  */
 export async function retentionHealth(dest: string, archive: ArchiveInfo): Promise<{ health: RetentionHealth; problem?: string }> {
+  return judgeHealth(archive, () => (archive.encrypted ? readInfo(dest, archive.name) : readManifest(dest, archive.name)));
+}
+
+/** retentionHealth for an archive of any repository, its manifest read by `load`. */
+export async function judgeHealth(
+  archive: Pick<ArchiveInfo, 'name' | 'size' | 'hasSha256' | 'hasManifest' | 'encrypted'>,
+  load: () => Promise<Manifest | InfoRecord | undefined>,
+): Promise<{ health: RetentionHealth; problem?: string }> {
   const failed = (problem: string) => ({ health: 'failed' as const, problem });
   if (!archive.hasSha256) return failed(`its checksum file ${sha256Name(archive.name)} is missing`);
   let manifest;
   try {
-    if (archive.encrypted) {
-      // The manifest is encrypted: the plain info record says what retention needs.
-      if (!archive.hasManifest) return failed(`its encrypted manifest ${manifestName(archive.name)} is missing`);
-      manifest = await readInfo(dest, archive.name);
-      if (!manifest) return failed(`its info record ${infoName(archive.name)} is missing`);
-    } else {
-      manifest = archive.hasManifest ? await readManifest(dest, archive.name) : undefined;
-    }
+    if (archive.encrypted && !archive.hasManifest) return failed(`its encrypted manifest ${manifestName(archive.name)} is missing`);
+    // An encrypted archive's manifest needs the key: `load` gives its plain info record instead.
+    manifest = archive.hasManifest ? await load() : undefined;
+    if (archive.encrypted && !manifest) return failed(`its info record ${infoName(archive.name)} is missing`);
   } catch (error) {
     return failed(`its manifest cannot be read (${describeSystemError(error)})`);
   }

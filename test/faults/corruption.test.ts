@@ -107,7 +107,7 @@ function ctx() {
 /** Runs the real `verify --dest D NAME` in-process; returns the exit code it maps to and the message. */
 async function verifyInProcess(m: Made): Promise<{ code: number; message: string }> {
   const parsed = config.parseCommandLine(['verify', '--dest', m.dest, m.name], {});
-  if (parsed.kind !== 'run' || parsed.config.command !== 'verify') throw new Error('unexpected parse');
+  if (parsed.kind !== 'run' || parsed.config.command !== 'verify' || parsed.config.dest === undefined) throw new Error('unexpected parse');
   try {
     await verifyMod.runVerify(parsed.config, ctx());
     return { code: 0, message: '' };
@@ -119,7 +119,7 @@ async function verifyInProcess(m: Made): Promise<{ code: number; message: string
 /** Runs the real `restore --no-snapshot` in-process into the target; returns the exit code and message. */
 async function restoreInProcess(m: Made): Promise<{ code: number; message: string }> {
   const parsed = config.parseCommandLine(['restore', '--dest', m.dest, '--archive', m.name, '--target', target, '--no-snapshot'], {});
-  if (parsed.kind !== 'run' || parsed.config.command !== 'restore') throw new Error('unexpected parse');
+  if (parsed.kind !== 'run' || parsed.config.command !== 'restore' || 'remote' in parsed.config) throw new Error('unexpected parse');
   const c = ctx();
   try {
     await restoreMod.runRestore(parsed.config, c);

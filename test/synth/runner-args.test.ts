@@ -40,16 +40,16 @@ describe.each(helmBinaries())('runner args rendered by Helm $major', (helm) => {
         if (config.source === undefined) expect(runnerContainerOf(workload).volumeMounts.map((m: { name: string }) => m.name)).not.toContain('source');
         else expectMounted(workload, config.source, 'source', true);
         if (config.dumps) expectMounted(workload, config.dumps.dir, 'dumps', true);
-        expectMounted(workload, config.dest, 'backup', false);
+        if (config.dest !== undefined) expectMounted(workload, config.dest, 'backup', false);
       } else if (config.command === 'verify') {
-        expectMounted(workload, config.dest, 'backup', false);
+        if (config.dest !== undefined) expectMounted(workload, config.dest, 'backup', false);
       } else if (config.command === 'list') {
         // The bind Job: the backup claim, and the source read-only, like a backup pod.
-        expectMounted(workload, config.dest, 'backup', false);
+        if (config.dest !== undefined) expectMounted(workload, config.dest, 'backup', false);
         if (name !== 'dumps only, no source claim') expectMounted(workload, '/data', 'source', true);
       } else if (config.command === 'restore') {
         expectMounted(workload, config.target, 'target', false);
-        expectMounted(workload, config.dest, 'backup', false);
+        if (config.dest !== undefined) expectMounted(workload, config.dest, 'backup', false);
       } else {
         throw new Error(`unexpected runner command ${config.command}`);
       }
