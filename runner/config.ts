@@ -747,6 +747,8 @@ function naming<T>(flag: string, read: () => T): T {
 /** --age-identity-file, read (and its bytes wiped) once here. */
 function parseIdentities(values: RawValues, cwd: string): { identities?: AgeIdentity[] } {
   const file = str(values, 'age-identity-file');
+  // Parsing a rendered command line without its pod's files (checkPaths off): the key is not read.
+  if (file !== undefined && !checkPaths) return { identities: [] };
   return file === undefined ? {} : { identities: naming('age-identity-file', () => readIdentityFile(path.resolve(cwd, file))) };
 }
 

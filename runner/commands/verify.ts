@@ -131,7 +131,7 @@ async function verifyOne(repository: Repository, config: VerifyConfig | OnBucket
       { label: archive.name, sha256, manifest },
       { visitor: restorability, onProgress: (p) => (read = p.archiveBytes), ...(archive.encrypted ? { identities: config.identities } : {}) },
     );
-    await record(repository, archive.name, copy!, manifest.manifest, info, { at: ctx.now().toISOString(), ok: true }, ctx);
+    await record(repository, archive.name, copy, manifest.manifest, info, { at: ctx.now().toISOString(), ok: true }, ctx);
     const fields = {
       archive: archive.name,
       entries: result.entries,
@@ -158,7 +158,7 @@ async function verifyOne(repository: Repository, config: VerifyConfig | OnBucket
     // Decompression and tar errors do not know the file they came from; the message must name it.
     const message = error.message.includes(archive.name) ? error.message : `${archive.name}: ${error.message}`;
     // A wrong identity says nothing about the archive: its recorded state stays.
-    if (copy && (manifest || info) && error.code !== 'AGE_NO_MATCH') {
+    if ((manifest || info) && error.code !== 'AGE_NO_MATCH') {
       // The failure is reported either way; a manifest that cannot be rewritten keeps its old record.
       await record(repository, archive.name, copy, manifest?.manifest, info, { at: ctx.now().toISOString(), ok: false, error: message }, ctx).catch(() => undefined);
     }
@@ -190,7 +190,7 @@ async function readChecksum(repository: Repository, name: string): Promise<strin
 async function record(
   repository: Repository,
   name: string,
-  copy: ManifestFile,
+  copy: ManifestFile | undefined,
   manifest: Manifest | undefined,
   info: InfoRecord | undefined,
   verification: Verification,
@@ -208,6 +208,7 @@ async function record(
     }
     // The new manifest is streamed from the copy into a scratch file beside it, then one PutObject
     // replaces the manifest object atomically.
+    if (!copy) return;
     const updated = `${copy.file}.verified`;
     const fd = fs.openSync(updated, 'wx', 0o600);
     try {

@@ -1,6 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parseCommandLine, type BackupConfig, type ListConfig, type RestoreConfig, type RunnerConfig, type VerifyConfig } from '../../runner/config.js';
 import { helmBinaries } from '../helpers/helm.js';
+import { AWS_VALUES, MINIO_BUCKET_ONLY_VALUES, matrix } from './offsite-sets.js';
 import { OVERRIDE_SETS } from './override-sets.js';
 import { environmentOf, find, fullname, podTemplateOf, renderChart, runnerContainerOf, workloadsOf, type Manifest } from './rendered-chart.js';
 
@@ -25,6 +26,28 @@ function expectMounted(workload: Manifest, path: string, volume: string, readOnl
   expect(mount.mountPath).toBe(path);
   expect(mount.readOnly ?? false).toBe(readOnly);
 }
+
+/** The off-site and encryption values (every layout × restore.from × encryption that renders), beside the override sets. */
+const OFFSITE_SETS = [
+  ...matrix()
+    .filter((c) => !c.fails)
+    .map((c) => ({ name: `offsite: ${c.layout}, restore.from ${c.from ?? 'default'}, encryption ${c.encryption}`, values: c.values })),
+  { name: 'offsite: AWS 3-2-1', values: AWS_VALUES },
+  { name: 'offsite: MinIO bucket only', values: MINIO_BUCKET_ONLY_VALUES },
+];
+
+describe.each(helmBinaries())('runner args of the off-site and encryption values, rendered by Helm $major', (helm) => {
+  it.each(OFFSITE_SETS.map((s) => s.name))('every container of "%s" runs a command line the runner accepts', (name) => {
+    const manifests = renderChart(helm, OFFSITE_SETS.find((s) => s.name === name)!.values);
+    for (const workload of workloadsOf(manifests)) {
+      const spec = podTemplateOf(workload).spec;
+      for (const container of [...(spec.initContainers ?? []), ...spec.containers]) {
+        const parsed = parseCommandLine(container.args, environmentOf(container), { checkPaths: false });
+        expect(parsed.kind, `${workload.metadata.name}/${container.name}: ${JSON.stringify(container.args)}`).toBe('run');
+      }
+    }
+  });
+});
 
 describe.each(helmBinaries())('runner args rendered by Helm $major', (helm) => {
   const rendered = new Map<string, Manifest[]>();
