@@ -2,6 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import { Readable } from 'node:stream';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { OperationError } from '../errors.js';
+import { GarbageGovernor } from '../memory.js';
 import type { BucketClient } from './s3-client.js';
 import { isPreconditionFailed } from './s3-errors.js';
 
@@ -45,6 +46,9 @@ export function openRangedObject(client: BucketClient, key: string, size: number
   let body: IncomingMessage | undefined;
   let opening = false;
   let failures = 0;
+  // The HTTP layer hands over many small buffers that are garbage once consumed: collected
+  // regularly, so a slow consumer on a busy machine does not let them pile up in the heap.
+  const governor = new GarbageGovernor();
 
   const stream = new Readable({
     highWaterMark: options.highWaterMark ?? DEFAULT_HIGH_WATER_MARK,
@@ -90,6 +94,7 @@ export function openRangedObject(client: BucketClient, key: string, size: number
         return;
       }
       offset += chunk.length;
+      governor.processed(chunk.length);
       if (!delivered) {
         delivered = true;
         failures = 0;
