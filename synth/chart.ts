@@ -82,7 +82,7 @@ const TEMPLATES: { fileName: string; condition?: string; construct: ConstructCla
 ];
 
 /** Hand-written templates, copied as they are. */
-const HAND_WRITTEN = ['_helpers.tpl', '_monitoring.tpl', '_offsite.tpl', '_schedule.tpl', '_consistency.tpl', 'validate.yaml', 'NOTES.txt'];
+const HAND_WRITTEN = ['_helpers.tpl', '_monitoring.tpl', '_offsite.tpl', '_schedule.tpl', '_consistency.tpl', '_sources.tpl', 'validate.yaml', 'NOTES.txt'];
 
 /** Values files for chart-testing (ct lint / ct install), under ci/. */
 export const CI_VALUES_DIR = 'ci';
