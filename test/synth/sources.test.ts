@@ -1,6 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parseCommandLine, type BackupConfig, type RestoreConfig, type VerifyConfig } from '../../runner/config.js';
 import { helmBinaries } from '../helpers/helm.js';
+import { renderNotes, useNotesProbe } from './notes-probe.js';
 import { environmentOf, find, fullname, helmTemplate, IMAGE_REPOSITORY, podTemplateOf, renderChart, validateKubernetesObject, workloadsOf, type Manifest } from './rendered-chart.js';
 
 /** Several volumes in one release: `sources`, rendered by real Helm 3 and 4. */
@@ -33,6 +34,8 @@ function renderFails(helm: Parameters<typeof helmTemplate>[0], values: unknown):
   expect(result.code, result.stdout).not.toBe(0);
   return result.stderr;
 }
+
+useNotesProbe();
 
 describe.each(helmBinaries())('sources rendered by Helm $major', (helm) => {
   let manifests: Manifest[];
@@ -124,6 +127,13 @@ describe.each(helmBinaries())('sources rendered by Helm $major', (helm) => {
     // The schema: a name that is not a DNS label, an entry without a claim.
     expect(renderFails(helm, { ...TWO_SOURCES, sources: [{ name: 'Media_1', claimName: 'x' }] })).toMatch(/name/);
     expect(renderFails(helm, { ...TWO_SOURCES, sources: [{ name: 'media' }] })).toMatch(/claimName/);
+  });
+
+  it('the notes list every source with its CronJob, schedule and prefix, and the commands use the first', () => {
+    const notes = renderNotes(helm, TWO_SOURCES as never);
+    expect(notes).toContain(`db: "shop-db" (directory pgdata), CronJob ${F}-db, schedule "10 2 * * *", archives shop-db-<time>`);
+    expect(notes).toContain(`media: "shop-media", CronJob ${F}-media, schedule "15 2 * * *", archives shop-media-<time>`);
+    expect(notes).toContain(`create job --from=cronjob/${F}-db `);
   });
 
   it('keeps a one-volume install as it was: one CronJob named F with the backup prefix', () => {
