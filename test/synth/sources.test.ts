@@ -1,8 +1,8 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parseCommandLine, type BackupConfig, type RestoreConfig, type VerifyConfig } from '../../runner/config.js';
-import { helmBinaries } from '../helpers/helm.js';
+import { helmBinaries, runHelm } from '../helpers/helm.js';
 import { renderNotes, useNotesProbe } from './notes-probe.js';
-import { environmentOf, find, fullname, helmTemplate, IMAGE_REPOSITORY, podTemplateOf, renderChart, validateKubernetesObject, workloadsOf, type Manifest } from './rendered-chart.js';
+import { CHART_PATH, environmentOf, find, fullname, helmTemplate, VALUES_FROM_STDIN, valuesInput, IMAGE_REPOSITORY, podTemplateOf, renderChart, validateKubernetesObject, workloadsOf, type Manifest } from './rendered-chart.js';
 
 /** Several volumes in one release: `sources`, rendered by real Helm 3 and 4. */
 
@@ -134,6 +134,11 @@ describe.each(helmBinaries())('sources rendered by Helm $major', (helm) => {
     expect(notes).toContain(`db: "shop-db" (directory pgdata), CronJob ${F}-db, schedule "10 2 * * *", archives shop-db-<time>`);
     expect(notes).toContain(`media: "shop-media", CronJob ${F}-media, schedule "15 2 * * *", archives shop-media-<time>`);
     expect(notes).toContain(`create job --from=cronjob/${F}-db `);
+  });
+
+  it('passes helm lint --strict', () => {
+    const result = runHelm(helm, ['lint', '--strict', CHART_PATH, ...VALUES_FROM_STDIN], { input: valuesInput({ ...TWO_SOURCES, restore: { enabled: true, source: 'db' } }) });
+    expect(result.code, result.stdout + result.stderr).toBe(0);
   });
 
   it('keeps a one-volume install as it was: one CronJob named F with the backup prefix', () => {
