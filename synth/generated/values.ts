@@ -50,7 +50,7 @@ export interface Values {
   };
   /** sources lists several PersistentVolumeClaims to back up in one release, each {name, claimName, subPath, prefix, schedule, exclude, colocateWith}: one backup CronJob per entry (F-NAME), archives in the shared backup volume under the entry's prefix (default: the backup prefix, "-" and the name), on the entry's schedule (default: backup.schedule with 5 minutes added per entry after the first), with every other backup.* setting shared; the verify CronJob checks every prefix, restore.source picks the entry to restore. Leave source.claimName empty when set; backup.preBackup, backup.sqlite and offsite work with source only. See the README, Several volumes in one release. */
   sources: ({
-    /** The entry's name: a DNS label of at most 20 characters, unique among the entries. */
+    /** The entry's name: a DNS label of at most 20 characters, unique among the entries, not verify (F-verify is the verify CronJob). */
     name: string;
     /** The PersistentVolumeClaim to back up, in the release namespace. */
     claimName: string;
@@ -1056,7 +1056,7 @@ export interface ValueTypes {
   'source.subPath': string;
   'source.colocateWith': Record<string, string>;
   'sources': ({
-    /** The entry's name: a DNS label of at most 20 characters, unique among the entries. */
+    /** The entry's name: a DNS label of at most 20 characters, unique among the entries, not verify (F-verify is the verify CronJob). */
     name: string;
     /** The PersistentVolumeClaim to back up, in the release namespace. */
     claimName: string;

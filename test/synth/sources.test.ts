@@ -127,6 +127,8 @@ describe.each(helmBinaries())('sources rendered by Helm $major', (helm) => {
     // The schema: a name that is not a DNS label, an entry without a claim.
     expect(renderFails(helm, { ...TWO_SOURCES, sources: [{ name: 'Media_1', claimName: 'x' }] })).toMatch(/name/);
     expect(renderFails(helm, { ...TWO_SOURCES, sources: [{ name: 'media' }] })).toMatch(/claimName/);
+    // F-verify is the verify CronJob's name.
+    expect(renderFails(helm, { ...TWO_SOURCES, sources: [{ name: 'verify', claimName: 'x' }] })).toMatch(/sources.0.name/);
   });
 
   it('the notes list every source with its CronJob, schedule and prefix, and the commands use the first', () => {
