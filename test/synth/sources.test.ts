@@ -1,6 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parseCommandLine, type BackupConfig, type RestoreConfig, type VerifyConfig } from '../../runner/config.js';
 import { helmBinaries, runHelm } from '../helpers/helm.js';
+import { baselineViolations, podSecurityLevel, restrictedViolations, type PodLike } from './pod-security.js';
 import { renderNotes, useNotesProbe } from './notes-probe.js';
 import { CHART_PATH, environmentOf, find, fullname, helmTemplate, VALUES_FROM_STDIN, valuesInput, IMAGE_REPOSITORY, podTemplateOf, renderChart, validateKubernetesObject, workloadsOf, type Manifest } from './rendered-chart.js';
 
@@ -94,10 +95,13 @@ describe.each(helmBinaries())('sources rendered by Helm $major', (helm) => {
     for (const workload of workloadsOf(manifests)) for (const container of containers(workload)) parsed(container);
   });
 
-  it('under Pod Security restricted, every container of every source is restricted', () => {
-    const restricted = renderChart(helm, { ...TWO_SOURCES, securityProfile: 'restricted' } as never);
-    for (const workload of workloadsOf(restricted)) {
-      for (const container of containers(workload)) expect(container.securityContext?.allowPrivilegeEscalation, `${workload.metadata.name}/${container.name}`).toBe(false);
+  it.each(['baseline', 'restricted'] as const)('under securityProfile %s, every pod of every source meets that Pod Security level', (level) => {
+    const rendered = renderChart(helm, { ...TWO_SOURCES, securityProfile: level, restore: { enabled: true, source: 'db' } } as never);
+    const workloads = workloadsOf(rendered);
+    expect(workloads.filter((w) => w.kind === 'CronJob')).toHaveLength(3);
+    for (const workload of workloads) {
+      const pod = podTemplateOf(workload) as PodLike;
+      expect(podSecurityLevel(pod), `${workload.metadata.name}: ${[...baselineViolations(pod), ...restrictedViolations(pod)].join('; ')}`).toBe(level);
     }
   });
 
