@@ -60,6 +60,7 @@ export const CHART_METADATA = {
       { kind: 'added', description: 'restore.allowAbsoluteSymlinks; restore.nonce may be a number, and a request that already ran fails saying to set a new one' },
       { kind: 'added', description: 'offsite.*: copies in an S3-compatible bucket (credentials from a Secret or IRSA), verified by the verify Job; storage.enabled=false for bucket-only installs; restore.from' },
       { kind: 'added', description: 'encryption.*: age recipients for backups, the identity mounted into verify and restore pods only' },
+      { kind: 'added', description: 'sources: several volumes in one release (a backup CronJob per source, verify of every prefix, restore.source)' },
       { kind: 'changed', description: 'image.repository is required; verify pods mount only the backup volume and run on the backup schedule unless verify.schedule is set' },
     ], { lineWidth: 0 }),
   },
@@ -82,7 +83,7 @@ const TEMPLATES: { fileName: string; condition?: string; construct: ConstructCla
 ];
 
 /** Hand-written templates, copied as they are. */
-const HAND_WRITTEN = ['_helpers.tpl', '_monitoring.tpl', '_offsite.tpl', '_schedule.tpl', '_consistency.tpl', 'validate.yaml', 'NOTES.txt'];
+const HAND_WRITTEN = ['_helpers.tpl', '_monitoring.tpl', '_offsite.tpl', '_schedule.tpl', '_consistency.tpl', '_sources.tpl', 'validate.yaml', 'NOTES.txt'];
 
 /** Values files for chart-testing (ct lint / ct install), under ci/. */
 export const CI_VALUES_DIR = 'ci';

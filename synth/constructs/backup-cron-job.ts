@@ -1,15 +1,16 @@
 import { ApiObject, Cron } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
-import { HelmPlaceholders, setFields } from '../helm.js';
+import { HelmPlaceholders, setFields, TemplateFile } from '../helm.js';
 import { V } from '../values.js';
 import { monitoringArgs } from './monitoring.js';
 import { DUMPS_MOUNT_PATH } from '../../runner/consistency/dumps.js';
 import { templateDumps } from './dumps.js';
+import { underSources } from './sources.js';
 import { bucketArgs, recipientArgs, templateBucketEnv } from './offsite.js';
 import { backupMount, MOUNT_PATHS, resourceMetadata, runnerContainer, templateRunnerPod, templateSourceMount } from './runner-pod.js';
 
-/** The scheduled backup: `pvc-backup backup` with every setting spelled out as a flag. */
+/** The scheduled backup: `pvc-backup backup` with every setting spelled out as a flag; one CronJob per source of `sources`. */
 export class BackupCronJob extends Construct {
   constructor(scope: Construct, id: string) {
     super(scope, id);
@@ -49,6 +50,7 @@ export class BackupCronJob extends Construct {
     templateDumps(ApiObject.of(cronJob), podTemplate);
     templateRunnerPod(ApiObject.of(cronJob), podTemplate, { pod: 'backup', colocate: true, reports: true });
     templateBucketEnv(ApiObject.of(cronJob), `${podTemplate}/spec/containers/0`, V.offsite.enabled);
+    underSources(TemplateFile.ofConstruct(this), 'each');
   }
 }
 

@@ -1,8 +1,9 @@
 import { ApiObject } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
-import { HelmPlaceholders, setFields } from '../helm.js';
+import { HelmPlaceholders, setFields, TemplateFile } from '../helm.js';
 import { V } from '../values.js';
+import { underSources } from './sources.js';
 import { backupMount, MOUNT_PATHS, resourceMetadata, runnerContainer, templateRunnerPod, templateSourceMount } from './runner-pod.js';
 
 /**
@@ -14,6 +15,8 @@ import { backupMount, MOUNT_PATHS, resourceMetadata, runnerContainer, templateRu
  * the source claim, with the backup pods' node selector, tolerations and affinity (colocation
  * included), so the volume is provisioned in a zone and on a node where backups can run. Its
  * container runs `pvc-backup list`, which also proves the image pulls and starts.
+ *
+ * With `sources`, the pod mounts (and colocates with) the first source.
  *
  * The name ends in a hash of the values: a Job's pod template is immutable, so an upgrade that
  * changes anything replaces the Job instead of failing to patch it.
@@ -41,6 +44,7 @@ export class BindJob extends Construct {
     });
     templateSourceMount(ApiObject.of(job), '/spec/template');
     templateRunnerPod(ApiObject.of(job), '/spec/template', { pod: 'bind', colocate: true, reports: false });
+    underSources(TemplateFile.ofConstruct(this), 'first');
   }
 }
 

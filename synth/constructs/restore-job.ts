@@ -4,6 +4,7 @@ import { Construct } from 'constructs';
 import { HelmPlaceholders, setFields, TemplateFile, toYamlLines } from '../helm.js';
 import { V } from '../values.js';
 import { monitoringArgs } from './monitoring.js';
+import { underSources } from './sources.js';
 import { bucketArgs, identityArgs, templateBucketEnv } from './offsite.js';
 import { backupMount, identityMount, MOUNT_PATHS, resourceMetadata, runnerContainer, targetMount, templateRunnerPod } from './runner-pod.js';
 
@@ -53,6 +54,8 @@ export class RestoreJob extends Construct {
     templateBucketEnv(ApiObject.of(job), '/spec/template/spec/containers/0', restore.fromOffsite);
 
     const file = TemplateFile.ofConstruct(this);
+    // With sources: restore.source's prefix, and its claim as the default target.
+    underSources(file, 'restore');
     file.addPreamble(`{{- $live := lookup "batch/v1" "Job" (${V.namespace.expr}) (${V.names.restoreJob.expr}) }}`);
     file.addTransform((manifest) => ({
       ...manifest,

@@ -1,8 +1,9 @@
 import { ApiObject } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
-import { HelmPlaceholders, setFields } from '../helm.js';
+import { HelmPlaceholders, setFields, TemplateFile } from '../helm.js';
 import { V } from '../values.js';
+import { underSources } from './sources.js';
 import { bucketArgs, identityArgs, templateBucketEnv } from './offsite.js';
 import { backupMount, identityMount, MOUNT_PATHS, runnerContainer, templateRunnerPod } from './runner-pod.js';
 
@@ -10,7 +11,7 @@ import { backupMount, identityMount, MOUNT_PATHS, runnerContainer, templateRunne
  * `helm test`: a hook Pod that fully verifies the newest archive (`pvc-backup verify --latest`),
  * with the verify pods' settings and only the backup volume. It fails until the first backup
  * exists, and whenever the newest archive is damaged. Kept after it ran (for its log) until the
- * next `helm test` replaces it. In a bucket-only install it verifies the newest archive in the bucket.
+ * next `helm test` replaces it. With `sources` it verifies the first source's newest archive. In a bucket-only install it verifies the newest archive in the bucket.
  */
 export class TestPod extends Construct {
   constructor(scope: Construct, id: string) {
@@ -40,6 +41,7 @@ export class TestPod extends Construct {
     // A Pod is its own pod template: its labels and annotations are the pod ones (hook included).
     setFields(ApiObject.of(pod), { '/metadata/namespace': helm.field(V.namespace) });
     templateRunnerPod(ApiObject.of(pod), '', { pod: 'test', colocate: false, reports: false, annotations: V.test.annotations });
+    underSources(TemplateFile.ofConstruct(this), 'first');
     templateBucketEnv(ApiObject.of(pod), '/spec/containers/0', V.offsite.only);
   }
 }

@@ -1,9 +1,10 @@
 import { ApiObject, Cron } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
-import { HelmPlaceholders, setFields } from '../helm.js';
+import { HelmPlaceholders, setFields, TemplateFile } from '../helm.js';
 import { V } from '../values.js';
 import { monitoringArgs } from './monitoring.js';
+import { itemsPerEarlierSource, underSources } from './sources.js';
 import { bucketArgs, identityArgs, templateBucketEnv } from './offsite.js';
 import { backupMount, identityMount, MOUNT_PATHS, resourceMetadata, runnerContainer, templateRunnerPod } from './runner-pod.js';
 
@@ -21,6 +22,13 @@ import { backupMount, identityMount, MOUNT_PATHS, resourceMetadata, runnerContai
  * memory, and each pushes its metrics (same group) only after the one before it succeeded — the
  * result left in the Pushgateway is never a success that hides a failed check of this run. In a
  * bucket-only install the container checks the bucket.
+ */
+/*
+ * With `sources`, each source's prefix is checked against that source's schedule: the CronJob is
+ * rendered under the last source, and every earlier one gets an init container (verify-NAME)
+ * rendered under its own context, so the Job fails at the first source that fails. The runner's
+ * verify stays one prefix, one schedule: a repeatable --prefix would need a schedule per prefix
+ * for the freshness check, and its metrics are pushed per prefix already.
  */
 export class VerifyCronJob extends Construct {
   constructor(scope: Construct, id: string) {
@@ -64,6 +72,13 @@ export class VerifyCronJob extends Construct {
     templateRunnerPod(ApiObject.of(cronJob), pod, { pod: 'verify', colocate: false, reports: true, initContainerWhen: V.offsite.besideVolume });
     templateBucketEnv(ApiObject.of(cronJob), `${pod}/spec/initContainers/0`, V.offsite.enabled);
     templateBucketEnv(ApiObject.of(cronJob), `${pod}/spec/containers/0`, V.offsite.only);
+    const file = TemplateFile.ofConstruct(this);
+    underSources(file, 'last');
+    file.addTransform((manifest) => {
+      const spec = (manifest as any).spec.jobTemplate.spec.template.spec as { containers: Record<string, unknown>[]; initContainers?: unknown };
+      spec.initContainers = itemsPerEarlierSource(helm, spec.initContainers, { ...spec.containers[0], name: helm.inline('{{ printf "verify-%s" .SourceName }}') });
+      return manifest;
+    });
   }
 }
 

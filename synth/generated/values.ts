@@ -48,6 +48,23 @@ export interface Values {
     /** colocateWith is the label set of the application's pod (e.g. {app.kubernetes.io/name: myapp}); when set, backup pods and the bind Job are scheduled on that pod's node, which a ReadWriteOnce volume needs to avoid a Multi-Attach error. */
     colocateWith: Record<string, string>;
   };
+  /** sources lists several PersistentVolumeClaims to back up in one release, each {name, claimName, subPath, prefix, schedule, exclude, colocateWith}: one backup CronJob per entry (F-NAME), archives in the shared backup volume under the entry's prefix (default: the backup prefix, "-" and the name), on the entry's schedule (default: backup.schedule with 5 minutes added per entry after the first), with every other backup.* setting shared; the verify CronJob checks every prefix, restore.source picks the entry to restore. Leave source.claimName empty when set; backup.preBackup, backup.sqlite and offsite work with source only. See the README, Several volumes in one release. */
+  sources: ({
+    /** The entry's name: a DNS label of at most 20 characters, unique among the entries, not verify (F-verify is the verify CronJob). */
+    name: string;
+    /** The PersistentVolumeClaim to back up, in the release namespace. */
+    claimName: string;
+    /** Only this directory of the volume; empty means the whole volume. */
+    subPath?: string;
+    /** The archive name prefix of this entry; empty means the backup prefix, - and the name. Unique among the entries. */
+    prefix?: string;
+    /** The cron expression of this entry's backups; empty means backup.schedule, staggered. */
+    schedule?: string;
+    /** Glob patterns left out of this entry's archives, instead of backup.exclude; null means backup.exclude. */
+    exclude?: string[] | null;
+    /** The label set of the pod that uses this claim (see source.colocateWith). */
+    colocateWith?: Record<string, string>;
+  })[];
   /** backup configures the scheduled backup CronJob. */
   backup: {
     /** enabled creates the backup CronJob. */
@@ -364,7 +381,9 @@ export interface Values {
     from: "local" | "offsite" | null;
     /** mode is replace (the target ends up exactly the archive) or merge (extract over the existing files). */
     mode: "replace" | "merge";
-    /** targetClaim is the PersistentVolumeClaim restored into (mounted read-write at /data); empty means source.claimName. */
+    /** source is the name of the entry of sources to restore (its prefix, its claim as the default target); required with sources, empty with source. */
+    source: string;
+    /** targetClaim is the PersistentVolumeClaim restored into (mounted read-write at /data); empty means source.claimName (with sources: the claim of restore.source). */
     targetClaim: string;
     /** targetSubPath is the directory of the target volume restored into; null means source.subPath, "" the volume root. */
     targetSubPath: string | null;
@@ -1036,6 +1055,22 @@ export interface ValueTypes {
   'source.claimName': string;
   'source.subPath': string;
   'source.colocateWith': Record<string, string>;
+  'sources': ({
+    /** The entry's name: a DNS label of at most 20 characters, unique among the entries, not verify (F-verify is the verify CronJob). */
+    name: string;
+    /** The PersistentVolumeClaim to back up, in the release namespace. */
+    claimName: string;
+    /** Only this directory of the volume; empty means the whole volume. */
+    subPath?: string;
+    /** The archive name prefix of this entry; empty means the backup prefix, - and the name. Unique among the entries. */
+    prefix?: string;
+    /** The cron expression of this entry's backups; empty means backup.schedule, staggered. */
+    schedule?: string;
+    /** Glob patterns left out of this entry's archives, instead of backup.exclude; null means backup.exclude. */
+    exclude?: string[] | null;
+    /** The label set of the pod that uses this claim (see source.colocateWith). */
+    colocateWith?: Record<string, string>;
+  })[];
   'backup.enabled': boolean;
   'backup.schedule': string;
   'backup.timeZone': string;
@@ -1268,6 +1303,7 @@ export interface ValueTypes {
   'restore.archive': string;
   'restore.from': "local" | "offsite" | null;
   'restore.mode': "replace" | "merge";
+  'restore.source': string;
   'restore.targetClaim': string;
   'restore.targetSubPath': string | null;
   'restore.nonce': string | number;

@@ -73,6 +73,7 @@ export interface PodSecurityContext {
 
 export interface PodSpec {
   containers: Container[];
+  initContainers?: Container[];
   volumes?: Volume[];
   restartPolicy?: string;
   securityContext?: PodSecurityContext;
@@ -452,4 +453,18 @@ export function docker(args: string[], timeoutMs = 120_000): Promise<DockerRun> 
 export function runPodInDocker(options: DockerPodOptions, timeoutMs?: number): Promise<DockerRun> {
   applyFsGroup(options.spec, options.claims);
   return docker(dockerRunArgs(options), timeoutMs);
+}
+
+/**
+ * One container of a Job's pod (an init container too) as the Job's only container, so runPod
+ * runs it with the pod's volumes and security contexts; init containers run in order, each after
+ * the one before it succeeded, so a test runs them one by one in that order.
+ */
+export function jobOfContainer(job: Manifest, name: string): Manifest {
+  const pod = podSpecOf(job);
+  const container = [...(pod.initContainers ?? []), ...pod.containers].find((c) => c.name === name);
+  if (!container) throw new Error(`${job.metadata.name} has no container ${name}`);
+  const template = job.spec.template as { spec: Record<string, unknown> };
+  const { initContainers: _init, ...spec } = template.spec;
+  return { ...job, spec: { ...job.spec, template: { ...template, spec: { ...spec, containers: [container] } } } };
 }

@@ -28,7 +28,7 @@ patch on the scale subresource of only the named Deployments and StatefulSets, l
 {{- if and $values.backup.enabled $values.backup.sqlite (not $values.source.claimName) }}
 {{- fail "backup.sqlite needs source.claimName: the SQLite databases are read from the source volume" }}
 {{- end }}
-{{- if and $values.restore.enabled (not $values.restore.targetClaim) (not $values.source.claimName) }}
+{{- if and $values.restore.enabled (not $values.restore.targetClaim) (not $values.source.claimName) (not $values.sources) }}
 {{- fail "restore.enabled needs restore.targetClaim (or source.claimName): there is no source claim to restore into" }}
 {{- end }}
 {{- $seen := dict }}

@@ -37,9 +37,13 @@ name unless the release name already contains it. 63 characters at most.
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
-{{/* CronJob names are limited to 52 characters (the Jobs they create append 11). */}}
+{{/* CronJob names are limited to 52 characters (the Jobs they create append 11); a source of sources appends "-" and its name. */}}
 {{- define "pvc-backup.backupCronJobName" -}}
+{{- with get . "SourceName" }}
+{{- printf "%s-%s" (include "pvc-backup.fullname" $ | trunc (int (sub 51 (len .))) | trimSuffix "-") . }}
+{{- else }}
 {{- include "pvc-backup.fullname" . | trunc 52 | trimSuffix "-" }}
+{{- end }}
 {{- end }}
 
 {{- define "pvc-backup.verifyCronJobName" -}}
