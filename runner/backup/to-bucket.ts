@@ -13,8 +13,8 @@ import {
   manifestHead,
   manifestTail,
   openManifestWriter,
-  round,
   startHelper,
+  summarize,
   write,
 } from '../commands/backup.js';
 import type { BucketBackupConfig } from '../config.js';
@@ -102,17 +102,7 @@ async function archiveInto(bucket: Repository, config: BucketBackupConfig, input
       location: stored.location,
     });
     await pruneBucket(bucket, config.prefix, config.offsite, ctx);
-    const summary: BackupSummary = {
-      archive: name,
-      bytesIn: written.totalBytes,
-      bytesOut: written.archiveBytes,
-      files: written.files,
-      entries: written.entryCount,
-      sha256: written.sha256,
-      durationSeconds: round((ctx.now().getTime() - started.getTime()) / 1000),
-      warnings: written.warnings.length + written.warningsOmitted,
-      remote: stored.location,
-    };
+    const summary = summarize(name, written, started, ctx, stored.location);
     log.info(
       'backup.done',
       `backup ${name} complete in ${bucket.location}: ${humanBytes(summary.bytesIn)} in ${count(summary.files, 'file')} -> ${humanBytes(summary.bytesOut)} in ${summary.durationSeconds}s`,

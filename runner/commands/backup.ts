@@ -119,17 +119,7 @@ async function archiveInputs(config: BackupConfig, inputs: BackupInputs, started
   if (manifestDir) removeManifestPartial();
   forgetPartial();
   if (config.retention) await pruneArchives(config.dest, config.prefix, config.retention, { dryRun: false, log });
-  const warnings = written.warnings.length + written.warningsOmitted;
-  const summary: BackupSummary = {
-    archive: name,
-    bytesIn: written.totalBytes,
-    bytesOut: written.archiveBytes,
-    files: written.files,
-    entries: written.entryCount,
-    sha256: written.sha256,
-    durationSeconds: round((ctx.now().getTime() - started.getTime()) / 1000),
-    warnings,
-  };
+  const summary = summarize(name, written, started, ctx);
   log.info(
     'backup.done',
     `backup ${name} complete: ${humanBytes(summary.bytesIn)} in ${count(summary.files, 'file')} -> ${humanBytes(summary.bytesOut)} in ${summary.durationSeconds}s` +
@@ -137,6 +127,21 @@ async function archiveInputs(config: BackupConfig, inputs: BackupInputs, started
     { ...summary },
   );
   return summary;
+}
+
+/** The run's outcome as the final log line, metrics and notifications report it. */
+export function summarize(name: string, written: WrittenArchive, started: Date, ctx: RunContext, remote?: string): BackupSummary {
+  return {
+    archive: name,
+    bytesIn: written.totalBytes,
+    bytesOut: written.archiveBytes,
+    files: written.files,
+    entries: written.entryCount,
+    sha256: written.sha256,
+    durationSeconds: round((ctx.now().getTime() - started.getTime()) / 1000),
+    warnings: written.warnings.length + written.warningsOmitted,
+    ...(remote === undefined ? {} : { remote }),
+  };
 }
 
 /** What the manifest records once the archive is written and proven (its head was written first). */

@@ -644,22 +644,9 @@ async function takeSnapshot(config: RestoreConfig, ctx: RunContext, own: readonl
     prefix,
   });
   const snapshotConfig: BackupConfig = {
-    command: 'backup',
+    ...snapshotSettings(config, [...own, ...KEEP_IN_PLACE]),
     dest: config.dest,
-    prefix,
-    logFormat: config.logFormat,
-    lockStaleSeconds: config.lockStaleSeconds,
-    progressSeconds: config.progressSeconds,
-    source: config.target,
-    compression: 'zstd',
-    level: 3,
-    excludes: [...own, ...KEEP_IN_PLACE].map((n) => `/${n}`),
     retention: { last: SNAPSHOT_KEEP },
-    allowEmpty: true,
-    skipUnreadable: false,
-    sqlite: [],
-    dumps: undefined,
-    xattrs: true,
     ...snapshotRecipients(source),
   };
   try {
@@ -748,6 +735,29 @@ async function planDryRun(config: RestoreConfig, ctx: RunContext, source: Archiv
     },
   );
   return plan;
+}
+
+/**
+ * What a pre-restore snapshot backs up and how, wherever it goes (DEST, or the bucket): the
+ * whole target except `leaveOut` (top-level names), zstd, nothing left out silently.
+ */
+export function snapshotSettings(config: RestoreConfig, leaveOut: readonly string[]) {
+  return {
+    command: 'backup' as const,
+    prefix: snapshotPrefix(config.prefix),
+    logFormat: config.logFormat,
+    lockStaleSeconds: config.lockStaleSeconds,
+    progressSeconds: config.progressSeconds,
+    source: config.target,
+    compression: 'zstd' as const,
+    level: 3,
+    excludes: leaveOut.map((n) => `/${n}`),
+    allowEmpty: true,
+    skipUnreadable: false,
+    sqlite: [],
+    dumps: undefined,
+    xattrs: true,
+  };
 }
 
 function round(n: number): number {

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { backupToBucket } from '../backup/to-bucket.js';
-import { type ArchiveSource, SNAPSHOT_KEEP, snapshotPrefix } from '../commands/restore.js';
+import { type ArchiveSource, SNAPSHOT_KEEP, snapshotPrefix, snapshotSettings } from '../commands/restore.js';
 import type { BucketBackupConfig, BucketRestoreConfig, RestoreConfig } from '../config.js';
 import type { RunContext } from '../context.js';
 import { IntegrityError, OperationError, RunnerError, describeSystemError } from '../errors.js';
@@ -70,24 +70,12 @@ export async function snapshotToBucket(config: BucketOnlyRestore, ctx: RunContex
     prefix,
   });
   const snapshot: BucketBackupConfig = {
-    command: 'backup',
+    ...snapshotSettings(config, leaveOut),
     dest: undefined,
-    prefix,
-    logFormat: config.logFormat,
-    lockStaleSeconds: config.lockStaleSeconds,
-    progressSeconds: config.progressSeconds,
-    source: config.target,
-    compression: 'zstd',
-    level: 3,
-    excludes: leaveOut.map((n) => `/${n}`),
     retention: undefined,
-    allowEmpty: true,
-    skipUnreadable: false,
-    xattrs: true,
-    sqlite: [],
-    dumps: undefined,
     offsite: { settings: config.remote, retention: { last: SNAPSHOT_KEEP } },
   };
+
   try {
     return (await backupToBucket(snapshot, ctx)).archive;
   } catch (error) {
