@@ -20,7 +20,8 @@ import type { RunContext } from '../context.js';
 import { IntegrityError, OperationError, RunnerError, UsageError, describeSystemError } from '../errors.js';
 import { type Logger, ProgressReporter, count, humanBytes } from '../log.js';
 import { collectAllGarbage } from '../memory.js';
-import { IndexBuilder, type PlanAction, type RestorePlan, indexFromManifest, mountsInside, planRestore } from '../restore/plan.js';
+import { type PathSelection, checkSelection } from '../restore/selection.js';
+import { IndexBuilder, type IndexEntry, type IndexSource, type PlanAction, type RestorePlan, indexFromManifest, mountsInside, planRestore } from '../restore/plan.js';
 import { CONTROL_PREFIX, KEEP_IN_PLACE, RestoreRun, checkSwapPossible, pendingRecovery, recoverInterrupted, syncFileSystem, tempPrefix } from '../restore/staging.js';
 import { removeLeftoverPartials, writeFileAtomic } from '../store/atomic.js';
 import { type ResolvedArchive, choosePrefix, findArchive, identityNeeded, openArchiveManifest, openEncryptedManifest } from '../store/catalog.js';
@@ -117,6 +118,7 @@ export async function runRestore(input: RestoreConfig | BucketRestoreConfig, ctx
     const source = await openArchive(config, ctx);
     let summary: RestoreSummary;
     try {
+      checkPathsInManifest(config, source);
       summary = await aroundScaledDown(config.scaleDown, config.dest, ctx, async () => {
         recoverInterrupted(config.dest, config.target, ctx.log);
         const restored = config.mode === 'replace' ? await restoreReplace(config, ctx, source) : await restoreMerge(config, ctx, source);
@@ -347,6 +349,50 @@ function namingArchive(error: unknown, name: string): unknown {
   return new RunnerError(`${name}: ${error.message}`, error.exitCode, error.code, { cause: error });
 }
 
+// ---------------------------------------------------------------- --path
+
+/**
+ * `--path`: the selection checked against the manifest right after the archive is opened, before
+ * any workload is stopped or anything is read or written. An archive without a manifest is
+ * checked against the index its verify pass builds, still before anything is written.
+ */
+function checkPathsInManifest(config: RestoreConfig, source: ArchiveSource): void {
+  if (!config.paths || !source.opened) return;
+  const index = indexFromManifest(source.opened);
+  try {
+    checkSelection(config.paths, index.entries(), source.name);
+  } finally {
+    index.close();
+  }
+}
+
+/** The safety visitor of a read-only pass, building the index `--path` is checked against when there is no manifest. */
+function selectionVisitor(config: RestoreConfig, source: ArchiveSource): { visitor: SafetyRules | IndexBuilder; rules: SafetyRules; check(): void } {
+  if (!config.paths || source.opened) {
+    const rules = new SafetyRules(safetyOptions(config));
+    return { visitor: rules, rules, check: () => undefined };
+  }
+  const builder = new IndexBuilder(safetyOptions(config));
+  const paths = config.paths;
+  return {
+    visitor: builder,
+    rules: builder.rules,
+    check: () => {
+      const index = builder.index();
+      try {
+        checkSelection(paths, index.entries(), source.name);
+      } finally {
+        index.close();
+      }
+    },
+  };
+}
+
+/** Text naming the selection, for log lines (empty without --path). */
+function pathsText(config: RestoreConfig): string {
+  return config.paths ? ` (only ${config.paths.describe()})` : '';
+}
+
 // ---------------------------------------------------------------- replace
 
 async function restoreReplace(config: RestoreConfig, ctx: RunContext, source: ArchiveSource): Promise<RestoreSummary> {
@@ -444,10 +490,11 @@ async function restoreMerge(config: RestoreConfig, ctx: RunContext, source: Arch
   const snapshot = await takeSnapshot(config, ctx, [], source);
 
   const run = RestoreRun.begin(config.dest, target, { mode: 'merge', archive: source.name, chown });
-  log.info('restore.start', `restoring ${source.name} into ${target} (merge): extracting over the existing tree`, {
+  log.info('restore.start', `restoring ${source.name} into ${target} (merge)${pathsText(config)}: extracting over the existing tree`, {
     archive: source.name,
     target,
     mode: 'merge',
+    paths: config.paths?.paths,
     sidecars: source.verified,
     bytes: expectedBytes,
   });
@@ -459,6 +506,7 @@ async function restoreMerge(config: RestoreConfig, ctx: RunContext, source: Arch
     helper,
     xattrs: config.xattrs,
     tempPrefix: tempPrefix(run.id),
+    select: config.paths && ((rel) => config.paths!.includes(rel)),
     safety: safetyOptions(config),
     onWarning: warnAttribute(log),
   });
@@ -573,9 +621,10 @@ function summarize(
  * decompression to the tar end marker, and every path-safety rule. Returns the file bytes.
  */
 async function safetyPrePass(config: RestoreConfig, ctx: RunContext, source: ArchiveSource): Promise<number> {
-  const rules = new SafetyRules(safetyOptions(config));
+  const { visitor, rules, check } = selectionVisitor(config, source);
   const started = Date.now();
-  const result = await readPass(config, ctx, source, rules, { event: 'restore.verify-progress', verb: 'verifying' });
+  const result = await readPass(config, ctx, source, visitor, { event: 'restore.verify-progress', verb: 'verifying' });
+  check();
   ctx.log.info('restore.verified', `${source.name} ${source.verified ? 'verified' : 'read completely (unverified)'}: ${count(rules.entries, 'entry')}, ${humanBytes(rules.totalBytes)}, every path safe, sha256 ${result.sha256}`, {
     archive: source.name,
     verified: source.verified,
@@ -699,6 +748,7 @@ async function runDryRun(config: RestoreConfig, ctx: RunContext): Promise<Restor
   }
   const source = await openArchive(config, ctx);
   try {
+    checkPathsInManifest(config, source);
     return await planDryRun(config, ctx, source, pending);
   } finally {
     source.release();
@@ -716,7 +766,17 @@ async function planDryRun(config: RestoreConfig, ctx: RunContext, source: Archiv
     verified: source.verified,
     sha256: result.sha256,
   });
-  const index = source.opened ? indexFromManifest(source.opened) : builder!.index();
+  const whole = source.opened ? indexFromManifest(source.opened) : builder!.index();
+  const paths = config.paths;
+  if (paths && !source.opened) {
+    try {
+      checkSelection(paths, whole.entries(), source.name);
+    } catch (error) {
+      whole.close();
+      throw error;
+    }
+  }
+  const index: IndexSource = paths ? { entries: () => onlySelected(whole.entries(), paths), close: () => whole.close() } : whole;
   const ignoreTopLevel = (name: string) => pending.includes(name) || (config.mode === 'replace' && KEEP_IN_PLACE.includes(name));
   const words: Record<PlanAction, string> = { add: 'would add', replace: 'would replace', remove: 'would remove' };
   const plan = planRestore(config.target, index, config.mode, {
@@ -731,7 +791,7 @@ async function planDryRun(config: RestoreConfig, ctx: RunContext, source: Archiv
   }
   log.info(
     'restore.plan',
-    `dry run of ${source.name} into ${config.target} (${config.mode}): would add ${plan.add} (${humanBytes(plan.addBytes)}), ` +
+    `dry run of ${source.name} into ${config.target} (${config.mode})${pathsText(config)}: would add ${plan.add} (${humanBytes(plan.addBytes)}), ` +
       `replace ${plan.replace} (${humanBytes(plan.replaceBytes)}), remove ${plan.remove} (${humanBytes(plan.removeBytes)}); ${plan.unchanged} unchanged; nothing was changed`,
     {
       archive: source.name,
@@ -744,10 +804,15 @@ async function planDryRun(config: RestoreConfig, ctx: RunContext, source: Archiv
       remove: plan.remove,
       removeBytes: plan.removeBytes,
       unchanged: plan.unchanged,
+      paths: config.paths?.paths,
       dryRun: true,
     },
   );
   return plan;
+}
+
+function* onlySelected(entries: Iterable<IndexEntry>, paths: PathSelection): Generator<IndexEntry> {
+  for (const entry of entries) if (paths.includes(entry.rel)) yield entry;
 }
 
 function round(n: number): number {
