@@ -143,6 +143,16 @@ export interface ScaleDownConfig {
   timeoutSeconds: number;
 }
 
+/** `pvc-backup cat ARCHIVE PATH`: one regular file of an archive to stdout, checked against the manifest first. */
+export interface CatConfig extends CommonConfig {
+  command: 'cat';
+  /** An archive file name, or latest. */
+  archive: string;
+  /** The file, root-relative as the archive stores it. */
+  path: string;
+  identities?: AgeIdentity[];
+}
+
 /** `restore --remote`: the archive streams from the bucket; DEST, when given, holds the snapshot and journal (restore/source.ts says where they go without it). */
 export type BucketRestoreConfig = Omit<RestoreConfig, 'dest'> & { dest: string | undefined; remote: S3Settings };
 
@@ -156,7 +166,9 @@ export type RunnerConfig =
   | PruneConfig
   | OnBucket<PruneConfig>
   | RestoreConfig
-  | BucketRestoreConfig;
+  | BucketRestoreConfig
+  | CatConfig
+  | OnBucket<CatConfig>;
 export type CommandName = RunnerConfig['command'];
 
 /** The commands that report their outcome (metrics, Events, notifications, ping). */
@@ -367,6 +379,12 @@ const commandFlags: Record<CommandName, { summary: string; usage: string; flags:
       ...remoteFlags,
       ...monitoringFlags,
     ],
+  },
+  cat: {
+    summary: 'write one file of an archive to stdout, after checking it against the manifest (SHA-256 and size)',
+    usage: 'cat (--dest DIR | --remote s3://BUCKET/PATH) [--prefix NAME] ARCHIVE|latest PATH [--age-identity-file FILE]',
+    positional: 'ARCHIVE PATH',
+    flags: [ageIdentityFlag('needed for an encrypted archive'), ...remoteFlags],
   },
 };
 
@@ -845,7 +863,7 @@ function buildRestore(input: BuildInput): RestoreConfig | BucketRestoreConfig {
   const dest = destText === undefined ? undefined : existingDirectory('dest', destText, cwd);
   const target = existingDirectory('target', targetText, cwd);
   const pathTexts = (values.get('path') as string[] | undefined) ?? [];
-  const paths = pathTexts.length > 0 ? new PathSelection(pathTexts.map(parseRestorePath)) : undefined;
+  const paths = pathTexts.length > 0 ? new PathSelection(pathTexts.map((t) => parseRestorePath(t))) : undefined;
   const mode = str(values, 'mode') ?? (paths ? 'merge' : 'replace');
   if (mode !== 'replace' && mode !== 'merge') throw new UsageError(`--mode must be replace or merge, got "${mode}"`);
   if (paths && mode === 'replace') throw new UsageError('--mode replace cannot be combined with --path: a part of an archive is restored by merging it into the target (leave --mode out)');
@@ -920,7 +938,16 @@ const builders: Record<CommandName, (input: BuildInput) => RunnerConfig> = {
   list: buildList,
   prune: buildPrune,
   restore: buildRestore,
+  cat: buildCat,
 };
+
+function buildCat(input: BuildInput): CatConfig | OnBucket<CatConfig> {
+  const { positionals } = input;
+  if (positionals.length !== 2) throw new UsageError('cat takes ARCHIVE (a file name or latest) and PATH (the file inside it, e.g. ./etc/app.conf)');
+  const [archive, file] = positionals as [string, string];
+  const common = parseWhere(input, 'cat');
+  return { command: 'cat', ...common, archive: archive === 'latest' ? 'latest' : archiveName(archive), path: parseRestorePath(file, 'PATH'), ...parseIdentities(input.values, input.cwd) } as CatConfig | OnBucket<CatConfig>;
+}
 
 /**
  * Parses `pvc-backup <command> [flags]` plus its environment into one typed config.

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { type AgeIdentity, type AgeRecipient, checkAgeHeader } from '../archive/age/index.js';
 import type { Readable } from 'node:stream';
 import { type Expectation, checkArchive } from '../archive/check.js';
-import { isBucketOnly, openBucketArchive, snapshotToBucket, withDest } from '../restore/source.js';
+import { type ArchiveRequest, isBucketOnly, openBucketArchive, snapshotToBucket, withDest } from '../restore/source.js';
 import type { S3Settings } from '../repository/s3-settings.js';
 import { sniffCompression } from '../archive/compress.js';
 import { decryptedHead, isAgeFile, readHead } from '../archive/encryption.js';
@@ -220,7 +220,7 @@ function refuseMounts(target: string): void {
  * An encrypted archive (by its name, or for one made by other tools, by its first bytes) needs
  * the identity, and the identity must open its header: both are settled before anything else.
  */
-function openEncryption(config: RestoreConfig, info: ResolvedArchive, file: string): readonly AgeIdentity[] | undefined {
+function openEncryption(config: ArchiveRequest, info: ResolvedArchive, file: string): readonly AgeIdentity[] | undefined {
   const encrypted = info.foreign ? isAgeFile(file) : info.encrypted;
   if (!encrypted) return undefined;
   if (!config.identities) throw identityNeeded(info.name, 'restoring it');
@@ -232,9 +232,10 @@ function openEncryption(config: RestoreConfig, info: ResolvedArchive, file: stri
   return config.identities;
 }
 
-async function openArchive(config: RestoreConfig, ctx: RunContext): Promise<ArchiveSource> {
+/** Finds an archive and opens its sidecars (and, encrypted, its key) for reading; also used by `cat`. */
+export async function openArchive(config: ArchiveRequest, ctx: RunContext): Promise<ArchiveSource> {
   const { log } = ctx;
-  if ('remote' in config) return openBucketArchive(config as RestoreConfig & { remote: S3Settings }, ctx);
+  if ('remote' in config && config.remote) return openBucketArchive(config as ArchiveRequest & { remote: S3Settings }, ctx);
   const info = await findArchive(config.dest, config.prefix, config.archive);
   const file = path.join(config.dest, info.name);
   const identities = openEncryption(config, info, file);

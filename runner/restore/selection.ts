@@ -34,15 +34,15 @@ function within(rel: string, dir: string): boolean {
  * One `--path` value as a root-relative path: a leading `./` and trailing slashes are dropped;
  * an absolute path, `..`, or the whole archive (`.`) is a usage error.
  */
-export function parseRestorePath(text: string): string {
-  if (text.startsWith('/')) throw new UsageError(`--path "${text}" is absolute; give it as the archive stores it, relative to the volume root (e.g. ./etc/app.conf)`);
+export function parseRestorePath(text: string, label = '--path'): string {
+  if (text.startsWith('/')) throw new UsageError(`${label} "${text}" is absolute; give it as the archive stores it, relative to the volume root (e.g. ./etc/app.conf)`);
   let rel = text;
   while (rel.startsWith('./')) rel = rel.slice(2).replace(/^\/+/, '');
   rel = rel.replace(/\/+$/, '');
   const parts = rel.split('/');
-  if (rel === '' || rel === '.') throw new UsageError(`--path "${text}" names the whole archive; leave --path out to restore everything`);
-  if (parts.some((p) => p === '' || p === '.' || p === '..')) throw new UsageError(`--path "${text}" is not a plain path inside the archive (no "..", "." or empty parts)`);
-  if (rel.includes('\0')) throw new UsageError('--path must not contain a NUL byte');
+  if (rel === '' || rel === '.') throw new UsageError(`${label} "${text}" names the whole archive; leave --path out to restore everything`);
+  if (parts.some((p) => p === '' || p === '.' || p === '..')) throw new UsageError(`${label} "${text}" is not a plain path inside the archive (no "..", "." or empty parts)`);
+  if (rel.includes('\0')) throw new UsageError(`${label} must not contain a NUL byte`);
   return rel;
 }
 
