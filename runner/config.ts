@@ -943,10 +943,11 @@ const builders: Record<CommandName, (input: BuildInput) => RunnerConfig> = {
 
 function buildCat(input: BuildInput): CatConfig | OnBucket<CatConfig> {
   const { positionals } = input;
+  const common = parseWhere(input, 'cat');
+  const identities = parseIdentities(input.values, input.cwd);
   if (positionals.length !== 2) throw new UsageError('cat takes ARCHIVE (a file name or latest) and PATH (the file inside it, e.g. ./etc/app.conf)');
   const [archive, file] = positionals as [string, string];
-  const common = parseWhere(input, 'cat');
-  return { command: 'cat', ...common, archive: archive === 'latest' ? 'latest' : archiveName(archive), path: parseRestorePath(file, 'PATH'), ...parseIdentities(input.values, input.cwd) } as CatConfig | OnBucket<CatConfig>;
+  return { command: 'cat', ...common, archive: archive === 'latest' ? 'latest' : archiveName(archive), path: parseRestorePath(file, 'PATH'), ...identities } as CatConfig | OnBucket<CatConfig>;
 }
 
 /**
