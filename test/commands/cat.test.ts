@@ -70,6 +70,19 @@ describe('cat', () => {
     expect(middle.lines.find((l) => l.event === 'cat.seek')!.frame).toBeGreaterThan(0);
   });
 
+  it('a format-2 manifest without per-entry offsets still works, decoding from the start', async () => {
+    const { source, dest, archive } = await backedUp('zstd');
+    const manifestFile = path.join(dest, `${archive}.manifest.json`);
+    const text = fs.readFileSync(manifestFile, 'utf8');
+    expect(text).toMatch(/,"offset":\d+/);
+    fs.writeFileSync(manifestFile, text.replace(/,"offset":\d+/g, ''));
+    const run = await cat(['--dest', dest, archive, 'big/4.txt']);
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stdout).toBe(fs.readFileSync(path.join(source, 'big/4.txt'), 'utf8'));
+    expect(run.lines.some((l) => l.event === 'cat.seek')).toBe(false);
+    expect(run.lines.find((l) => l.event === 'cat.checked')!.seeked).toBe(false);
+  });
+
   it('a file whose bytes no longer match the manifest: exit 3 and nothing on stdout', async () => {
     const { dest, archive } = await backedUp('none');
     const file = path.join(dest, archive);
