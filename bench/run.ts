@@ -206,10 +206,12 @@ function peerCreate(label: string, init: (repo: string) => string, create: (repo
   };
 }
 
-/** The last regular file of one of our archives, as its manifest lists it (`./…`). */
-function lastFile(p: Product): string {
-  const manifest = JSON.parse(readFileSync(`${p.file}.manifest.json`, 'utf8')) as { files: { path: string; type: string }[] };
-  const files = manifest.files.filter((f) => f.type === 'file');
+const MiB = 1024 * 1024;
+
+/** The last regular file (smaller than `below` bytes) of one of our archives, as its manifest lists it (`./…`). */
+function lastFile(p: Product, below = Infinity): string {
+  const manifest = JSON.parse(readFileSync(`${p.file}.manifest.json`, 'utf8')) as { files: { path: string; type: string; size: number }[] };
+  const files = manifest.files.filter((f) => f.type === 'file' && f.size < below);
   return files[files.length - 1]!.path;
 }
 
@@ -247,6 +249,8 @@ function allRows(): Row[] {
     // One file out of the same zstd archive: cat starts at the frame holding it, the pipeline decodes everything before it.
     reading('read one file: pvc-backup cat (last file)', 'read', true, ZSTD_SOURCES.slice(0, 1), (p) => `${runner(`cat --dest ${q(p.dest)} --prefix ${PREFIX} ${q(path.basename(p.file))} ${q(lastFile(p))}`)} > /dev/null`),
     reading('read one file: zstd -dc | tar -xO (last file)', 'read', false, ZSTD_SOURCES.slice(0, 1), (p) => `zstd -dc -q ${q(p.file)} | tar -xOf - ${q(lastFile(p))} > /dev/null`),
+    reading('read one file: pvc-backup cat (last file under 1 MiB)', 'read', true, ZSTD_SOURCES.slice(0, 1), (p) => `${runner(`cat --dest ${q(p.dest)} --prefix ${PREFIX} ${q(path.basename(p.file))} ${q(lastFile(p, MiB))}`)} > /dev/null`),
+    reading('read one file: zstd -dc | tar -xO (last file under 1 MiB)', 'read', false, ZSTD_SOURCES.slice(0, 1), (p) => `zstd -dc -q ${q(p.file)} | tar -xOf - ${q(lastFile(p, MiB))} > /dev/null`),
     // The tools users pick instead (restic 0.14 and borg 1.2 as Debian ships them, default settings).
     peerCreate('create: restic backup', (r) => `restic --repo ${r} --quiet init`, (r, d) => `restic --repo ${r} --quiet backup ${d}`),
     reading('verify: restic check --read-data', 'verify', false, ['create: restic backup'], (p) => `${peerEnv(path.dirname(p.file))} restic --repo ${q(p.file)} --quiet check --read-data`),
