@@ -81,7 +81,7 @@ export async function main(argv: string[]): Promise<number> {
     return ExitCode.ok;
   }
   const { config } = parsed;
-  if (config.command === 'backup' || config.command === 'verify' || config.command === 'restore') tuneAllocatorOnce();
+  if (config.command === 'backup' || config.command === 'verify' || config.command === 'restore' || config.command === 'cat') tuneAllocatorOnce();
   // With a JSON document on stdout, log lines go to stderr so that stdout stays parseable.
   // cat writes the file's bytes to stdout: its log lines always go to stderr.
   const log = ((config.command === 'prune' || config.command === 'list') && config.json) || config.command === 'cat' ? createLogger(config.logFormat, (line) => process.stderr.write(line + '\n')) : createLogger(config.logFormat);

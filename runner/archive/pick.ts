@@ -6,6 +6,7 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Compression } from '../config.js';
 import { IntegrityError, RunnerError } from '../errors.js';
+import { GarbageGovernor } from '../memory.js';
 import type { AgeIdentity } from './age/index.js';
 import { createDecompressor } from './compress.js';
 import { decryptStage } from './encryption.js';
@@ -104,6 +105,9 @@ export async function pickFile(request: PickRequest): Promise<PickedFile> {
     }
   };
   let skip = request.seek?.skipBytes ?? 0;
+  // Decoded frames are large external buffers the young generation would otherwise keep.
+  const governor = new GarbageGovernor();
+  let entries = 0;
   const consume = async (source: AsyncIterable<Buffer>) => {
     for await (let chunk of source) {
       if (skip > 0) {
@@ -113,6 +117,8 @@ export async function pickFile(request: PickRequest): Promise<PickedFile> {
         if (chunk.length === 0) continue;
       }
       reader.write(chunk);
+      governor.processed(chunk.length, reader.entries - entries);
+      entries = reader.entries;
       // Stop reading as soon as the file is complete: the rest of the archive is not needed.
       if (done) throw new Found();
     }
