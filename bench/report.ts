@@ -4,7 +4,7 @@
 import { writeFileSync } from 'node:fs';
 import os from 'node:os';
 
-export type Kind = 'create' | 'verify' | 'restore';
+export type Kind = 'create' | 'verify' | 'restore' | 'read';
 
 export interface RowResult {
   label: string;

@@ -11,7 +11,7 @@
  * `--sqlite`: instead, the SQLite online-copy comparison (bench/sqlite-copy.ts).
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, lstatSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -206,6 +206,15 @@ function peerCreate(label: string, init: (repo: string) => string, create: (repo
   };
 }
 
+const MiB = 1024 * 1024;
+
+/** The last regular file (smaller than `below` bytes) of one of our archives, as its manifest lists it (`./…`). */
+function lastFile(p: Product, below = Infinity): string {
+  const manifest = JSON.parse(readFileSync(`${p.file}.manifest.json`, 'utf8')) as { files: { path: string; type: string; size: number }[] };
+  const files = manifest.files.filter((f) => f.type === 'file' && f.size < below);
+  return files[files.length - 1]!.path;
+}
+
 const GZIP_SOURCES = ['create: pvc-backup gzip', 'create: GNU tar czf'];
 const ZSTD_SOURCES = ['create: pvc-backup zstd', 'create: tar | zstd -3 -T0'];
 
@@ -237,6 +246,11 @@ function allRows(): Row[] {
     reading('restore: zstd -dc | tar xf', 'restore', false, ZSTD_SOURCES, (p, dir) => `zstd -dc -q ${q(p.file)} | tar xf - -C ${target(dir)} && sync`),
     reading('restore: pvc-backup zstd + age', 'restore', true, ['create: pvc-backup zstd + age'], (p, dir) => withIdentity(oursRestore(p, dir))),
     reading('restore: age -d | zstd -dc | tar xf', 'restore', false, ['create: pvc-backup zstd + age'], (p, dir) => `age -d -i ${q(benchAgeKey().identityFile)} ${q(p.file)} | zstd -dc -q | tar xf - -C ${target(dir)} && sync`),
+    // One file out of the same zstd archive: cat starts at the frame holding it, the pipeline decodes everything before it.
+    reading('read one file: pvc-backup cat (last file)', 'read', true, ZSTD_SOURCES.slice(0, 1), (p) => `${runner(`cat --dest ${q(p.dest)} --prefix ${PREFIX} ${q(path.basename(p.file))} ${q(lastFile(p))}`)} > /dev/null`),
+    reading('read one file: zstd -dc | tar -xO (last file)', 'read', false, ZSTD_SOURCES.slice(0, 1), (p) => `zstd -dc -q ${q(p.file)} | tar -xOf - ${q(lastFile(p))} > /dev/null`),
+    reading('read one file: pvc-backup cat (last file under 1 MiB)', 'read', true, ZSTD_SOURCES.slice(0, 1), (p) => `${runner(`cat --dest ${q(p.dest)} --prefix ${PREFIX} ${q(path.basename(p.file))} ${q(lastFile(p, MiB))}`)} > /dev/null`),
+    reading('read one file: zstd -dc | tar -xO (last file under 1 MiB)', 'read', false, ZSTD_SOURCES.slice(0, 1), (p) => `zstd -dc -q ${q(p.file)} | tar -xOf - ${q(lastFile(p, MiB))} > /dev/null`),
     // The tools users pick instead (restic 0.14 and borg 1.2 as Debian ships them, default settings).
     peerCreate('create: restic backup', (r) => `restic --repo ${r} --quiet init`, (r, d) => `restic --repo ${r} --quiet backup ${d}`),
     reading('verify: restic check --read-data', 'verify', false, ['create: restic backup'], (p) => `${peerEnv(path.dirname(p.file))} restic --repo ${q(p.file)} --quiet check --read-data`),

@@ -8,6 +8,7 @@ import { SERVICE_ACCOUNT_DIR, inClusterApiUrl } from './kube/client.js';
 import { type S3Settings, parseS3Settings } from './repository/s3-settings.js';
 import { type NotifyTarget, parseNotifyTarget } from './monitoring/notify.js';
 import { DUMPS_MOUNT_PATH, validateDumpName } from './consistency/dumps.js';
+import { PathSelection, parseRestorePath } from './restore/selection.js';
 import { WORKLOAD_KINDS, type Workload, type WorkloadKind, validateWorkloads } from './consistency/scale-down.js';
 
 /**
@@ -123,6 +124,8 @@ export interface RestoreConfig extends CommonConfig {
   xattrs: boolean;
   /** Identifies one restore request; a request DEST records as done is never run again. */
   requestId: string | undefined;
+  /** Only these archive paths (files or directory subtrees), root-relative; undefined restores everything. */
+  paths: PathSelection | undefined;
   /** The Kubernetes Job running this request: a retry of the Job that completed it exits 0. */
   jobUid: string | undefined;
   /** Workloads stopped for the restore (runner/consistency/scale-down.ts); undefined when none. */
@@ -140,6 +143,16 @@ export interface ScaleDownConfig {
   timeoutSeconds: number;
 }
 
+/** `pvc-backup cat ARCHIVE PATH`: one regular file of an archive to stdout, checked against the manifest first. */
+export interface CatConfig extends CommonConfig {
+  command: 'cat';
+  /** An archive file name, or latest. */
+  archive: string;
+  /** The file, root-relative as the archive stores it. */
+  path: string;
+  identities?: AgeIdentity[];
+}
+
 /** `restore --remote`: the archive streams from the bucket; DEST, when given, holds the snapshot and journal (restore/source.ts says where they go without it). */
 export type BucketRestoreConfig = Omit<RestoreConfig, 'dest'> & { dest: string | undefined; remote: S3Settings };
 
@@ -153,7 +166,9 @@ export type RunnerConfig =
   | PruneConfig
   | OnBucket<PruneConfig>
   | RestoreConfig
-  | BucketRestoreConfig;
+  | BucketRestoreConfig
+  | CatConfig
+  | OnBucket<CatConfig>;
 export type CommandName = RunnerConfig['command'];
 
 /** The commands that report their outcome (metrics, Events, notifications, ping). */
@@ -335,11 +350,17 @@ const commandFlags: Record<CommandName, { summary: string; usage: string; flags:
   },
   restore: {
     summary: 'verify an archive, snapshot the target, then restore into it',
-    usage: 'restore (--dest DIR [--remote s3://BUCKET/PATH] | --remote s3://BUCKET/PATH) [--prefix NAME] --archive NAME|latest --target DIR [--mode replace|merge] [--dry-run] [--no-snapshot] [--allow-unverified] [--allow-absolute-symlinks] [--age-identity-file FILE] [--scale-down KIND/NAME]...',
+    usage: 'restore (--dest DIR [--remote s3://BUCKET/PATH] | --remote s3://BUCKET/PATH) [--prefix NAME] --archive NAME|latest --target DIR [--mode replace|merge] [--path P]... [--dry-run] [--no-snapshot] [--allow-unverified] [--allow-absolute-symlinks] [--age-identity-file FILE] [--scale-down KIND/NAME]...',
     flags: [
       { name: 'archive', kind: 'string', metavar: 'NAME|latest', help: 'archive file name in DEST, or latest', defaultText: 'latest' },
       { name: 'target', kind: 'dir', metavar: 'DIR', help: 'directory to restore into (the mounted volume; never removed itself)' },
-      { name: 'mode', kind: 'string', metavar: 'replace|merge', help: 'replace: target ends up exactly the archive; merge: extract over it', defaultText: 'replace' },
+      { name: 'mode', kind: 'string', metavar: 'replace|merge', help: 'replace: target ends up exactly the archive; merge: extract over it', defaultText: 'replace (merge with --path)' },
+      {
+        name: 'path',
+        kind: 'list',
+        metavar: 'P',
+        help: 'restore only this file or directory subtree of the archive, as stored in it (./etc/app.conf or etc/app.conf), merged into the target; a path not in the archive fails before anything is written (repeatable; variable: one per line)',
+      },
       { name: 'dry-run', kind: 'bool', help: 'print what would be added, replaced and removed; change nothing' },
       { name: 'snapshot', kind: 'bool', negatable: true, help: 'archive the current target into DEST before restoring (--no-snapshot to skip)', defaultText: 'on' },
       { name: 'allow-unverified', kind: 'bool', help: 'restore an archive that has no checksum/manifest sidecars (made by another tool)' },
@@ -358,6 +379,12 @@ const commandFlags: Record<CommandName, { summary: string; usage: string; flags:
       ...remoteFlags,
       ...monitoringFlags,
     ],
+  },
+  cat: {
+    summary: 'write one file of an archive to stdout, after checking it against the manifest (SHA-256 and size)',
+    usage: 'cat (--dest DIR | --remote s3://BUCKET/PATH) [--prefix NAME] ARCHIVE|latest PATH [--age-identity-file FILE]',
+    positional: 'ARCHIVE PATH',
+    flags: [ageIdentityFlag('needed for an encrypted archive'), ...remoteFlags],
   },
 };
 
@@ -835,8 +862,11 @@ function buildRestore(input: BuildInput): RestoreConfig | BucketRestoreConfig {
   }
   const dest = destText === undefined ? undefined : existingDirectory('dest', destText, cwd);
   const target = existingDirectory('target', targetText, cwd);
-  const mode = str(values, 'mode') ?? 'replace';
+  const pathTexts = (values.get('path') as string[] | undefined) ?? [];
+  const paths = pathTexts.length > 0 ? new PathSelection(pathTexts.map((t) => parseRestorePath(t))) : undefined;
+  const mode = str(values, 'mode') ?? (paths ? 'merge' : 'replace');
   if (mode !== 'replace' && mode !== 'merge') throw new UsageError(`--mode must be replace or merge, got "${mode}"`);
+  if (paths && mode === 'replace') throw new UsageError('--mode replace cannot be combined with --path: a part of an archive is restored by merging it into the target (leave --mode out)');
   const archive = str(values, 'archive') ?? 'latest';
   const restore = {
     command: 'restore' as const,
@@ -851,6 +881,7 @@ function buildRestore(input: BuildInput): RestoreConfig | BucketRestoreConfig {
     xattrs: bool(values, 'xattrs', true),
     requestId: parseRequestId(str(values, 'request-id')),
     jobUid: parseJobUid(str(values, 'job-uid')),
+    paths,
     scaleDown: parseScaleDown(values, env),
     ...parseIdentities(values, cwd),
   };
@@ -907,7 +938,17 @@ const builders: Record<CommandName, (input: BuildInput) => RunnerConfig> = {
   list: buildList,
   prune: buildPrune,
   restore: buildRestore,
+  cat: buildCat,
 };
+
+function buildCat(input: BuildInput): CatConfig | OnBucket<CatConfig> {
+  const { positionals } = input;
+  const common = parseWhere(input, 'cat');
+  const identities = parseIdentities(input.values, input.cwd);
+  if (positionals.length !== 2) throw new UsageError('cat takes ARCHIVE (a file name or latest) and PATH (the file inside it, e.g. ./etc/app.conf)');
+  const [archive, file] = positionals as [string, string];
+  return { command: 'cat', ...common, archive: archive === 'latest' ? 'latest' : archiveName(archive), path: parseRestorePath(file, 'PATH'), ...identities } as CatConfig | OnBucket<CatConfig>;
+}
 
 /**
  * Parses `pvc-backup <command> [flags]` plus its environment into one typed config.

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { runBackup } from './commands/backup.js';
+import { runCat } from './commands/cat.js';
 import { runList } from './commands/list.js';
 import { runPrune } from './commands/prune.js';
 import { runRestore } from './commands/restore.js';
@@ -37,6 +38,9 @@ async function dispatch(config: RunnerConfig, ctx: RunContext): Promise<CommandR
       return { command: 'prune' };
     case 'restore':
       return { command: 'restore', summary: await runRestore(config, ctx) };
+    case 'cat':
+      await runCat(config, ctx, process.stdout);
+      return { command: 'cat' };
   }
 }
 
@@ -77,9 +81,10 @@ export async function main(argv: string[]): Promise<number> {
     return ExitCode.ok;
   }
   const { config } = parsed;
-  if (config.command === 'backup' || config.command === 'verify' || config.command === 'restore') tuneAllocatorOnce();
+  if (config.command === 'backup' || config.command === 'verify' || config.command === 'restore' || config.command === 'cat') tuneAllocatorOnce();
   // With a JSON document on stdout, log lines go to stderr so that stdout stays parseable.
-  const log = (config.command === 'prune' || config.command === 'list') && config.json ? createLogger(config.logFormat, (line) => process.stderr.write(line + '\n')) : createLogger(config.logFormat);
+  // cat writes the file's bytes to stdout: its log lines always go to stderr.
+  const log = ((config.command === 'prune' || config.command === 'list') && config.json) || config.command === 'cat' ? createLogger(config.logFormat, (line) => process.stderr.write(line + '\n')) : createLogger(config.logFormat);
   const cleanup = new Cleanup();
   const abort = new AbortController();
   const ctx: RunContext = { log, cleanup, signal: abort.signal, now: () => new Date(), version: runnerVersion() };

@@ -165,6 +165,9 @@ export const V = {
     scalesDown: derived('boolean', '(not (empty .Values.restore.scaleDown))'),
     scaleDownTimeout: string('restore.scaleDownTimeout'),
     scaleDownRules: yamlHelper('scaleDownRules', {}, 'list'),
+    paths: yaml('restore.paths'),
+    /** restore.paths is empty: the whole archive, in restore.mode. */
+    whole: derived('boolean', '(empty .Values.restore.paths)'),
   },
   offsite: {
     enabled: boolean('offsite.enabled'),

@@ -159,6 +159,7 @@ describe('flags and environment variables', () => {
     'job-uid': { value: 'not/a/uid' },
     dump: { value: 'Not_A_Dump' },
     'dumps-dir': { value: '/nonexistent/pvc-backup-dumps', extra: ['--dump', 'postgres'] },
+    path: { value: '../outside' },
     'scale-down': { value: 'daemonset/web', extra: ['--namespace', 'apps'] },
     'scale-down-timeout': { value: 'soon', extra: ['--scale-down', 'deployment/web', '--namespace', 'apps'] },
     'age-recipient': { value: 'age1notakey' },

@@ -65,6 +65,11 @@ export interface ExtractOptions {
   xattrs: boolean;
   /** Top-level names that are never written (with everything below them). */
   skipTopLevel?: (name: string) => boolean;
+  /**
+   * Only entries it accepts (by root-relative path) are written; the root's own attributes are
+   * then left alone too. Everything is still path-checked.
+   */
+  select?: (rel: string) => boolean;
   /** Called once per skipped top-level entry. */
   onSkip?: (entryPath: string) => void;
   /** An attribute that could not be restored (the file itself was). */
@@ -135,6 +140,7 @@ export class Extractor implements TarVisitor {
     if (this.failure) throw this.failure;
     const safe = this.rules.check(entry);
     const meta = metaOf(entry);
+    if (this.options.select && !this.options.select(safe.rel)) return undefined;
     if (entry.xattrProblems) for (const problem of entry.xattrProblems) this.warnings.add(entry.path, problem);
     if (safe.rel === '') {
       this.rootMeta = meta;

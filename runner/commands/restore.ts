@@ -3,7 +3,7 @@ import path from 'node:path';
 import { type AgeIdentity, type AgeRecipient, checkAgeHeader } from '../archive/age/index.js';
 import type { Readable } from 'node:stream';
 import { type Expectation, checkArchive } from '../archive/check.js';
-import { isBucketOnly, openBucketArchive, snapshotToBucket, withDest } from '../restore/source.js';
+import { type ArchiveRequest, isBucketOnly, openBucketArchive, snapshotToBucket, withDest } from '../restore/source.js';
 import type { S3Settings } from '../repository/s3-settings.js';
 import { sniffCompression } from '../archive/compress.js';
 import { decryptedHead, isAgeFile, readHead } from '../archive/encryption.js';
@@ -20,7 +20,8 @@ import type { RunContext } from '../context.js';
 import { IntegrityError, OperationError, RunnerError, UsageError, describeSystemError } from '../errors.js';
 import { type Logger, ProgressReporter, count, humanBytes } from '../log.js';
 import { collectAllGarbage } from '../memory.js';
-import { IndexBuilder, type PlanAction, type RestorePlan, indexFromManifest, mountsInside, planRestore } from '../restore/plan.js';
+import { type PathSelection, checkSelection } from '../restore/selection.js';
+import { IndexBuilder, type IndexEntry, type IndexSource, type PlanAction, type RestorePlan, indexFromManifest, mountsInside, planRestore } from '../restore/plan.js';
 import { CONTROL_PREFIX, KEEP_IN_PLACE, RestoreRun, checkSwapPossible, pendingRecovery, recoverInterrupted, syncFileSystem, tempPrefix } from '../restore/staging.js';
 import { removeLeftoverPartials, writeFileAtomic } from '../store/atomic.js';
 import { type ResolvedArchive, choosePrefix, findArchive, identityNeeded, openArchiveManifest, openEncryptedManifest } from '../store/catalog.js';
@@ -117,6 +118,7 @@ export async function runRestore(input: RestoreConfig | BucketRestoreConfig, ctx
     const source = await openArchive(config, ctx);
     let summary: RestoreSummary;
     try {
+      checkPathsInManifest(config, source);
       summary = await aroundScaledDown(config.scaleDown, config.dest, ctx, async () => {
         recoverInterrupted(config.dest, config.target, ctx.log);
         const restored = config.mode === 'replace' ? await restoreReplace(config, ctx, source) : await restoreMerge(config, ctx, source);
@@ -218,7 +220,7 @@ function refuseMounts(target: string): void {
  * An encrypted archive (by its name, or for one made by other tools, by its first bytes) needs
  * the identity, and the identity must open its header: both are settled before anything else.
  */
-function openEncryption(config: RestoreConfig, info: ResolvedArchive, file: string): readonly AgeIdentity[] | undefined {
+function openEncryption(config: ArchiveRequest, info: ResolvedArchive, file: string): readonly AgeIdentity[] | undefined {
   const encrypted = info.foreign ? isAgeFile(file) : info.encrypted;
   if (!encrypted) return undefined;
   if (!config.identities) throw identityNeeded(info.name, 'restoring it');
@@ -230,9 +232,10 @@ function openEncryption(config: RestoreConfig, info: ResolvedArchive, file: stri
   return config.identities;
 }
 
-async function openArchive(config: RestoreConfig, ctx: RunContext): Promise<ArchiveSource> {
+/** Finds an archive and opens its sidecars (and, encrypted, its key) for reading; also used by `cat`. */
+export async function openArchive(config: ArchiveRequest, ctx: RunContext): Promise<ArchiveSource> {
   const { log } = ctx;
-  if ('remote' in config) return openBucketArchive(config as RestoreConfig & { remote: S3Settings }, ctx);
+  if ('remote' in config && config.remote) return openBucketArchive(config as ArchiveRequest & { remote: S3Settings }, ctx);
   const info = await findArchive(config.dest, config.prefix, config.archive);
   const file = path.join(config.dest, info.name);
   const identities = openEncryption(config, info, file);
@@ -347,6 +350,50 @@ function namingArchive(error: unknown, name: string): unknown {
   return new RunnerError(`${name}: ${error.message}`, error.exitCode, error.code, { cause: error });
 }
 
+// ---------------------------------------------------------------- --path
+
+/**
+ * `--path`: the selection checked against the manifest right after the archive is opened, before
+ * any workload is stopped or anything is read or written. An archive without a manifest is
+ * checked against the index its verify pass builds, still before anything is written.
+ */
+function checkPathsInManifest(config: RestoreConfig, source: ArchiveSource): void {
+  if (!config.paths || !source.opened) return;
+  const index = indexFromManifest(source.opened);
+  try {
+    checkSelection(config.paths, index.entries(), source.name);
+  } finally {
+    index.close();
+  }
+}
+
+/** The safety visitor of a read-only pass, building the index `--path` is checked against when there is no manifest. */
+function selectionVisitor(config: RestoreConfig, source: ArchiveSource): { visitor: SafetyRules | IndexBuilder; rules: SafetyRules; check(): void } {
+  if (!config.paths || source.opened) {
+    const rules = new SafetyRules(safetyOptions(config));
+    return { visitor: rules, rules, check: () => undefined };
+  }
+  const builder = new IndexBuilder(safetyOptions(config));
+  const paths = config.paths;
+  return {
+    visitor: builder,
+    rules: builder.rules,
+    check: () => {
+      const index = builder.index();
+      try {
+        checkSelection(paths, index.entries(), source.name);
+      } finally {
+        index.close();
+      }
+    },
+  };
+}
+
+/** Text naming the selection, for log lines (empty without --path). */
+function pathsText(config: RestoreConfig): string {
+  return config.paths ? ` (only ${config.paths.describe()})` : '';
+}
+
 // ---------------------------------------------------------------- replace
 
 async function restoreReplace(config: RestoreConfig, ctx: RunContext, source: ArchiveSource): Promise<RestoreSummary> {
@@ -444,10 +491,11 @@ async function restoreMerge(config: RestoreConfig, ctx: RunContext, source: Arch
   const snapshot = await takeSnapshot(config, ctx, [], source);
 
   const run = RestoreRun.begin(config.dest, target, { mode: 'merge', archive: source.name, chown });
-  log.info('restore.start', `restoring ${source.name} into ${target} (merge): extracting over the existing tree`, {
+  log.info('restore.start', `restoring ${source.name} into ${target} (merge)${pathsText(config)}: extracting over the existing tree`, {
     archive: source.name,
     target,
     mode: 'merge',
+    paths: config.paths?.paths,
     sidecars: source.verified,
     bytes: expectedBytes,
   });
@@ -459,6 +507,7 @@ async function restoreMerge(config: RestoreConfig, ctx: RunContext, source: Arch
     helper,
     xattrs: config.xattrs,
     tempPrefix: tempPrefix(run.id),
+    select: config.paths && ((rel) => config.paths!.includes(rel)),
     safety: safetyOptions(config),
     onWarning: warnAttribute(log),
   });
@@ -573,9 +622,10 @@ function summarize(
  * decompression to the tar end marker, and every path-safety rule. Returns the file bytes.
  */
 async function safetyPrePass(config: RestoreConfig, ctx: RunContext, source: ArchiveSource): Promise<number> {
-  const rules = new SafetyRules(safetyOptions(config));
+  const { visitor, rules, check } = selectionVisitor(config, source);
   const started = Date.now();
-  const result = await readPass(config, ctx, source, rules, { event: 'restore.verify-progress', verb: 'verifying' });
+  const result = await readPass(config, ctx, source, visitor, { event: 'restore.verify-progress', verb: 'verifying' });
+  check();
   ctx.log.info('restore.verified', `${source.name} ${source.verified ? 'verified' : 'read completely (unverified)'}: ${count(rules.entries, 'entry')}, ${humanBytes(rules.totalBytes)}, every path safe, sha256 ${result.sha256}`, {
     archive: source.name,
     verified: source.verified,
@@ -686,6 +736,7 @@ async function runDryRun(config: RestoreConfig, ctx: RunContext): Promise<Restor
   }
   const source = await openArchive(config, ctx);
   try {
+    checkPathsInManifest(config, source);
     return await planDryRun(config, ctx, source, pending);
   } finally {
     source.release();
@@ -703,7 +754,17 @@ async function planDryRun(config: RestoreConfig, ctx: RunContext, source: Archiv
     verified: source.verified,
     sha256: result.sha256,
   });
-  const index = source.opened ? indexFromManifest(source.opened) : builder!.index();
+  const whole = source.opened ? indexFromManifest(source.opened) : builder!.index();
+  const paths = config.paths;
+  if (paths && !source.opened) {
+    try {
+      checkSelection(paths, whole.entries(), source.name);
+    } catch (error) {
+      whole.close();
+      throw error;
+    }
+  }
+  const index: IndexSource = paths ? { entries: () => onlySelected(whole.entries(), paths), close: () => whole.close() } : whole;
   const ignoreTopLevel = (name: string) => pending.includes(name) || (config.mode === 'replace' && KEEP_IN_PLACE.includes(name));
   const words: Record<PlanAction, string> = { add: 'would add', replace: 'would replace', remove: 'would remove' };
   const plan = planRestore(config.target, index, config.mode, {
@@ -718,7 +779,7 @@ async function planDryRun(config: RestoreConfig, ctx: RunContext, source: Archiv
   }
   log.info(
     'restore.plan',
-    `dry run of ${source.name} into ${config.target} (${config.mode}): would add ${plan.add} (${humanBytes(plan.addBytes)}), ` +
+    `dry run of ${source.name} into ${config.target} (${config.mode})${pathsText(config)}: would add ${plan.add} (${humanBytes(plan.addBytes)}), ` +
       `replace ${plan.replace} (${humanBytes(plan.replaceBytes)}), remove ${plan.remove} (${humanBytes(plan.removeBytes)}); ${plan.unchanged} unchanged; nothing was changed`,
     {
       archive: source.name,
@@ -731,6 +792,7 @@ async function planDryRun(config: RestoreConfig, ctx: RunContext, source: Archiv
       remove: plan.remove,
       removeBytes: plan.removeBytes,
       unchanged: plan.unchanged,
+      paths: config.paths?.paths,
       dryRun: true,
     },
   );
@@ -758,6 +820,10 @@ export function snapshotSettings(config: RestoreConfig, leaveOut: readonly strin
     dumps: undefined,
     xattrs: true,
   };
+}
+
+function* onlySelected(entries: Iterable<IndexEntry>, paths: PathSelection): Generator<IndexEntry> {
+  for (const entry of entries) if (paths.includes(entry.rel)) yield entry;
 }
 
 function round(n: number): number {

@@ -34,7 +34,7 @@ export type CommandResult =
   | { command: 'backup'; summary: BackupSummary }
   | { command: 'verify'; outcomes: VerifyOutcome[] }
   | { command: 'restore'; summary: RestoreSummary | undefined }
-  | { command: 'list' | 'prune' };
+  | { command: 'list' | 'prune' | 'cat' };
 
 interface Times {
   startedAt: Date;

@@ -93,7 +93,10 @@ export async function snapshotToBucket(config: BucketOnlyRestore, ctx: RunContex
  * without one is never restored as latest); the `.sha256` and manifest objects are the
  * expectation the streamed bytes must meet before anything is swapped in.
  */
-export async function openBucketArchive(config: RestoreConfig & { remote: S3Settings }, ctx: RunContext): Promise<ArchiveSource> {
+/** What opening an archive for reading needs: where it is, which one, and how far to trust it. */
+export type ArchiveRequest = Pick<RestoreConfig, 'prefix' | 'archive' | 'identities' | 'allowUnverified'> & { dest: string; remote?: S3Settings };
+
+export async function openBucketArchive(config: ArchiveRequest & { remote: S3Settings }, ctx: RunContext): Promise<ArchiveSource> {
   const { log } = ctx;
   const bucket = await openRepository({ kind: 'bucket', settings: config.remote });
   const info = await findInRepository(bucket, config.prefix, config.archive);

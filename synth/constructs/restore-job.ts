@@ -86,8 +86,9 @@ function restoreArgs(helm: HelmPlaceholders): string[] {
     helm.arg(restore.archive),
     '--target',
     MOUNT_PATHS.target,
-    '--mode',
-    helm.arg(restore.mode),
+    // A part of the archive (restore.paths) is always merged in: --mode is left to the runner's default then.
+    helm.argsWhen(restore.whole, ['--mode', helm.arg(restore.mode)]),
+    helm.repeatedArg('--path', restore.paths),
     '--request-id',
     helm.arg(restore.requestId),
     helm.switchArg('--no-snapshot', restore.noSnapshot),

@@ -400,6 +400,8 @@ export interface Values {
       /** name of the workload, in the release namespace. */
       name: string;
     })[];
+    /** paths restores only these files or directory subtrees of the archive, as stored in it (e.g. ./etc/app.conf or data/db), merged into the target; the rest of the target is left as it is and restore.mode is not used. Every path is checked against the archive's manifest before anything is written (one that is not in the archive, or leads through a symlink stored in it, fails the Job); the whole archive is still verified first. Empty restores everything. */
+    paths: string[];
     /** scaleDownTimeout is how long the restore waits for the scaled-down workloads' pods to stop before it fails, restoring nothing (e.g. 90s, 5m). */
     scaleDownTimeout: string;
     /** allowAbsoluteSymlinks recreates symlinks with absolute targets (e.g. current -> /data/releases/v2) as they are, instead of refusing the archive; links are never followed while restoring, so nothing is written outside the target. The verify job then accepts such archives too. */
@@ -1315,6 +1317,7 @@ export interface ValueTypes {
     /** name of the workload, in the release namespace. */
     name: string;
   })[];
+  'restore.paths': string[];
   'restore.scaleDownTimeout': string;
   'restore.allowAbsoluteSymlinks': boolean;
   'restore.backoffLimit': number;

@@ -71,6 +71,21 @@ describe('bucket only (no --dest)', () => {
     expect(archivesIn(dest)).toEqual([]);
   }, 180_000);
 
+  test('cat --remote: one file of an archive in the bucket, checked, on stdout; a missing path is exit 2', async () => {
+    const r = rgw();
+    const f = await fixture(r);
+    fs.writeFileSync(path.join(f.source, 'cat-me.txt'), 'one file from the bucket\n');
+    const backup = await runCli(['backup', '--source', f.source, '--remote', f.remote, '--compression', 'zstd', ...json]);
+    expect(backup.code, backup.stderr).toBe(0);
+    const cat = await runCli(['cat', '--remote', f.remote, 'latest', './cat-me.txt', ...json]);
+    expect(cat.code, cat.stderr).toBe(0);
+    expect(cat.stdout).toBe('one file from the bucket\n');
+    expect(jsonLines(cat.stderr).find((l) => l.event === 'cat.checked')).toMatchObject({ path: './cat-me.txt', seeked: false });
+    const missing = await runCli(['cat', '--remote', f.remote, 'latest', 'not-there.txt']);
+    expect(missing.code).toBe(2);
+    expect(missing.stdout).toBe('');
+  }, 180_000);
+
   test('restore --remote without --dest: the pre-restore snapshot goes to the bucket, the state to a private directory', async () => {
     const r = rgw();
     const f = await fixture(r);

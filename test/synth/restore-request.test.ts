@@ -54,6 +54,7 @@ describe('restore Job name', () => {
     ['target directory', withRestore({ targetSubPath: 'uploads' })],
     ['nonce (to repeat a restore on purpose)', withRestore({ nonce: '2024-06-02' })],
     ['archive prefix', withRestore({}, { backup: { prefix: 'nightly' } })],
+    ['selected paths', withRestore({ paths: ['./etc/app.conf'] })],
     ['source: the bucket (restore.from=offsite)', withRestore({ from: 'offsite' }, { offsite: { enabled: true, url: 's3://backups/shop' } })],
   ])('changes with the %s', (_what, values) => {
     expect(restoreJobName(values)).not.toBe(name);

@@ -150,6 +150,18 @@ describe.each(helmBinaries())('runner args rendered by Helm $major', (helm) => {
     expect(podTemplateOf(job).spec.volumes.find((v: { name: string }) => v.name === 'target').persistentVolumeClaim.claimName).toBe('shop-data');
   });
 
+  it('restore.paths: one --path per item, merged in whatever restore.mode says', () => {
+    const values = { ...OVERRIDE_SETS.find((s) => s.name === 'colocation with the application pod')!.values };
+    values.restore = { ...values.restore, enabled: true, mode: 'replace', paths: ['./etc/app.conf', 'data/db/', 'name with spaces'] };
+    for (const helm of helmBinaries()) {
+      const job = renderChart(helm, values).find((m) => m.kind === 'Job' && m.metadata.name.startsWith(`${F}-restore-`))!;
+      const config = parseRunnerArgs(job) as RestoreConfig;
+      expect(config.mode).toBe('merge');
+      expect(config.paths?.paths).toEqual(['data/db', 'etc/app.conf', 'name with spaces']);
+      expect(job.metadata.annotations?.['pvc-backup.io/restore-paths']).toBe('./etc/app.conf\ndata/db/\nname with spaces');
+    }
+  });
+
   it('extra environment reaches the runner', () => {
     const backup = find(rendered.get('resources, scheduling and pod settings')!, 'CronJob', F);
     expect(parseRunnerArgs(backup).progressSeconds).toBe(30);

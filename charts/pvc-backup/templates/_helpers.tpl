@@ -322,6 +322,10 @@ ids in the backup directory and never runs one twice.
 {{- if eq (include "pvc-backup.restoreFrom" .) "offsite" }}
 {{- $request = append $request "offsite" }}
 {{- end }}
+{{- /* Likewise only when restore.paths selects part of the archive. */}}
+{{- with .Values.restore.paths }}
+{{- $request = append $request (dict "paths" .) }}
+{{- end }}
 {{- $request | toJson | sha256sum | trunc 8 }}
 {{- end }}
 
@@ -340,6 +344,10 @@ ids in the backup directory and never runs one twice.
       "pvc-backup.io/restore-request-id" (include "pvc-backup.restoreRequestId" .) }}
 {{- if eq (include "pvc-backup.restoreFrom" .) "offsite" }}
 {{- $_ := set $request "pvc-backup.io/restore-from" .Values.offsite.url }}
+{{- end }}
+{{- with .Values.restore.paths }}
+{{- $_ := set $request "pvc-backup.io/restore-paths" (join "\n" .) }}
+{{- $_ := set $request "pvc-backup.io/restore-mode" "merge" }}
 {{- end }}
 {{- include "pvc-backup.annotations" (dict "context" . "extra" $request) }}
 {{- end }}
