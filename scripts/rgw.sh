@@ -9,7 +9,8 @@
 # Environment: PORT (S3, required), MON_PORT (required; the OSD picks free ports itself),
 # OBJECTSTORE=memstore (data in RAM) | bluestore (sparse file DIR/osd/block), STORE_GB=4,
 # ACCESS_KEY / SECRET_KEY (the first user, uid "backup"), STORAGE_CLASSES="STANDARD_IA …" (accepted
-# besides STANDARD, stored alike).
+# besides STANDARD, stored alike), OWNER_PID (when set, a detached watcher runs `stop DIR` as soon as
+# that process is gone — also when it was SIGKILLed and never ran its own teardown).
 #
 # One mon, one OSD, no cephx, pool size 1, every socket on 127.0.0.1. The Debian packages
 # (ceph-mon ceph-osd radosgw ceph-common) are installed by scripts/setup.sh.
@@ -189,6 +190,14 @@ AWS_REGION=us-east-1
 RGW_PIDS="$(cat "$DIR/run/mon.a.pid") $(cat "$DIR/run/osd.0.pid") $(cat "$DIR/run/client.rgw.pid")"
 EOF
   cat "$DIR/s3.env"
+  [ -z "${OWNER_PID:-}" ] || watch_owner "$OWNER_PID"
+}
+
+# Stops this cluster once OWNER has exited. Detached (own session, no inherited output), so the
+# caller's pipes close and a kill of the caller's process group does not take the watcher along.
+watch_owner() {
+  setsid bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 2; done; exec bash "$2" stop "$3"' \
+    rgw-watch "$1" "$0" "$DIR" </dev/null >/dev/null 2>&1 &
 }
 
 case "$cmd" in

@@ -83,6 +83,7 @@ export async function startRgw(options: RgwOptions = {}): Promise<Rgw> {
           OBJECTSTORE: options.objectstore ?? 'memstore',
           STORE_GB: String(options.storeGb ?? 3),
           STORAGE_CLASSES: (options.storageClasses ?? []).join(' '),
+          OWNER_PID: String(process.pid),
         },
         encoding: 'utf8',
         stdio: ['ignore', 'pipe', 'pipe'],
