@@ -99,11 +99,6 @@ export function isAgeFile(file: string): boolean {
  * What can be checked of an encrypted file without a key: that it starts with a well-formed
  * age v1 header (recipient stanzas, MAC line). The MAC and the payload need an identity.
  */
-export function checkHeaderWithoutKey(file: string, label: string): ParsedHeader {
-  return checkHeadWithoutKey(readHead(file), label);
-}
-
-/** checkHeaderWithoutKey on the first bytes of the file (at least MAX_HEADER_BYTES of it, or all). */
 export function checkHeadWithoutKey(head: Buffer, label: string): ParsedHeader {
   if (!looksLikeAge(head)) throw new IntegrityError(`${label} does not start with an age header (age-encryption.org/v1); it is damaged or not encrypted`, 'AGE_NOT_AGE');
   try {

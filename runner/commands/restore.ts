@@ -703,12 +703,7 @@ async function takeSnapshot(config: RestoreConfig, ctx: RunContext, own: readonl
     const summary = await backupUnderLock(snapshotConfig, ctx);
     return summary.archive;
   } catch (error) {
-    const message = error instanceof RunnerError ? error.message : describeSystemError(error);
-    throw new OperationError(
-      `the pre-restore snapshot of ${config.target} failed, nothing was restored: ${message}; fix that, or pass --no-snapshot to restore without saving the current contents`,
-      error instanceof RunnerError ? error.code : 'SNAPSHOT',
-      { cause: error },
-    );
+    throw snapshotFailed(config, error);
   }
 }
 
@@ -797,6 +792,16 @@ async function planDryRun(config: RestoreConfig, ctx: RunContext, source: Archiv
     },
   );
   return plan;
+}
+
+/** A failed pre-restore snapshot: nothing was restored, and what to do about it. */
+export function snapshotFailed(config: RestoreConfig, error: unknown): OperationError {
+  const message = error instanceof RunnerError ? error.message : describeSystemError(error);
+  return new OperationError(
+    `the pre-restore snapshot of ${config.target} failed, nothing was restored: ${message}; fix that, or pass --no-snapshot to restore without saving the current contents`,
+    error instanceof RunnerError ? error.code : 'SNAPSHOT',
+    { cause: error },
+  );
 }
 
 /**

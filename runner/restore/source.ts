@@ -2,10 +2,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { backupToBucket } from '../backup/to-bucket.js';
-import { type ArchiveSource, SNAPSHOT_KEEP, snapshotPrefix, snapshotSettings } from '../commands/restore.js';
+import { type ArchiveSource, SNAPSHOT_KEEP, snapshotFailed, snapshotPrefix, snapshotSettings } from '../commands/restore.js';
 import type { BucketBackupConfig, BucketRestoreConfig, RestoreConfig } from '../config.js';
 import type { RunContext } from '../context.js';
-import { IntegrityError, OperationError, RunnerError, describeSystemError } from '../errors.js';
+import { IntegrityError, OperationError } from '../errors.js';
 import { parseChecksumFile } from '../archive/hash.js';
 import type { OpenedManifest } from '../archive/manifest.js';
 import { collectAllGarbage } from '../memory.js';
@@ -79,12 +79,7 @@ export async function snapshotToBucket(config: BucketOnlyRestore, ctx: RunContex
   try {
     return (await backupToBucket(snapshot, ctx)).archive;
   } catch (error) {
-    const message = error instanceof RunnerError ? error.message : describeSystemError(error);
-    throw new OperationError(
-      `the pre-restore snapshot of ${config.target} failed, nothing was restored: ${message}; fix that, or pass --no-snapshot to restore without saving the current contents`,
-      error instanceof RunnerError ? error.code : 'SNAPSHOT',
-      { cause: error },
-    );
+    throw snapshotFailed(config, error);
   }
 }
 

@@ -148,23 +148,10 @@ export function summarizeManifest(manifest: Pick<Manifest, 'entryCount' | 'fileC
   return summary;
 }
 
-/** The summary of an encrypted archive, from its plain info record (the manifest needs the key). */
-async function summarizeInfo(dest: string, name: string): Promise<ManifestSummary> {
-  const info = await readInfo(dest, name);
-  if (!info) return { entryCount: undefined, fileCount: undefined, totalBytes: undefined, verification: 'no-manifest' };
-  const summary: ManifestSummary = { entryCount: info.entryCount, fileCount: info.fileCount, totalBytes: info.totalBytes, verification: 'unverified' };
-  const v = info.verification;
-  if (v && typeof v === 'object') {
-    summary.verification = v.ok === true ? 'verified' : 'failed';
-    if (typeof v.at === 'string') summary.verifiedAt = v.at;
-    if (v.ok !== true && typeof v.error === 'string') summary.error = v.error;
-  }
-  return summary;
-}
-
 async function readSummary(dest: string, name: string): Promise<ManifestSummary> {
   try {
-    if (isEncryptedName(name)) return await summarizeInfo(dest, name);
+    // An encrypted archive's manifest needs the key: its plain info record has what a summary shows.
+    if (isEncryptedName(name)) return summarizeManifest(await readInfo(dest, name));
     const opened = openArchiveManifest(dest, name);
     if (!opened) return summarizeManifest(undefined);
     return summarizeManifest(opened.manifest, typeof opened.manifest.fileCount === 'number' ? undefined : countFiles(opened));

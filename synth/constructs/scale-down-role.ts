@@ -1,8 +1,7 @@
-import { ApiObject } from 'cdk8s';
-import { Construct } from 'constructs';
+import type { Construct } from 'constructs';
 import { HelmPlaceholders } from '../helm.js';
 import { V } from '../values.js';
-import { resourceMetadata } from './runner-pod.js';
+import { ServiceAccountRole } from './service-account-role.js';
 
 /**
  * What the restore Job may do to stop the application (restore.scaleDown): get and patch the
@@ -10,23 +9,8 @@ import { resourceMetadata } from './runner-pod.js';
  * pods to see them go; nothing cluster-wide, nothing on the workloads themselves. The rules are
  * those of scaleDownRbacRules() in runner/consistency/scale-down.ts (a test compares them).
  */
-export class ScaleDownRole extends Construct {
+export class ScaleDownRole extends ServiceAccountRole {
   constructor(scope: Construct, id: string) {
-    super(scope, id);
-    const helm = HelmPlaceholders.of(this);
-    const role = new ApiObject(this, 'Role', {
-      apiVersion: 'rbac.authorization.k8s.io/v1',
-      kind: 'Role',
-      metadata: { name: helm.field(V.names.scaleDownRole) },
-      rules: helm.field(V.restore.scaleDownRules),
-    });
-    const binding = new ApiObject(this, 'RoleBinding', {
-      apiVersion: 'rbac.authorization.k8s.io/v1',
-      kind: 'RoleBinding',
-      metadata: { name: helm.field(V.names.scaleDownRole) },
-      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: helm.field(V.names.scaleDownRole) },
-      subjects: [{ kind: 'ServiceAccount', name: helm.field(V.names.serviceAccount), namespace: helm.field(V.namespace) }],
-    });
-    for (const object of [role, binding]) resourceMetadata(object, V.labels('restore'));
+    super(scope, id, { name: V.names.scaleDownRole, rules: HelmPlaceholders.of(scope).field(V.restore.scaleDownRules), component: 'restore' });
   }
 }

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { NO_MATCH_MESSAGE } from '../../runner/archive/age/index.js';
-import { EncryptStage, checkHeaderWithoutKey, decryptToTemporaryFile, decryptedHead, encryptFileInto, proveEncryptedFile } from '../../runner/archive/encryption.js';
+import { EncryptStage, checkHeadWithoutKey, decryptToTemporaryFile, decryptedHead, encryptFileInto, proveEncryptedFile, readHead } from '../../runner/archive/encryption.js';
 import { ageCli, ageKeygen, identityOf } from '../helpers/age.js';
 import { useTempDirs } from '../helpers/tree.js';
 
@@ -49,9 +49,9 @@ describe('archive encryption stage', () => {
     const dir = await tempDir('hdr');
     const file = path.join(dir, 'x.age');
     fs.writeFileSync(file, ageCli(['-r', key.recipient, '-r', ageKeygen().recipient], Buffer.from('data')));
-    expect(checkHeaderWithoutKey(file, 'x.age').stanzas).toHaveLength(2);
+    expect(checkHeadWithoutKey(readHead(file), 'x.age').stanzas).toHaveLength(2);
     fs.writeFileSync(file, 'plain text');
-    expect(() => checkHeaderWithoutKey(file, 'x.age')).toThrow(/does not start with an age header/);
+    expect(() => checkHeadWithoutKey(readHead(file), 'x.age')).toThrow(/does not start with an age header/);
   });
 
   it('the first plaintext bytes of a long or short file made by age -r, for sniffing', async () => {
