@@ -598,7 +598,7 @@ const PREFIX_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,100}$/;
 const DEFAULT_PREFIX = 'backup';
 
 /** Prefix, log format and timings; DEST is resolved by each builder (after checking how the paths relate). */
-function parseCommon(values: RawValues, command: CommandName): Omit<CommonConfig, 'dest'> & { destText: string | undefined } {
+function parseCommon(values: RawValues): Omit<CommonConfig, 'dest'> & { destText: string | undefined } {
   const given = str(values, 'prefix');
   const prefix = given ?? DEFAULT_PREFIX;
   if (!PREFIX_PATTERN.test(prefix)) {
@@ -641,7 +641,7 @@ interface BuildInput {
  * flag on the command line without --remote is a usage error (the same from a variable is not:
  * a chart may set them for every pod).
  */
-function parseRemote({ values, given, env }: BuildInput, command: CommandName): S3Settings | undefined {
+function parseRemote({ values, given, env }: BuildInput): S3Settings | undefined {
   const remote = nonEmpty(str(values, 'remote'));
   if (remote === undefined) {
     const stray = [...given].find((f) => f.startsWith('s3-') || f === 'remote-keep-last');
@@ -687,8 +687,8 @@ function noPositionals(command: CommandName, positionals: string[]) {
 function buildBackup(input: BuildInput): BackupConfig | BucketBackupConfig {
   const { values, positionals, cwd } = input;
   noPositionals('backup', positionals);
-  const { destText, ...rest } = parseCommon(values, 'backup');
-  const remote = parseRemote(input, 'backup');
+  const { destText, ...rest } = parseCommon(values);
+  const remote = parseRemote(input);
   if (destText === undefined && !remote) throw needDestOrRemote('backup');
   const dumpNames = (values.get('dump') as string[] | undefined) ?? [];
   const sqlite = (values.get('sqlite') as string[] | undefined) ?? [];
@@ -792,8 +792,8 @@ function remoteRetention(values: RawValues, local: RetentionPolicy | undefined):
 
 /** DEST checked, or the bucket of --remote (which then wins: list/verify/prune act on it). */
 function parseWhere(input: BuildInput, command: CommandName): CommonConfig | (Omit<CommonConfig, 'dest'> & { dest: undefined; remote: S3Settings }) {
-  const { destText, ...rest } = parseCommon(input.values, command);
-  const remote = parseRemote(input, command);
+  const { destText, ...rest } = parseCommon(input.values);
+  const remote = parseRemote(input);
   if (remote) return { ...rest, dest: undefined, remote };
   if (destText === undefined) throw needDestOrRemote(command);
   return { ...rest, dest: existingDirectory('dest', destText, input.cwd) };
@@ -845,8 +845,8 @@ function buildPrune(input: BuildInput): PruneConfig | OnBucket<PruneConfig> {
 function buildRestore(input: BuildInput): RestoreConfig | BucketRestoreConfig {
   const { values, positionals, cwd, env } = input;
   noPositionals('restore', positionals);
-  const { destText, ...rest } = parseCommon(values, 'restore');
-  const remote = parseRemote(input, 'restore');
+  const { destText, ...rest } = parseCommon(values);
+  const remote = parseRemote(input);
   if (destText === undefined && !remote) throw needDestOrRemote('restore');
   const targetText = requireValue(values, 'target', 'restore');
   if (destText !== undefined) {

@@ -27,7 +27,7 @@ const TOKEN_PATTERN = /HELMTPL\d+X/g;
  * and left out while empty.
  */
 export interface HelmValue {
-  kind: 'string' | 'integer' | 'boolean' | 'optionalString' | 'optionalInteger' | 'nonEmptyString' | 'nonEmptyScalar' | 'yaml';
+  kind: 'string' | 'integer' | 'boolean' | 'optionalInteger' | 'nonEmptyString' | 'nonEmptyScalar' | 'yaml';
   expr: string;
 }
 
@@ -99,7 +99,6 @@ export class HelmPlaceholders {
       case 'integer':
       case 'boolean':
         return this.inline(scalarText(value));
-      case 'optionalString':
       case 'optionalInteger':
         return this.lines((at) => [`{{- if not (kindIs "invalid" ${expr}) }}`, `${requireKey(at, expr)}: ${scalarText(value)}`, '{{- end }}']);
       case 'nonEmptyString':

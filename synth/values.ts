@@ -27,7 +27,6 @@ const string = (path: PathOf<string>): HelmValue => ({ kind: 'string', expr: `.V
 const integer = (path: PathOf<number>): HelmValue => ({ kind: 'integer', expr: `.Values.${path}` });
 const boolean = (path: PathOf<boolean>): HelmValue => ({ kind: 'boolean', expr: `.Values.${path}` });
 const optionalInteger = (path: PathOf<number | null>): HelmValue => ({ kind: 'optionalInteger', expr: `.Values.${path}` });
-const optionalString = (path: PathOf<string | null>): HelmValue => ({ kind: 'optionalString', expr: `.Values.${path}` });
 const nonEmptyString = (path: PathOf<string>): HelmValue => ({ kind: 'nonEmptyString', expr: `.Values.${path}` });
 const yaml = (path: PathOf<unknown[] | Record<string, unknown>>): HelmValue => ({ kind: 'yaml', expr: `.Values.${path}` });
 

@@ -16,7 +16,7 @@ import { fsyncDirectorySync, removeLeftoverPartials, writeFileAtomicSync, writeF
 import { listArchives, readManifest } from '../store/catalog.js';
 import { infoFromManifest, readInfo, serializeInfo } from '../store/info.js';
 import { acquireLock, logLockWarnings } from '../store/lock.js';
-import { archiveFileName, infoName, manifestName, partialName, sha256Name, sidecarNames } from '../store/naming.js';
+import { infoName, manifestName, partialName, sha256Name, sidecarNames } from '../store/naming.js';
 import { type BackupInputs, prepareBackupInputs } from '../consistency/backup-inputs.js';
 import { pickArchiveName } from '../backup/name.js';
 import { copyOffsite } from '../backup/offsite.js';

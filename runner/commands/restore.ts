@@ -429,7 +429,7 @@ async function restoreReplace(config: RestoreConfig, ctx: RunContext, source: Ar
     }
   };
   const forgetStaging = cleanup.add('remove the staging directory', discard);
-  const helper = startHelper(config, ctx);
+  const helper = startHelper(ctx);
   const extractor = new Extractor({
     root: run.stagingPath,
     merge: false,
@@ -499,7 +499,7 @@ async function restoreMerge(config: RestoreConfig, ctx: RunContext, source: Arch
     sidecars: source.verified,
     bytes: expectedBytes,
   });
-  const helper = startHelper(config, ctx);
+  const helper = startHelper(ctx);
   const extractor = new Extractor({
     root: target,
     merge: true,
@@ -564,7 +564,7 @@ async function extractPass(config: RestoreConfig, ctx: RunContext, source: Archi
  * The helper process for xattrs and exact times (syscall-helper.ts). Without it the restore
  * still runs: times to within a microsecond, and a warning for every entry whose xattrs are lost.
  */
-function startHelper(config: RestoreConfig, ctx: RunContext): HelperPool | undefined {
+function startHelper(ctx: RunContext): HelperPool | undefined {
   // Three processes: they create the small files, set attributes and exact times, in parallel.
   const helper = HelperPool.start(3);
   if (typeof helper === 'string') {
