@@ -45,8 +45,7 @@ export async function readRepositoryInfo(repository: Repository, name: string): 
 
 export function toArchiveInfo(entry: ArchiveEntry): ArchiveInfo {
   const { modified, ...rest } = entry;
-  // A bucket lists no info objects: an encrypted archive's record is read when it is needed.
-  return { ...rest, mtime: modified, hasInfo: entry.encrypted };
+  return { ...rest, mtime: modified };
 }
 
 async function summaryOf(repository: Repository, archive: ArchiveInfo): Promise<ManifestSummary> {

@@ -20,6 +20,8 @@ export interface ArchiveEntry extends ArchiveName {
   modified: Date;
   hasSha256: boolean;
   hasManifest: boolean;
+  /** An encrypted archive's plain info record is there (always false for plain archives). */
+  hasInfo: boolean;
 }
 
 export interface Listing {

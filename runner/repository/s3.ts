@@ -116,7 +116,7 @@ export class BucketRepository implements Repository {
     for (const [name, object] of names) {
       const parsed = parseArchiveName(name);
       if (parsed && parsed.prefix === prefix) {
-        const entry: ArchiveEntry = { ...parsed, size: object.size, modified: object.modified, hasSha256: names.has(sha256Name(name)), hasManifest: names.has(manifestName(name)) };
+        const entry: ArchiveEntry = { ...parsed, size: object.size, modified: object.modified, hasSha256: names.has(sha256Name(name)), hasManifest: names.has(manifestName(name)), hasInfo: parsed.encrypted && names.has(infoName(name)) };
         (entry.hasManifest ? archives : incomplete).push(entry);
         continue;
       }
