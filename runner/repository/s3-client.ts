@@ -22,10 +22,14 @@ export interface BucketClientOptions {
   requestTimeoutMs?: number;
 }
 
+const SILENT_LOGGER = { trace() {}, debug() {}, info() {}, warn() {}, error() {} };
+
 export class BucketClient {
   readonly sdk: S3Client;
   readonly bucket: string;
   readonly location: string;
+  /** Attempts per request; uploads with a streamed body retry on their own (s3-upload.ts) as often. */
+  readonly maxAttempts: number;
   /** Offset of the store's clock (from its Date headers) against ours, in ms. */
   private clockOffsetMs = 0;
 
@@ -34,6 +38,7 @@ export class BucketClient {
     options: BucketClientOptions = {},
   ) {
     this.bucket = settings.location.bucket;
+    this.maxAttempts = options.maxAttempts ?? 3;
     this.location = formatS3Url(settings.location);
     this.sdk = new S3Client({
       region: settings.region,
@@ -41,7 +46,11 @@ export class BucketClient {
       forcePathStyle: settings.pathStyle,
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
-      maxAttempts: options.maxAttempts ?? 3,
+      maxAttempts: this.maxAttempts,
+      // Errors reach the operator as one line each (s3-errors.ts); without a logger of its own
+      // the SDK writes warnings to the console (for example on every failed streamed upload,
+      // which s3-upload.ts retries itself).
+      logger: SILENT_LOGGER,
       requestHandler: {
         connectionTimeout: 10_000,
         // Until the answer's headers, uploads included: a store that stops answering (Ceph blocks

@@ -1,9 +1,9 @@
 /**
  * Part sizes for a multipart upload of a stream whose length is unknown in advance.
  *
- * Every part is held in memory until the store acknowledges it (its Content-MD5 must be known
- * before the first byte is sent), so the part size is the memory that one part in flight costs,
- * and `maxParts × part size` is the largest archive an upload can take.
+ * Every part is complete in the temporary directory before it is sent (its Content-MD5 must be
+ * known before the first byte goes out; s3-spool.ts), so the part size is the disk space that
+ * one part in flight costs, and `maxParts × part size` is the largest archive an upload can take.
  *
  * The plan covers a capacity of twice the size hint (the source's size at the start: an upper
  * estimate of the compressed archive, with room for a source that grows while it is read), or
@@ -27,8 +27,8 @@ export const MIN_PART_BYTES = 8 * MiB;
 export const MAX_PART_BYTES = 5 * GiB;
 /** What a plan must hold when nothing is known about the archive's size. */
 export const DEFAULT_CAPACITY_BYTES = 500 * GiB;
-/** Parts in flight are limited so that their buffers stay within about this much memory. */
-export const PART_MEMORY_BYTES = 64 * MiB;
+/** Parts in flight are limited so that their files in the temporary directory stay within about this much. */
+export const PART_SPOOL_BYTES = 128 * MiB;
 export const MAX_PARTS_IN_FLIGHT = 4;
 
 export interface PartPlan {
@@ -37,7 +37,7 @@ export interface PartPlan {
   readonly capacity: number;
   /** Size of part `partNumber` (1-based). */
   size(partNumber: number): number;
-  /** How many parts of this size may be uploading at once (bounded memory). */
+  /** How many parts of this size may be uploading at once (bounded disk use). */
   inFlight(partSize: number): number;
 }
 
@@ -71,6 +71,6 @@ export function planParts(maxParts: number, options: PlanOptions = {}): PartPlan
     maxParts,
     capacity,
     size: (n) => (n <= firstCount ? first : n <= firstCount + secondCount ? second : rest),
-    inFlight: (partSize) => Math.max(1, Math.min(MAX_PARTS_IN_FLIGHT, Math.floor(PART_MEMORY_BYTES / partSize))),
+    inFlight: (partSize) => Math.max(1, Math.min(MAX_PARTS_IN_FLIGHT, Math.floor(PART_SPOOL_BYTES / partSize))),
   };
 }

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
@@ -7,20 +7,23 @@ import {
   PutObjectCommand,
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
-import { OperationError } from '../errors.js';
+import { OperationError, systemErrorCode } from '../errors.js';
 import { GarbageGovernor } from '../memory.js';
 import type { BucketClient } from './s3-client.js';
-import { errorCode } from './s3-errors.js';
+import { errorCode, httpStatus } from './s3-errors.js';
 import type { PartPlan } from './s3-parts.js';
+import { PartSpool, type SpooledPart } from './s3-spool.js';
 
 /**
  * Uploads one object from pushed chunks with bounded memory, never visible before `finish()`:
  *
- * - chunks are copied into a part buffer; a full buffer is sealed and sent as an UploadPart with
- *   its Content-MD5 (the store refuses a part whose bytes differ: BadDigest, retried twice);
+ * - chunks are written into a part file in the temporary directory (s3-spool.ts) and hashed on
+ *   the way; a full part is sealed and sent as an UploadPart with its Content-MD5 (the store
+ *   refuses a part whose bytes differ: BadDigest); a part that fails on the way (BadDigest, a
+ *   5xx, throttling, a broken connection) is sent again from its file (as many attempts as the client makes of any request);
  * - parts upload concurrently up to the plan's limit for their size; `drain()` holds the
- *   producer while that many are pending, so at most limit + 1 part buffers exist (pending and
- *   the one being filled; sent ones are reused);
+ *   producer while that many are pending, so at most limit + 1 part files exist (pending and
+ *   the one being filled) and memory holds only stream buffers, whatever the part size;
  * - the multipart upload is created only when the first part is full: an object smaller than one
  *   part is sent by `finish()` as one PutObject (with Content-MD5 and all its metadata);
  * - the upload is completed last, in `finish()`; any failure, `abort()` or the signal aborts it
@@ -44,16 +47,25 @@ export interface FinishedUpload {
   bytes: number;
 }
 
-function md5(data: Uint8Array): string {
-  return createHash('md5').update(data).digest('base64');
-}
+const RETRY_DELAY_MS = 500;
+const TRANSIENT_CODES = new Set(['BadDigest', 'RequestTimeout', 'SlowDown', 'Throttling', 'ThrottlingException', 'InternalError', 'ServiceUnavailable']);
 
-const BAD_DIGEST_ATTEMPTS = 3;
+/**
+ * Whether a failed part is worth sending again. The SDK does not retry a request whose body is
+ * a stream, so this is the one retry of parts: the file is still there to send again.
+ */
+function isTransient(error: unknown): boolean {
+  const code = errorCode(error);
+  if (code !== undefined && TRANSIENT_CODES.has(code)) return true;
+  const status = httpStatus(error);
+  if (status !== undefined) return status >= 500 || status === 429;
+  return systemErrorCode(error) !== undefined;
+}
 
 export class ObjectUpload {
   bytes = 0;
-  private current: Buffer | undefined;
-  private filled = 0;
+  private current: SpooledPart | undefined;
+  private readonly spool: PartSpool;
   /** Number of the part being filled. */
   private partNumber = 1;
   private uploadId: Promise<string> | undefined;
@@ -62,13 +74,12 @@ export class ObjectUpload {
   private pending = 0;
   private running = 0;
   private readonly queue: (() => void)[] = [];
-  private readonly spare: Buffer[] = [];
   private waiters: { resolve: () => void; reject: (e: unknown) => void }[] = [];
   private failure: unknown;
   private finished = false;
   private aborted: Promise<void> | undefined;
   private readonly controller = new AbortController();
-  /** The HTTP layer's small buffers are garbage as soon as a part is sent: collect them regularly. */
+  /** The stream and HTTP layer's small buffers are garbage as soon as a part is sent: collect them regularly. */
   private readonly governor = new GarbageGovernor();
   private readonly onSignal = () => this.fail(new OperationError(`${this.options.label}: upload stopped by a signal`, 'STOPPED'));
 
@@ -76,6 +87,7 @@ export class ObjectUpload {
     private readonly client: BucketClient,
     private readonly options: ObjectUploadOptions,
   ) {
+    this.spool = new PartSpool(options.label);
     if (options.signal?.aborted) this.onSignal();
     else options.signal?.addEventListener('abort', this.onSignal, { once: true });
   }
@@ -86,6 +98,14 @@ export class ObjectUpload {
 
   append(chunk: Uint8Array): void {
     if (this.failure !== undefined || this.finished) return;
+    try {
+      this.write(chunk);
+    } catch (error) {
+      this.fail(error);
+    }
+  }
+
+  private write(chunk: Uint8Array): void {
     let offset = 0;
     while (offset < chunk.length) {
       if (!this.current) {
@@ -98,15 +118,14 @@ export class ObjectUpload {
           );
           return;
         }
-        this.current = this.takeBuffer(this.options.plan.size(this.partNumber));
-        this.filled = 0;
+        this.current = this.spool.create(this.partNumber);
       }
-      const n = Math.min(chunk.length - offset, this.current.length - this.filled);
-      this.current.set(chunk.subarray(offset, offset + n), this.filled);
-      this.filled += n;
+      const size = this.options.plan.size(this.partNumber);
+      const n = Math.min(chunk.length - offset, size - this.current.length);
+      this.current.write(chunk.subarray(offset, offset + n));
       offset += n;
       this.bytes += n;
-      if (this.filled === this.current.length) this.seal();
+      if (this.current.length === size) this.seal();
     }
   }
 
@@ -126,25 +145,29 @@ export class ObjectUpload {
     this.finished = true;
     try {
       if (!this.uploadId) {
-        const body = this.current ? this.current.subarray(0, this.filled) : Buffer.alloc(0);
-        await this.client.send(
-          new PutObjectCommand({
-            Bucket: this.client.bucket,
-            Key: this.options.key,
-            Body: body,
-            ContentLength: body.length,
-            ContentMD5: md5(body),
-            ContentType: this.options.contentType,
-            Metadata: { ...this.options.metadata, ...metadata },
-            ...this.client.objectHeaders(),
-          }),
-          `upload ${this.options.label}`,
-          { signal: this.controller.signal, headersMatter: true },
-        );
+        const part = this.current ?? this.spool.create(1);
         this.current = undefined;
+        const digest = part.seal();
+        await this.sendWithRetries(`upload ${this.options.label}`, true, () =>
+          this.client.send(
+            new PutObjectCommand({
+              Bucket: this.client.bucket,
+              Key: this.options.key,
+              Body: part.body(),
+              ContentLength: part.length,
+              ContentMD5: digest,
+              ContentType: this.options.contentType,
+              Metadata: { ...this.options.metadata, ...metadata },
+              ...this.client.objectHeaders(),
+            }),
+            `upload ${this.options.label}`,
+            { signal: this.controller.signal, raw: true },
+          ),
+        );
+        this.spool.remove();
         return { multipart: false, parts: 1, bytes: this.bytes };
       }
-      if (this.filled > 0) this.seal();
+      if (this.current && this.current.length > 0) this.seal();
       while (this.tasks.size > 0) await Promise.all([...this.tasks]);
       if (this.failure !== undefined) throw this.failure;
       const uploadId = await this.uploadId;
@@ -155,6 +178,7 @@ export class ObjectUpload {
         `complete the upload of ${this.options.label}`,
         { signal: this.controller.signal },
       );
+      this.spool.remove();
       return { multipart: true, parts: parts.length, bytes: this.bytes };
     } catch (error) {
       this.fail(error);
@@ -174,38 +198,19 @@ export class ObjectUpload {
     return this.options.plan.inFlight(this.options.plan.size(this.partNumber));
   }
 
-  private takeBuffer(size: number): Buffer {
-    while (this.spare.length > 0) {
-      const b = this.spare.pop()!;
-      if (b.length === size) return b;
-    }
-    return Buffer.allocUnsafeSlow(size);
-  }
-
-  /**
-   * Keeps a sent part's buffer for the next part of that size. Allocating a fresh 8-60 MiB buffer
-   * per part would report gigabytes of external memory to V8, which answers with a full
-   * collection every few parts; reusing them keeps the total at what is in flight.
-   */
-  private giveBuffer(buffer: Buffer): void {
-    const size = this.options.plan.size(this.partNumber);
-    if (this.failure === undefined && buffer.length === size && this.spare.length < this.options.plan.inFlight(size)) this.spare.push(buffer);
-  }
-
   private seal(): void {
-    const buffer = this.current!;
-    const length = this.filled;
+    const part = this.current!;
     const partNumber = this.partNumber++;
     this.current = undefined;
-    this.filled = 0;
+    const digest = part.seal();
     this.uploadId ??= this.createUpload();
     this.pending++;
-    const task = this.sendPart(partNumber, buffer, length)
+    const task = this.sendPart(partNumber, part, digest)
       .catch((error) => this.fail(error))
       .finally(() => {
+        part.discard();
         this.pending--;
         this.tasks.delete(task);
-        this.giveBuffer(buffer);
         this.wake();
       });
     this.tasks.add(task);
@@ -227,40 +232,48 @@ export class ObjectUpload {
     return created.UploadId;
   }
 
-  private async sendPart(partNumber: number, buffer: Buffer, length: number): Promise<void> {
+  private async sendPart(partNumber: number, part: SpooledPart, digest: string): Promise<void> {
     const uploadId = await this.uploadId!;
     await this.slot();
     try {
-      const body = buffer.subarray(0, length);
-      const digest = md5(body);
-      for (let attempt = 1; ; attempt++) {
-        if (this.failure !== undefined) return;
-        try {
-          const result = await this.client.send(
-            new UploadPartCommand({
-              Bucket: this.client.bucket,
-              Key: this.options.key,
-              UploadId: uploadId,
-              PartNumber: partNumber,
-              Body: body,
-              ContentLength: length,
-              ContentMD5: digest,
-            }),
-            `upload part ${partNumber} of ${this.options.label}`,
-            { signal: this.controller.signal, raw: true },
-          );
-          if (!result.ETag) throw new OperationError(`${this.client.location}: the store returned no ETag for part ${partNumber} of ${this.options.label}`, 'S3_FAILED');
-          this.parts.push({ PartNumber: partNumber, ETag: result.ETag });
-          this.governor.processed(length);
-          return;
-        } catch (error) {
-          // A part corrupted on the way is refused by the store (Content-MD5): send it again.
-          if (errorCode(error) === 'BadDigest' && attempt < BAD_DIGEST_ATTEMPTS) continue;
-          throw this.client.describe(error, `upload part ${partNumber} of ${this.options.label}`);
-        }
-      }
+      if (this.failure !== undefined) return;
+      const operation = `upload part ${partNumber} of ${this.options.label}`;
+      const result = await this.sendWithRetries(operation, false, () =>
+        this.client.send(
+          new UploadPartCommand({
+            Bucket: this.client.bucket,
+            Key: this.options.key,
+            UploadId: uploadId,
+            PartNumber: partNumber,
+            Body: part.body(),
+            ContentLength: part.length,
+            ContentMD5: digest,
+          }),
+          operation,
+          { signal: this.controller.signal, raw: true },
+        ),
+      );
+      if (!result.ETag) throw new OperationError(`${this.client.location}: the store returned no ETag for part ${partNumber} of ${this.options.label}`, 'S3_FAILED');
+      this.parts.push({ PartNumber: partNumber, ETag: result.ETag });
+      this.governor.processed(part.length);
     } finally {
       this.release();
+    }
+  }
+
+  /** Runs `send` (a request with a fresh body stream each time) until it succeeds, is cancelled or fails for good. */
+  private async sendWithRetries<T>(operation: string, headersMatter: boolean, send: () => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await send();
+      } catch (error) {
+        const cancelled = this.failure !== undefined || this.controller.signal.aborted;
+        if (!cancelled && attempt < this.client.maxAttempts && isTransient(error)) {
+          await sleep(RETRY_DELAY_MS * attempt, undefined, { signal: this.controller.signal }).catch(() => undefined);
+          if (!this.controller.signal.aborted) continue;
+        }
+        throw this.client.describe(error, operation, headersMatter);
+      }
     }
   }
 
@@ -298,9 +311,9 @@ export class ObjectUpload {
     this.controller.abort();
     for (const run of this.queue.splice(0)) run();
     this.wake();
+    this.current?.discard();
     this.current = undefined;
-    this.spare.length = 0;
-    this.aborted = this.abortUpload();
+    this.aborted = this.abortUpload().finally(() => this.spool.remove());
   }
 
   private async abortUpload(): Promise<void> {

@@ -31,10 +31,16 @@ async function uploads(r: Rgw, bucket: string) {
   return (await r.client().send(new ListMultipartUploadsCommand({ Bucket: bucket }))).Uploads ?? [];
 }
 
-function startBackup(r: Rgw, source: string, remote: string, dest?: string) {
+/** The child's temporary directory is one of the test's own: what the run leaves in it is seen. */
+function startBackup(r: Rgw, source: string, remote: string, options: { dest?: string; tmpdir?: string } = {}) {
   const args = ['backup', '--source', source, '--remote', remote, '--compression', 'none', '--log-format', 'json', '--progress-interval', '1s'];
-  if (dest) args.push('--dest', dest);
-  return startJsonChild(cli, args, { env: cleanEnv(r.env()) });
+  if (options.dest) args.push('--dest', options.dest);
+  return startJsonChild(cli, args, { env: cleanEnv({ ...r.env(), TMPDIR: options.tmpdir }) });
+}
+
+/** What the runner keeps in a temporary directory (tsx, which runs it here, keeps its cache there too). */
+function ours(tmpdir: string): string[] {
+  return fs.readdirSync(tmpdir).filter((n) => n.startsWith('pvc-backup-'));
 }
 
 /** Waits until the child has sent some of the archive (a progress line past the first part). */
@@ -46,26 +52,30 @@ async function midUpload(child: ReturnType<typeof startBackup>): Promise<void> {
 }
 
 describe('signals during a bucket upload', () => {
-  test('SIGTERM: the upload is aborted before the run exits 143; no object, no multipart upload left', async () => {
+  test('SIGTERM: the upload is aborted before the run exits 143; no object, no multipart upload, no part file left', async () => {
     const r = rgw();
     const bucket = await r.bucket();
     const source = await bigSource();
-    const child = startBackup(r, source, `s3://${bucket}/p`);
+    const tmpdir = await tmp('tmp');
+    const child = startBackup(r, source, `s3://${bucket}/p`, { tmpdir });
     await midUpload(child);
     expect(await uploads(r, bucket)).toHaveLength(1);
+    // Parts wait in the temporary directory, not in memory.
+    expect(ours(tmpdir).filter((n) => n.startsWith('pvc-backup-parts-'))).toHaveLength(1);
     child.proc.kill('SIGTERM');
     await child.exited;
     expect(child.proc.signalCode ?? child.proc.exitCode).toMatch(/^(SIGTERM|143)$/);
     expect(child.events.some((e) => e.event === 'stopped')).toBe(true);
     expect(await uploads(r, bucket)).toEqual([]);
     expect(await listKeys(r.client(), bucket)).toEqual([]);
+    expect(ours(tmpdir)).toEqual([]);
   }, 180_000);
 
   test('SIGKILL: nothing is visible; the next run aborts the leftover upload and succeeds', async () => {
     const r = rgw();
     const bucket = await r.bucket();
     const source = await bigSource();
-    const child = startBackup(r, source, `s3://${bucket}/p`);
+    const child = startBackup(r, source, `s3://${bucket}/p`, { tmpdir: await tmp('tmp') });
     await midUpload(child);
     child.proc.kill('SIGKILL');
     await child.exited;
@@ -89,7 +99,8 @@ describe('signals during a bucket upload', () => {
     const bucket = await r.bucket();
     const source = await bigSource();
     const dest = await tmp('dest');
-    const child = startBackup(r, source, `s3://${bucket}/p`, dest);
+    const tmpdir = await tmp('tmp');
+    const child = startBackup(r, source, `s3://${bucket}/p`, { dest, tmpdir });
     await child.next('offsite.start');
     // Let the first parts go out.
     for (let i = 0; i < 50 && (await uploads(r, bucket)).length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 100));
@@ -99,6 +110,7 @@ describe('signals during a bucket upload', () => {
     expect((await listKeys(r.client(), bucket)).filter((k) => !k.includes('.pvc-backup.lock'))).toEqual([]);
     const local = fs.readdirSync(dest).filter((n) => /\.tar$/.test(n));
     expect(local).toHaveLength(1);
+    expect(ours(tmpdir)).toEqual([]);
     const verify = await runCli(['verify', '--dest', dest]);
     expect(verify.code, verify.stderr).toBe(0);
   }, 240_000);

@@ -5,6 +5,7 @@ import { ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
 import { afterEach, expect, test } from 'vitest';
 import { cleanEnv, ensureBuilt, repoRoot } from '../helpers/cli.js';
 import { type Rgw, useRgw } from '../helpers/rgw.js';
+import { useTempDirs } from '../helpers/tree.js';
 import { listKeys } from './support.js';
 
 /**
@@ -13,6 +14,7 @@ import { listKeys } from './support.js';
  */
 
 const rgw = useRgw();
+const tmp = useTempDirs();
 const child = path.join(path.dirname(fileURLToPath(import.meta.url)), 'upload-child.mjs');
 const running = new Set<ChildProcessWithoutNullStreams>();
 
@@ -29,9 +31,10 @@ interface Run {
   exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-function start(r: Rgw, args: string[]): Run {
+/** The child's temporary directory (its part files) is the test's own, removed after the test. */
+async function start(r: Rgw, args: string[]): Promise<Run> {
   ensureBuilt();
-  const proc = spawn(process.execPath, [child, ...args], { cwd: repoRoot, env: cleanEnv(r.env()), stdio: 'pipe' });
+  const proc = spawn(process.execPath, [child, ...args], { cwd: repoRoot, env: cleanEnv({ ...r.env(), TMPDIR: await tmp('tmp') }), stdio: 'pipe' });
   running.add(proc);
   const lines: Record<string, unknown>[] = [];
   const watchers: { predicate: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }[] = [];
@@ -73,7 +76,7 @@ test('SIGKILL mid-upload: nothing visible; the next run breaks the dead run\'s l
   const r = rgw();
   const bucket = await r.bucket();
   const url = `s3://${bucket}/pvc`;
-  const first = start(r, [url, NAME, BYTES]);
+  const first = await start(r, [url, NAME, BYTES]);
   await first.until((l) => l.event === 'progress' && (l.bytes as number) >= 40 * 1024 * 1024);
   first.proc.kill('SIGKILL');
   expect((await first.exit).signal).toBe('SIGKILL');
@@ -81,7 +84,7 @@ test('SIGKILL mid-upload: nothing visible; the next run breaks the dead run\'s l
   expect(await listKeys(r.client(), bucket)).toEqual(['pvc/.pvc-backup.lock']); // the dead run's lock, no archive
   expect(await uploads(r, bucket)).toEqual([`pvc/${NAME}`]);
 
-  const second = start(r, [url, 'backup-20240101T000001Z.tar.zst', String(1024 * 1024)]);
+  const second = await start(r, [url, 'backup-20240101T000001Z.tar.zst', String(1024 * 1024)]);
   const warning = await second.until((l) => l.event === 'warning');
   expect(warning.message).toMatch(new RegExp(`breaking stale lock .* held by backup .*pid ${first.proc.pid}\\): process ${first.proc.pid} on this host no longer runs`));
   expect((await second.until((l) => l.event === 'leftovers')).names).toEqual([NAME]);
@@ -97,7 +100,7 @@ test('SIGKILL mid-upload: nothing visible; the next run breaks the dead run\'s l
 test('SIGTERM mid-upload: the run aborts its own upload and removes its lock before it exits', async () => {
   const r = rgw();
   const bucket = await r.bucket();
-  const run = start(r, [`s3://${bucket}/pvc`, NAME, BYTES]);
+  const run = await start(r, [`s3://${bucket}/pvc`, NAME, BYTES]);
   await run.until((l) => l.event === 'progress' && (l.bytes as number) >= 40 * 1024 * 1024);
   expect(await uploads(r, bucket)).toEqual([`pvc/${NAME}`]);
   run.proc.kill('SIGTERM');

@@ -123,11 +123,11 @@ describe('part plan', () => {
     expect(huge.size(10_000)).toBeLessThanOrEqual(MAX_PART_BYTES);
   });
 
-  test('parts in flight shrink as parts grow, so their buffers stay near 64 MiB', () => {
+  test('parts in flight shrink as parts grow, so their files in the temporary directory stay near 128 MiB', () => {
     const plan = planParts(10_000);
     expect(plan.inFlight(8 * MiB)).toBe(4);
-    expect(plan.inFlight(26 * MiB)).toBe(2);
-    expect(plan.inFlight(60 * MiB)).toBe(1);
+    expect(plan.inFlight(26 * MiB)).toBe(4);
+    expect(plan.inFlight(60 * MiB)).toBe(2);
     expect(plan.inFlight(600 * MiB)).toBe(1);
   });
 });

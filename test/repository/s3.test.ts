@@ -1,11 +1,14 @@
 import { createHash, randomBytes } from 'node:crypto';
+import fs from 'node:fs';
 import net from 'node:net';
 import { HeadObjectCommand, ListMultipartUploadsCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { describe, expect, test } from 'vitest';
 import { LockHeldError, OperationError, RunnerError } from '../../runner/errors.js';
 import { memoryLogger } from '../../runner/log.js';
 import { manifestName, sha256Name } from '../../runner/store/naming.js';
+import { useMounts } from '../helpers/mounts.js';
 import { type Rgw, useRgw, withEnv } from '../helpers/rgw.js';
+import { useTempDirs } from '../helpers/tree.js';
 import { bucketRepository, bucketSubject, feed, listKeys, publish, readAll, sha256 } from './support.js';
 
 /**
@@ -14,6 +17,8 @@ import { bucketRepository, bucketSubject, feed, listKeys, publish, readAll, sha2
  */
 
 const rgw = useRgw({ storageClasses: ['STANDARD_IA'] });
+const tmp = useTempDirs();
+const mount = useMounts();
 const MiB = 1024 * 1024;
 
 async function head(r: Rgw, bucket: string, key: string) {
@@ -95,6 +100,19 @@ describe('publishing', () => {
     await expect(sink.commit({ sha256: '0'.repeat(64), manifest: '{}' })).rejects.toBe(failure);
     expect(await s.stored()).toEqual([]);
     expect(await s.unfinished()).toEqual([]);
+  });
+
+  test.skipIf(process.getuid?.() !== 0)('a temporary directory without room for the parts fails the upload clearly, and nothing is left', async () => {
+    const s = await bucketSubject(rgw(), 'p');
+    const small = await tmp('small-tmp');
+    mount('tmpfs', small, 'size=12m,mode=0700');
+    const failure = await withEnv({ TMPDIR: small }, () => publish(s.repo, 'backup-20240101T000000Z.tar', randomBytes(30 * MiB))).catch((e: unknown) => e);
+    expect(failure).toBeInstanceOf(OperationError);
+    expect((failure as Error).message).toMatch(/: cannot keep upload part \d+ in the temporary directory .*: no space left on device; free space there or point TMPDIR at a directory with room/);
+    expect((failure as Error).message).not.toContain('\n');
+    expect(await s.stored()).toEqual([]);
+    expect(await s.unfinished()).toEqual([]);
+    expect(fs.readdirSync(small)).toEqual([]);
   });
 
   test('an AbortSignal (SIGTERM) stops the upload: requests cancelled, upload aborted, nothing visible', async () => {
