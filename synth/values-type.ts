@@ -13,11 +13,19 @@ export function renderValuesType(schema: SchemaNode): string {
     '',
     '/** The type of every value, by its dotted path; synth/values.ts uses it to type-check value references. */',
     'export interface ValueTypes {',
-    ...valueEntries(schema).map(({ path, node }) => `  '${path}': ${typeOf(schema, node, 1)};`),
+    ...valueEntries(schema).map(({ path }) => `  '${path}': ${indexedType(path)};`),
     '}',
     '',
   ];
   return lines.join('\n');
+}
+
+/**
+ * The type of the value at `path`, taken from the Values interface rather than written out again;
+ * a value Helm may leave out is typed by what it holds when it is there.
+ */
+function indexedType(path: string): string {
+  return `Exclude<Values${path.split('.').map((key) => `[${JSON.stringify(key)}]`).join('')}, undefined>`;
 }
 
 /**

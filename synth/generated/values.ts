@@ -1037,830 +1037,145 @@ export interface Values {
 
 /** The type of every value, by its dotted path; synth/values.ts uses it to type-check value references. */
 export interface ValueTypes {
-  'global.imageRegistry': string;
-  'global.imagePullSecrets': (string | {
-    name: string;
-  })[];
-  'global.storageClass': string;
-  'enabled': boolean;
-  'nameOverride': string;
-  'fullnameOverride': string;
-  'namespaceOverride': string;
-  'commonLabels': Record<string, string>;
-  'commonAnnotations': Record<string, string>;
-  'image.repository': string;
-  'image.tag': string;
-  'image.pullPolicy': "Always" | "IfNotPresent" | "Never";
-  'imagePullSecrets': (string | {
-    name: string;
-  })[];
-  'source.claimName': string;
-  'source.subPath': string;
-  'source.colocateWith': Record<string, string>;
-  'sources': ({
-    /** The entry's name: a DNS label of at most 20 characters, unique among the entries, not verify (F-verify is the verify CronJob). */
-    name: string;
-    /** The PersistentVolumeClaim to back up, in the release namespace. */
-    claimName: string;
-    /** Only this directory of the volume; empty means the whole volume. */
-    subPath?: string;
-    /** The archive name prefix of this entry; empty means the backup prefix, - and the name. Unique among the entries. */
-    prefix?: string;
-    /** The cron expression of this entry's backups; empty means backup.schedule, staggered. */
-    schedule?: string;
-    /** Glob patterns left out of this entry's archives, instead of backup.exclude; null means backup.exclude. */
-    exclude?: string[] | null;
-    /** The label set of the pod that uses this claim (see source.colocateWith). */
-    colocateWith?: Record<string, string>;
-  })[];
-  'backup.enabled': boolean;
-  'backup.schedule': string;
-  'backup.timeZone': string;
-  'backup.suspend': boolean;
-  'backup.prefix': string;
-  'backup.compression': "gzip" | "zstd" | "none";
-  'backup.level': number | null;
-  'backup.exclude': string[];
-  'backup.keepLast': number;
-  'backup.keep.last': number | null;
-  'backup.keep.hourly': number | null;
-  'backup.keep.daily': number | null;
-  'backup.keep.weekly': number | null;
-  'backup.keep.monthly': number | null;
-  'backup.keep.yearly': number | null;
-  'backup.allowEmpty': boolean;
-  'backup.skipUnreadable': boolean;
-  'backup.preBackup': ({
-    /** name of the dump: its directory in /dumps and in the archive, and its init container's name (dump-NAME). */
-    name: string;
-    /** image that holds the dump tool (e.g. postgres:16). */
-    image: string;
-    /** command and its arguments, run in an empty working directory (PVC_BACKUP_DUMP_DIR) where it writes its files; it must exit 0. */
-    command: string[];
-    /** args are appended to command (optional). */
-    args?: string[];
-    /** env of the init container (optional; Kubernetes EnvVar objects, passwords from Secrets with valueFrom). */
-    env?: ({
-      name: string;
-      value?: string;
-      valueFrom?: Record<string, unknown>;
-    })[];
-    /** envFrom of the init container (optional; Kubernetes EnvFromSource objects). */
-    envFrom?: ({
-      prefix?: string;
-      configMapRef?: {
-        name: string;
-        optional?: boolean;
-      };
-      secretRef?: {
-        name: string;
-        optional?: boolean;
-      };
-    })[];
-    /** resources of the init container (optional). */
-    resources?: {
-      limits?: Record<string, string | number>;
-      requests?: Record<string, string | number>;
-    };
-  })[];
-  'backup.sqlite': string[];
-  'backup.concurrencyPolicy': "Allow" | "Forbid" | "Replace";
-  'backup.startingDeadlineSeconds': number | null;
-  'backup.successfulJobsHistoryLimit': number;
-  'backup.failedJobsHistoryLimit': number;
-  'backup.backoffLimit': number;
-  'backup.activeDeadlineSeconds': number | null;
-  'backup.ttlSecondsAfterFinished': number | null;
-  'backup.addCapabilities': string[] | null;
-  'backup.resources': null | {
-    limits?: Record<string, string | number>;
-    requests?: Record<string, string | number>;
-  };
-  'backup.nodeSelector': null | Record<string, string>;
-  'backup.tolerations': null | ({
-    key?: string;
-    operator?: "Exists" | "Equal";
-    value?: string;
-    effect?: "NoSchedule" | "PreferNoSchedule" | "NoExecute";
-    tolerationSeconds?: number;
-  })[];
-  'backup.affinity': null | {
-    nodeAffinity?: {
-      requiredDuringSchedulingIgnoredDuringExecution?: {
-        nodeSelectorTerms: ({
-          matchExpressions?: ({
-            key: string;
-            operator: "In" | "NotIn" | "Exists" | "DoesNotExist" | "Gt" | "Lt";
-            values?: string[];
-          })[];
-          matchFields?: ({
-            key: string;
-            operator: "In" | "NotIn" | "Exists" | "DoesNotExist" | "Gt" | "Lt";
-            values?: string[];
-          })[];
-        })[];
-      };
-      preferredDuringSchedulingIgnoredDuringExecution?: ({
-        weight: number;
-        preference: {
-          matchExpressions?: ({
-            key: string;
-            operator: "In" | "NotIn" | "Exists" | "DoesNotExist" | "Gt" | "Lt";
-            values?: string[];
-          })[];
-          matchFields?: ({
-            key: string;
-            operator: "In" | "NotIn" | "Exists" | "DoesNotExist" | "Gt" | "Lt";
-            values?: string[];
-          })[];
-        };
-      })[];
-    };
-    podAffinity?: {
-      requiredDuringSchedulingIgnoredDuringExecution?: ({
-        labelSelector?: {
-          matchLabels?: Record<string, string>;
-          matchExpressions?: ({
-            key: string;
-            operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
-            values?: string[];
-          })[];
-        };
-        namespaceSelector?: {
-          matchLabels?: Record<string, string>;
-          matchExpressions?: ({
-            key: string;
-            operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
-            values?: string[];
-          })[];
-        };
-        namespaces?: string[];
-        topologyKey: string;
-        matchLabelKeys?: string[];
-        mismatchLabelKeys?: string[];
-      })[];
-      preferredDuringSchedulingIgnoredDuringExecution?: ({
-        weight: number;
-        podAffinityTerm: {
-          labelSelector?: {
-            matchLabels?: Record<string, string>;
-            matchExpressions?: ({
-              key: string;
-              operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
-              values?: string[];
-            })[];
-          };
-          namespaceSelector?: {
-            matchLabels?: Record<string, string>;
-            matchExpressions?: ({
-              key: string;
-              operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
-              values?: string[];
-            })[];
-          };
-          namespaces?: string[];
-          topologyKey: string;
-          matchLabelKeys?: string[];
-          mismatchLabelKeys?: string[];
-        };
-      })[];
-    };
-    podAntiAffinity?: {
-      requiredDuringSchedulingIgnoredDuringExecution?: ({
-        labelSelector?: {
-          matchLabels?: Record<string, string>;
-          matchExpressions?: ({
-            key: string;
-            operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
-            values?: string[];
-          })[];
-        };
-        namespaceSelector?: {
-          matchLabels?: Record<string, string>;
-          matchExpressions?: ({
-            key: string;
-            operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
-            values?: string[];
-          })[];
-        };
-        namespaces?: string[];
-        topologyKey: string;
-        matchLabelKeys?: string[];
-        mismatchLabelKeys?: string[];
-      })[];
-      preferredDuringSchedulingIgnoredDuringExecution?: ({
-        weight: number;
-        podAffinityTerm: {
-          labelSelector?: {
-            matchLabels?: Record<string, string>;
-            matchExpressions?: ({
-              key: string;
-              operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
-              values?: string[];
-            })[];
-          };
-          namespaceSelector?: {
-            matchLabels?: Record<string, string>;
-            matchExpressions?: ({
-              key: string;
-              operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
-              values?: string[];
-            })[];
-          };
-          namespaces?: string[];
-          topologyKey: string;
-          matchLabelKeys?: string[];
-          mismatchLabelKeys?: string[];
-        };
-      })[];
-    };
-  };
-  'storage.enabled': boolean;
-  'storage.create': boolean;
-  'storage.existingClaim': string;
-  'storage.size': string;
-  'storage.storageClassName': string | null;
-  'storage.accessModes': ("ReadWriteOnce" | "ReadOnlyMany" | "ReadWriteMany" | "ReadWriteOncePod")[];
-  'storage.annotations': Record<string, string>;
-  'storage.keepOnUninstall': boolean;
-  'storage.bindJob.enabled': boolean;
-  'storage.bindJob.activeDeadlineSeconds': number;
-  'offsite.enabled': boolean;
-  'offsite.url': string;
-  'offsite.endpoint': string;
-  'offsite.region': string;
-  'offsite.pathStyle': boolean | null;
-  'offsite.existingSecret': string;
-  'offsite.secretKeys.accessKeyId': string;
-  'offsite.secretKeys.secretAccessKey': string;
-  'offsite.keepLast': number | null;
-  'offsite.storageClass': string;
-  'offsite.sse': "" | "AES256" | "aws:kms";
-  'offsite.sseKmsKeyId': string;
-  'offsite.maxParts': number | null;
-  'encryption.recipients': string[];
-  'encryption.existingSecret': string;
-  'encryption.identityKey': string;
-  'restore.enabled': boolean;
-  'restore.archive': string;
-  'restore.from': "local" | "offsite" | null;
-  'restore.mode': "replace" | "merge";
-  'restore.source': string;
-  'restore.targetClaim': string;
-  'restore.targetSubPath': string | null;
-  'restore.nonce': string | number;
-  'restore.snapshot': boolean;
-  'restore.allowUnverified': boolean;
-  'restore.scaleDown': ({
-    /** kind of the workload. */
-    kind: "Deployment" | "StatefulSet";
-    /** name of the workload, in the release namespace. */
-    name: string;
-  })[];
-  'restore.paths': string[];
-  'restore.scaleDownTimeout': string;
-  'restore.allowAbsoluteSymlinks': boolean;
-  'restore.backoffLimit': number;
-  'restore.activeDeadlineSeconds': number | null;
-  'restore.addCapabilities': string[] | null;
-  'restore.resources': null | {
-    limits?: Record<string, string | number>;
-    requests?: Record<string, string | number>;
-  };
-  'restore.nodeSelector': null | Record<string, string>;
-  'restore.tolerations': null | ({
-    key?: string;
-    operator?: "Exists" | "Equal";
-    value?: string;
-    effect?: "NoSchedule" | "PreferNoSchedule" | "NoExecute";
-    tolerationSeconds?: number;
-  })[];
-  'restore.affinity': null | {
-    nodeAffinity?: {
-      requiredDuringSchedulingIgnoredDuringExecution?: {
-        nodeSelectorTerms: ({
-          matchExpressions?: ({
-            key: string;
-            operator: "In" | "NotIn" | "Exists" | "DoesNotExist" | "Gt" | "Lt";
-            values?: string[];
-          })[];
-          matchFields?: ({
-            key: string;
-            operator: "In" | "NotIn" | "Exists" | "DoesNotExist" | "Gt" | "Lt";
-            values?: string[];
-          })[];
-        })[];
-      };
-      preferredDuringSchedulingIgnoredDuringExecution?: ({
-        weight: number;
-        preference: {
-          matchExpressions?: ({
-            key: string;
-            operator: "In" | "NotIn" | "Exists" | "DoesNotExist" | "Gt" | "Lt";
-            values?: string[];
-          })[];
-          matchFields?: ({
-            key: string;
-            operator: "In" | "NotIn" | "Exists" | "DoesNotExist" | "Gt" | "Lt";
-            values?: string[];
-          })[];
-        };
-      })[];
-    };
-    podAffinity?: {
-      requiredDuringSchedulingIgnoredDuringExecution?: ({
-        labelSelector?: {
-          matchLabels?: Record<string, string>;
-          matchExpressions?: ({
-            key: string;
-            operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
-            values?: string[];
-          })[];
-        };
-        namespaceSelector?: {
-          matchLabels?: Record<string, string>;
-          matchExpressions?: ({
-            key: string;
-            operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
-            values?: string[];
-          })[];
-        };
-        namespaces?: string[];
-        topologyKey: string;
-        matchLabelKeys?: string[];
-        mismatchLabelKeys?: string[];
-      })[];
-      preferredDuringSchedulingIgnoredDuringExecution?: ({
-        weight: number;
-        podAffinityTerm: {
-          labelSelector?: {
-            matchLabels?: Record<string, string>;
-            matchExpressions?: ({
-              key: string;
-              operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
-              values?: string[];
-            })[];
-          };
-          namespaceSelector?: {
-            matchLabels?: Record<string, string>;
-            matchExpressions?: ({
-              key: string;
-              operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
-              values?: string[];
-            })[];
-          };
-          namespaces?: string[];
-          topologyKey: string;
-          matchLabelKeys?: string[];
-          mismatchLabelKeys?: string[];
-        };
-      })[];
-    };
-    podAntiAffinity?: {
-      requiredDuringSchedulingIgnoredDuringExecution?: ({
-        labelSelector?: {
-          matchLabels?: Record<string, string>;
-          matchExpressions?: ({
-            key: string;
-            operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
-            values?: string[];
-          })[];
-        };
-        namespaceSelector?: {
-          matchLabels?: Record<string, string>;
-          matchExpressions?: ({
-            key: string;
-            operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
-            values?: string[];
-          })[];
-        };
-        namespaces?: string[];
-        topologyKey: string;
-        matchLabelKeys?: string[];
-        mismatchLabelKeys?: string[];
-      })[];
-      preferredDuringSchedulingIgnoredDuringExecution?: ({
-        weight: number;
-        podAffinityTerm: {
-          labelSelector?: {
-            matchLabels?: Record<string, string>;
-            matchExpressions?: ({
-              key: string;
-              operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
-              values?: string[];
-            })[];
-          };
-          namespaceSelector?: {
-            matchLabels?: Record<string, string>;
-            matchExpressions?: ({
-              key: string;
-              operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
-              values?: string[];
-            })[];
-          };
-          namespaces?: string[];
-          topologyKey: string;
-          matchLabelKeys?: string[];
-          mismatchLabelKeys?: string[];
-        };
-      })[];
-    };
-  };
-  'verify.enabled': boolean;
-  'verify.schedule': string;
-  'verify.grace': string;
-  'verify.startingDeadlineSeconds': number | null;
-  'verify.successfulJobsHistoryLimit': number;
-  'verify.failedJobsHistoryLimit': number;
-  'verify.backoffLimit': number;
-  'verify.activeDeadlineSeconds': number | null;
-  'verify.addCapabilities': string[] | null;
-  'verify.resources': null | {
-    limits?: Record<string, string | number>;
-    requests?: Record<string, string | number>;
-  };
-  'verify.nodeSelector': null | Record<string, string>;
-  'verify.tolerations': null | ({
-    key?: string;
-    operator?: "Exists" | "Equal";
-    value?: string;
-    effect?: "NoSchedule" | "PreferNoSchedule" | "NoExecute";
-    tolerationSeconds?: number;
-  })[];
-  'verify.affinity': null | {
-    nodeAffinity?: {
-      requiredDuringSchedulingIgnoredDuringExecution?: {
-        nodeSelectorTerms: ({
-          matchExpressions?: ({
-            key: string;
-            operator: "In" | "NotIn" | "Exists" | "DoesNotExist" | "Gt" | "Lt";
-            values?: string[];
-          })[];
-          matchFields?: ({
-            key: string;
-            operator: "In" | "NotIn" | "Exists" | "DoesNotExist" | "Gt" | "Lt";
-            values?: string[];
-          })[];
-        })[];
-      };
-      preferredDuringSchedulingIgnoredDuringExecution?: ({
-        weight: number;
-        preference: {
-          matchExpressions?: ({
-            key: string;
-            operator: "In" | "NotIn" | "Exists" | "DoesNotExist" | "Gt" | "Lt";
-            values?: string[];
-          })[];
-          matchFields?: ({
-            key: string;
-            operator: "In" | "NotIn" | "Exists" | "DoesNotExist" | "Gt" | "Lt";
-            values?: string[];
-          })[];
-        };
-      })[];
-    };
-    podAffinity?: {
-      requiredDuringSchedulingIgnoredDuringExecution?: ({
-        labelSelector?: {
-          matchLabels?: Record<string, string>;
-          matchExpressions?: ({
-            key: string;
-            operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
-            values?: string[];
-          })[];
-        };
-        namespaceSelector?: {
-          matchLabels?: Record<string, string>;
-          matchExpressions?: ({
-            key: string;
-            operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
-            values?: string[];
-          })[];
-        };
-        namespaces?: string[];
-        topologyKey: string;
-        matchLabelKeys?: string[];
-        mismatchLabelKeys?: string[];
-      })[];
-      preferredDuringSchedulingIgnoredDuringExecution?: ({
-        weight: number;
-        podAffinityTerm: {
-          labelSelector?: {
-            matchLabels?: Record<string, string>;
-            matchExpressions?: ({
-              key: string;
-              operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
-              values?: string[];
-            })[];
-          };
-          namespaceSelector?: {
-            matchLabels?: Record<string, string>;
-            matchExpressions?: ({
-              key: string;
-              operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
-              values?: string[];
-            })[];
-          };
-          namespaces?: string[];
-          topologyKey: string;
-          matchLabelKeys?: string[];
-          mismatchLabelKeys?: string[];
-        };
-      })[];
-    };
-    podAntiAffinity?: {
-      requiredDuringSchedulingIgnoredDuringExecution?: ({
-        labelSelector?: {
-          matchLabels?: Record<string, string>;
-          matchExpressions?: ({
-            key: string;
-            operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
-            values?: string[];
-          })[];
-        };
-        namespaceSelector?: {
-          matchLabels?: Record<string, string>;
-          matchExpressions?: ({
-            key: string;
-            operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
-            values?: string[];
-          })[];
-        };
-        namespaces?: string[];
-        topologyKey: string;
-        matchLabelKeys?: string[];
-        mismatchLabelKeys?: string[];
-      })[];
-      preferredDuringSchedulingIgnoredDuringExecution?: ({
-        weight: number;
-        podAffinityTerm: {
-          labelSelector?: {
-            matchLabels?: Record<string, string>;
-            matchExpressions?: ({
-              key: string;
-              operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
-              values?: string[];
-            })[];
-          };
-          namespaceSelector?: {
-            matchLabels?: Record<string, string>;
-            matchExpressions?: ({
-              key: string;
-              operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
-              values?: string[];
-            })[];
-          };
-          namespaces?: string[];
-          topologyKey: string;
-          matchLabelKeys?: string[];
-          mismatchLabelKeys?: string[];
-        };
-      })[];
-    };
-  };
-  'tests.enabled': boolean;
-  'metrics.pushgateway.url': string;
-  'metrics.prometheusRule.enabled': boolean;
-  'metrics.prometheusRule.labels': Record<string, string>;
-  'metrics.prometheusRule.alertLabels': Record<string, string>;
-  'metrics.prometheusRule.grace': string;
-  'metrics.prometheusRule.absentFor': string;
-  'events.enabled': boolean;
-  'notify.urls.existingSecret': string;
-  'notify.urls.key': string;
-  'notify.on': "failure" | "always";
-  'notify.pingUrl': string;
-  'serviceAccount.create': boolean;
-  'serviceAccount.name': string;
-  'serviceAccount.annotations': Record<string, string>;
-  'securityProfile': "baseline" | "restricted";
-  'nonRoot.runAsUser': number;
-  'nonRoot.runAsGroup': number;
-  'resources': {
-    limits?: Record<string, string | number>;
-    requests?: Record<string, string | number>;
-  };
-  'podSecurityContext': {
-    appArmorProfile?: {
-      type: "RuntimeDefault" | "Localhost" | "Unconfined";
-      localhostProfile?: string;
-    };
-    fsGroup?: number;
-    fsGroupChangePolicy?: "Always" | "OnRootMismatch";
-    runAsGroup?: number;
-    runAsNonRoot?: boolean;
-    runAsUser?: number;
-    seLinuxOptions?: {
-      level?: string;
-      role?: string;
-      type?: string;
-      user?: string;
-    };
-    seccompProfile?: {
-      type: "RuntimeDefault" | "Localhost" | "Unconfined";
-      localhostProfile?: string;
-    };
-    supplementalGroups?: number[];
-    supplementalGroupsPolicy?: "Merge" | "Strict";
-  };
-  'securityContext': {
-    allowPrivilegeEscalation?: boolean;
-    appArmorProfile?: {
-      type: "RuntimeDefault" | "Localhost" | "Unconfined";
-      localhostProfile?: string;
-    };
-    capabilities?: {
-      add?: string[];
-      drop?: string[];
-    };
-    privileged?: boolean;
-    procMount?: "Default" | "Unmasked";
-    readOnlyRootFilesystem?: boolean;
-    runAsGroup?: number;
-    runAsNonRoot?: boolean;
-    runAsUser?: number;
-    seLinuxOptions?: {
-      level?: string;
-      role?: string;
-      type?: string;
-      user?: string;
-    };
-    seccompProfile?: {
-      type: "RuntimeDefault" | "Localhost" | "Unconfined";
-      localhostProfile?: string;
-    };
-  };
-  'podAnnotations': Record<string, string>;
-  'podLabels': Record<string, string>;
-  'priorityClassName': string;
-  'runtimeClassName': string;
-  'terminationGracePeriodSeconds': number | null;
-  'nodeSelector': Record<string, string>;
-  'tolerations': ({
-    key?: string;
-    operator?: "Exists" | "Equal";
-    value?: string;
-    effect?: "NoSchedule" | "PreferNoSchedule" | "NoExecute";
-    tolerationSeconds?: number;
-  })[];
-  'affinity': {
-    nodeAffinity?: {
-      requiredDuringSchedulingIgnoredDuringExecution?: {
-        nodeSelectorTerms: ({
-          matchExpressions?: ({
-            key: string;
-            operator: "In" | "NotIn" | "Exists" | "DoesNotExist" | "Gt" | "Lt";
-            values?: string[];
-          })[];
-          matchFields?: ({
-            key: string;
-            operator: "In" | "NotIn" | "Exists" | "DoesNotExist" | "Gt" | "Lt";
-            values?: string[];
-          })[];
-        })[];
-      };
-      preferredDuringSchedulingIgnoredDuringExecution?: ({
-        weight: number;
-        preference: {
-          matchExpressions?: ({
-            key: string;
-            operator: "In" | "NotIn" | "Exists" | "DoesNotExist" | "Gt" | "Lt";
-            values?: string[];
-          })[];
-          matchFields?: ({
-            key: string;
-            operator: "In" | "NotIn" | "Exists" | "DoesNotExist" | "Gt" | "Lt";
-            values?: string[];
-          })[];
-        };
-      })[];
-    };
-    podAffinity?: {
-      requiredDuringSchedulingIgnoredDuringExecution?: ({
-        labelSelector?: {
-          matchLabels?: Record<string, string>;
-          matchExpressions?: ({
-            key: string;
-            operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
-            values?: string[];
-          })[];
-        };
-        namespaceSelector?: {
-          matchLabels?: Record<string, string>;
-          matchExpressions?: ({
-            key: string;
-            operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
-            values?: string[];
-          })[];
-        };
-        namespaces?: string[];
-        topologyKey: string;
-        matchLabelKeys?: string[];
-        mismatchLabelKeys?: string[];
-      })[];
-      preferredDuringSchedulingIgnoredDuringExecution?: ({
-        weight: number;
-        podAffinityTerm: {
-          labelSelector?: {
-            matchLabels?: Record<string, string>;
-            matchExpressions?: ({
-              key: string;
-              operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
-              values?: string[];
-            })[];
-          };
-          namespaceSelector?: {
-            matchLabels?: Record<string, string>;
-            matchExpressions?: ({
-              key: string;
-              operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
-              values?: string[];
-            })[];
-          };
-          namespaces?: string[];
-          topologyKey: string;
-          matchLabelKeys?: string[];
-          mismatchLabelKeys?: string[];
-        };
-      })[];
-    };
-    podAntiAffinity?: {
-      requiredDuringSchedulingIgnoredDuringExecution?: ({
-        labelSelector?: {
-          matchLabels?: Record<string, string>;
-          matchExpressions?: ({
-            key: string;
-            operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
-            values?: string[];
-          })[];
-        };
-        namespaceSelector?: {
-          matchLabels?: Record<string, string>;
-          matchExpressions?: ({
-            key: string;
-            operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
-            values?: string[];
-          })[];
-        };
-        namespaces?: string[];
-        topologyKey: string;
-        matchLabelKeys?: string[];
-        mismatchLabelKeys?: string[];
-      })[];
-      preferredDuringSchedulingIgnoredDuringExecution?: ({
-        weight: number;
-        podAffinityTerm: {
-          labelSelector?: {
-            matchLabels?: Record<string, string>;
-            matchExpressions?: ({
-              key: string;
-              operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
-              values?: string[];
-            })[];
-          };
-          namespaceSelector?: {
-            matchLabels?: Record<string, string>;
-            matchExpressions?: ({
-              key: string;
-              operator: "In" | "NotIn" | "Exists" | "DoesNotExist";
-              values?: string[];
-            })[];
-          };
-          namespaces?: string[];
-          topologyKey: string;
-          matchLabelKeys?: string[];
-          mismatchLabelKeys?: string[];
-        };
-      })[];
-    };
-  };
-  'extraEnv': ({
-    name: string;
-    value?: string;
-    valueFrom?: Record<string, unknown>;
-  })[];
-  'extraEnvFrom': ({
-    prefix?: string;
-    configMapRef?: {
-      name: string;
-      optional?: boolean;
-    };
-    secretRef?: {
-      name: string;
-      optional?: boolean;
-    };
-  })[];
-  'extraVolumes': ({
-    name: string;
-    [key: string]: unknown;
-  })[];
-  'extraVolumeMounts': ({
-    name: string;
-    mountPath: string;
-    readOnly?: boolean;
-    subPath?: string;
-    subPathExpr?: string;
-    mountPropagation?: "None" | "HostToContainer";
-    recursiveReadOnly?: "Disabled" | "IfPossible" | "Enabled";
-  })[];
+  'global.imageRegistry': Exclude<Values["global"]["imageRegistry"], undefined>;
+  'global.imagePullSecrets': Exclude<Values["global"]["imagePullSecrets"], undefined>;
+  'global.storageClass': Exclude<Values["global"]["storageClass"], undefined>;
+  'enabled': Exclude<Values["enabled"], undefined>;
+  'nameOverride': Exclude<Values["nameOverride"], undefined>;
+  'fullnameOverride': Exclude<Values["fullnameOverride"], undefined>;
+  'namespaceOverride': Exclude<Values["namespaceOverride"], undefined>;
+  'commonLabels': Exclude<Values["commonLabels"], undefined>;
+  'commonAnnotations': Exclude<Values["commonAnnotations"], undefined>;
+  'image.repository': Exclude<Values["image"]["repository"], undefined>;
+  'image.tag': Exclude<Values["image"]["tag"], undefined>;
+  'image.pullPolicy': Exclude<Values["image"]["pullPolicy"], undefined>;
+  'imagePullSecrets': Exclude<Values["imagePullSecrets"], undefined>;
+  'source.claimName': Exclude<Values["source"]["claimName"], undefined>;
+  'source.subPath': Exclude<Values["source"]["subPath"], undefined>;
+  'source.colocateWith': Exclude<Values["source"]["colocateWith"], undefined>;
+  'sources': Exclude<Values["sources"], undefined>;
+  'backup.enabled': Exclude<Values["backup"]["enabled"], undefined>;
+  'backup.schedule': Exclude<Values["backup"]["schedule"], undefined>;
+  'backup.timeZone': Exclude<Values["backup"]["timeZone"], undefined>;
+  'backup.suspend': Exclude<Values["backup"]["suspend"], undefined>;
+  'backup.prefix': Exclude<Values["backup"]["prefix"], undefined>;
+  'backup.compression': Exclude<Values["backup"]["compression"], undefined>;
+  'backup.level': Exclude<Values["backup"]["level"], undefined>;
+  'backup.exclude': Exclude<Values["backup"]["exclude"], undefined>;
+  'backup.keepLast': Exclude<Values["backup"]["keepLast"], undefined>;
+  'backup.keep.last': Exclude<Values["backup"]["keep"]["last"], undefined>;
+  'backup.keep.hourly': Exclude<Values["backup"]["keep"]["hourly"], undefined>;
+  'backup.keep.daily': Exclude<Values["backup"]["keep"]["daily"], undefined>;
+  'backup.keep.weekly': Exclude<Values["backup"]["keep"]["weekly"], undefined>;
+  'backup.keep.monthly': Exclude<Values["backup"]["keep"]["monthly"], undefined>;
+  'backup.keep.yearly': Exclude<Values["backup"]["keep"]["yearly"], undefined>;
+  'backup.allowEmpty': Exclude<Values["backup"]["allowEmpty"], undefined>;
+  'backup.skipUnreadable': Exclude<Values["backup"]["skipUnreadable"], undefined>;
+  'backup.preBackup': Exclude<Values["backup"]["preBackup"], undefined>;
+  'backup.sqlite': Exclude<Values["backup"]["sqlite"], undefined>;
+  'backup.concurrencyPolicy': Exclude<Values["backup"]["concurrencyPolicy"], undefined>;
+  'backup.startingDeadlineSeconds': Exclude<Values["backup"]["startingDeadlineSeconds"], undefined>;
+  'backup.successfulJobsHistoryLimit': Exclude<Values["backup"]["successfulJobsHistoryLimit"], undefined>;
+  'backup.failedJobsHistoryLimit': Exclude<Values["backup"]["failedJobsHistoryLimit"], undefined>;
+  'backup.backoffLimit': Exclude<Values["backup"]["backoffLimit"], undefined>;
+  'backup.activeDeadlineSeconds': Exclude<Values["backup"]["activeDeadlineSeconds"], undefined>;
+  'backup.ttlSecondsAfterFinished': Exclude<Values["backup"]["ttlSecondsAfterFinished"], undefined>;
+  'backup.addCapabilities': Exclude<Values["backup"]["addCapabilities"], undefined>;
+  'backup.resources': Exclude<Values["backup"]["resources"], undefined>;
+  'backup.nodeSelector': Exclude<Values["backup"]["nodeSelector"], undefined>;
+  'backup.tolerations': Exclude<Values["backup"]["tolerations"], undefined>;
+  'backup.affinity': Exclude<Values["backup"]["affinity"], undefined>;
+  'storage.enabled': Exclude<Values["storage"]["enabled"], undefined>;
+  'storage.create': Exclude<Values["storage"]["create"], undefined>;
+  'storage.existingClaim': Exclude<Values["storage"]["existingClaim"], undefined>;
+  'storage.size': Exclude<Values["storage"]["size"], undefined>;
+  'storage.storageClassName': Exclude<Values["storage"]["storageClassName"], undefined>;
+  'storage.accessModes': Exclude<Values["storage"]["accessModes"], undefined>;
+  'storage.annotations': Exclude<Values["storage"]["annotations"], undefined>;
+  'storage.keepOnUninstall': Exclude<Values["storage"]["keepOnUninstall"], undefined>;
+  'storage.bindJob.enabled': Exclude<Values["storage"]["bindJob"]["enabled"], undefined>;
+  'storage.bindJob.activeDeadlineSeconds': Exclude<Values["storage"]["bindJob"]["activeDeadlineSeconds"], undefined>;
+  'offsite.enabled': Exclude<Values["offsite"]["enabled"], undefined>;
+  'offsite.url': Exclude<Values["offsite"]["url"], undefined>;
+  'offsite.endpoint': Exclude<Values["offsite"]["endpoint"], undefined>;
+  'offsite.region': Exclude<Values["offsite"]["region"], undefined>;
+  'offsite.pathStyle': Exclude<Values["offsite"]["pathStyle"], undefined>;
+  'offsite.existingSecret': Exclude<Values["offsite"]["existingSecret"], undefined>;
+  'offsite.secretKeys.accessKeyId': Exclude<Values["offsite"]["secretKeys"]["accessKeyId"], undefined>;
+  'offsite.secretKeys.secretAccessKey': Exclude<Values["offsite"]["secretKeys"]["secretAccessKey"], undefined>;
+  'offsite.keepLast': Exclude<Values["offsite"]["keepLast"], undefined>;
+  'offsite.storageClass': Exclude<Values["offsite"]["storageClass"], undefined>;
+  'offsite.sse': Exclude<Values["offsite"]["sse"], undefined>;
+  'offsite.sseKmsKeyId': Exclude<Values["offsite"]["sseKmsKeyId"], undefined>;
+  'offsite.maxParts': Exclude<Values["offsite"]["maxParts"], undefined>;
+  'encryption.recipients': Exclude<Values["encryption"]["recipients"], undefined>;
+  'encryption.existingSecret': Exclude<Values["encryption"]["existingSecret"], undefined>;
+  'encryption.identityKey': Exclude<Values["encryption"]["identityKey"], undefined>;
+  'restore.enabled': Exclude<Values["restore"]["enabled"], undefined>;
+  'restore.archive': Exclude<Values["restore"]["archive"], undefined>;
+  'restore.from': Exclude<Values["restore"]["from"], undefined>;
+  'restore.mode': Exclude<Values["restore"]["mode"], undefined>;
+  'restore.source': Exclude<Values["restore"]["source"], undefined>;
+  'restore.targetClaim': Exclude<Values["restore"]["targetClaim"], undefined>;
+  'restore.targetSubPath': Exclude<Values["restore"]["targetSubPath"], undefined>;
+  'restore.nonce': Exclude<Values["restore"]["nonce"], undefined>;
+  'restore.snapshot': Exclude<Values["restore"]["snapshot"], undefined>;
+  'restore.allowUnverified': Exclude<Values["restore"]["allowUnverified"], undefined>;
+  'restore.scaleDown': Exclude<Values["restore"]["scaleDown"], undefined>;
+  'restore.paths': Exclude<Values["restore"]["paths"], undefined>;
+  'restore.scaleDownTimeout': Exclude<Values["restore"]["scaleDownTimeout"], undefined>;
+  'restore.allowAbsoluteSymlinks': Exclude<Values["restore"]["allowAbsoluteSymlinks"], undefined>;
+  'restore.backoffLimit': Exclude<Values["restore"]["backoffLimit"], undefined>;
+  'restore.activeDeadlineSeconds': Exclude<Values["restore"]["activeDeadlineSeconds"], undefined>;
+  'restore.addCapabilities': Exclude<Values["restore"]["addCapabilities"], undefined>;
+  'restore.resources': Exclude<Values["restore"]["resources"], undefined>;
+  'restore.nodeSelector': Exclude<Values["restore"]["nodeSelector"], undefined>;
+  'restore.tolerations': Exclude<Values["restore"]["tolerations"], undefined>;
+  'restore.affinity': Exclude<Values["restore"]["affinity"], undefined>;
+  'verify.enabled': Exclude<Values["verify"]["enabled"], undefined>;
+  'verify.schedule': Exclude<Values["verify"]["schedule"], undefined>;
+  'verify.grace': Exclude<Values["verify"]["grace"], undefined>;
+  'verify.startingDeadlineSeconds': Exclude<Values["verify"]["startingDeadlineSeconds"], undefined>;
+  'verify.successfulJobsHistoryLimit': Exclude<Values["verify"]["successfulJobsHistoryLimit"], undefined>;
+  'verify.failedJobsHistoryLimit': Exclude<Values["verify"]["failedJobsHistoryLimit"], undefined>;
+  'verify.backoffLimit': Exclude<Values["verify"]["backoffLimit"], undefined>;
+  'verify.activeDeadlineSeconds': Exclude<Values["verify"]["activeDeadlineSeconds"], undefined>;
+  'verify.addCapabilities': Exclude<Values["verify"]["addCapabilities"], undefined>;
+  'verify.resources': Exclude<Values["verify"]["resources"], undefined>;
+  'verify.nodeSelector': Exclude<Values["verify"]["nodeSelector"], undefined>;
+  'verify.tolerations': Exclude<Values["verify"]["tolerations"], undefined>;
+  'verify.affinity': Exclude<Values["verify"]["affinity"], undefined>;
+  'tests.enabled': Exclude<Values["tests"]["enabled"], undefined>;
+  'metrics.pushgateway.url': Exclude<Values["metrics"]["pushgateway"]["url"], undefined>;
+  'metrics.prometheusRule.enabled': Exclude<Values["metrics"]["prometheusRule"]["enabled"], undefined>;
+  'metrics.prometheusRule.labels': Exclude<Values["metrics"]["prometheusRule"]["labels"], undefined>;
+  'metrics.prometheusRule.alertLabels': Exclude<Values["metrics"]["prometheusRule"]["alertLabels"], undefined>;
+  'metrics.prometheusRule.grace': Exclude<Values["metrics"]["prometheusRule"]["grace"], undefined>;
+  'metrics.prometheusRule.absentFor': Exclude<Values["metrics"]["prometheusRule"]["absentFor"], undefined>;
+  'events.enabled': Exclude<Values["events"]["enabled"], undefined>;
+  'notify.urls.existingSecret': Exclude<Values["notify"]["urls"]["existingSecret"], undefined>;
+  'notify.urls.key': Exclude<Values["notify"]["urls"]["key"], undefined>;
+  'notify.on': Exclude<Values["notify"]["on"], undefined>;
+  'notify.pingUrl': Exclude<Values["notify"]["pingUrl"], undefined>;
+  'serviceAccount.create': Exclude<Values["serviceAccount"]["create"], undefined>;
+  'serviceAccount.name': Exclude<Values["serviceAccount"]["name"], undefined>;
+  'serviceAccount.annotations': Exclude<Values["serviceAccount"]["annotations"], undefined>;
+  'securityProfile': Exclude<Values["securityProfile"], undefined>;
+  'nonRoot.runAsUser': Exclude<Values["nonRoot"]["runAsUser"], undefined>;
+  'nonRoot.runAsGroup': Exclude<Values["nonRoot"]["runAsGroup"], undefined>;
+  'resources': Exclude<Values["resources"], undefined>;
+  'podSecurityContext': Exclude<Values["podSecurityContext"], undefined>;
+  'securityContext': Exclude<Values["securityContext"], undefined>;
+  'podAnnotations': Exclude<Values["podAnnotations"], undefined>;
+  'podLabels': Exclude<Values["podLabels"], undefined>;
+  'priorityClassName': Exclude<Values["priorityClassName"], undefined>;
+  'runtimeClassName': Exclude<Values["runtimeClassName"], undefined>;
+  'terminationGracePeriodSeconds': Exclude<Values["terminationGracePeriodSeconds"], undefined>;
+  'nodeSelector': Exclude<Values["nodeSelector"], undefined>;
+  'tolerations': Exclude<Values["tolerations"], undefined>;
+  'affinity': Exclude<Values["affinity"], undefined>;
+  'extraEnv': Exclude<Values["extraEnv"], undefined>;
+  'extraEnvFrom': Exclude<Values["extraEnvFrom"], undefined>;
+  'extraVolumes': Exclude<Values["extraVolumes"], undefined>;
+  'extraVolumeMounts': Exclude<Values["extraVolumeMounts"], undefined>;
 }
