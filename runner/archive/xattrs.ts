@@ -153,6 +153,20 @@ export function aclToText(value: Buffer): string | undefined {
   return text;
 }
 
+/** The tag words of ACL text: the entry without a qualifier, and (users, groups) the named one. */
+const USER_TAG = { unnamed: TAG.userObj, named: TAG.user, kind: 'user' } as const;
+const GROUP_TAG = { unnamed: TAG.groupObj, named: TAG.group, kind: 'group' } as const;
+const ACL_TEXT_TAGS = new Map<string, { unnamed: number; named?: number; kind?: 'user' | 'group' }>([
+  ['user', USER_TAG],
+  ['u', USER_TAG],
+  ['group', GROUP_TAG],
+  ['g', GROUP_TAG],
+  ['mask', { unnamed: TAG.mask }],
+  ['m', { unnamed: TAG.mask }],
+  ['other', { unnamed: TAG.other }],
+  ['o', { unnamed: TAG.other }],
+]);
+
 /** ACL text (acl_to_text / getfacl form; entries by newline or comma, `#` comments) as the kernel's binary form, or why not. */
 export function aclFromText(text: string): Buffer | string {
   const entries: AclEntry[] = [];
@@ -164,41 +178,15 @@ export function aclFromText(text: string): Buffer | string {
     const [word, qualifier, permText] = parts.length === 3 ? parts : [parts[0], '', parts[1]];
     const perm = parsePerms(permText!);
     if (perm === undefined) return `"${line}" has bad permissions`;
-    const named = qualifier !== '';
-    switch (word) {
-      case 'user':
-      case 'u': {
-        if (!named) {
-          entries.push({ tag: TAG.userObj, perm, id: UNDEFINED_ID });
-          break;
-        }
-        const id = resolveId(qualifier!, 'user');
-        if (id === undefined) return `unknown user "${qualifier}"`;
-        entries.push({ tag: TAG.user, perm, id });
-        break;
-      }
-      case 'group':
-      case 'g': {
-        if (!named) {
-          entries.push({ tag: TAG.groupObj, perm, id: UNDEFINED_ID });
-          break;
-        }
-        const id = resolveId(qualifier!, 'group');
-        if (id === undefined) return `unknown group "${qualifier}"`;
-        entries.push({ tag: TAG.group, perm, id });
-        break;
-      }
-      case 'mask':
-      case 'm':
-        entries.push({ tag: TAG.mask, perm, id: UNDEFINED_ID });
-        break;
-      case 'other':
-      case 'o':
-        entries.push({ tag: TAG.other, perm, id: UNDEFINED_ID });
-        break;
-      default:
-        return `"${line}" has an unknown tag`;
+    const tag = ACL_TEXT_TAGS.get(word!);
+    if (tag === undefined) return `"${line}" has an unknown tag`;
+    if (tag.kind === undefined || qualifier === '') {
+      entries.push({ tag: tag.unnamed, perm, id: UNDEFINED_ID });
+      continue;
     }
+    const id = resolveId(qualifier!, tag.kind);
+    if (id === undefined) return `unknown ${tag.kind} "${qualifier}"`;
+    entries.push({ tag: tag.named!, perm, id });
   }
   // The kernel wants entries ordered by tag, named ones by id.
   entries.sort((a, b) => a.tag - b.tag || a.id - b.id);

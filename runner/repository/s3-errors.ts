@@ -40,6 +40,22 @@ export function httpStatus(error: unknown): number | undefined {
   return (error as SdkError)?.$metadata?.httpStatusCode;
 }
 
+const TRANSIENT_CODES = new Set(['BadDigest', 'RequestTimeout', 'SlowDown', 'Throttling', 'ThrottlingException', 'InternalError', 'ServiceUnavailable']);
+
+/**
+ * Whether a request is worth sending again: damaged on the way (BadDigest), throttled, a 5xx, or
+ * a connection that broke or timed out. The SDK does not retry a request whose body is a stream;
+ * s3-upload.ts sends its parts again on these.
+ */
+export function isTransientS3Error(error: unknown): boolean {
+  const code = errorCode(error);
+  if (code !== undefined && TRANSIENT_CODES.has(code)) return true;
+  const status = httpStatus(error);
+  if (status !== undefined) return status >= 500 || status === 429;
+  const e = error as SdkError;
+  return e?.name === 'TimeoutError' || NETWORK_CODES.has(e?.code ?? '') || NETWORK_CODES.has(code ?? '');
+}
+
 export function isNotFound(error: unknown): boolean {
   const code = errorCode(error);
   return code === 'NoSuchKey' || code === 'NotFound' || (httpStatus(error) === 404 && code !== 'NoSuchBucket' && code !== 'NoSuchUpload');

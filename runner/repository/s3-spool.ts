@@ -37,7 +37,11 @@ export class PartSpool {
   /** Removes the directory and whatever part files are left in it. Never throws. */
   remove(): void {
     if (!this.dir) return;
-    fs.rmSync(this.dir, { recursive: true, force: true });
+    try {
+      fs.rmSync(this.dir, { recursive: true, force: true });
+    } catch {
+      // Left in the temporary directory; the upload's outcome does not depend on it.
+    }
     this.dir = undefined;
   }
 
@@ -98,7 +102,11 @@ export class SpooledPart {
     } catch {
       // The file goes anyway.
     }
-    fs.rmSync(this.file, { force: true });
+    try {
+      fs.rmSync(this.file, { force: true });
+    } catch {
+      // The directory goes with PartSpool.remove().
+    }
   }
 
   private close(): void {

@@ -7,10 +7,10 @@ import {
   PutObjectCommand,
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
-import { OperationError, systemErrorCode } from '../errors.js';
+import { OperationError } from '../errors.js';
 import { GarbageGovernor } from '../memory.js';
 import type { BucketClient } from './s3-client.js';
-import { errorCode, httpStatus } from './s3-errors.js';
+import { errorCode, isTransientS3Error } from './s3-errors.js';
 import type { PartPlan } from './s3-parts.js';
 import { PartSpool, type SpooledPart } from './s3-spool.js';
 
@@ -48,19 +48,6 @@ export interface FinishedUpload {
 }
 
 const RETRY_DELAY_MS = 500;
-const TRANSIENT_CODES = new Set(['BadDigest', 'RequestTimeout', 'SlowDown', 'Throttling', 'ThrottlingException', 'InternalError', 'ServiceUnavailable']);
-
-/**
- * Whether a failed part is worth sending again. The SDK does not retry a request whose body is
- * a stream, so this is the one retry of parts: the file is still there to send again.
- */
-function isTransient(error: unknown): boolean {
-  const code = errorCode(error);
-  if (code !== undefined && TRANSIENT_CODES.has(code)) return true;
-  const status = httpStatus(error);
-  if (status !== undefined) return status >= 500 || status === 429;
-  return systemErrorCode(error) !== undefined;
-}
 
 export class ObjectUpload {
   bytes = 0;
@@ -268,7 +255,7 @@ export class ObjectUpload {
         return await send();
       } catch (error) {
         const cancelled = this.failure !== undefined || this.controller.signal.aborted;
-        if (!cancelled && attempt < this.client.maxAttempts && isTransient(error)) {
+        if (!cancelled && attempt < this.client.maxAttempts && isTransientS3Error(error)) {
           await sleep(RETRY_DELAY_MS * attempt, undefined, { signal: this.controller.signal }).catch(() => undefined);
           if (!this.controller.signal.aborted) continue;
         }
