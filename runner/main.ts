@@ -11,6 +11,7 @@ import { Cleanup, type RunContext } from './context.js';
 import { ExitCode, RunnerError, describeSystemError, errorCodeOf, exitCodeOf } from './errors.js';
 import { type Logger, createLogger } from './log.js';
 import { tuneAllocatorOnce } from './memory.js';
+import { favourMainThread } from './threads.js';
 import { Monitor } from './monitoring/monitor.js';
 import { type CommandResult, failed, succeeded } from './monitoring/outcome.js';
 
@@ -81,7 +82,11 @@ export async function main(argv: string[]): Promise<number> {
     return ExitCode.ok;
   }
   const { config } = parsed;
-  if (config.command === 'backup' || config.command === 'verify' || config.command === 'restore' || config.command === 'cat') tuneAllocatorOnce();
+  const streaming = config.command === 'backup' || config.command === 'verify' || config.command === 'restore' || config.command === 'cat';
+  if (streaming) {
+    tuneAllocatorOnce();
+    await favourMainThread();
+  }
   // With a JSON document on stdout, log lines go to stderr so that stdout stays parseable.
   // cat writes the file's bytes to stdout: its log lines always go to stderr.
   const log = ((config.command === 'prune' || config.command === 'list') && config.json) || config.command === 'cat' ? createLogger(config.logFormat, (line) => process.stderr.write(line + '\n')) : createLogger(config.logFormat);

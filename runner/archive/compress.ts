@@ -3,6 +3,7 @@ import zlib from 'node:zlib';
 import type { Compression } from '../config.js';
 import { IntegrityError } from '../errors.js';
 import { decodeZstdFrames } from './zstd-frames.js';
+import { ZstdLane, runFrame } from './zstd-lane.js';
 
 /**
  * Compression of the tar stream. Chunks go in through `write` (which waits when enough work
@@ -104,37 +105,35 @@ class ParallelGzip implements Compressor {
   }
 }
 
-const zstdCompress = promisify(zlib.zstdCompress);
-const zstdDecompress = promisify(zlib.zstdDecompress);
-
 /**
- * Parallel zstd: the tar stream is cut into 2 MiB segments, each compressed into its own
- * frame on a thread-pool job (with a content checksum), frames written in order. Concatenated
- * frames are standard zstd that `zstd -d` and `tar --zstd` read. (Node 24's own multi-threaded
- * streaming mode, nbWorkers > 1, silently drops data, so it is not used.)
+ * Parallel zstd: the tar stream is cut into 2 MiB segments, each compressed into its own frame
+ * (with a content checksum) on one of two long-lived lanes, so both cores compress; frames are
+ * written in order. Concatenated frames are standard zstd that `zstd -d` and `tar --zstd` read.
+ * Each lane also decodes its frame again and compares it with the segment on the way. (Node 24's
+ * own multi-threaded mode, nbWorkers > 1, silently drops data, so it is not used.)
  */
 class ParallelZstd implements Compressor {
-  private readonly inFlight: Promise<Buffer>[] = [];
+  private readonly inFlight: Promise<Buffer[]>[] = [];
   /** Uncompressed offset of each frame in flight, in order. */
   private readonly inFlightOffsets: number[] = [];
   private readonly starts: number[] = [];
+  private readonly lanes: { compress: ZstdLane; check: ZstdLane }[] = [];
+  private nextLane = 0;
   private inputBytes = 0;
   private outputBytes = 0;
   private pending: Buffer[] = [];
   private pendingBytes = 0;
-  private readonly params: Record<number, number>;
 
   constructor(
     level: number,
     private readonly sink: Sink,
     private readonly release: Release,
-    private readonly maxInFlight: number,
+    maxInFlight: number,
     private readonly segmentBytes: number,
   ) {
-    this.params = {
-      [zlib.constants.ZSTD_c_compressionLevel]: level,
-      [zlib.constants.ZSTD_c_checksumFlag]: 1,
-    };
+    for (let i = 0; i < maxInFlight; i++) {
+      this.lanes.push({ compress: ZstdLane.compressor(level, LANE_CHUNK_BYTES, segmentBytes * 2), check: ZstdLane.decompressor(LANE_CHUNK_BYTES, segmentBytes * 2) });
+    }
   }
 
   async write(chunk: Buffer): Promise<void> {
@@ -150,33 +149,39 @@ class ParallelZstd implements Compressor {
     if (parts.length > 1) parts.forEach(this.release);
     this.pending = [];
     this.pendingBytes = 0;
-    // One output buffer that fits even incompressible input: Node's default 16 KiB would mean a
-    // thread-pool round trip per 16 KiB of output.
-    const chunkSize = this.segmentBytes + 64 * 1024;
     this.inFlightOffsets.push(this.inputBytes);
     this.inputBytes += segment.length;
-    const job = zstdCompress(segment, { params: this.params, chunkSize });
+    // One frame per lane at a time: the lane's previous frame was emitted before it comes round again.
+    const lane = this.lanes[this.nextLane++ % this.lanes.length]!;
     this.inFlight.push(
       settledLater(
-        job.then(async (out) => {
-          mustRoundTrip(segment, await zstdDecompress(out, { chunkSize }), 'zstd');
+        compressChecked(lane, segment).then((frame) => {
           if (parts.length === 1) this.release(segment);
-          return out;
+          return frame;
         }),
       ),
     );
-    while (this.inFlight.length >= this.maxInFlight) this.emit(await this.inFlight.shift()!);
+    while (this.inFlight.length >= this.lanes.length) this.emit(await this.inFlight.shift()!);
   }
 
-  private emit(frame: Buffer): void {
+  private emit(frame: Buffer[]): void {
     this.starts.push(this.outputBytes, this.inFlightOffsets.shift()!);
-    this.outputBytes += frame.length;
-    this.sink(frame);
+    for (const piece of frame) {
+      this.outputBytes += piece.length;
+      this.sink(piece);
+    }
   }
 
   async end(): Promise<void> {
-    await this.compressPending();
-    while (this.inFlight.length > 0) this.emit(await this.inFlight.shift()!);
+    try {
+      await this.compressPending();
+      while (this.inFlight.length > 0) this.emit(await this.inFlight.shift()!);
+    } finally {
+      for (const lane of this.lanes) {
+        lane.compress.close();
+        lane.check.close();
+      }
+    }
   }
 
   get frames(): [number, number][] {
@@ -184,6 +189,25 @@ class ParallelZstd implements Compressor {
     for (let i = 0; i < this.starts.length; i += 2) pairs.push([this.starts[i]!, this.starts[i + 1]!]);
     return pairs;
   }
+}
+
+/** Output pieces of the zstd lanes: below the allocator's mmap threshold would mean a thread hop per 128 KiB. */
+const LANE_CHUNK_BYTES = 512 * 1024;
+
+/** One segment into one frame, decoded again on the same lane and compared with the segment as it comes out. */
+async function compressChecked(lane: { compress: ZstdLane; check: ZstdLane }, segment: Buffer): Promise<Buffer[]> {
+  const frame: Buffer[] = [];
+  await runFrame(lane.compress, [segment], (piece) => frame.push(piece));
+  let at = 0;
+  let same = true;
+  await runFrame(lane.check, frame, (piece) => {
+    same &&= at + piece.length <= segment.length && piece.equals(segment.subarray(at, at + piece.length));
+    at += piece.length;
+  });
+  if (!same || at !== segment.length) {
+    throw new IntegrityError('zstd compression did not decode back to its input (memory or library fault); the archive was not kept', 'ROUND_TRIP');
+  }
+  return frame;
 }
 
 class Uncompressed implements Compressor {

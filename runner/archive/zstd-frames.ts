@@ -1,23 +1,15 @@
-import { once } from 'node:events';
-import { promisify } from 'node:util';
-import zlib from 'node:zlib';
 import { IntegrityError } from '../errors.js';
+import { ZstdLane } from './zstd-lane.js';
 
 /**
- * Reading zstd data that may hold several frames. Node 24's zstd decompressor stops silently
- * at the end of the first frame, and pvc-backup writes one frame per 4 MiB segment (so that
- * both cores compress), so frames are found here by walking the frame and block headers
- * (RFC 8878) — cheap: one 3-byte header per block of up to 128 KiB — and each frame is
- * decoded on its own: small frames as parallel one-shot jobs on the thread pool, large or
- * foreign frames with a streaming decompressor so memory stays bounded.
+ * Reading zstd data that may hold several frames. pvc-backup writes one frame per 2 MiB segment
+ * (so that both cores compress); frames are found here by walking the frame and block headers
+ * (RFC 8878) — cheap: one 3-byte header per block of up to 128 KiB — so that consecutive frames
+ * can be decoded side by side, each on its own decompressor.
  */
 
 const ZSTD_MAGIC = 0xfd2fb528;
 const MiB = 1024 * 1024;
-/** Frames up to this compressed size with a declared content size up to ONE_SHOT_CONTENT are decoded in one call. */
-const ONE_SHOT_COMPRESSED = 16 * MiB;
-const ONE_SHOT_CONTENT = 32 * MiB;
-const IN_FLIGHT = 2;
 
 export interface FrameInfo {
   skippable: boolean;
@@ -184,82 +176,77 @@ export class ZstdFrameSplitter {
   }
 }
 
-const zstdDecompress = promisify(zlib.zstdDecompress);
+/** Frames decoded at the same time: one per core. */
+const LANES = 2;
+/** Decoded bytes a lane holds before it waits to be read: a frame of ours and a half ahead. */
+const LANE_OUTPUT = 3 * MiB;
+const LANE_CHUNK = 512 * 1024;
 
 /**
- * Decodes possibly multi-frame zstd data in order. Yields decompressed chunks; throws
- * IntegrityError for data that is not zstd or stops inside a frame.
+ * Decodes possibly multi-frame zstd data in order. Frames go round-robin to long-lived
+ * decompressor lanes as their bytes arrive, so the next frame decodes on the other core while this
+ * one is read; a frame of any size streams through its lane with bounded memory. Yields
+ * decompressed chunks; throws IntegrityError for data that is not zstd or stops inside a frame.
  */
 export async function* decodeZstdFrames(source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
   const splitter = new ZstdFrameSplitter();
-  const queue: Promise<Buffer>[] = [];
-  let parts: Buffer[] = [];
-  let partsBytes = 0;
-  let streaming: StreamingFrame | undefined;
-
-  for await (const chunk of source) {
-    for (const piece of splitter.push(chunk)) {
-      if (piece.frame.skippable) continue;
-      if (streaming) {
-        yield* streaming.write(piece.data);
-        if (piece.last) {
-          yield* streaming.end();
-          streaming = undefined;
+  const lanes = Array.from({ length: LANES }, () => ZstdLane.decompressor(LANE_CHUNK, LANE_OUTPUT));
+  /** The lanes of the frames being decoded, oldest first: at most one frame per lane. */
+  const inFlight: ZstdLane[] = [];
+  let next = 0;
+  let writing: ZstdLane | undefined;
+  try {
+    for await (const chunk of source) {
+      for (const piece of splitter.push(chunk)) {
+        if (piece.frame.skippable) continue;
+        if (piece.first) {
+          const lane = lanes[next++ % LANES]!;
+          // Its previous frame is then the oldest, and all of its bytes are written.
+          while (lane.busy) yield* finishOldest(inFlight);
+          lane.begin();
+          inFlight.push(lane);
+          writing = lane;
         }
-        continue;
-      }
-      parts.push(piece.data);
-      partsBytes += piece.data.length;
-      const oneShot = piece.frame.headerParsed && piece.frame.contentSize !== undefined && piece.frame.contentSize <= ONE_SHOT_CONTENT && partsBytes <= ONE_SHOT_COMPRESSED;
-      if (piece.last && oneShot) {
-        queue.push(zstdDecompress(parts.length === 1 ? parts[0]! : Buffer.concat(parts), { chunkSize: Math.max(64 * 1024, piece.frame.contentSize!) }));
-        parts = [];
-        partsBytes = 0;
-        while (queue.length >= IN_FLIGHT) yield await queue.shift()!;
-        continue;
-      }
-      if (piece.frame.headerParsed && !oneShot) {
-        // Too big (or of unknown size) to decode in one call: stream this frame, after the queue.
-        while (queue.length > 0) yield await queue.shift()!;
-        streaming = new StreamingFrame();
-        for (const part of parts) yield* streaming.write(part);
-        parts = [];
-        partsBytes = 0;
+        const lane = writing!;
+        lane.write(piece.data);
+        while (!lane.writable) {
+          if (inFlight[0] !== lane) yield* finishOldest(inFlight);
+          else {
+            yield* lane.take();
+            if (!lane.writable) await lane.changed();
+          }
+        }
         if (piece.last) {
-          yield* streaming.end();
-          streaming = undefined;
+          lane.endFrame();
+          writing = undefined;
         }
       }
+      yield* takeReady(inFlight);
     }
+    splitter.end();
+    while (inFlight.length > 0) yield* finishOldest(inFlight);
+  } finally {
+    for (const lane of lanes) lane.close();
   }
-  splitter.end();
-  while (queue.length > 0) yield await queue.shift()!;
 }
 
-/** One frame through Node's streaming decompressor, whose output is collected between writes. */
-class StreamingFrame {
-  private readonly stream = zlib.createZstdDecompress({ chunkSize: MiB });
-  private readonly output: Buffer[] = [];
-  private failure: Error | undefined;
-
-  constructor() {
-    this.stream.on('data', (chunk: Buffer) => this.output.push(chunk));
-    this.stream.on('error', (error) => (this.failure = error));
+/** What the oldest frames have decoded so far, without waiting. */
+function* takeReady(inFlight: ZstdLane[]): Generator<Buffer> {
+  while (inFlight.length > 0) {
+    const oldest = inFlight[0]!;
+    yield* oldest.take();
+    if (!oldest.drained) return;
+    inFlight.shift()!.release();
   }
+}
 
-  async *write(data: Buffer): AsyncGenerator<Buffer> {
-    if (!this.stream.write(data)) await once(this.stream, 'drain');
-    yield* this.take();
+/** All of the oldest frame's output, waiting for it (its input is complete). */
+async function* finishOldest(inFlight: ZstdLane[]): AsyncGenerator<Buffer> {
+  const oldest = inFlight[0]!;
+  for (;;) {
+    yield* oldest.take();
+    if (oldest.drained) break;
+    await oldest.changed();
   }
-
-  async *end(): AsyncGenerator<Buffer> {
-    this.stream.end();
-    if (!this.stream.readableEnded) await once(this.stream, 'end');
-    yield* this.take();
-  }
-
-  private *take(): Generator<Buffer> {
-    if (this.failure) throw this.failure;
-    while (this.output.length > 0) yield this.output.shift()!;
-  }
+  inFlight.shift()!.release();
 }
