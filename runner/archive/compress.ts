@@ -36,10 +36,12 @@ function settledLater<T>(job: Promise<T>): Promise<T> {
   return job;
 }
 
+function roundTripFailure(codec: string): IntegrityError {
+  return new IntegrityError(`${codec} compression did not decode back to its input (memory or library fault); the archive was not kept`, 'ROUND_TRIP');
+}
+
 function mustRoundTrip(original: Buffer, decoded: Buffer, codec: string): void {
-  if (!decoded.equals(original)) {
-    throw new IntegrityError(`${codec} compression did not decode back to its input (memory or library fault); the archive was not kept`, 'ROUND_TRIP');
-  }
+  if (!decoded.equals(original)) throw roundTripFailure(codec);
 }
 
 /**
@@ -132,7 +134,7 @@ class ParallelZstd implements Compressor {
     private readonly segmentBytes: number,
   ) {
     for (let i = 0; i < maxInFlight; i++) {
-      this.lanes.push({ compress: ZstdLane.compressor(level, LANE_CHUNK_BYTES, segmentBytes * 2), check: ZstdLane.decompressor(LANE_CHUNK_BYTES, segmentBytes * 2) });
+      this.lanes.push({ compress: ZstdLane.compressor(level, segmentBytes * 2), check: ZstdLane.decompressor(segmentBytes * 2) });
     }
   }
 
@@ -191,9 +193,6 @@ class ParallelZstd implements Compressor {
   }
 }
 
-/** Output pieces of the zstd lanes: below the allocator's mmap threshold would mean a thread hop per 128 KiB. */
-const LANE_CHUNK_BYTES = 512 * 1024;
-
 /** One segment into one frame, decoded again on the same lane and compared with the segment as it comes out. */
 async function compressChecked(lane: { compress: ZstdLane; check: ZstdLane }, segment: Buffer): Promise<Buffer[]> {
   const frame: Buffer[] = [];
@@ -204,9 +203,7 @@ async function compressChecked(lane: { compress: ZstdLane; check: ZstdLane }, se
     same &&= at + piece.length <= segment.length && piece.equals(segment.subarray(at, at + piece.length));
     at += piece.length;
   });
-  if (!same || at !== segment.length) {
-    throw new IntegrityError('zstd compression did not decode back to its input (memory or library fault); the archive was not kept', 'ROUND_TRIP');
-  }
+  if (!same || at !== segment.length) throw roundTripFailure('zstd');
   return frame;
 }
 

@@ -180,7 +180,6 @@ export class ZstdFrameSplitter {
 const LANES = 2;
 /** Decoded bytes a lane holds before it waits to be read: a frame of ours and a half ahead. */
 const LANE_OUTPUT = 3 * MiB;
-const LANE_CHUNK = 512 * 1024;
 
 /**
  * Decodes possibly multi-frame zstd data in order. Frames go round-robin to long-lived
@@ -190,7 +189,7 @@ const LANE_CHUNK = 512 * 1024;
  */
 export async function* decodeZstdFrames(source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
   const splitter = new ZstdFrameSplitter();
-  const lanes = Array.from({ length: LANES }, () => ZstdLane.decompressor(LANE_CHUNK, LANE_OUTPUT));
+  const lanes = Array.from({ length: LANES }, () => ZstdLane.decompressor(LANE_OUTPUT));
   /** The lanes of the frames being decoded, oldest first: at most one frame per lane. */
   const inFlight: ZstdLane[] = [];
   let next = 0;

@@ -1,5 +1,8 @@
 import zlib from 'node:zlib';
 
+/** Size of a lane's output pieces: a smaller one means a thread-pool round trip per piece. */
+const CHUNK_BYTES = 512 * 1024;
+
 /**
  * One long-lived zstd compressor or decompressor that takes frame after frame. A zstd context
  * made per 2 MiB frame (what zlib's one-shot calls do) costs more than the frame: each one
@@ -35,13 +38,13 @@ export class ZstdLane {
   }
 
   /** Frames with a content checksum, as `zstd` writes them. */
-  static compressor(level: number, chunkSize: number, maxQueued: number): ZstdLane {
+  static compressor(level: number, maxQueued: number): ZstdLane {
     const params = { [zlib.constants.ZSTD_c_compressionLevel]: level, [zlib.constants.ZSTD_c_checksumFlag]: 1 };
-    return new ZstdLane(zlib.createZstdCompress({ params, chunkSize }), maxQueued);
+    return new ZstdLane(zlib.createZstdCompress({ params, chunkSize: CHUNK_BYTES }), maxQueued);
   }
 
-  static decompressor(chunkSize: number, maxQueued: number): ZstdLane {
-    return new ZstdLane(zlib.createZstdDecompress({ chunkSize }), maxQueued);
+  static decompressor(maxQueued: number): ZstdLane {
+    return new ZstdLane(zlib.createZstdDecompress({ chunkSize: CHUNK_BYTES }), maxQueued);
   }
 
   /** A new frame starts: its bytes follow through `write`, its end through `endFrame`. */
