@@ -10,7 +10,7 @@ import { type MonitoringConfig, type RunnerConfig, helpText, isMonitored, monito
 import { Cleanup, type RunContext } from './context.js';
 import { ExitCode, RunnerError, describeSystemError, errorCodeOf, exitCodeOf } from './errors.js';
 import { type Logger, createLogger } from './log.js';
-import { tuneAllocatorOnce } from './memory.js';
+import { tuneRuntimeOnce } from './memory.js';
 import { favourMainThread } from './threads.js';
 import { Monitor } from './monitoring/monitor.js';
 import { type CommandResult, failed, succeeded } from './monitoring/outcome.js';
@@ -84,7 +84,7 @@ export async function main(argv: string[]): Promise<number> {
   const { config } = parsed;
   const streaming = config.command === 'backup' || config.command === 'verify' || config.command === 'restore' || config.command === 'cat';
   if (streaming) {
-    tuneAllocatorOnce();
+    tuneRuntimeOnce();
     await favourMainThread();
   }
   // With a JSON document on stdout, log lines go to stderr so that stdout stays parseable.

@@ -6,7 +6,7 @@ import { humanBytes } from '../log.js';
 import { GarbageGovernor, collectAllGarbage } from '../memory.js';
 import { BufferPool } from './buffer-pool.js';
 import { compareEntry } from './check.js';
-import { CHUNK_BYTES, createCompressor } from './compress.js';
+import { CHUNK_BYTES, GARBAGE_PER_BYTE, createCompressor } from './compress.js';
 import type { AgeIdentity } from './age/index.js';
 import { EncryptStage, type EncryptionOptions } from './encryption.js';
 import { MANIFEST_FORMAT, type ManifestFile, type ManifestWriter } from './manifest.js';
@@ -202,7 +202,7 @@ export async function writeArchive(options: WriteOptions): Promise<WrittenArchiv
     for await (const chunk of packer.chunks()) {
       check.reader.write(chunk);
       await compressor.write(chunk);
-      governor.processed(chunk.length, packer.entries - entries);
+      governor.processed(chunk.length * (1 + GARBAGE_PER_BYTE[options.compression]), packer.entries - entries);
       entries = packer.entries;
       await out.drain();
       checkOutput();
