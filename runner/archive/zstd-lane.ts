@@ -17,6 +17,12 @@ export class ZstdLane {
   private frameEnded = true;
   private failure: Error | undefined;
   private wake: (() => void) | undefined;
+  /**
+   * An event came while nobody waited (the reader was busy with output it had taken): the next
+   * `changed` resolves at once, or a frame whose last output and end came meanwhile would wait
+   * for an event that never comes.
+   */
+  private unseen = false;
   /** A frame is on this lane and not all of its output has been taken yet. */
   busy = false;
 
@@ -87,6 +93,10 @@ export class ZstdLane {
   /** Resolves at the lane's next event: output, room to write, the frame's end or an error. */
   changed(): Promise<void> {
     this.throwFailure();
+    if (this.unseen) {
+      this.unseen = false;
+      return Promise.resolve();
+    }
     return new Promise((resolve) => (this.wake = resolve));
   }
 
@@ -102,7 +112,8 @@ export class ZstdLane {
   private notify(): void {
     const wake = this.wake;
     this.wake = undefined;
-    wake?.();
+    if (wake) wake();
+    else this.unseen = true;
   }
 
   private throwFailure(): void {
