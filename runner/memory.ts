@@ -58,13 +58,17 @@ export class GarbageGovernor {
   private sinceFull = 0;
   private entriesSince = 0;
 
-  constructor() {
+  constructor(
+    /** Bytes of fresh buffers the stream leaves behind per byte processed (a codec's own buffers count too). */
+    private readonly garbagePerByte = 1,
+  ) {
     limitYoungGeneration();
   }
 
   processed(bytes: number, entries = 0): void {
-    this.sinceLast += bytes;
-    this.sinceFull += bytes;
+    const garbage = bytes * this.garbagePerByte;
+    this.sinceLast += garbage;
+    this.sinceFull += garbage;
     this.entriesSince += entries;
     if (this.entriesSince >= EVERY_ENTRIES || this.sinceFull >= FULL_EVERY_BYTES) {
       this.entriesSince = 0;
@@ -110,7 +114,8 @@ const V8_FLAGS = ['--initial-old-space-size=64'];
  */
 export function tuneRuntimeOnce(): void {
   if (process.platform !== 'linux' || process.env.MALLOC_MMAP_THRESHOLD_ !== undefined || typeof process.execve !== 'function') return;
-  const flags = V8_FLAGS.filter((flag) => !process.execArgv.some((given) => given.split('=')[0] === flag.split('=')[0]));
+  const name = (flag: string) => flag.split('=')[0];
+  const flags = V8_FLAGS.filter((flag) => !process.execArgv.some((given) => name(given) === name(flag)));
   try {
     process.execve(process.execPath, [process.execPath, ...flags, ...process.execArgv, ...process.argv.slice(1)], { ...process.env, MALLOC_MMAP_THRESHOLD_: String(MMAP_THRESHOLD) });
   } catch {

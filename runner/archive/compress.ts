@@ -222,8 +222,8 @@ class Uncompressed implements Compressor {
 /** Input chunk size that suits each codec: whole zstd segments, pigz-sized gzip blocks. */
 export const CHUNK_BYTES: Record<Compression, number> = { gzip: MiB, zstd: 2 * MiB, none: MiB };
 /**
- * Fresh buffer bytes a codec leaves behind per input byte, beyond the input itself, for the
- * GarbageGovernor: each gzip job allocates an output buffer and a decode buffer as large as its
+ * Fresh buffer bytes a codec leaves behind per input byte, beyond the input itself (the
+ * GarbageGovernor's rate is one more): each gzip job allocates an output buffer and a decode buffer as large as its
  * chunk (measured: counting only the input let peak RSS of a gzip backup reach 160 MiB); the
  * zstd lanes hand out pieces that die young.
  */

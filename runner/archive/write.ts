@@ -197,12 +197,12 @@ export async function writeArchive(options: WriteOptions): Promise<WrittenArchiv
     // The file sink writes and hashes each buffer before it returns, so the encryptor may reuse its own.
     stage = options.encryption ? new EncryptStage({ sinkCopies: true, ...options.encryption }, out.append) : undefined;
     const compressor = createCompressor(options.compression, options.level, stage?.append ?? out.append, (chunk) => pool.give(chunk));
-    const governor = new GarbageGovernor();
+    const governor = new GarbageGovernor(1 + GARBAGE_PER_BYTE[options.compression]);
     let entries = 0;
     for await (const chunk of packer.chunks()) {
       check.reader.write(chunk);
       await compressor.write(chunk);
-      governor.processed(chunk.length * (1 + GARBAGE_PER_BYTE[options.compression]), packer.entries - entries);
+      governor.processed(chunk.length, packer.entries - entries);
       entries = packer.entries;
       await out.drain();
       checkOutput();
