@@ -64,42 +64,90 @@ export function fingerprint(rel: string): Fingerprint {
 
 const VALUE_BITS = 5;
 const VALUE_MASK = (1 << VALUE_BITS) - 1;
+const KEY_MASK = ~VALUE_MASK;
 
-/** Fingerprint → a value of 1–31 (0 means absent). */
+/** Slots of the in-memory table (8 bytes each); at 3/4 full its entries move to a sorted run on disk. */
+const MEMORY_SLOTS = 1 << 20;
+/** Records per block of a run: one read of 4 KiB finds a key once the block is known. */
+const BLOCK_RECORDS = 512;
+/** Runs on disk before they are merged into one, so that a lookup reads at most this many blocks. */
+const MAX_RUNS = 6;
+/** Bloom filter bits per run record (4 probes: ~1.2% false positives) ... */
+const BLOOM_BITS_PER_RECORD = 10;
+/** ... up to this much filter memory in all; runs beyond it are searched on disk for every lookup. */
+const BLOOM_BUDGET_BYTES = 16 * 1024 * 1024;
+
+/**
+ * Fingerprint → a value of 1–31 (0 means absent), for any number of paths in bounded memory:
+ * a table of at most MEMORY_SLOTS in memory, and beyond that sorted runs in unlinked
+ * temporary files, each with a Bloom filter and the first key of every block in memory
+ * (~1.3 bytes a path). The newest value wins: memory first, then runs newest first.
+ */
 export class PathKinds {
-  private hi = new Uint32Array(1 << 12);
-  private lo = new Uint32Array(1 << 12);
+  private hi: Uint32Array;
+  private lo: Uint32Array;
   private used = 0;
+  private readonly memorySlots: number;
+  private readonly bloomBudgetBytes: number;
+  private runs: Run[] = [];
+  private readonly block = Buffer.alloc(BLOCK_RECORDS * 8);
 
-  get size(): number {
-    return this.used;
+  /** Smaller limits (memorySlots a power of two) only to exercise the runs in tests. */
+  constructor({ memorySlots = MEMORY_SLOTS, bloomBudgetBytes = BLOOM_BUDGET_BYTES } = {}) {
+    this.memorySlots = memorySlots;
+    this.bloomBudgetBytes = bloomBudgetBytes;
+    const initial = Math.min(1 << 12, memorySlots);
+    this.hi = new Uint32Array(initial);
+    this.lo = new Uint32Array(initial);
+  }
+
+  /** Runs on disk now (for tests). */
+  get runCount(): number {
+    return this.runs.length;
   }
 
   get(fp: Fingerprint): number {
     const at = this.find(fp);
-    return at < 0 ? 0 : this.lo[at]! & VALUE_MASK;
+    if (at >= 0) return this.lo[at]! & VALUE_MASK;
+    for (let r = this.runs.length - 1; r >= 0; r--) {
+      const value = this.runs[r]!.get(fp, this.block);
+      if (value === 0) continue;
+      // Found on disk: kept in memory again, as the next entries of a directory ask for it too.
+      this.set(fp, value);
+      return value;
+    }
+    return 0;
   }
 
   set(fp: Fingerprint, value: number): void {
     if (value < 1 || value > VALUE_MASK) throw new Error(`PathKinds value ${value} out of range`);
     let at = this.find(fp);
     if (at < 0) {
-      if ((this.used + 1) * 5 > this.hi.length * 4) this.grow();
+      if ((this.used + 1) * 4 > this.hi.length * 3) {
+        if (this.hi.length < this.memorySlots) this.grow();
+        else this.spill();
+      }
       at = this.slotFor(fp);
       this.used++;
     }
     this.hi[at] = fp.hi;
-    this.lo[at] = ((fp.lo & ~VALUE_MASK) | value) >>> 0;
+    this.lo[at] = ((fp.lo & KEY_MASK) | value) >>> 0;
+  }
+
+  /** Releases the runs' temporary files. */
+  close(): void {
+    for (const run of this.runs) run.close();
+    this.runs = [];
   }
 
   /** The slot holding fp, or -1. */
   private find(fp: Fingerprint): number {
     const mask = this.hi.length - 1;
-    const key = (fp.lo & ~VALUE_MASK) >>> 0;
+    const key = (fp.lo & KEY_MASK) >>> 0;
     for (let at = fp.hi & mask; ; at = (at + 1) & mask) {
       const lo = this.lo[at]!;
       if (lo === 0 && this.hi[at] === 0) return -1;
-      if (this.hi[at] === fp.hi && ((lo & ~VALUE_MASK) >>> 0) === key) return at;
+      if (this.hi[at] === fp.hi && ((lo & KEY_MASK) >>> 0) === key) return at;
     }
   }
 
@@ -122,6 +170,221 @@ export class PathKinds {
       this.hi[at] = oldHi[i]!;
       this.lo[at] = oldLo[i]!;
     }
+  }
+
+  /** Moves the in-memory table to a new sorted run and empties it; merges the runs when there are too many. */
+  private spill(): void {
+    // Little-endian (lo, hi) pairs read as 64-bit numbers sort by (hi, lo): the order runs keep.
+    const records = new BigUint64Array(this.used);
+    const words = new Uint32Array(records.buffer);
+    let n = 0;
+    for (let i = 0; i < this.hi.length; i++) {
+      if (this.hi[i] === 0 && this.lo[i] === 0) continue;
+      words[2 * n] = this.lo[i]!;
+      words[2 * n + 1] = this.hi[i]!;
+      n++;
+    }
+    records.sort();
+    const bytes = Buffer.from(records.buffer, records.byteOffset, records.byteLength);
+    this.runs.push(Run.write(bytes, this.bloomAllowed(n)));
+    this.hi.fill(0);
+    this.lo.fill(0);
+    this.used = 0;
+    if (this.runs.length > MAX_RUNS) this.merge();
+  }
+
+  private bloomAllowed(records: number): boolean {
+    const inUse = this.runs.reduce((sum, run) => sum + run.bloomBytes, 0);
+    return inUse + bloomBytesFor(records) <= this.bloomBudgetBytes;
+  }
+
+  /** All runs into one, reading each in order; of a key in several runs the newest record stays. */
+  private merge(): void {
+    const cursors = this.runs.map((run) => new RunCursor(run));
+    const out = new RunWriter();
+    for (;;) {
+      let best = -1;
+      for (let r = 0; r < cursors.length; r++) {
+        const c = cursors[r]!;
+        if (c.done) continue;
+        // Ties go to the newer run (higher index), whose record replaces the older ones.
+        if (best < 0 || compareKeys(c.hi, c.lo, cursors[best]!.hi, cursors[best]!.lo) <= 0) best = r;
+      }
+      if (best < 0) break;
+      const { hi, lo } = cursors[best]!;
+      out.add(hi, lo);
+      for (const c of cursors) while (!c.done && compareKeys(c.hi, c.lo, hi, lo) === 0) c.advance();
+    }
+    for (const run of this.runs) run.close();
+    this.runs = [];
+    this.runs.push(out.finish(this.bloomAllowed(out.count)));
+  }
+}
+
+function compareKeys(hiA: number, loA: number, hiB: number, loB: number): number {
+  if (hiA !== hiB) return hiA < hiB ? -1 : 1;
+  const a = (loA & KEY_MASK) >>> 0;
+  const b = (loB & KEY_MASK) >>> 0;
+  return a === b ? 0 : a < b ? -1 : 1;
+}
+
+function bloomBytesFor(records: number): number {
+  return Math.ceil((records * BLOOM_BITS_PER_RECORD) / 32) * 4;
+}
+
+/** The four filter bits of a key (double hashing over its two halves). */
+function bloomBit(hi: number, lo: number, probe: number, bits: number): number {
+  return ((hi ^ Math.imul(probe, ((lo & KEY_MASK) | 1) >>> 0)) >>> 0) % bits;
+}
+
+/** One sorted run of 8-byte records in an unlinked file, with what finds a key in one block read. */
+class Run {
+  private constructor(
+    private fd: number | undefined,
+    readonly count: number,
+    /** The first record of every block, as (hi, lo). */
+    private readonly fenceHi: Uint32Array,
+    private readonly fenceLo: Uint32Array,
+    private readonly bloom: Uint32Array | undefined,
+  ) {}
+
+  get bloomBytes(): number {
+    return this.bloom?.byteLength ?? 0;
+  }
+
+  /** A run of sorted records already in memory. */
+  static write(records: Buffer, withBloom: boolean): Run {
+    const writer = new RunWriter();
+    for (let at = 0; at < records.length; at += 8) writer.add(records.readUInt32LE(at + 4), records.readUInt32LE(at));
+    return writer.finish(withBloom);
+  }
+
+  /** A run from its file and fences, its filter filled by one read of the file. */
+  static from(fd: number, count: number, fenceHi: Uint32Array, fenceLo: Uint32Array, withBloom: boolean): Run {
+    const bloom = withBloom && count > 0 ? new Uint32Array(bloomBytesFor(count) / 4) : undefined;
+    const run = new Run(fd, count, fenceHi, fenceLo, bloom);
+    if (bloom) {
+      const bits = bloom.length * 32;
+      const cursor = new RunCursor(run);
+      for (; !cursor.done; cursor.advance()) {
+        for (let probe = 0; probe < 4; probe++) {
+          const bit = bloomBit(cursor.hi, cursor.lo, probe, bits);
+          bloom[bit >>> 5]! |= 1 << (bit & 31);
+        }
+      }
+    }
+    return run;
+  }
+
+  get(fp: Fingerprint, block: Buffer): number {
+    if (this.count === 0) return 0;
+    if (this.bloom) {
+      const bits = this.bloom.length * 32;
+      for (let probe = 0; probe < 4; probe++) {
+        const bit = bloomBit(fp.hi, fp.lo, probe, bits);
+        if ((this.bloom[bit >>> 5]! & (1 << (bit & 31))) === 0) return 0;
+      }
+    }
+    // The last block whose first key is not above fp.
+    let low = 0;
+    let high = this.fenceHi.length - 1;
+    if (compareKeys(this.fenceHi[0]!, this.fenceLo[0]!, fp.hi, fp.lo) > 0) return 0;
+    while (low < high) {
+      const mid = (low + high + 1) >>> 1;
+      if (compareKeys(this.fenceHi[mid]!, this.fenceLo[mid]!, fp.hi, fp.lo) <= 0) low = mid;
+      else high = mid - 1;
+    }
+    const records = this.readBlock(low, block);
+    let a = 0;
+    let b = records - 1;
+    while (a <= b) {
+      const mid = (a + b) >>> 1;
+      const lo = block.readUInt32LE(mid * 8);
+      const order = compareKeys(block.readUInt32LE(mid * 8 + 4), lo, fp.hi, fp.lo);
+      if (order === 0) return lo & VALUE_MASK;
+      if (order < 0) a = mid + 1;
+      else b = mid - 1;
+    }
+    return 0;
+  }
+
+  /** Reads block `index` into `into`; returns its record count. */
+  readBlock(index: number, into: Buffer): number {
+    const records = Math.min(BLOCK_RECORDS, this.count - index * BLOCK_RECORDS);
+    const bytes = records * 8;
+    let done = 0;
+    while (done < bytes) done += fs.readSync(this.fd!, into, done, bytes - done, index * BLOCK_RECORDS * 8 + done);
+    return records;
+  }
+
+  close(): void {
+    if (this.fd !== undefined) fs.closeSync(this.fd);
+    this.fd = undefined;
+  }
+}
+
+/** Appends sorted records to a new run's file through one block of buffer. */
+class RunWriter {
+  private readonly fd = openAnonymousFile();
+  private readonly buffer = Buffer.alloc(BLOCK_RECORDS * 8);
+  private inBuffer = 0;
+  private written = 0;
+  private readonly fenceHi: number[] = [];
+  private readonly fenceLo: number[] = [];
+  count = 0;
+
+  add(hi: number, lo: number): void {
+    if (this.count % BLOCK_RECORDS === 0) {
+      this.fenceHi.push(hi);
+      this.fenceLo.push(lo);
+    }
+    this.buffer.writeUInt32LE(lo >>> 0, this.inBuffer);
+    this.buffer.writeUInt32LE(hi >>> 0, this.inBuffer + 4);
+    this.inBuffer += 8;
+    this.count++;
+    if (this.inBuffer === this.buffer.length) this.flush();
+  }
+
+  finish(withBloom: boolean): Run {
+    this.flush();
+    return Run.from(this.fd, this.count, Uint32Array.from(this.fenceHi), Uint32Array.from(this.fenceLo), withBloom);
+  }
+
+  private flush(): void {
+    let done = 0;
+    while (done < this.inBuffer) done += fs.writeSync(this.fd, this.buffer, done, this.inBuffer - done, this.written + done);
+    this.written += this.inBuffer;
+    this.inBuffer = 0;
+  }
+}
+
+/** Reads a run's records in order, one block at a time. */
+class RunCursor {
+  hi = 0;
+  lo = 0;
+  done = false;
+  private readonly block = Buffer.alloc(BLOCK_RECORDS * 8);
+  private blockIndex = -1;
+  private inBlock = 0;
+  private at = 0;
+
+  constructor(private readonly run: Run) {
+    this.advance();
+  }
+
+  advance(): void {
+    if (this.at === this.inBlock) {
+      this.blockIndex++;
+      if (this.blockIndex * BLOCK_RECORDS >= this.run.count) {
+        this.done = true;
+        return;
+      }
+      this.inBlock = this.run.readBlock(this.blockIndex, this.block);
+      this.at = 0;
+    }
+    this.lo = this.block.readUInt32LE(this.at * 8);
+    this.hi = this.block.readUInt32LE(this.at * 8 + 4);
+    this.at++;
   }
 }
 

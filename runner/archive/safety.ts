@@ -263,13 +263,14 @@ export class SafetyRules implements TarVisitor {
         }
       }
     } finally {
-      this.symlinks.close();
+      this.close();
     }
   }
 
-  /** Releases the temporary file of a rule set that will not be finished (a failed read). */
+  /** Releases the temporary files of a rule set that will not be finished (a failed read). */
   close(): void {
     this.symlinks.close();
+    this.seen.close();
   }
 }
 
