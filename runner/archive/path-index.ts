@@ -67,7 +67,7 @@ const VALUE_MASK = (1 << VALUE_BITS) - 1;
 const KEY_MASK = ~VALUE_MASK;
 
 /** Slots of the in-memory table (8 bytes each); at 3/4 full its entries move to a sorted run on disk. */
-const MEMORY_SLOTS = 1 << 19;
+const MEMORY_SLOTS = 1 << 17;
 /** Records per block of a run: one read of 4 KiB finds a key once the block is known. */
 const BLOCK_RECORDS = 512;
 /** Runs on disk before they are merged into one, so that a lookup reads at most this many blocks. */
