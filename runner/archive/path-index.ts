@@ -185,23 +185,29 @@ export class PathKinds {
       n++;
     }
     records.sort();
-    const bytes = Buffer.from(records.buffer, records.byteOffset, records.byteLength);
-    this.runs.push(Run.write(bytes, this.bloomAllowed(n)));
+    const writer = new RunWriter(this.bloomFor(n));
+    for (let i = 0; i < n; i++) writer.add(words[2 * i + 1]!, words[2 * i]!);
+    this.runs.push(writer.finish());
     this.hi.fill(0);
     this.lo.fill(0);
     this.used = 0;
     if (this.runs.length > MAX_RUNS) this.merge();
   }
 
-  private bloomAllowed(records: number): boolean {
-    const inUse = this.runs.reduce((sum, run) => sum + run.bloomBytes, 0);
-    return inUse + bloomBytesFor(records) <= this.bloomBudgetBytes;
+  /** A filter for a new run of at most `records`, or undefined once the filters would pass their budget. */
+  private bloomFor(records: number): Bloom | undefined {
+    const inUse = this.runs.reduce((sum, run) => sum + (run.bloom?.bytes ?? 0), 0);
+    const bloom = Bloom.bytesFor(records);
+    return inUse + bloom <= this.bloomBudgetBytes ? new Bloom(bloom) : undefined;
   }
 
   /** All runs into one, reading each in order; of a key in several runs the newest record stays. */
   private merge(): void {
     const cursors = this.runs.map((run) => new RunCursor(run));
-    const out = new RunWriter();
+    const runs = this.runs;
+    this.runs = [];
+    // Sized for every record of every run: keys in several runs make it a little larger than needed.
+    const out = new RunWriter(this.bloomFor(runs.reduce((sum, run) => sum + run.count, 0)));
     for (;;) {
       let best = -1;
       for (let r = 0; r < cursors.length; r++) {
@@ -215,9 +221,8 @@ export class PathKinds {
       out.add(hi, lo);
       for (const c of cursors) while (!c.done && compareKeys(c.hi, c.lo, hi, lo) === 0) c.advance();
     }
-    for (const run of this.runs) run.close();
-    this.runs = [];
-    this.runs.push(out.finish(this.bloomAllowed(out.count)));
+    for (const run of runs) run.close();
+    this.runs.push(out.finish());
   }
 }
 
@@ -228,63 +233,53 @@ function compareKeys(hiA: number, loA: number, hiB: number, loB: number): number
   return a === b ? 0 : a < b ? -1 : 1;
 }
 
-function bloomBytesFor(records: number): number {
-  return Math.ceil((records * BLOOM_BITS_PER_RECORD) / 32) * 4;
-}
+/** A Bloom filter over keys (4 probes by double hashing over the key's two halves). */
+class Bloom {
+  private readonly words: Uint32Array;
+  private readonly bits: number;
 
-/** The four filter bits of a key (double hashing over its two halves). */
-function bloomBit(hi: number, lo: number, probe: number, bits: number): number {
-  return ((hi ^ Math.imul(probe, ((lo & KEY_MASK) | 1) >>> 0)) >>> 0) % bits;
+  static bytesFor(records: number): number {
+    return Math.ceil((records * BLOOM_BITS_PER_RECORD) / 32) * 4;
+  }
+
+  constructor(readonly bytes: number) {
+    this.words = new Uint32Array(Math.max(1, bytes / 4));
+    this.bits = this.words.length * 32;
+  }
+
+  add(hi: number, lo: number): void {
+    for (let probe = 0; probe < 4; probe++) {
+      const bit = this.bit(hi, lo, probe);
+      this.words[bit >>> 5]! |= 1 << (bit & 31);
+    }
+  }
+
+  mayHave(hi: number, lo: number): boolean {
+    for (let probe = 0; probe < 4; probe++) {
+      const bit = this.bit(hi, lo, probe);
+      if ((this.words[bit >>> 5]! & (1 << (bit & 31))) === 0) return false;
+    }
+    return true;
+  }
+
+  private bit(hi: number, lo: number, probe: number): number {
+    return ((hi ^ Math.imul(probe, ((lo & KEY_MASK) | 1) >>> 0)) >>> 0) % this.bits;
+  }
 }
 
 /** One sorted run of 8-byte records in an unlinked file, with what finds a key in one block read. */
 class Run {
-  private constructor(
+  constructor(
     private fd: number | undefined,
     readonly count: number,
     /** The first record of every block, as (hi, lo). */
     private readonly fenceHi: Uint32Array,
     private readonly fenceLo: Uint32Array,
-    private readonly bloom: Uint32Array | undefined,
+    readonly bloom: Bloom | undefined,
   ) {}
 
-  get bloomBytes(): number {
-    return this.bloom?.byteLength ?? 0;
-  }
-
-  /** A run of sorted records already in memory. */
-  static write(records: Buffer, withBloom: boolean): Run {
-    const writer = new RunWriter();
-    for (let at = 0; at < records.length; at += 8) writer.add(records.readUInt32LE(at + 4), records.readUInt32LE(at));
-    return writer.finish(withBloom);
-  }
-
-  /** A run from its file and fences, its filter filled by one read of the file. */
-  static from(fd: number, count: number, fenceHi: Uint32Array, fenceLo: Uint32Array, withBloom: boolean): Run {
-    const bloom = withBloom && count > 0 ? new Uint32Array(bloomBytesFor(count) / 4) : undefined;
-    const run = new Run(fd, count, fenceHi, fenceLo, bloom);
-    if (bloom) {
-      const bits = bloom.length * 32;
-      const cursor = new RunCursor(run);
-      for (; !cursor.done; cursor.advance()) {
-        for (let probe = 0; probe < 4; probe++) {
-          const bit = bloomBit(cursor.hi, cursor.lo, probe, bits);
-          bloom[bit >>> 5]! |= 1 << (bit & 31);
-        }
-      }
-    }
-    return run;
-  }
-
   get(fp: Fingerprint, block: Buffer): number {
-    if (this.count === 0) return 0;
-    if (this.bloom) {
-      const bits = this.bloom.length * 32;
-      for (let probe = 0; probe < 4; probe++) {
-        const bit = bloomBit(fp.hi, fp.lo, probe, bits);
-        if ((this.bloom[bit >>> 5]! & (1 << (bit & 31))) === 0) return 0;
-      }
-    }
+    if (this.bloom && !this.bloom.mayHave(fp.hi, fp.lo)) return 0;
     // The last block whose first key is not above fp.
     let low = 0;
     let high = this.fenceHi.length - 1;
@@ -323,7 +318,7 @@ class Run {
   }
 }
 
-/** Appends sorted records to a new run's file through one block of buffer. */
+/** Appends sorted records to a new run's file through one block of buffer, filling its filter on the way. */
 class RunWriter {
   private readonly fd = openAnonymousFile();
   private readonly buffer = Buffer.alloc(BLOCK_RECORDS * 8);
@@ -331,9 +326,12 @@ class RunWriter {
   private written = 0;
   private readonly fenceHi: number[] = [];
   private readonly fenceLo: number[] = [];
-  count = 0;
+  private count = 0;
+
+  constructor(private readonly bloom: Bloom | undefined) {}
 
   add(hi: number, lo: number): void {
+    this.bloom?.add(hi, lo);
     if (this.count % BLOCK_RECORDS === 0) {
       this.fenceHi.push(hi);
       this.fenceLo.push(lo);
@@ -345,9 +343,9 @@ class RunWriter {
     if (this.inBuffer === this.buffer.length) this.flush();
   }
 
-  finish(withBloom: boolean): Run {
+  finish(): Run {
     this.flush();
-    return Run.from(this.fd, this.count, Uint32Array.from(this.fenceHi), Uint32Array.from(this.fenceLo), withBloom);
+    return new Run(this.fd, this.count, Uint32Array.from(this.fenceHi), Uint32Array.from(this.fenceLo), this.bloom);
   }
 
   private flush(): void {
