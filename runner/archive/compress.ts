@@ -223,9 +223,9 @@ class Uncompressed implements Compressor {
 export const CHUNK_BYTES: Record<Compression, number> = { gzip: MiB, zstd: 2 * MiB, none: MiB };
 /**
  * Fresh buffer bytes a codec leaves behind per input byte, beyond the input itself (the
- * GarbageGovernor's rate is one more): each gzip job allocates an output buffer and a decode buffer as large as its
- * chunk (measured: counting only the input let peak RSS of a gzip backup reach 160 MiB); the
- * zstd lanes hand out pieces that die young.
+ * GarbageGovernor's rate is one more): each gzip job allocates an output buffer and a decode
+ * buffer as large as its chunk (measured: counting only the input let peak RSS of a gzip backup
+ * reach 160 MiB); the zstd lanes hand out pieces that die young.
  */
 export const GARBAGE_PER_BYTE: Record<Compression, number> = { gzip: 2, zstd: 0, none: 0 };
 /** Compression jobs in flight: one per core plus one, so both cores stay busy while the main thread reads and hashes. */
