@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import type { EntryMeta } from './extract.js';
-import { openAnonymousFile } from './path-index.js';
+import { openAnonymousFile, readExactly, writeAll } from './fd-io.js';
 
 /**
  * The directories of an extraction, whose modes, owners, attributes and mtimes are applied only
@@ -42,7 +42,7 @@ export class DeferredDirectories {
     for (let b = this.blocks.length - 1; b >= 0; b--) {
       const { offset, length } = this.blocks[b]!;
       const data = Buffer.alloc(length);
-      fs.readSync(this.fd!, data, 0, length, offset);
+      readExactly(this.fd!, data, length, offset);
       const entries = JSON.parse(data.toString('utf8')) as [string, Stored][];
       for (let i = entries.length - 1; i >= 0; i--) {
         const [rel, { xattrs, ...rest }] = entries[i]!;
@@ -65,7 +65,7 @@ export class DeferredDirectories {
       return [rel, xattrs ? { ...rest, xattrs: xattrs.map((x) => ({ name: x.name, value: x.value.toString('base64') })) } : rest];
     });
     const data = Buffer.from(JSON.stringify(entries), 'utf8');
-    fs.writeSync(this.fd, data, 0, data.length, this.fileBytes);
+    writeAll(this.fd, data, this.fileBytes);
     this.blocks.push({ offset: this.fileBytes, length: data.length });
     this.fileBytes += data.length;
     this.pending = [];

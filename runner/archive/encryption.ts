@@ -7,6 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import { IntegrityError } from '../errors.js';
 import { AgeDecryptor, AgeEncryptor, type AgeIdentity, type AgeRecipient, MAX_HEADER_BYTES, type ParsedHeader, SEALED_CHUNK_BYTES, looksLikeAge, parseHeader } from './age/index.js';
 import type { Sink } from './compress.js';
+import { writeAll } from './fd-io.js';
 
 /**
  * The age stage of the archive pipelines, whatever the bytes' destination or origin (a file in
@@ -164,10 +165,7 @@ export async function decryptToTemporaryFile(file: string, identities: readonly 
 
 /** Writes `plainFile` encrypted to the recipients into the open descriptor `fd`, streaming (bounded memory). */
 export function encryptFileInto(fd: number, plainFile: string, recipients: readonly AgeRecipient[]): void {
-  const write = (chunk: Buffer) => {
-    let offset = 0;
-    while (offset < chunk.length) offset += fs.writeSync(fd, chunk, offset, chunk.length - offset);
-  };
+  const write = (chunk: Buffer) => writeAll(fd, chunk);
   const encryptor = new AgeEncryptor(recipients, write, { sinkCopies: true });
   const input = fs.openSync(plainFile, 'r');
   try {

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { OperationError, RunnerError, describeSystemError } from '../errors.js';
 import { count, humanBytes } from '../log.js';
 import { DeferredDirectories } from './deferred-dirs.js';
+import { writeAll } from './fd-io.js';
 import { DirectoryBase, TreePaths } from './long-paths.js';
 import { displayName, encodeName, fsPath } from './names.js';
 import { type Time, formatPaxTime } from './pax.js';
@@ -710,13 +711,6 @@ class FileSink implements EntrySink {
       this.fd = undefined;
     }
     if (this.temp) fs.rmSync(this.where, { force: true });
-  }
-}
-
-function writeAll(fd: number, data: Buffer, position: number | null): void {
-  let offset = 0;
-  while (offset < data.length) {
-    offset += fs.writeSync(fd, data, offset, data.length - offset, position === null ? null : position + offset);
   }
 }
 

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import type { Compression } from '../config.js';
 import { IntegrityError } from '../errors.js';
+import { writeAll } from './fd-io.js';
 
 /**
  * The manifest `<archive>.manifest.json`: one JSON document (so `jq` and every JSON library read
@@ -165,8 +166,7 @@ export class ManifestWriter {
     const data = Buffer.from(this.buffer.join(''), 'utf8');
     this.buffer = [];
     this.bufferLength = 0;
-    let offset = 0;
-    while (offset < data.length) offset += fs.writeSync(this.fd, data, offset, data.length - offset);
+    writeAll(this.fd, data);
     this.bytes += data.length;
   }
 }
@@ -421,11 +421,6 @@ export function writeManifestWithVerification(file: string, verification: Verifi
   for (let f = reader.next(); f; f = reader.next()) files.push(f);
   const updated = { ...manifest, verification };
   writeAll(fd, Buffer.from(manifest.format === 1 ? serializeManifestV1(updated, files) : serializeManifest(updated, files), 'utf8'));
-}
-
-function writeAll(fd: number, data: Buffer): void {
-  let offset = 0;
-  while (offset < data.length) offset += fs.writeSync(fd, data, offset, data.length - offset);
 }
 
 function copyRange(from: number, to: number, length: number): void {

@@ -1,7 +1,6 @@
 import { randomInt } from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
+import { openAnonymousFile, readExactly, writeAll } from './fd-io.js';
 
 /**
  * Indexes of archive paths whose memory does not depend on the length of the names, for the
@@ -306,9 +305,7 @@ class Run {
   /** Reads block `index` into `into`; returns its record count. */
   readBlock(index: number, into: Buffer): number {
     const records = Math.min(BLOCK_RECORDS, this.count - index * BLOCK_RECORDS);
-    const bytes = records * 8;
-    let done = 0;
-    while (done < bytes) done += fs.readSync(this.fd!, into, done, bytes - done, index * BLOCK_RECORDS * 8 + done);
+    readExactly(this.fd!, into, records * 8, index * BLOCK_RECORDS * 8);
     return records;
   }
 
@@ -349,8 +346,7 @@ class RunWriter {
   }
 
   private flush(): void {
-    let done = 0;
-    while (done < this.inBuffer) done += fs.writeSync(this.fd, this.buffer, done, this.inBuffer - done, this.written + done);
+    writeAll(this.fd, this.buffer.subarray(0, this.inBuffer), this.written);
     this.written += this.inBuffer;
     this.inBuffer = 0;
   }
@@ -453,7 +449,7 @@ export class SymlinkStore {
     head.writeUInt32LE(targetBytes.length, 12);
     head[16] = target === null ? 1 : 0;
     const record = Buffer.concat([head, pathBytes, targetBytes]);
-    fs.writeSync(this.fd, record, 0, record.length, this.fileBytes);
+    writeAll(this.fd, record, this.fileBytes);
     this.spilledAt.set(fp, this.fileBytes);
     this.offsets.push(this.fileBytes);
     this.fileBytes += record.length;
@@ -473,11 +469,11 @@ export class SymlinkStore {
 
   private readRecord(offset: number): { path: string; target: string; deleted: boolean; previous: number } {
     const head = Buffer.alloc(17);
-    fs.readSync(this.fd!, head, 0, 17, offset);
+    readExactly(this.fd!, head, 17, offset);
     const pathLength = head.readUInt32LE(8);
     const targetLength = head.readUInt32LE(12);
     const body = Buffer.alloc(pathLength + targetLength);
-    fs.readSync(this.fd!, body, 0, body.length, offset + 17);
+    readExactly(this.fd!, body, body.length, offset + 17);
     return {
       previous: head.readDoubleLE(0),
       path: body.toString('utf16le', 0, pathLength),
@@ -550,13 +546,4 @@ function keyOf(fp: Fingerprint): number {
 /** Where a key's probe sequence starts (from the key alone, so growing keeps finding it). */
 function startOf(key: number): number {
   return (key % 2 ** 32) ^ Math.floor(key / 2 ** 32);
-}
-
-/** A file in the temporary directory that is already unlinked: it disappears with the descriptor. */
-export function openAnonymousFile(): number {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pvc-backup-index-'));
-  const file = path.join(dir, 'index');
-  const fd = fs.openSync(file, 'w+', 0o600);
-  fs.rmSync(dir, { recursive: true, force: true });
-  return fd;
 }

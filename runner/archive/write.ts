@@ -9,6 +9,7 @@ import { compareEntry } from './check.js';
 import { CHUNK_BYTES, GARBAGE_PER_BYTE, createCompressor } from './compress.js';
 import type { AgeIdentity } from './age/index.js';
 import { EncryptStage, type EncryptionOptions } from './encryption.js';
+import { writeAll } from './fd-io.js';
 import { MANIFEST_FORMAT, type ManifestFile, type ManifestWriter } from './manifest.js';
 import { type PackOptions, type PackWarning, TarPacker } from './pack.js';
 import type { HelperPool } from './syscall-helper.js';
@@ -86,8 +87,7 @@ class ArchiveFile {
   append = (chunk: Buffer): void => {
     if (this.failure) return;
     try {
-      let offset = 0;
-      while (offset < chunk.length) offset += fs.writeSync(this.fd, chunk, offset, chunk.length - offset);
+      writeAll(this.fd, chunk);
       this.hash.update(chunk);
       this.bytes += chunk.length;
     } catch (error) {

@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import { lstat, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { formatChecksumFile } from '../archive/hash.js';
+import { writeAll } from '../archive/fd-io.js';
 import { OperationError } from '../errors.js';
 import { fsyncDirectory, fsyncDirectorySync, removeLeftoverPartials, writeFileAtomic, writeFileAtomicSync, writeStreamAtomic } from '../store/atomic.js';
 import { listArchives } from '../store/catalog.js';
@@ -134,8 +135,7 @@ class LocalArchiveSink implements ArchiveSink {
   append(chunk: Uint8Array): void {
     if (this.failure !== undefined || this.fd === undefined) return;
     try {
-      let offset = 0;
-      while (offset < chunk.length) offset += fs.writeSync(this.fd, chunk, offset, chunk.length - offset);
+      writeAll(this.fd, chunk);
       this.bytes += chunk.length;
     } catch (error) {
       this.failure = error;

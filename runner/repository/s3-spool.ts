@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
+import { writeAll } from '../archive/fd-io.js';
 import { describeSystemError, OperationError } from '../errors.js';
 
 /**
@@ -75,7 +76,7 @@ export class SpooledPart {
 
   write(chunk: Uint8Array): void {
     this.guard(() => {
-      for (let offset = 0; offset < chunk.length; ) offset += fs.writeSync(this.fd!, chunk, offset, chunk.length - offset);
+      writeAll(this.fd!, chunk);
     });
     this.hash.update(chunk);
     this.length += chunk.length;

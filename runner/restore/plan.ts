@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import type { OpenedManifest } from '../archive/manifest.js';
 import { DirectoryBase, TreePaths } from '../archive/long-paths.js';
 import { compareWalkOrder, decodeName } from '../archive/names.js';
-import { openAnonymousFile } from '../archive/path-index.js';
+import { openAnonymousFile, writeAll } from '../archive/fd-io.js';
 import { type EntryKind, type SafetyOptions, SafetyRules, normalizeEntryPath } from '../archive/safety.js';
 import { SparseCursor } from '../archive/sparse.js';
 import type { EntrySink, TarEntry, TarVisitor } from '../archive/tar-reader.js';
@@ -166,7 +166,7 @@ class ExternalSorter {
     this.fd ??= openAnonymousFile();
     this.run.sort((a, b) => compareWalkOrder(a.entry.rel, b.entry.rel) || a.seq - b.seq);
     const data = Buffer.from(this.run.map((r) => JSON.stringify([r.seq, r.entry])).join('\n') + '\n', 'utf8');
-    fs.writeSync(this.fd, data, 0, data.length, this.bytes);
+    writeAll(this.fd, data, this.bytes);
     this.runs.push({ offset: this.bytes, length: data.length });
     this.bytes += data.length;
     this.run = [];
