@@ -180,6 +180,16 @@ export class ZstdFrameSplitter {
 const LANES = 2;
 /** Decoded bytes a lane holds before it waits to be read: a frame of ours and a half ahead. */
 const LANE_OUTPUT = 3 * MiB;
+/**
+ * Compressed bytes a lane takes before it asks the writer to wait: a whole frame of ours (2 MiB of
+ * tar, a few bytes more when it does not compress), so each frame is handed to its lane at once and
+ * decodes while the frame before it is still being read. With Node's 64 KiB the loop below waited
+ * for the oldest frame whenever one read filled the next lane, and the lanes took turns instead of
+ * decoding side by side (measured on the medium set: decoding alone 1.49 → 1.06 s). The bytes are
+ * the read chunks themselves, not copies; a larger frame (other tools write one frame for a whole
+ * archive) still streams through with this much in the lane.
+ */
+const LANE_INPUT = 2 * MiB + 64 * 1024;
 
 /**
  * Decodes possibly multi-frame zstd data in order. Frames go round-robin to long-lived
@@ -189,7 +199,7 @@ const LANE_OUTPUT = 3 * MiB;
  */
 export async function* decodeZstdFrames(source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
   const splitter = new ZstdFrameSplitter();
-  const lanes = Array.from({ length: LANES }, () => ZstdLane.decompressor(LANE_OUTPUT));
+  const lanes = Array.from({ length: LANES }, () => ZstdLane.decompressor(LANE_OUTPUT, LANE_INPUT));
   /** The lanes of the frames being decoded, oldest first: at most one frame per lane. */
   const inFlight: ZstdLane[] = [];
   let next = 0;

@@ -1,3 +1,4 @@
+import type { TransformOptions } from 'node:stream';
 import zlib from 'node:zlib';
 
 /** Size of a lane's output pieces: a smaller one means a thread-pool round trip per piece. */
@@ -49,8 +50,11 @@ export class ZstdLane {
     return new ZstdLane(zlib.createZstdCompress({ params, chunkSize: CHUNK_BYTES }), maxQueued);
   }
 
-  static decompressor(maxQueued: number): ZstdLane {
-    return new ZstdLane(zlib.createZstdDecompress({ chunkSize: CHUNK_BYTES }), maxQueued);
+  /** `maxInput`: compressed bytes it takes before `writable` turns false (Node's default is 64 KiB). */
+  static decompressor(maxQueued: number, maxInput?: number): ZstdLane {
+    // zlib hands stream options on to its Transform; its types only list the codec's.
+    const options: zlib.ZstdOptions & TransformOptions = { chunkSize: CHUNK_BYTES, writableHighWaterMark: maxInput };
+    return new ZstdLane(zlib.createZstdDecompress(options), maxQueued);
   }
 
   /** A new frame starts: its bytes follow through `write`, its end through `endFrame`. */

@@ -42,4 +42,27 @@ describe('decodeZstdFrames', () => {
     // One frame per chunk, the source slow as well.
     expect((await decodeWithSlowConsumer(slowly(frames))).equals(plain)).toBe(true);
   }, 20_000);
+
+  it('hands the next frame to its lane in full before the oldest frame is read, so the lanes decode side by side', async () => {
+    // Incompressible 2 MiB frames, as a backup of media files makes them, read in 1 MiB chunks.
+    const plain = Array.from({ length: 4 }, () => randomBytes(2 * 1024 * 1024));
+    const frames = plain.map((piece) => zlib.zstdCompressSync(piece));
+    const archive = Buffer.concat(frames);
+    let delivered = 0;
+    async function* reads(): AsyncGenerator<Buffer> {
+      for (let at = 0; at < archive.length; at += 1024 * 1024) {
+        const chunk = archive.subarray(at, at + 1024 * 1024);
+        delivered += chunk.length;
+        yield chunk;
+      }
+    }
+    const decoded = decodeZstdFrames(reads());
+    const first = await decoded.next();
+    expect(first.done).toBe(false);
+    // By the first piece of output, the second frame has been read to its end.
+    expect(delivered).toBeGreaterThanOrEqual(frames[0]!.length + frames[1]!.length);
+    const out = [first.value as Buffer];
+    for await (const chunk of decoded) out.push(chunk);
+    expect(Buffer.concat(out).equals(Buffer.concat(plain))).toBe(true);
+  }, 20_000);
 });
