@@ -197,6 +197,7 @@ export function bothVisitors(first: TarVisitor, second: TarVisitor): TarVisitor 
       };
     },
     backpressure: () => first.backpressure?.() ?? second.backpressure?.(),
+    takeCopiedBytes: () => (first.takeCopiedBytes?.() ?? 0) + (second.takeCopiedBytes?.() ?? 0),
   };
 }
 

@@ -258,14 +258,26 @@ export function createCompressor(compression: Compression, level: number | undef
  * The decoder for reading an archive back: Node's gunzip (it follows concatenated members),
  * the frame-aware zstd decoder (Node's own stops after the first frame), or none for plain tar.
  */
-export function createDecompressor(compression: Compression): zlib.Gunzip | typeof decodeZstdFrames | undefined {
+/** Codecs whose decoder says when it is done with each input chunk (`createDecompressor`'s `consumed`), so reads may reuse buffers. */
+export function handsInputBack(compression: Compression): boolean {
+  return compression === 'zstd';
+}
+
+/**
+ * The decoder for `compression`; where `handsInputBack`, it calls `consumed` with each input chunk
+ * once it reads that chunk no more.
+ */
+export function createDecompressor(
+  compression: Compression,
+  consumed?: (chunk: Buffer) => void,
+): zlib.Gunzip | ((source: AsyncIterable<Buffer>) => AsyncGenerator<Buffer>) | undefined {
   switch (compression) {
     case 'gzip':
       // Pieces of 256 KiB, not 1 MiB: a restore holds pieces while their writes are in flight,
       // and the garbage between collections is smaller (measured: peak RSS 140 → 117 MiB, as fast).
       return zlib.createGunzip({ chunkSize: 256 * 1024 });
     case 'zstd':
-      return decodeZstdFrames;
+      return (source) => decodeZstdFrames(source, consumed);
     case 'none':
       return undefined;
   }

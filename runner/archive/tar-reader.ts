@@ -53,6 +53,8 @@ export interface TarVisitor {
   entry(entry: TarEntry): EntrySink | undefined;
   /** Called by the reader between chunks: a promise makes it wait (e.g. for file writes to catch up). */
   backpressure?(): Promise<void> | undefined;
+  /** Bytes the visitor copied into buffers of its own since the last call: garbage the reader's collections must count. */
+  takeCopiedBytes?(): number;
 }
 
 const BLOCK = 512;

@@ -196,8 +196,10 @@ const LANE_INPUT = 2 * MiB + 64 * 1024;
  * decompressor lanes as their bytes arrive, so the next frame decodes on the other core while this
  * one is read; a frame of any size streams through its lane with bounded memory. Yields
  * decompressed chunks; throws IntegrityError for data that is not zstd or stops inside a frame.
+ * `consumed` is called with each input chunk once no lane reads it any more, so its buffer can be
+ * filled again.
  */
-export async function* decodeZstdFrames(source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+export async function* decodeZstdFrames(source: AsyncIterable<Buffer>, consumed?: (chunk: Buffer) => void): AsyncGenerator<Buffer> {
   const splitter = new ZstdFrameSplitter();
   const lanes = Array.from({ length: LANES }, () => ZstdLane.decompressor(LANE_OUTPUT, LANE_INPUT));
   /** The lanes of the frames being decoded, oldest first: at most one frame per lane. */
@@ -206,6 +208,11 @@ export async function* decodeZstdFrames(source: AsyncIterable<Buffer>): AsyncGen
   let writing: ZstdLane | undefined;
   try {
     for await (const chunk of source) {
+      // One hold for this loop and one per lane write of the chunk's pieces.
+      let holds = 1;
+      const dropHold = consumed && (() => {
+        if (--holds === 0) consumed(chunk);
+      });
       for (const piece of splitter.push(chunk)) {
         if (piece.frame.skippable) continue;
         if (piece.first) {
@@ -217,7 +224,8 @@ export async function* decodeZstdFrames(source: AsyncIterable<Buffer>): AsyncGen
           writing = lane;
         }
         const lane = writing!;
-        lane.write(piece.data);
+        if (dropHold) holds++;
+        lane.write(piece.data, dropHold);
         while (!lane.writable) {
           if (inFlight[0] !== lane) yield* finishOldest(inFlight);
           else {
@@ -230,6 +238,7 @@ export async function* decodeZstdFrames(source: AsyncIterable<Buffer>): AsyncGen
           writing = undefined;
         }
       }
+      dropHold?.();
       yield* takeReady(inFlight);
     }
     splitter.end();

@@ -63,9 +63,12 @@ export class ZstdLane {
     this.frameEnded = false;
   }
 
-  /** Returns false when the caller should wait for `writable` before writing more. */
-  write(data: Buffer): boolean {
-    return this.stream.write(data);
+  /**
+   * Returns false when the caller should wait for `writable` before writing more. `consumed` runs
+   * once the codec holds no reference to `data` any more (its bytes are in the codec's own buffers).
+   */
+  write(data: Buffer, consumed?: () => void): boolean {
+    return this.stream.write(data, consumed);
   }
 
   get writable(): boolean {

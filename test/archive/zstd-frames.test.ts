@@ -65,4 +65,43 @@ describe('decodeZstdFrames', () => {
     for await (const chunk of decoded) out.push(chunk);
     expect(Buffer.concat(out).equals(Buffer.concat(plain))).toBe(true);
   }, 20_000);
+
+  it('hands each read chunk back only once no lane reads it, so a pool may fill it again at once', async () => {
+    // Chunks that hold several frames and frames that span chunks: 512 KiB reads over 2 MiB frames
+    // that compress to a few KiB, and over 2 MiB incompressible ones.
+    const { frames: small, plain: smallPlain } = compressibleFrames(6);
+    const big = Array.from({ length: 6 }, () => randomBytes(2 * 1024 * 1024));
+    const archive = Buffer.concat([...small, ...big.map((piece) => zlib.zstdCompressSync(piece))]);
+    const size = 512 * 1024;
+    const free: Buffer[] = [];
+    const given = new Set<Buffer>();
+    let handedOut = 0;
+    let made = 0;
+    async function* pooledReads(): AsyncGenerator<Buffer> {
+      for (let at = 0; at < archive.length; at += size) {
+        const buffer = free.pop() ?? (made++, Buffer.alloc(size));
+        const n = archive.copy(buffer, 0, at, at + size);
+        given.add(buffer);
+        handedOut++;
+        yield buffer.subarray(0, n);
+      }
+    }
+    let returned = 0;
+    const consumed = (chunk: Buffer) => {
+      const buffer = [...given].find((b) => b.buffer === chunk.buffer)!;
+      expect(given.delete(buffer)).toBe(true);
+      returned++;
+      // What a pool does next: the buffer is filled again, here with garbage that would break a
+      // frame still being read from it.
+      buffer.fill(0xa5);
+      free.push(buffer);
+    };
+    const out: Buffer[] = [];
+    for await (const chunk of decodeZstdFrames(pooledReads(), consumed)) out.push(chunk);
+    expect(Buffer.concat(out).equals(Buffer.concat([smallPlain, ...big]))).toBe(true);
+    expect(returned).toBe(handedOut);
+    expect(given.size).toBe(0);
+    // The buffers really went round: fewer were made than chunks were read.
+    expect(made).toBeLessThan(handedOut / 2);
+  }, 20_000);
 });
