@@ -116,10 +116,19 @@ export class ObjectUpload {
     }
   }
 
-  drain(): Promise<void> {
-    if (this.failure !== undefined) return Promise.reject(this.failure);
-    if (this.pending < this.limit()) return Promise.resolve();
-    return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
+  /**
+   * Resolves once fewer parts wait than the plan allows. After a failure it rejects with it, but
+   * only once the upload is aborted and its part files are gone, so a caller that stops there
+   * leaves nothing behind in the temporary directory.
+   */
+  async drain(): Promise<void> {
+    try {
+      if (this.failure !== undefined) throw this.failure;
+      if (this.pending < this.limit()) return;
+      await new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }));
+    } catch {
+      throw await this.settle();
+    }
   }
 
   /**

@@ -110,9 +110,10 @@ describe('publishing', () => {
     expect(failure).toBeInstanceOf(OperationError);
     expect((failure as Error).message).toMatch(/: cannot keep upload part \d+ in the temporary directory .*: no space left on device; free space there or point TMPDIR at a directory with room/);
     expect((failure as Error).message).not.toContain('\n');
+    // Gone by the time the failure is reported, not some time later.
+    expect(fs.readdirSync(small)).toEqual([]);
     expect(await s.stored()).toEqual([]);
     expect(await s.unfinished()).toEqual([]);
-    expect(fs.readdirSync(small)).toEqual([]);
   });
 
   test('an AbortSignal (SIGTERM) stops the upload: requests cancelled, upload aborted, nothing visible', async () => {
