@@ -257,15 +257,8 @@ export function createCompressor(compression: Compression, level: number | undef
 /**
  * The decoder for reading an archive back: Node's gunzip (it follows concatenated members),
  * the frame-aware zstd decoder (Node's own stops after the first frame), or none for plain tar.
- */
-/** Codecs whose decoder says when it is done with each input chunk (`createDecompressor`'s `consumed`), so reads may reuse buffers. */
-export function handsInputBack(compression: Compression): boolean {
-  return compression === 'zstd';
-}
-
-/**
- * The decoder for `compression`; where `handsInputBack`, it calls `consumed` with each input chunk
- * once it reads that chunk no more.
+ * The zstd decoder calls `consumed` with each input chunk once it reads that chunk no more; the
+ * others never do.
  */
 export function createDecompressor(
   compression: Compression,

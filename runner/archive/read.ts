@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import fs from 'node:fs';
 import { open } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -8,7 +7,7 @@ import { IntegrityError, RunnerError } from '../errors.js';
 import { GarbageGovernor } from '../memory.js';
 import type { AgeIdentity } from './age/index.js';
 import { BufferPool } from './buffer-pool.js';
-import { createDecompressor, handsInputBack } from './compress.js';
+import { createDecompressor } from './compress.js';
 import { decryptStage } from './encryption.js';
 import { TarReader, type TarVisitor } from './tar-reader.js';
 
@@ -28,10 +27,11 @@ export interface ReadProgress {
 
 const MiB = 1024 * 1024;
 /**
- * Read buffers an archive file reuses (zstd): about what the decoder lanes and the pipeline hold at
+ * Read buffers an archive file reuses: about what the zstd decoder lanes and the pipeline hold at
  * once. Fresh 1 MiB reads were the largest garbage after the decoded pieces, and a restore onto a
  * slow disk, whose queues are all full at each collection, kept them until a full one (measured on
- * the medium set: peak RSS ~10 MB lower).
+ * the medium set: peak RSS ~10 MB lower). A decoder that never hands chunks back leaves the pool
+ * empty, and every read takes a fresh buffer.
  */
 const POOLED_READS = 8;
 
@@ -53,9 +53,10 @@ export async function readArchive(
   const hash = createHash('sha256');
   let archiveBytes = 0;
   const reader = new TarReader(visitor);
-  // A file's reads go round a pool where the decoder hands each chunk back once it is done with it.
-  const pool = typeof file === 'string' && handsInputBack(compression) && !identities ? new BufferPool(MiB, POOLED_READS) : undefined;
-  const decompressor = createDecompressor(compression, pool && ((chunk) => pool.give(chunk)));
+  // A file's reads go round a pool, to which the decoder hands each chunk back once it is done with
+  // it; decryption stands between them and hands the decoder buffers of its own.
+  const pool = new BufferPool(MiB, POOLED_READS);
+  const decompressor = createDecompressor(compression, typeof file === 'string' && !identities ? (chunk) => pool.give(chunk) : undefined);
   const governor = new GarbageGovernor();
   // Hashes the bytes as stored while they stream by (a plain generator: cheaper than a Transform).
   const tap = async function* (source: AsyncIterable<Buffer>) {
@@ -78,7 +79,7 @@ export async function readArchive(
       if (wait) await wait;
     }
   };
-  const input = typeof file !== 'string' ? file : pool ? readPooled(file, pool) : fs.createReadStream(file, { highWaterMark: MiB });
+  const input = typeof file === 'string' ? readPooled(file, pool) : file;
   const decryptor = identities ? decryptStage(identities) : undefined;
   try {
     if (decryptor && decompressor) await pipeline(input, tap, decryptor, decompressor, consume);
