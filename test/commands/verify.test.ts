@@ -123,6 +123,23 @@ describe('verify on a damaged archive exits 3 and names the problem', () => {
     expect(failures(result.lines)[0]).toMatch(/\.\/text\/lorem\.txt does not match its checksum/);
   });
 
+  // A large file arrives in many pieces (a streaming hash, not the one-call hash of a small file);
+  // a mismatch in the middle of the archive and one in its last file are both found.
+  it.each(['big/middle.bin', 'zz-last.bin'])("when the manifest's sha256 of the large file %s was changed", async (changed) => {
+    const source = await tempDir('src');
+    const large = (seed: number) => Buffer.from(Array.from({ length: 3 * 1024 * 1024 + 17 }, (_, i) => ((i + seed) * 2654435761) >>> 24));
+    writeTree(source, { 'a.txt': 'first\n', 'big/middle.bin': large(1), 'big/small-after.txt': 'after\n', 'zz-last.bin': large(2) });
+    const made = await makeBackup('zstd', { source });
+    expect((await verify(made.dest)).code).toBe(0);
+    editManifest(made.file, (m) => {
+      m.files.find((f) => f.path === `./${changed}`)!.sha256 = '0'.repeat(64);
+    });
+    const result = await verify(made.dest);
+    expect(result.code).toBe(3);
+    expect(failures(result.lines)[0]).toContain(`./${changed} does not match its checksum in the manifest`);
+    expect(result.lines.some((l) => l.event === 'verify.ok')).toBe(false);
+  });
+
   it('when an entry was removed from the manifest', async () => {
     const made = await makeBackup();
     editManifest(made.file, (m) => {
