@@ -5,7 +5,9 @@ import path from 'node:path';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { IntegrityError } from '../errors.js';
+import { GarbageGovernor } from '../memory.js';
 import { AgeDecryptor, AgeEncryptor, type AgeIdentity, type AgeRecipient, MAX_HEADER_BYTES, type ParsedHeader, SEALED_CHUNK_BYTES, looksLikeAge, parseHeader } from './age/index.js';
+import { readPool, readPooled } from './buffer-pool.js';
 import type { Sink } from './compress.js';
 import { writeAll } from './fd-io.js';
 
@@ -54,9 +56,9 @@ export class EncryptStage {
   }
 }
 
-/** The decrypting stage of a read, between the stored bytes and the decompressor. */
-export function decryptStage(identities: readonly AgeIdentity[]): AgeDecryptor {
-  return new AgeDecryptor(identities);
+/** The decrypting stage of a read, between the stored bytes and the decompressor; `consumed` gets each input chunk back once it is opened. */
+export function decryptStage(identities: readonly AgeIdentity[], consumed?: (chunk: Buffer) => void): AgeDecryptor {
+  return new AgeDecryptor(identities, { consumed });
 }
 
 /**
@@ -68,14 +70,26 @@ export function decryptStage(identities: readonly AgeIdentity[]): AgeDecryptor {
 export async function proveEncryptedFile(file: string, identity: AgeIdentity): Promise<{ sha256: string; bytes: number; plaintextBytes: number }> {
   const hash = createHash('sha256');
   let bytes = 0;
-  const decryptor = new AgeDecryptor([identity]);
-  const input = fs.createReadStream(file, { highWaterMark: 1024 * 1024 });
-  input.on('data', (chunk) => {
-    hash.update(chunk as Buffer);
-    bytes += chunk.length;
+  // Reads go round a pool, and the opened chunks are counted as garbage: at the end of a backup
+  // the heap is at its largest, and fresh buffers left to V8 alone raised its peak RSS by ~22 MB.
+  const pool = readPool();
+  const decryptor = new AgeDecryptor([identity], { consumed: (chunk) => pool.give(chunk) });
+  const governor = new GarbageGovernor();
+  const tap = async function* (source: AsyncIterable<Buffer>) {
+    for await (const chunk of source) {
+      hash.update(chunk);
+      bytes += chunk.length;
+      yield chunk;
+    }
+  };
+  const drain = new Writable({
+    highWaterMark: 4 * 1024 * 1024,
+    write: (chunk: Buffer, _encoding, done) => {
+      governor.processed(chunk.length);
+      done();
+    },
   });
-  const drain = new Writable({ highWaterMark: 4 * 1024 * 1024, write: (_chunk, _encoding, done) => done() });
-  await pipeline(input, decryptor, drain);
+  await pipeline(readPooled(file, pool), tap, decryptor, drain);
   return { sha256: hash.digest('hex'), bytes, plaintextBytes: decryptor.plaintextBytes };
 }
 

@@ -1,12 +1,11 @@
 import { createHash } from 'node:crypto';
-import { open } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Compression } from '../config.js';
 import { IntegrityError, RunnerError } from '../errors.js';
 import { GarbageGovernor } from '../memory.js';
 import type { AgeIdentity } from './age/index.js';
-import { BufferPool } from './buffer-pool.js';
+import { readPool, readPooled } from './buffer-pool.js';
 import { createDecompressor } from './compress.js';
 import { decryptStage } from './encryption.js';
 import { TarReader, type TarVisitor } from './tar-reader.js';
@@ -24,16 +23,6 @@ export interface ReadProgress {
   tarBytes: number;
   entries: number;
 }
-
-const MiB = 1024 * 1024;
-/**
- * Read buffers an archive file reuses: about what the zstd decoder lanes and the pipeline hold at
- * once. Fresh 1 MiB reads were the largest garbage after the decoded pieces, and a restore onto a
- * slow disk, whose queues are all full at each collection, kept them until a full one (measured on
- * the medium set: peak RSS ~10 MB lower). A decoder that never hands chunks back leaves the pool
- * empty, and every read takes a fresh buffer.
- */
-const POOLED_READS = 8;
 
 /**
  * Reads an archive file once, end to end: hashes the bytes as stored, decrypts them (with
@@ -53,10 +42,12 @@ export async function readArchive(
   const hash = createHash('sha256');
   let archiveBytes = 0;
   const reader = new TarReader(visitor);
-  // A file's reads go round a pool, to which the decoder hands each chunk back once it is done with
-  // it; decryption stands between them and hands the decoder buffers of its own.
-  const pool = new BufferPool(MiB, POOLED_READS);
-  const decompressor = createDecompressor(compression, typeof file === 'string' && !identities ? (chunk) => pool.give(chunk) : undefined);
+  // A file's reads go round a pool, to which the first stage after the hash (the decryptor, or else
+  // the decoder) hands each chunk back once it is done with it.
+  const reads = typeof file === 'string' ? readPool() : undefined;
+  const giveBack = reads && ((chunk: Buffer) => reads.give(chunk));
+  const decryptor = identities ? decryptStage(identities, giveBack) : undefined;
+  const decompressor = createDecompressor(compression, identities ? undefined : giveBack);
   const governor = new GarbageGovernor();
   // Hashes the bytes as stored while they stream by (a plain generator: cheaper than a Transform).
   const tap = async function* (source: AsyncIterable<Buffer>) {
@@ -79,8 +70,7 @@ export async function readArchive(
       if (wait) await wait;
     }
   };
-  const input = typeof file === 'string' ? readPooled(file, pool) : file;
-  const decryptor = identities ? decryptStage(identities) : undefined;
+  const input = typeof file === 'string' ? readPooled(file, reads!) : file;
   try {
     if (decryptor && decompressor) await pipeline(input, tap, decryptor, decompressor, consume);
     else if (decryptor) await pipeline(input, tap, decryptor, consume);
@@ -91,21 +81,6 @@ export async function readArchive(
   }
   reader.end();
   return { sha256: hash.digest('hex'), archiveBytes, tarBytes: reader.bytes, entries: reader.entries, reader };
-}
-
-/** A file's bytes in buffers taken from `pool` (a short last read is a slice, which the pool does not take back). */
-async function* readPooled(file: string, pool: BufferPool): AsyncGenerator<Buffer> {
-  const handle = await open(file, 'r');
-  try {
-    for (;;) {
-      const buffer = pool.take();
-      const { bytesRead } = await handle.read(buffer, 0, buffer.length, null);
-      if (bytesRead === 0) return;
-      yield bytesRead === buffer.length ? buffer : buffer.subarray(0, bytesRead);
-    }
-  } finally {
-    await handle.close();
-  }
 }
 
 function asIntegrityError(error: unknown, compression: Compression): unknown {

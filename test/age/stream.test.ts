@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { X25519Identity, parseHeader } from '../../runner/archive/age/index.js';
+import { AgeDecryptor, X25519Identity, parseHeader } from '../../runner/archive/age/index.js';
 import { BATCH_CHUNKS, PLAIN_CHUNK_BYTES, SEALED_CHUNK_BYTES, StreamSealer } from '../../runner/archive/age/stream.js';
 import { decryptInPieces, encryptInPieces } from '../helpers/age.js';
 
@@ -54,6 +54,39 @@ describe('age STREAM streaming', () => {
       const outcome = await decryptInPieces(file, [identity], pieces);
       expect(outcome.ended).toBe(true);
       expect(outcome.plaintext.equals(plaintext), JSON.stringify(pieces)).toBe(true);
+    }
+  });
+
+  it('hands each input chunk back only once nothing of it is needed, so its buffer may be refilled at once', async () => {
+    const identity = X25519Identity.generate();
+    const plaintext = randomBytes(9 * PLAIN_CHUNK_BYTES + 321);
+    const file = encryptInPieces(plaintext, [identity.recipient]);
+    // Pieces of 40 bytes first (the header arrives in several), then ones that split sealed chunks.
+    for (const pieces of [[40, 40, 40, 40, 100_000], [SEALED_CHUNK_BYTES + 7], [3 * SEALED_CHUNK_BYTES - 5, 10]]) {
+      const released: Buffer[] = [];
+      const handedBack = new Set<Buffer>();
+      const decryptor = new AgeDecryptor([identity], {
+        consumed: (chunk) => {
+          expect(handedBack.has(chunk)).toBe(false);
+          handedBack.add(chunk);
+          // What a pool does next: the buffer is filled with the following read.
+          chunk.fill(0xa5);
+        },
+      });
+      decryptor.on('data', (chunk: Buffer) => released.push(chunk));
+      const fed: Buffer[] = [];
+      for (let position = 0, i = 0; position < file.length; i++) {
+        const size = pieces[i % pieces.length]!;
+        const piece = Buffer.from(file.subarray(position, position + size));
+        fed.push(piece);
+        await new Promise<void>((resolve, reject) => decryptor.write(piece, (error) => (error ? reject(error) : resolve())));
+        position += size;
+      }
+      await new Promise<void>((resolve) => decryptor.end(resolve));
+      expect(Buffer.concat(released).equals(plaintext), JSON.stringify(pieces)).toBe(true);
+      // Every chunk after the header's is handed back; those the header was gathered from are not.
+      const kept = fed.filter((piece) => !handedBack.has(piece));
+      expect(kept.length, JSON.stringify(pieces)).toBe(pieces[0] === 40 ? 4 : 0);
     }
   });
 });
