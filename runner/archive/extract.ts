@@ -89,7 +89,7 @@ const IMPLICIT_DIR_MODE = 0o755;
 const SMALL_FILE = 256 * 1024;
 /**
  * Bytes of large-file writes in flight on the thread pool (a fresh root only). Measured on the
- * medium bench set, zstd restore to disk: 5.1–6.1 s → 4.9–5.4 s, peak RSS unchanged (124–137 MB).
+ * medium bench set, zstd restore to disk: 5.1–6.1 s → 4.9–5.4 s, peak RSS unchanged (121–134 MiB).
  */
 const WRITE_BEHIND = 4 * 1024 * 1024;
 const isRoot = process.getuid?.() === 0;
@@ -134,7 +134,7 @@ export class Extractor implements TarVisitor {
   private deferred: { rel: string; run: () => void }[] = [];
   private readonly deferredPaths = new Set<string>();
   /** Paths of large files whose writes are still in flight on the thread pool. */
-  private readonly writing = new Set<string>();
+  private readonly pathsBeingWritten = new Set<string>();
   /** Large files' writes on the thread pool (a fresh root only: merge mode writes each file here, synchronously). */
   private readonly behind: WriteBehind | undefined;
   /** Temporaries of written files that wait to take their path's place (removed if the extraction stops first). */
@@ -278,13 +278,13 @@ export class Extractor implements TarVisitor {
   /** A large file whose last writes are still in flight: it completes when they do, and later entries for its path wait. */
   whileWriting(sink: FileSink, done: Promise<void>): void {
     if (this.current === sink) this.current = undefined;
-    this.writing.add(sink.rel);
+    this.pathsBeingWritten.add(sink.rel);
     const tracked: Promise<void> = done
       .catch((error: unknown) => {
         this.failure ??= error instanceof Error ? error : new Error(String(error));
       })
       .finally(() => {
-        this.writing.delete(sink.rel);
+        this.pathsBeingWritten.delete(sink.rel);
         this.inFlight.delete(tracked);
       });
     this.inFlight.add(tracked);
@@ -475,7 +475,7 @@ export class Extractor implements TarVisitor {
   }
 
   isDeferred(rel: string): boolean {
-    return this.deferredPaths.has(rel) || this.writing.has(rel);
+    return this.deferredPaths.has(rel) || this.pathsBeingWritten.has(rel);
   }
 
   private openMainFile(rel: string, entry: TarEntry, meta: EntryMeta, how: { temp: boolean; behind: boolean }): FileSink {
@@ -745,7 +745,7 @@ class FileSink implements EntrySink {
   private readonly cursor: SparseCursor | undefined;
   private offset = 0;
   /** Writes in flight on the thread pool, and what runs once the last of them is done. */
-  private writing = 0;
+  private inFlightWrites = 0;
   private afterWrites: (() => void) | undefined;
 
   constructor(
@@ -788,7 +788,7 @@ class FileSink implements EntrySink {
       this.owner.bytes += piece.length;
       return;
     }
-    this.writing++;
+    this.inFlightWrites++;
     this.behind.write(fd, piece, position).then(
       () => {
         this.owner.bytes += piece.length;
@@ -802,14 +802,14 @@ class FileSink implements EntrySink {
   }
 
   private written(): void {
-    if (--this.writing > 0) return;
+    if (--this.inFlightWrites > 0) return;
     const next = this.afterWrites;
     this.afterWrites = undefined;
     next?.();
   }
 
   end(): void {
-    if (this.writing === 0) {
+    if (this.inFlightWrites === 0) {
       this.complete();
       return;
     }
@@ -859,7 +859,7 @@ class FileSink implements EntrySink {
 
   /** Closes the descriptor of an unfinished file (and removes its temporary), once no write is in flight. */
   abandon(): void {
-    if (this.writing > 0) {
+    if (this.inFlightWrites > 0) {
       this.afterWrites = () => this.abandon();
       return;
     }

@@ -75,21 +75,22 @@ function restoreAndKill(target: string, trigger: Trigger): Promise<{ killed: boo
       env: cleanEnv(),
       stdio: 'ignore',
     });
-    let journal: string | false = false;
     let done = false;
     const kill = () => {
       if (done) return;
       done = true;
       child.kill('SIGKILL');
-      // The phase the swap was in (the child is stopped by now or about to be), from its journal in DEST.
+    };
+    // The phase the swap was in, from the journal the killed child left in DEST. Read once it has
+    // exited: right after kill() it may still run for a moment, long enough to finish the swap.
+    const journalLeft = (): string | false => {
       const file = fs.readdirSync(dest).find((n) => /^\.pvc-backup-restore-.*\.journal$/.test(n));
-      if (file) {
-        try {
-          const phase = (JSON.parse(fs.readFileSync(path.join(dest, file), 'utf8')) as { phase: string }).phase;
-          journal = phase === 'extracting' ? false : phase;
-        } catch {
-          journal = 'unreadable';
-        }
+      if (!file) return false;
+      try {
+        const phase = (JSON.parse(fs.readFileSync(path.join(dest, file), 'utf8')) as { phase: string }).phase;
+        return phase === 'extracting' ? false : phase;
+      } catch {
+        return 'unreadable';
       }
     };
     let watcher: fs.FSWatcher | undefined;
@@ -110,7 +111,8 @@ function restoreAndKill(target: string, trigger: Trigger): Promise<{ killed: boo
     child.on('exit', (_code, signal) => {
       watcher?.close();
       done = true;
-      resolve({ killed: signal === 'SIGKILL', journal });
+      const killed = signal === 'SIGKILL';
+      resolve({ killed, journal: killed && journalLeft() });
     });
   });
 }

@@ -42,8 +42,8 @@ export class AgeDecryptor extends Transform {
     } = {},
   ) {
     // 1 MiB queued on each side: with the zstd lanes taking whole frames, 4 MiB was no faster and
-    // cost memory (medium set, zstd: verify 3.16–3.20 → 2.84–2.97 s, peak RSS 139–145 → 114–118 MB;
-    // restore 155–161 → 142–145 MB).
+    // cost memory (medium set, zstd: verify 3.16–3.20 → 2.84–2.97 s, peak RSS 136–141 → 112–115 MiB;
+    // restore 151–157 → 139–142 MiB).
     const highWaterMark = options.highWaterMark ?? 1024 * 1024;
     super({ readableHighWaterMark: highWaterMark, writableHighWaterMark: highWaterMark });
     this.identities = identities;
