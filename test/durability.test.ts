@@ -39,7 +39,7 @@ function traced(args: string[]): { calls: Call[]; code: number } {
   const out = path.join(dir, 'trace');
   let code = 0;
   try {
-    execFileSync('strace', ['-f', '-y', '-qq', '-s', '4096', '-e', 'trace=fsync,fdatasync,syncfs,rename,renameat,renameat2', '-o', out, process.execPath, cliPath, ...args], {
+    execFileSync('strace', ['-f', '-y', '-qq', '-s', '4096', '-e', 'trace=fsync,fdatasync,syncfs,rename,renameat,renameat2,rmdir,unlink', '-o', out, process.execPath, cliPath, ...args], {
       env: cleanEnv(),
       stdio: 'ignore',
     });
@@ -69,10 +69,10 @@ function traced(args: string[]): { calls: Call[]; code: number } {
     lines.push(line);
   }
   for (const line of lines) {
-    const m = /^\d+\s+(fsync|fdatasync|syncfs|rename|renameat|renameat2)\((.*)\)\s+=\s+(-?\d+)/.exec(line);
+    const m = /^\d+\s+(fsync|fdatasync|syncfs|rename|renameat|renameat2|rmdir|unlink)\((.*)\)\s+=\s+(-?\d+)/.exec(line);
     if (!m) continue;
     const [, name, rawArgs, result] = m;
-    const paths = name!.startsWith('rename') ? [...rawArgs!.matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((x) => x[1]!) : [/<(.*)>/.exec(rawArgs!)?.[1] ?? ''];
+    const paths = name!.startsWith('rename') || name === 'rmdir' || name === 'unlink' ? [...rawArgs!.matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((x) => x[1]!) : [/<(.*)>/.exec(rawArgs!)?.[1] ?? ''];
     calls.push({ name: name!, paths, ok: result === '0' });
   }
   return { calls, code };
@@ -156,5 +156,29 @@ describe.skipIf(!hasStrace)('durability order (strace)', () => {
     expect(synced, 'staged data synced before the journal commits to the swap').toBeLessThan(commit);
     expect(synced, 'after the staging directory was recorded').toBeGreaterThan(journalRenames[1]!);
     expectDurableRename(calls, dest, '..pvc-backup-restore-r1.done.partial', '.pvc-backup-restore-r1.done');
+  });
+
+  it('restore: the empty staging directory goes after the swap\'s last fsync of the target, right before the journal', async () => {
+    // While the staging directory is there, a run killed at the end of its swap is recognised by
+    // the next one and finished; without it, its journal would look like another target's.
+    const source = await tempDir('src');
+    buildRichTree(source, { bigFileBytes: 100_000 });
+    const dest = fs.realpathSync(await tempDir('dest'));
+    expect((await runCli(['backup', '--source', source, '--dest', dest, '--compression', 'zstd'])).code).toBe(0);
+    const target = fs.realpathSync(await tempDir('target'));
+    fs.writeFileSync(path.join(target, 'old.txt'), 'old\n');
+    const { calls, code } = traced(['restore', '--dest', dest, '--archive', 'latest', '--target', target, '--no-snapshot']);
+    expect(code).toBe(0);
+    const run = /\/(\.pvc-backup-restore-[0-9a-f]+)\.journal$/;
+    const journalGone = find(calls, (c) => c.name === 'unlink' && c.ok && path.dirname(c.paths[0]!) === dest && run.test(c.paths[0]!));
+    expect(journalGone, 'the journal is deleted').toBeGreaterThan(-1);
+    const staging = path.join(target, run.exec(calls[journalGone]!.paths[0]!)![1]!);
+    const isRemoved = (dir: string) => (c: Call) => c.name === 'rmdir' && c.ok && c.paths[0] === dir;
+    expect(calls.findIndex(isRemoved(staging)), 'the staging directory is removed right before the journal').toBe(journalGone - 1);
+    const oldGone = calls.findIndex(isRemoved(`${staging}.old`));
+    expect(oldGone, 'the previous entries are removed first').toBeGreaterThan(-1);
+    const synced = calls.slice(0, journalGone).findLastIndex((c) => isSync(c, target));
+    expect(synced, 'the target fsynced after .old is gone').toBeGreaterThan(oldGone);
+    expect(synced, 'and before the staging directory goes').toBeLessThan(journalGone - 1);
   });
 });

@@ -25,8 +25,8 @@ import { fsyncDirectorySync, writeFileAtomicSync } from '../store/atomic.js';
  *
  * The swap: (1) journal `evacuate`, move every top-level entry (except the run's own and
  * `lost+found`) into `.old/`; (2) journal `install`, move every staged entry into the target and
- * give the target the archive root's mode, owner and mtime; (3) delete `.old/` and the staging
- * directory, then the journal. The target directory (a mount point) is never renamed or removed.
+ * give the target the archive root's mode, owner and mtime; (3) delete `.old/`, fsync the target,
+ * then delete the empty staging directory and right after it the journal. The target directory (a mount point) is never renamed or removed.
  * The journal reaches `evacuate` only once the staged tree is complete, verified and synced, so
  * a run that finds it rolls FORWARD.
  *
@@ -448,9 +448,12 @@ function install(target: string, staging: OwnDirectory, old: OwnDirectory, log: 
 
 function finishSwap(dest: string, target: string, journal: RunJournal, staging: OwnDirectory, old: OwnDirectory | undefined): void {
   old?.remove(target);
-  staging.remove(target);
   if (journal.root) applyMeta(target, journal.root, journal.chown);
   fsyncDirectorySync(target);
+  // The empty staging directory goes last, right before the journal: while it is there, the next
+  // run knows this target as the journal's and finishes from here. Removed before the fsync, a
+  // kill during it left a journal that every later run reported as another target's.
+  staging.remove(target);
   deleteJournal(dest, journal.id);
   // Removing the run's directories touched the target's mtime once more.
   if (journal.root) applyTimes(target, journal.root);
