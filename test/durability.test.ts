@@ -100,6 +100,19 @@ function expectDurableRename(calls: Call[], dir: string, partialName: string, fi
   return renamed;
 }
 
+/** A zstd backup of a rich tree, then its replace restore over an older target, under strace. */
+async function tracedReplaceRestore(extra: string[] = []): Promise<{ dest: string; target: string; calls: Call[] }> {
+  const source = await tempDir('src');
+  buildRichTree(source, { bigFileBytes: 100_000 });
+  const dest = fs.realpathSync(await tempDir('dest'));
+  expect((await runCli(['backup', '--source', source, '--dest', dest, '--compression', 'zstd'])).code).toBe(0);
+  const target = fs.realpathSync(await tempDir('target'));
+  fs.writeFileSync(path.join(target, 'old.txt'), 'old\n');
+  const { calls, code } = traced(['restore', '--dest', dest, '--archive', 'latest', '--target', target, '--no-snapshot', ...extra]);
+  expect(code).toBe(0);
+  return { dest, target, calls };
+}
+
 describe.skipIf(!hasStrace)('durability order (strace)', () => {
   it('backup: archive, .sha256 and manifest each fsynced before their rename, the directory after, the archive last', async () => {
     const source = await tempDir('src');
@@ -129,14 +142,7 @@ describe.skipIf(!hasStrace)('durability order (strace)', () => {
   });
 
   it('restore: the staged tree is synced before the journal in DEST commits to the swap, the journal and the done marker fsynced before their renames', async () => {
-    const source = await tempDir('src');
-    buildRichTree(source, { bigFileBytes: 100_000 });
-    const dest = fs.realpathSync(await tempDir('dest'));
-    expect((await runCli(['backup', '--source', source, '--dest', dest, '--compression', 'zstd'])).code).toBe(0);
-    const target = fs.realpathSync(await tempDir('target'));
-    fs.writeFileSync(path.join(target, 'old.txt'), 'old\n');
-    const { calls, code } = traced(['restore', '--dest', dest, '--archive', 'latest', '--target', target, '--no-snapshot', '--request-id', 'r1']);
-    expect(code).toBe(0);
+    const { dest, calls } = await tracedReplaceRestore(['--request-id', 'r1']);
     // The journal is rewritten at each phase: extracting, with its directory's inode, evacuate, install.
     const isJournalRename = (c: Call) => c.name.startsWith('rename') && c.ok && /\/\.\.pvc-backup-restore-[0-9a-f]+\.journal\.partial$/.test(c.paths[0]!);
     const journalRenames = calls.flatMap((c, i) => (isJournalRename(c) ? [i] : []));
@@ -161,14 +167,7 @@ describe.skipIf(!hasStrace)('durability order (strace)', () => {
   it('restore: the empty staging directory goes after the swap\'s last fsync of the target, right before the journal', async () => {
     // While the staging directory is there, a run killed at the end of its swap is recognised by
     // the next one and finished; without it, its journal would look like another target's.
-    const source = await tempDir('src');
-    buildRichTree(source, { bigFileBytes: 100_000 });
-    const dest = fs.realpathSync(await tempDir('dest'));
-    expect((await runCli(['backup', '--source', source, '--dest', dest, '--compression', 'zstd'])).code).toBe(0);
-    const target = fs.realpathSync(await tempDir('target'));
-    fs.writeFileSync(path.join(target, 'old.txt'), 'old\n');
-    const { calls, code } = traced(['restore', '--dest', dest, '--archive', 'latest', '--target', target, '--no-snapshot']);
-    expect(code).toBe(0);
+    const { dest, target, calls } = await tracedReplaceRestore();
     const run = /\/(\.pvc-backup-restore-[0-9a-f]+)\.journal$/;
     const journalGone = find(calls, (c) => c.name === 'unlink' && c.ok && path.dirname(c.paths[0]!) === dest && run.test(c.paths[0]!));
     expect(journalGone, 'the journal is deleted').toBeGreaterThan(-1);
