@@ -10,6 +10,7 @@ import { AgeDecryptor, AgeEncryptor, type AgeIdentity, type AgeRecipient, MAX_HE
 import { readPool, readPooled } from './buffer-pool.js';
 import type { Sink } from './compress.js';
 import { writeAll } from './fd-io.js';
+import { hashingTap } from './hash.js';
 
 /**
  * The age stage of the archive pipelines, whatever the bytes' destination or origin (a file in
@@ -75,13 +76,9 @@ export async function proveEncryptedFile(file: string, identity: AgeIdentity): P
   const pool = readPool();
   const decryptor = new AgeDecryptor([identity], { consumed: (chunk) => pool.give(chunk) });
   const governor = new GarbageGovernor();
-  const tap = async function* (source: AsyncIterable<Buffer>) {
-    for await (const chunk of source) {
-      hash.update(chunk);
-      bytes += chunk.length;
-      yield chunk;
-    }
-  };
+  const tap = hashingTap(hash, (chunk) => {
+    bytes += chunk.length;
+  });
   const drain = new Writable({
     highWaterMark: 4 * 1024 * 1024,
     write: (chunk: Buffer, _encoding, done) => {

@@ -246,7 +246,7 @@ export class Extractor implements TarVisitor {
         if (failures.length) this.failure ??= this.wrap(errnoError(failures[0]!.errno, 'link'), shown);
       },
       (error: unknown) => {
-        this.failure ??= error instanceof Error ? error : new Error(String(error));
+        this.failWith(error);
       },
     );
     this.track(rel, request);
@@ -280,14 +280,17 @@ export class Extractor implements TarVisitor {
     if (this.current === sink) this.current = undefined;
     this.pathsBeingWritten.add(sink.rel);
     const tracked: Promise<void> = done
-      .catch((error: unknown) => {
-        this.failure ??= error instanceof Error ? error : new Error(String(error));
-      })
+      .catch((error: unknown) => this.failWith(error))
       .finally(() => {
         this.pathsBeingWritten.delete(sink.rel);
         this.inFlight.delete(tracked);
       });
     this.inFlight.add(tracked);
+  }
+
+  /** Records the first failure; the extraction stops at the reader's next step. */
+  private failWith(error: unknown): void {
+    this.failure ??= error instanceof Error ? error : new Error(String(error));
   }
 
   /** A write on the thread pool failed: the extraction stops at the reader's next step. */
@@ -527,7 +530,7 @@ export class Extractor implements TarVisitor {
           this.reportFailures(rel, where, 'file', meta, xattrs, failures);
         },
         (error: unknown) => {
-          this.failure ??= error instanceof Error ? error : new Error(String(error));
+          this.failWith(error);
         },
       );
     this.track(rel, request);
@@ -595,7 +598,7 @@ export class Extractor implements TarVisitor {
     const request = helper.for(rel).apply(pathBytes(where), { xattrs, mode: options.mode, mtime: time }).then(
       (failures) => this.reportFailures(rel, where, kind, meta, xattrs, failures),
       (error: unknown) => {
-        this.failure ??= error instanceof Error ? error : new Error(String(error));
+        this.failWith(error);
       },
     );
     // By path: whatever names rel next waits for it. Directories come last, when nothing follows.

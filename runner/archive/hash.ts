@@ -49,6 +49,20 @@ export class ContentHash {
 const EMPTY = Buffer.alloc(0);
 const ZEROS = Buffer.alloc(1024 * 1024);
 
+/**
+ * A pipeline stage that feeds every chunk to `hash` as it streams by, tells `seen` of it, and
+ * passes it on unchanged (a plain generator: cheaper than a Transform).
+ */
+export function hashingTap(hash: Hash, seen: (chunk: Buffer) => void): (source: AsyncIterable<Buffer>) => AsyncGenerator<Buffer> {
+  return async function* (source) {
+    for await (const chunk of source) {
+      hash.update(chunk);
+      seen(chunk);
+      yield chunk;
+    }
+  };
+}
+
 /** SHA-256 and length of a file, read with one reused buffer. */
 export async function hashFile(file: string): Promise<{ sha256: string; bytes: number }> {
   const hash = createHash('sha256');

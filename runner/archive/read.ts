@@ -8,6 +8,7 @@ import type { AgeIdentity } from './age/index.js';
 import { readPool, readPooled } from './buffer-pool.js';
 import { createDecompressor } from './compress.js';
 import { decryptStage } from './encryption.js';
+import { hashingTap } from './hash.js';
 import { TarReader, type TarVisitor } from './tar-reader.js';
 
 export interface ReadResult {
@@ -49,16 +50,12 @@ export async function readArchive(
   const decryptor = identities ? decryptStage(identities, giveBack) : undefined;
   const decompressor = createDecompressor(compression, identities ? undefined : giveBack);
   const governor = new GarbageGovernor();
-  // Hashes the bytes as stored while they stream by (a plain generator: cheaper than a Transform).
-  const tap = async function* (source: AsyncIterable<Buffer>) {
-    for await (const chunk of source) {
-      hash.update(chunk);
-      archiveBytes += chunk.length;
-      // Decryption leaves one fresh buffer per 64 KiB chunk: count it as garbage too.
-      if (identities) governor.processed(chunk.length);
-      yield chunk;
-    }
-  };
+  // Hashes the bytes as stored while they stream by.
+  const tap = hashingTap(hash, (chunk) => {
+    archiveBytes += chunk.length;
+    // Decryption leaves one fresh buffer per 64 KiB chunk: count it as garbage too.
+    if (identities) governor.processed(chunk.length);
+  });
   const consume = async (source: AsyncIterable<Buffer>) => {
     let entries = 0;
     for await (const chunk of source) {

@@ -15,8 +15,15 @@ import { ChunkCipher, PAYLOAD_NONCE_BYTES, SEALED_CHUNK_BYTES, payloadKey } from
  * early final chunk and trailing bytes all end it with an IntegrityError (exit 3). Whoever
  * consumes the plaintext must treat it as unproven until then (restore stages it).
  * Memory: the header (at most 1 MiB) while it arrives, then one sealed chunk carried over, and
- * up to `highWaterMark` (1 MiB) queued on each side.
+ * up to QUEUED_BYTES (1 MiB) queued on each side.
  */
+/**
+ * Bytes queued on each side: with the zstd lanes taking whole frames, 4 MiB was no faster and
+ * cost memory (medium set, zstd: verify 3.16–3.20 → 2.84–2.97 s, peak RSS 136–141 → 112–115 MiB;
+ * restore 151–157 → 139–142 MiB).
+ */
+const QUEUED_BYTES = 1024 * 1024;
+
 export class AgeDecryptor extends Transform {
   private readonly identities: readonly AgeIdentity[];
   private pending: Buffer[] = [];
@@ -36,16 +43,11 @@ export class AgeDecryptor extends Transform {
   constructor(
     identities: readonly AgeIdentity[],
     options: {
-      highWaterMark?: number;
       /** Told when an encrypted input chunk is no longer needed (every byte opened or copied), so its buffer can be reused. */
       consumed?: (chunk: Buffer) => void;
     } = {},
   ) {
-    // 1 MiB queued on each side: with the zstd lanes taking whole frames, 4 MiB was no faster and
-    // cost memory (medium set, zstd: verify 3.16–3.20 → 2.84–2.97 s, peak RSS 136–141 → 112–115 MiB;
-    // restore 151–157 → 139–142 MiB).
-    const highWaterMark = options.highWaterMark ?? 1024 * 1024;
-    super({ readableHighWaterMark: highWaterMark, writableHighWaterMark: highWaterMark });
+    super({ readableHighWaterMark: QUEUED_BYTES, writableHighWaterMark: QUEUED_BYTES });
     this.identities = identities;
     this.consumed = options.consumed;
   }
