@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
+import { promisify } from 'node:util';
 import type { Compression } from '../config.js';
 import { IntegrityError, OperationError, RunnerError, describeSystemError } from '../errors.js';
 import { humanBytes } from '../log.js';
@@ -10,6 +11,7 @@ import { CHUNK_BYTES, GARBAGE_PER_BYTE, createCompressor } from './compress.js';
 import type { AgeIdentity } from './age/index.js';
 import { EncryptStage, type EncryptionOptions } from './encryption.js';
 import { writeAll } from './fd-io.js';
+import { ReadBehind, type StoredCopy } from './read-behind.js';
 import { MANIFEST_FORMAT, type ManifestFile, type ManifestWriter } from './manifest.js';
 import { type PackOptions, type PackWarning, TarPacker } from './pack.js';
 import type { HelperPool } from './syscall-helper.js';
@@ -61,26 +63,45 @@ export interface WrittenArchive {
   warningsOmitted: number;
   /** zstd: [compressed offset, tar offset] of every frame (encrypted: offsets in the decrypted stream). */
   frames?: [number, number][];
+  /** Unencrypted, into a file: the file as read back a step behind the writes (read-behind.ts). */
+  stored?: StoredCopy;
   /** Encrypted: the identity that opens this file (its own file key), to prove the stored copy; destroy it after. */
   selfCheck?: AgeIdentity;
 }
 
-/** Appends compressed bytes to the file and hashes them; remembers the first failure for the writer loop. */
+const fsync = promisify(fs.fsync);
+
+/**
+ * Appends compressed bytes to the file and hashes them; remembers the first failure for the
+ * writer loop. With `readBack`, the file is also read back a step behind (ReadBehind).
+ */
 class ArchiveFile {
   readonly hash = createHash('sha256');
   bytes = 0;
   failure: unknown;
+  private readonly readBehind: ReadBehind | undefined;
 
-  constructor(private readonly fd: number) {}
+  constructor(
+    private readonly fd: number,
+    readBack: boolean,
+  ) {
+    this.readBehind = readBack ? new ReadBehind(fd) : undefined;
+  }
 
   /** Nothing to wait for: every append was written synchronously. */
   async drain(): Promise<void> {}
 
-  finish(): void {
-    fs.fsyncSync(this.fd);
+  /** Fsyncs the file (on the thread pool) while the read-back catches up with the last writes. */
+  async finish(): Promise<StoredCopy | undefined> {
+    // Both settle before this returns or throws: the descriptor is closed next.
+    const [synced, stored] = await Promise.allSettled([fsync(this.fd), this.readBehind?.end(this.bytes)]);
+    if (synced.status === 'rejected') throw synced.reason;
+    if (stored.status === 'rejected') throw stored.reason;
+    return stored.value;
   }
 
-  close(): void {
+  async close(): Promise<void> {
+    await this.readBehind?.stop();
     fs.closeSync(this.fd);
   }
 
@@ -90,6 +111,7 @@ class ArchiveFile {
       writeAll(this.fd, chunk);
       this.hash.update(chunk);
       this.bytes += chunk.length;
+      this.readBehind?.written(this.bytes);
     } catch (error) {
       this.failure = error;
     }
@@ -119,9 +141,9 @@ class ArchiveStream {
     }
   }
 
-  finish(): void {}
+  async finish(): Promise<undefined> {}
 
-  close(): void {}
+  async close(): Promise<void> {}
 }
 
 /**
@@ -164,9 +186,12 @@ class StreamCheck {
  * Memory stays bounded: ~1–4 MiB chunks, a bounded compression queue, nothing kept per entry.
  */
 export async function writeArchive(options: WriteOptions): Promise<WrittenArchive> {
+  // A plain archive file is read back as it is written, through the same descriptor (encrypted
+  // ones are proven after writing, with their file key).
+  const plainFile = typeof options.file === 'string' && !options.encryption;
   const out =
     typeof options.file === 'string'
-      ? new ArchiveFile(fs.openSync(options.file, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o644))
+      ? new ArchiveFile(fs.openSync(options.file, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o644), plainFile)
       : new ArchiveStream(options.file);
   // Enough buffers for the chunks in flight (compression jobs, one being filled, one queued).
   const pool = new BufferPool(CHUNK_BYTES[options.compression], 5);
@@ -193,6 +218,7 @@ export async function writeArchive(options: WriteOptions): Promise<WrittenArchiv
     if (out.failure) throw out.failure instanceof RunnerError ? out.failure : outputError(out.failure, out.bytes, options.sourceBytes);
   };
   let frames: [number, number][] | undefined;
+  let stored: StoredCopy | undefined;
   try {
     // The file sink writes and hashes each buffer before it returns, so the encryptor may reuse its own.
     stage = options.encryption ? new EncryptStage({ sinkCopies: true, ...options.encryption }, out.append) : undefined;
@@ -215,13 +241,13 @@ export async function writeArchive(options: WriteOptions): Promise<WrittenArchiv
     check.end();
     frames = compressor.frames;
     try {
-      out.finish();
+      stored = await out.finish();
     } catch (error) {
       throw outputError(error, out.bytes, options.sourceBytes);
     }
   } finally {
     options.signal?.removeEventListener('abort', onAbort);
-    out.close();
+    await out.close();
     collectAllGarbage();
   }
   return {
@@ -235,6 +261,7 @@ export async function writeArchive(options: WriteOptions): Promise<WrittenArchiv
     warnings: packer.warnings,
     warningsOmitted: packer.warningsOmitted,
     frames,
+    ...(stored ? { stored } : {}),
     ...(stage ? { selfCheck: stage.selfCheck() } : {}),
   };
 }

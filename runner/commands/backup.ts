@@ -40,7 +40,7 @@ export interface BackupSummary {
 /**
  * One backup run, as ordered steps: lock → clean leftovers → check the pre-backup dumps and copy
  * the --sqlite databases (runner/consistency/backup-inputs.ts) → preflight → write (tar →
- * compress → hidden partial, hashed in the same pass) → verify the partial → publish
+ * compress → hidden partial, hashed in the same pass and read back a step behind) → verify the partial → publish
  * (sidecars, then rename) → prune → unlock. Anything that needs undoing is registered with
  * the cleanup list the moment it exists, so a failure or a signal leaves nothing half-made.
  */
@@ -348,11 +348,12 @@ async function verifyPartial(partial: string, written: WrittenArchive, name: str
 }
 
 /**
- * The stored file read back: its SHA-256 and length. An encrypted one is also decrypted with its
- * own file key on the way, so every chunk as stored is authenticated, in order, up to the final one.
+ * The stored file read back: its SHA-256 and length. A plain one was read back a step behind the
+ * writes. An encrypted one is read back now and decrypted with its own file key on the way, so
+ * every chunk as stored is authenticated, in order, up to the final one.
  */
 async function readBack(partial: string, written: WrittenArchive): Promise<{ sha256: string; bytes: number }> {
-  if (!written.selfCheck) return hashFile(partial);
+  if (!written.selfCheck) return written.stored ?? hashFile(partial);
   try {
     return await proveEncryptedFile(partial, written.selfCheck);
   } finally {
