@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { type Hash, createHash } from 'node:crypto';
 import fs from 'node:fs';
 import { promisify } from 'node:util';
 
@@ -87,7 +87,7 @@ export class ReadBehind {
    * Past the bytes written: whatever else the file holds counts too. Its size first: a file cut
    * short after its bytes were read back, or with a huge (sparse) tail, which is not read.
    */
-  private async finish(hash: ReturnType<typeof createHash>, buffer: Buffer): Promise<StoredCopy> {
+  private async finish(hash: Hash, buffer: Buffer): Promise<StoredCopy> {
     const { size } = await fstat(this.fd);
     if (size < this.readAt || size > this.readAt + STEP_BYTES) return { sha256: hash.digest('hex'), bytes: size };
     for (;;) {
