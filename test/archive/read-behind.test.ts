@@ -14,14 +14,14 @@ const MiB = 1024 * KiB;
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
 
 /** A file written in uneven appends, the event loop let run between them, as a backup writes. */
-async function writeInPieces(fd: number, content: Buffer, behind: ReadBehind, afterEach?: (written: number) => void): Promise<void> {
+async function writeInPieces(fd: number, content: Buffer, behind: ReadBehind, afterEach?: (written: number) => Promise<void>): Promise<void> {
   let at = 0;
   for (const size of [300 * KiB, 2 * MiB + 5, 1, 700 * KiB, 3 * MiB]) {
     const piece = content.subarray(at, at + size);
     writeAll(fd, piece);
     at += piece.length;
     behind.written(at);
-    afterEach?.(at);
+    await afterEach?.(at);
     await sleep(5);
   }
   writeAll(fd, content.subarray(at));
@@ -39,8 +39,11 @@ describe('ReadBehind', () => {
     const content = randomBytes(8 * MiB + 123);
     const behind = new ReadBehind(fd);
     // A byte changed once it has been read back is not seen again: proof that the reads run behind the writes, not at the end.
-    await writeInPieces(fd, content, behind, (written) => {
-      if (written > 6 * MiB) fs.writeFileSync(file, Buffer.from([content[0]! ^ 1]), { flag: 'r+' });
+    await writeInPieces(fd, content, behind, async (written) => {
+      if (written < 6 * MiB) return;
+      // Time enough for the pool to have read the first MiB back, even on a loaded machine.
+      await sleep(300);
+      fs.writeFileSync(file, Buffer.from([content[0]! ^ 1]), { flag: 'r+' });
     });
     await sleep(50);
     const stored = await behind.end(content.length);
