@@ -1,4 +1,4 @@
-import { type Hash, createHash } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import { promisify } from 'node:util';
 
@@ -28,6 +28,8 @@ export class ReadBehind {
   private ended = false;
   private stopped = false;
   private wake: (() => void) | undefined;
+  private readonly hash = createHash('sha256');
+  private readonly buffer = Buffer.allocUnsafe(STEP_BYTES);
   private readonly result: Promise<StoredCopy>;
 
   constructor(private readonly fd: number) {
@@ -64,8 +66,6 @@ export class ReadBehind {
   }
 
   private async run(): Promise<StoredCopy> {
-    const hash = createHash('sha256');
-    const buffer = Buffer.allocUnsafe(STEP_BYTES);
     for (;;) {
       if (this.stopped) throw new Error('reading the archive back was stopped');
       const ready = this.writtenUpTo - this.readAt;
@@ -73,28 +73,32 @@ export class ReadBehind {
         await new Promise<void>((resolve) => (this.wake = resolve));
         continue;
       }
-      if (this.ended && this.readAt === this.writtenUpTo) return this.finish(hash, buffer);
-      const { bytesRead } = await read(this.fd, buffer, 0, Math.min(STEP_BYTES, ready), this.readAt);
-      if (bytesRead === 0) break;
-      hash.update(buffer.subarray(0, bytesRead));
-      this.readAt += bytesRead;
+      if (this.ended && this.readAt === this.writtenUpTo) return this.finish();
+      // The file ended before the bytes written: it was truncated behind the writer's back.
+      if ((await this.readNext(Math.min(STEP_BYTES, ready))) === 0) return this.copy(this.readAt);
     }
-    // The file ended before the bytes written: it was truncated behind the writer's back.
-    return { sha256: hash.digest('hex'), bytes: this.readAt };
   }
 
   /**
    * Past the bytes written: whatever else the file holds counts too. Its size first: a file cut
    * short after its bytes were read back, or with a huge (sparse) tail, which is not read.
    */
-  private async finish(hash: Hash, buffer: Buffer): Promise<StoredCopy> {
+  private async finish(): Promise<StoredCopy> {
     const { size } = await fstat(this.fd);
-    if (size < this.readAt || size > this.readAt + STEP_BYTES) return { sha256: hash.digest('hex'), bytes: size };
-    for (;;) {
-      const { bytesRead } = await read(this.fd, buffer, 0, buffer.length, this.readAt);
-      if (bytesRead === 0) return { sha256: hash.digest('hex'), bytes: this.readAt };
-      hash.update(buffer.subarray(0, bytesRead));
-      this.readAt += bytesRead;
-    }
+    if (size < this.readAt || size > this.readAt + STEP_BYTES) return this.copy(size);
+    while ((await this.readNext(STEP_BYTES)) > 0);
+    return this.copy(this.readAt);
+  }
+
+  /** Reads and hashes up to `length` bytes at the read position; 0 at end of file. */
+  private async readNext(length: number): Promise<number> {
+    const { bytesRead } = await read(this.fd, this.buffer, 0, length, this.readAt);
+    this.hash.update(this.buffer.subarray(0, bytesRead));
+    this.readAt += bytesRead;
+    return bytesRead;
+  }
+
+  private copy(bytes: number): StoredCopy {
+    return { sha256: this.hash.digest('hex'), bytes };
   }
 }

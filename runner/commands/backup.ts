@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { encryptFileInto, proveEncryptedFile } from '../archive/encryption.js';
-import { formatChecksumFile, hashFile } from '../archive/hash.js';
+import { formatChecksumFile } from '../archive/hash.js';
 import { MANIFEST_FORMAT, type Manifest, type ManifestHead, type ManifestTail, ManifestWriter } from '../archive/manifest.js';
 import { checkFreeSpace, describeProblems, scanSource } from '../archive/preflight.js';
 import { HelperPool } from '../archive/syscall-helper.js';
@@ -353,7 +353,8 @@ async function verifyPartial(partial: string, written: WrittenArchive, name: str
  * every chunk as stored is authenticated, in order, up to the final one.
  */
 async function readBack(partial: string, written: WrittenArchive): Promise<{ sha256: string; bytes: number }> {
-  if (!written.selfCheck) return written.stored ?? hashFile(partial);
+  if (written.stored) return written.stored;
+  if (!written.selfCheck) throw new IntegrityError(`${path.basename(partial)} was written without a read-back (internal fault); the archive was not kept`, 'ROUND_TRIP');
   try {
     return await proveEncryptedFile(partial, written.selfCheck);
   } finally {

@@ -26,7 +26,8 @@ import { fsyncDirectorySync, writeFileAtomicSync } from '../store/atomic.js';
  * The swap: (1) journal `evacuate`, move every top-level entry (except the run's own and
  * `lost+found`) into `.old/`; (2) journal `install`, move every staged entry into the target and
  * give the target the archive root's mode, owner and mtime; (3) delete `.old/`, fsync the target,
- * then delete the empty staging directory and right after it the journal. The target directory (a mount point) is never renamed or removed.
+ * then delete the empty staging directory and right after it the journal. The target directory
+ * (a mount point) is never renamed or removed.
  * The journal reaches `evacuate` only once the staged tree is complete, verified and synced, so
  * a run that finds it rolls FORWARD.
  *
