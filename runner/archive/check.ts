@@ -85,6 +85,11 @@ export class ManifestChecker implements TarVisitor {
   private count = 0;
   private readonly files: ManifestFiles | undefined;
   private readonly format: number;
+  private hashingBehind: Promise<void>[] = [];
+  /** Ends the hashing behind the reader once the read failed: its result no longer matters. */
+  private readonly stopHashing = new AbortController();
+  /** Bytes of data pieces copied to wait for a long hole's hashing: garbage the reader counts. */
+  copiedBytes = 0;
   totalBytes = 0;
   storedBytes = 0;
 
@@ -106,12 +111,43 @@ export class ManifestChecker implements TarVisitor {
     if (!expected) throw new IntegrityError(`${label} holds more entries than its manifest lists (${this.count - 1}); the archive or manifest was altered`, 'MANIFEST');
     compareEntry(entry, expected, this.format, label);
     if (type !== 'file' || this.expectation.contentHashes === false) return undefined;
-    return new HashingSink(entry, expected, label);
+    return new HashingSink(entry, expected, label, this);
   }
 
-  /** Releases the manifest reader after a failed read. */
+  /** Lets the reader wait for the hashing of long holes (see HashingSink), and fails with it. */
+  backpressure(): Promise<void> | undefined {
+    if (this.hashingBehind.length === 0) return undefined;
+    const all = Promise.all(this.hashingBehind);
+    this.hashingBehind = [];
+    return all.then(() => undefined);
+  }
+
+  /** All hashing is done, and every content checksum compared. */
+  async settled(): Promise<void> {
+    while (this.hashingBehind.length > 0) await this.backpressure();
+  }
+
+  /** A sink's hashing that runs behind the reader; a failure surfaces in backpressure() or settled(). */
+  hashesBehind(work: Promise<void>): void {
+    // Handled here so that a read that fails first does not leave a rejection nobody awaits.
+    work.catch(() => undefined);
+    this.hashingBehind.push(work);
+  }
+
+  takeCopiedBytes(): number {
+    const bytes = this.copiedBytes;
+    this.copiedBytes = 0;
+    return bytes;
+  }
+
+  /** Releases the manifest reader after a failed read, and stops the hashing behind it. */
   finishEarly(): void {
+    this.stopHashing.abort();
     this.files?.close();
+  }
+
+  get hashingStopped(): AbortSignal {
+    return this.stopHashing.signal;
   }
 
   /** Checks what can only be known at the end: counts, sizes, the archive checksum. */
@@ -152,25 +188,60 @@ export class ManifestChecker implements TarVisitor {
   }
 }
 
+/**
+ * Hashes one file's content as it streams by and compares it with the manifest at its end. A long
+ * hole of a sparse file is hashed in turns of the event loop (ContentHash.zeros); until that is
+ * done, the file's later pieces are copied (the reader reuses their buffers) and wait in order.
+ */
 class HashingSink implements EntrySink {
   private readonly hash = new ContentHash();
   private readonly cursor: SparseCursor | undefined;
+  /** The hashing still running behind the reader, with what waits for it chained on. */
+  private behind: Promise<void> | undefined;
 
   constructor(
     entry: TarEntry,
     private readonly expected: ManifestFile,
     private readonly label: string,
+    private readonly checker: ManifestChecker,
   ) {
     if (entry.sparse) this.cursor = new SparseCursor(entry.sparse, entry.size);
   }
 
   data(chunk: Buffer): void {
     if (!this.cursor) this.hash.update(chunk);
-    else this.cursor.feed(chunk, (piece) => this.hash.update(piece), (_at, length) => this.hash.zeros(length));
+    else this.cursor.feed(chunk, (piece) => this.piece(piece), (_at, length) => this.hole(length));
   }
 
   end(): void {
-    this.cursor?.finish((_at, length) => this.hash.zeros(length));
+    this.cursor?.finish((_at, length) => this.hole(length));
+    if (this.behind) this.after(() => this.compare());
+    else this.compare();
+  }
+
+  private piece(piece: Buffer): void {
+    if (!this.behind) return this.hash.update(piece);
+    const copy = Buffer.from(piece);
+    this.checker.copiedBytes += copy.length;
+    this.after(() => this.hash.update(copy));
+  }
+
+  private hole(length: number): void {
+    const stop = this.checker.hashingStopped;
+    if (this.behind) return this.after(() => this.hash.zeros(length, stop));
+    const turns = this.hash.zeros(length, stop);
+    if (turns) {
+      this.behind = turns;
+      this.checker.hashesBehind(turns);
+    }
+  }
+
+  private after(step: () => Promise<void> | void): void {
+    this.behind = this.behind!.then(step);
+    this.checker.hashesBehind(this.behind);
+  }
+
+  private compare(): void {
     if (this.hash.digest() !== this.expected.sha256) {
       throw new IntegrityError(`${this.label}: content of ${displayName(this.expected.path)} does not match its checksum in the manifest; the archive is damaged`, 'CONTENT');
     }
@@ -196,7 +267,11 @@ export function bothVisitors(first: TarVisitor, second: TarVisitor): TarVisitor 
         },
       };
     },
-    backpressure: () => first.backpressure?.() ?? second.backpressure?.(),
+    backpressure() {
+      const a = first.backpressure?.();
+      const b = second.backpressure?.();
+      return a && b ? Promise.all([a, b]).then(() => undefined) : (a ?? b);
+    },
     takeCopiedBytes: () => (first.takeCopiedBytes?.() ?? 0) + (second.takeCopiedBytes?.() ?? 0),
   };
 }
@@ -217,6 +292,7 @@ export async function checkArchive(
   let result: ReadResult;
   try {
     result = await readArchive(file, compression, visitor, options.onProgress, options.identities);
+    await checker.settled();
   } catch (error) {
     // The manifest's reader holds a descriptor; a failed read must not leak it.
     checker.finishEarly();

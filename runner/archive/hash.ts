@@ -1,6 +1,7 @@
 import { createHash, hash as cryptoHash, type Hash } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import { IntegrityError } from '../errors.js';
+import { BYTES_PER_TURN, nextTurn } from './turns.js';
 
 /** The `.sha256` sidecar in `sha256sum` format, so `sha256sum -c` works with standard tools. */
 export function formatChecksumFile(sha256: string, archiveName: string): string {
@@ -36,8 +37,29 @@ export class ContentHash {
     }
   }
 
-  /** Feeds `length` zero bytes (a sparse file's hole). */
-  zeros(length: number): void {
+  /**
+   * Feeds `length` zero bytes (a sparse file's hole). SHA-256 has no shortcut for zeros, and a
+   * hole of a TiB takes ten minutes to hash. So a long run is hashed in slices with a turn of the
+   * event loop after each (see turns.ts); a short one is hashed at once and gives undefined.
+   * Nothing else may feed this hash until the promise settles. Once `stop` is aborted (the read
+   * failed), the rest is left out: the digest is then wrong and must not be used.
+   */
+  zeros(length: number, stop?: AbortSignal): Promise<void> | undefined {
+    if (length <= BYTES_PER_TURN) {
+      this.zerosNow(length);
+      return undefined;
+    }
+    return this.zerosInTurns(length, stop);
+  }
+
+  private async zerosInTurns(length: number, stop: AbortSignal | undefined): Promise<void> {
+    for (let left = length; left > 0 && !stop?.aborted; left -= BYTES_PER_TURN) {
+      this.zerosNow(Math.min(left, BYTES_PER_TURN));
+      await nextTurn();
+    }
+  }
+
+  private zerosNow(length: number): void {
     for (let left = length; left > 0; left -= ZEROS.length) this.update(ZEROS.subarray(0, Math.min(left, ZEROS.length)));
   }
 

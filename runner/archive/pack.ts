@@ -313,7 +313,7 @@ export class TarPacker {
       // SEEK_DATA says where the data is; a file system without it reports all data, which is then the truth.
       if ('extents' in map) extents = map.extents;
     }
-    extents ??= scanForHoles(fd, size);
+    extents ??= await scanForHoles(fd, size);
     const stored = dataBytes(extents);
     return stored < size ? extents : undefined;
   }
@@ -365,11 +365,11 @@ export class TarPacker {
     }
   }
 
-  private *copySparse(fd: number, path: string, extents: readonly Extent[], size: number, hash: ContentHash): Generator<Buffer, boolean> {
+  private async *copySparse(fd: number, path: string, extents: readonly Extent[], size: number, hash: ContentHash): AsyncGenerator<Buffer, boolean> {
     let position = 0;
     let shrank = false;
     for (const extent of extents) {
-      hash.zeros(extent.offset - position);
+      await hash.zeros(extent.offset - position);
       if (shrank) {
         // Keep the stream consistent with the header: zeros for the rest.
         yield* this.fillZeros(extent.length, hash);
@@ -378,7 +378,7 @@ export class TarPacker {
       }
       position = extent.offset + extent.length;
     }
-    hash.zeros(size - position);
+    await hash.zeros(size - position);
     return shrank;
   }
 

@@ -12,6 +12,7 @@ import { createDecompressor } from './compress.js';
 import { decryptStage } from './encryption.js';
 import { normalizeEntryPath } from './safety.js';
 import { type EntrySink, type TarEntry, TarReader } from './tar-reader.js';
+import { Turns } from './turns.js';
 
 /**
  * Reads one regular file out of an archive into a private spool file, and checks it against
@@ -134,7 +135,7 @@ export async function pickFile(request: PickRequest): Promise<PickedFile> {
     }
     if (!done) throw new IntegrityError(`./${request.rel} is listed in the manifest but the archive ends without it`, 'MANIFEST_MISMATCH');
     if (written > request.expected.size) throw new IntegrityError(`./${request.rel}: the archive holds more bytes than the manifest's size`, 'MANIFEST_MISMATCH');
-    checkSpool(fd, request.rel, request.expected);
+    await checkSpool(fd, request.rel, request.expected);
   } catch (error) {
     fs.closeSync(fd);
     throw asIntegrity(error);
@@ -142,17 +143,23 @@ export async function pickFile(request: PickRequest): Promise<PickedFile> {
   return { fd, size: request.expected.size, archiveBytesRead, tarBytesRead: reader.bytes };
 }
 
-/** Hashes the spooled bytes; a size or SHA-256 other than the manifest's is an integrity error. */
-function checkSpool(fd: number, rel: string, expected: { size: number; sha256: string }): void {
+/**
+ * Hashes the spooled bytes; a size or SHA-256 other than the manifest's is an integrity error. The
+ * event loop gets a turn between slices: a large file, or a sparse one whose holes read as zeros
+ * from the page cache, can take minutes.
+ */
+async function checkSpool(fd: number, rel: string, expected: { size: number; sha256: string }): Promise<void> {
   const size = fs.fstatSync(fd).size;
   if (size !== expected.size) throw new IntegrityError(`./${rel}: ${size} bytes in the archive, the manifest says ${expected.size}; nothing was written`, 'FILE_MISMATCH');
   const hash = createHash('sha256');
   const buffer = Buffer.allocUnsafe(1024 * 1024);
+  const turns = new Turns();
   for (let position = 0; position < size; ) {
     const n = fs.readSync(fd, buffer, 0, buffer.length, position);
     if (n === 0) break;
     hash.update(buffer.subarray(0, n));
     position += n;
+    await turns.done(n);
   }
   const sha256 = hash.digest('hex');
   if (sha256 !== expected.sha256) throw new IntegrityError(`./${rel}: SHA-256 ${sha256} in the archive, the manifest says ${expected.sha256}; the archive is damaged, nothing was written`, 'FILE_MISMATCH');

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import { IntegrityError } from '../errors.js';
 import type { Extent } from './syscall-helper.js';
+import { Turns } from './turns.js';
 
 /**
  * Sparse files in GNU tar's "sparse format 1.0" for pax archives, the form `tar --sparse
@@ -132,13 +133,15 @@ const SCAN_BLOCK = 4096;
 
 /**
  * Data extents found by reading: runs of all-zero 4 KiB blocks are holes. For file systems
- * where SEEK_DATA is not available (or the helper that calls it is not).
+ * where SEEK_DATA is not available (or the helper that calls it is not). The event loop gets a
+ * turn between slices (turns.ts).
  */
-export function scanForHoles(fd: number, size: number): Extent[] {
+export async function scanForHoles(fd: number, size: number): Promise<Extent[]> {
   const buffer = Buffer.allocUnsafe(1024 * 1024);
   const extents: Extent[] = [];
   let start = -1;
   let position = 0;
+  const turns = new Turns();
   while (position < size) {
     const n = fs.readSync(fd, buffer, 0, Math.min(buffer.length, size - position), position);
     if (n === 0) break;
@@ -153,6 +156,7 @@ export function scanForHoles(fd: number, size: number): Extent[] {
       }
     }
     position += n;
+    await turns.done(n);
   }
   if (start >= 0) extents.push({ offset: start, length: position - start });
   return extents;

@@ -116,6 +116,36 @@ describe('while a backup runs', () => {
     tally('7 contenders against a live lock under load (2 s stale age)', contenders, contenders - problems.length);
   }, 120_000);
 
+  // SHA-256 has no shortcut for a hole's zeros: 12 GiB of them take seconds of hashing in backup
+  // and again in restore. Hashed in one go on the main thread, the heartbeat stopped that long and a
+  // prune broke the live lock and deleted the backup's partial files.
+  it('keeps its lock while it hashes a 12 GiB hole, and so does a restore of it: prune exits 4', async () => {
+    const source = tempDir('hole-source');
+    fs.writeFileSync(path.join(source, 'notes.txt'), 'a disk image with nothing in it yet\n');
+    const image = path.join(source, 'disk.img');
+    fs.writeFileSync(image, '');
+    fs.truncateSync(image, 12 * 1024 * MiB);
+    const dest = freshDest('hole');
+    const target = tempDir('hole-target');
+    const contend = async (holder: Running, what: string) => {
+      await pollUntil(() => fs.existsSync(path.join(dest, LOCK)), holder.exited);
+      // Longer than the stale age: the heartbeat must have been refreshed in between.
+      await sleep(3000);
+      const prune = await runJson(['prune', '--dest', dest, '--keep-last', '1', '--lock-stale-after', '2s']);
+      expect(holder.child.exitCode, `the ${what} ended before prune could contend`).toBe(null);
+      expect(prune.code, describeRun(prune)).toBe(4);
+      expect(prune.lines.at(-1)?.msg).toMatch(new RegExp(`is locked by another pvc-backup run \\(${what} pid`));
+      const exit = await holder.exited;
+      expect(exit.code, describeRun({ code: exit.code, signal: exit.signal, stdout: holder.stdout(), stderr: holder.stderr() })).toBe(0);
+      expect(holder.lines.some((l) => l.event === 'lock.warning'), holder.stdout()).toBe(false);
+    };
+    await contend(startCli(['backup', '--source', source, '--dest', dest, '--compression', 'zstd', '--lock-stale-after', '2s']), 'backup');
+    await contend(startCli(['restore', '--dest', dest, '--archive', 'latest', '--target', target, '--lock-stale-after', '2s']), 'restore');
+    const restored = fs.statSync(path.join(target, 'disk.img'));
+    expect(restored.size).toBe(12 * 1024 * MiB);
+    expect(restored.blocks).toBe(0);
+  }, 180_000);
+
   it('prune exits 4 and deletes nothing; prune --dry-run never names the in-progress or newest archive; verify still works', async () => {
     const dest = freshDest('prune');
     for (let i = 0; i < 3; i++) {
