@@ -6,6 +6,7 @@ import { ContentHash } from './hash.js';
 import { MAX_WARNINGS, type ManifestFile, type ManifestWarning } from './manifest.js';
 import { decodeName, displayName, encodeName } from './names.js';
 import { type PaxValue, type Time, formatPaxTime, paxLength } from './pax.js';
+import { symlinkEscapes } from './safety.js';
 import { type Extent, dataBytes, encodeSparseMap, scanForHoles } from './sparse.js';
 import { ERRNO, type HelperPool, type Xattr, errnoName } from './syscall-helper.js';
 import { BLOCK, MAX_OCTAL_ID, MAX_OCTAL_SIZE, writeUstar } from './ustar.js';
@@ -226,6 +227,8 @@ export class TarPacker {
       }
       if (target.startsWith('/')) {
         this.warn({ path, problem: `is a symlink to the absolute path ${displayName(target)}; pvc-backup restore refuses links that point outside the target unless --allow-absolute-symlinks (chart: restore.allowAbsoluteSymlinks) asks to recreate them as they are, so make it relative or restore with that flag` });
+      } else if (symlinkEscapes(rel, target)) {
+        this.warn({ path, problem: `is a symlink to ${displayName(target)}, which points outside the backed-up directory; pvc-backup restore refuses an archive with such a link whatever the flags (it never creates a link out of the target), so make the link point inside the volume or leave it out with --exclude` });
       }
       const offset = this.header({ path, type: 'SymbolicLink', size: 0, linkpath: target, ...base, xattrs });
       this.record({ path, type: 'symlink', size: 0, ...manifestMeta(base), linkTarget: target, ...xattrField(xattrs), offset });

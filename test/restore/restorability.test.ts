@@ -60,6 +60,26 @@ describe('verify reports what restore would refuse', () => {
     }
   });
 
+  // A relative link out of the volume (`shared -> ../../shared`, as deployment tools write) is
+  // refused by restore whatever the flags, so the backup already says so.
+  it('a backup warns about a relative link that leaves the source, and verify refuses that archive with any flags', async () => {
+    const source = await tempDir('src');
+    const dest = await tempDir('dest');
+    writeTree(source, { 'plain.txt': 'plain\n', 'sub/deeper/file.txt': 'file\n' });
+    fs.symlinkSync('../../shared', path.join(source, 'shared'));
+    fs.symlinkSync('plain.txt', path.join(source, 'inside'));
+    fs.symlinkSync('../../plain.txt', path.join(source, 'sub/deeper/up-to-root'));
+    fs.symlinkSync('../../../plain.txt', path.join(source, 'sub/deeper/one-too-far'));
+    const made = await cli(['backup', '--source', source, '--dest', dest]);
+    expect(made.code, describeRun(made)).toBe(0);
+    const warned = made.lines.filter((l) => l.level === 'warn' && /points outside the backed-up directory/.test(l.msg)).map((l) => l.path);
+    expect(warned).toEqual(['./shared', './sub/deeper/one-too-far']);
+    expect(made.lines.find((l) => l.path === './shared')!.msg).toContain('restore refuses an archive with such a link whatever the flags');
+    const run = await cli(['verify', '--dest', dest, '--allow-absolute-symlinks']);
+    expect(run.code, describeRun(run)).toBe(3);
+    expect(run.lines.find((l) => l.event === 'verify.unrestorable')?.msg).toContain('archive entry "./shared" is a symlink to "../../shared", which points outside the target');
+  });
+
   it('other refusals are reported the same way (an archive made by hand with a link out of the target)', async () => {
     const dest = await tempDir('dest');
     writeArchive(dest, 'backup-20240101T000000Z.tar', [{ path: './', type: 'Directory' }, { path: './up', type: 'SymbolicLink', linkpath: '../../etc' }], { sidecars: true });
