@@ -14,7 +14,7 @@ import { type ApplyFailure, ERRNO, type HelperPool, type Xattr, errnoName } from
 import type { EntrySink, TarEntry, TarVisitor } from './tar-reader.js';
 import { readNames } from './walk.js';
 import { WriteBehind } from './write-behind.js';
-import { ACL_ACCESS, CAPABILITY, aclGroupLimit } from './xattrs.js';
+import { ACL_ACCESS, CAPABILITY, aclGroupLimit, aclsToDrop } from './xattrs.js';
 
 /**
  * Writes tar entries under a root directory with direct synchronous file-system calls, every
@@ -577,6 +577,7 @@ export class Extractor implements TarVisitor {
     const xattrs = this.options.xattrs ? meta.xattrs : undefined;
     const helper = this.options.helper;
     const nodeTime = exactForNode(time);
+    const drops = this.inheritedAclDrops(kind, xattrs);
     if (!helper) {
       if (options.mode !== undefined) chmod(where, options.mode, options.fd);
       if (xattrs) {
@@ -591,11 +592,13 @@ export class Extractor implements TarVisitor {
       setTimes(where, time, kind, options.fd);
       return;
     }
-    if (!xattrs && options.mode === undefined && nodeTime !== undefined) {
+    if (!xattrs && !drops && options.mode === undefined && nodeTime !== undefined) {
       setTimes(where, time, kind, options.fd);
       return;
     }
-    const request = helper.for(rel).apply(pathBytes(where), { xattrs, mode: options.mode, mtime: time }).then(
+    // With an inherited access ACL gone, the group bits still show its mask: the mode is set again.
+    const mode = drops ? (options.mode ?? meta.mode & 0o7777) : options.mode;
+    const request = helper.for(rel).apply(pathBytes(where), { ...drops, xattrs, mode, mtime: time }).then(
       (failures) => this.reportFailures(rel, where, kind, meta, xattrs, failures),
       (error: unknown) => {
         this.failWith(error);
@@ -610,9 +613,25 @@ export class Extractor implements TarVisitor {
     void request.finally(() => this.inFlight.delete(request));
   }
 
+  /**
+   * In a live tree (merge), a new entry inherits the default ACL of a directory that was already
+   * there, which may grant access the archive does not (a 0640 file readable by another user). So
+   * every file and directory loses the ACLs the archive does not give it, as with GNU tar `--acls`.
+   * A fresh root never has a default ACL while entries are created: restore removes the staging
+   * directory's inherited one first, and directories get theirs from the archive only at the end.
+   */
+  private inheritedAclDrops(kind: 'file' | 'symlink' | 'dir', xattrs: readonly Xattr[] | undefined): ReturnType<typeof aclsToDrop> {
+    if (!this.options.merge || !this.options.xattrs || kind === 'symlink') return undefined;
+    return aclsToDrop(xattrs, kind === 'dir');
+  }
+
   private reportFailures(rel: string, where: string | Buffer, kind: 'file' | 'symlink' | 'dir', meta: EntryMeta, xattrs: readonly Xattr[] | undefined, failures: ApplyFailure[]): void {
     const shown = kind === 'dir' ? `./${rel}/` : `./${rel}`;
     for (const f of failures) {
+      if (f.step === 'dropAcl') {
+        this.warnings.add(shown, `its inherited ${f.index === 0 ? 'access' : 'default'} ACL, which the archive does not have, could not be removed (${errnoName(f.errno)})`);
+        continue;
+      }
       if (f.step === 'xattr') {
         const xattr = xattrs?.[f.index];
         const name = xattr?.name ?? '?';

@@ -25,22 +25,34 @@ export interface Extent {
   length: number;
 }
 
-/** What `apply` sets on a path, in this order: xattrs, then mode (optional), then times (optional). */
+/**
+ * What `apply` sets on a path, in this order: ACLs removed (optional), xattrs, then mode
+ * (optional), then times (optional).
+ */
 export interface ApplyRequest {
+  /**
+   * Remove the access ACL, and the default ACL, when the path has one: ACLs it inherited from a
+   * directory's default ACL that the archive does not give it (GNU tar `--acls` does the same).
+   */
+  dropAccessAcl?: boolean;
+  dropDefaultAcl?: boolean;
   xattrs?: readonly Xattr[];
   mode?: number;
   /** Seconds and nanoseconds (0–999999999); seconds may be negative. */
   mtime?: { sec: number; nsec: number };
 }
 
-/** A step of `apply` or `writeFile` that failed: which xattr (by index), the mode, the times, creating, writing or the owner. */
+/**
+ * A step of `apply` or `writeFile` that failed: which xattr (by index), removing an ACL (index 0:
+ * access, 1: default), the mode, the times, creating, writing or the owner.
+ */
 export interface ApplyFailure {
-  step: 'xattr' | 'mode' | 'times' | 'open' | 'write' | 'owner';
+  step: 'xattr' | 'dropAcl' | 'mode' | 'times' | 'open' | 'write' | 'owner';
   index: number;
   errno: number;
 }
 
-const STEPS: Record<string, ApplyFailure['step']> = { x: 'xattr', m: 'mode', t: 'times', o: 'open', w: 'write', c: 'owner' };
+const STEPS: Record<string, ApplyFailure['step']> = { x: 'xattr', r: 'dropAcl', m: 'mode', t: 'times', o: 'open', w: 'write', c: 'owner' };
 
 function parseFailures(body: Buffer): ApplyFailure[] {
   const count = body.readUInt32BE(0);
@@ -62,9 +74,9 @@ function xattrParts(xattrs: readonly Xattr[]): Buffer[] {
   return xattrs.flatMap((x) => [lengthPrefixed(Buffer.from(x.name, 'latin1')), lengthPrefixed(x.value)]);
 }
 
-const SYSCALLS: Record<string, { llistxattr: number; lgetxattr: number; lsetxattr: number; fsetxattr: number; utimensat: number }> = {
-  x64: { llistxattr: 195, lgetxattr: 192, lsetxattr: 189, fsetxattr: 190, utimensat: 280 },
-  arm64: { llistxattr: 12, lgetxattr: 9, lsetxattr: 6, fsetxattr: 7, utimensat: 88 },
+const SYSCALLS: Record<string, { llistxattr: number; lgetxattr: number; lsetxattr: number; fsetxattr: number; utimensat: number; lremovexattr: number }> = {
+  x64: { llistxattr: 195, lgetxattr: 192, lsetxattr: 189, fsetxattr: 190, utimensat: 280, lremovexattr: 198 },
+  arm64: { llistxattr: 12, lgetxattr: 9, lsetxattr: 6, fsetxattr: 7, utimensat: 88, lremovexattr: 15 },
 };
 
 /** What `writeFile` creates: a new regular file with its content and metadata, in this order. */
@@ -89,7 +101,7 @@ export function errnoName(errno: number): string {
 
 const PERL = String.raw`
 use strict; use warnings;
-my ($LLIST, $LGET, $LSET, $FSET, $UTIMENSAT, $OFLAGS) = @ARGV;
+my ($LLIST, $LGET, $LSET, $FSET, $UTIMENSAT, $OFLAGS, $LREMOVE) = @ARGV;
 binmode STDIN; binmode STDOUT;
 umask 0;
 $| = 0;
@@ -153,6 +165,14 @@ sub apply {
   }
   my $path = substr($body, $at) . "\0";
   my @fail;
+  my $drop = 0;
+  for my $acl ('system.posix_acl_access', 'system.posix_acl_default') {
+    if ($flags & (4 << $drop)) {
+      my $r = syscall($LREMOVE, $path, "$acl\0");
+      push @fail, 'r', $drop, $! + 0 if $r < 0 && $! != 61 && $! != 95;
+    }
+    $drop++;
+  }
   for (my $i = 0; $i < @x; $i += 2) {
     my $v = $x[$i + 1];
     my $r = syscall($LSET, $path, "$x[$i]\0", $v, length($v), 0);
@@ -270,7 +290,7 @@ export class SyscallHelper {
 
   private constructor(numbers: (typeof SYSCALLS)[string]) {
     const openFlags = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW;
-    this.child = spawn('perl', ['-e', PERL, ...[numbers.llistxattr, numbers.lgetxattr, numbers.lsetxattr, numbers.fsetxattr, numbers.utimensat, openFlags].map(String)], {
+    this.child = spawn('perl', ['-e', PERL, ...[numbers.llistxattr, numbers.lgetxattr, numbers.lsetxattr, numbers.fsetxattr, numbers.utimensat, openFlags, numbers.lremovexattr].map(String)], {
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     let stderr = '';
@@ -330,11 +350,11 @@ export class SyscallHelper {
     return { extents };
   }
 
-  /** Sets xattrs, then the mode, then the times of a path (never following a final symlink for xattrs and times). */
+  /** Removes ACLs, sets xattrs, then the mode, then the times of a path (never following a final symlink). */
   async apply(path: Buffer, request: ApplyRequest): Promise<ApplyFailure[]> {
     const xattrs = request.xattrs ?? [];
     const head = Buffer.alloc(36);
-    const flags = (request.mtime ? 1 : 0) | (request.mode !== undefined ? 2 : 0);
+    const flags = (request.mtime ? 1 : 0) | (request.mode !== undefined ? 2 : 0) | (request.dropAccessAcl ? 4 : 0) | (request.dropDefaultAcl ? 8 : 0);
     head.writeUInt32BE(flags, 0);
     head.writeUInt32BE(request.mode ?? 0, 4);
     const sec = BigInt(request.mtime?.sec ?? 0);

@@ -40,6 +40,17 @@ export function xattrPaxRecords(xattrs: readonly Xattr[]): [string, PaxValue][] 
 }
 
 /** Whether a pax key is one of the xattr/ACL keys this module reads. */
+/**
+ * The ACLs to remove from a restored path so that it keeps only the ones its archive entry gives
+ * it (`xattrs`), as GNU tar `--acls` does: what it inherited from a default ACL, or had before
+ * (undefined when there is nothing to remove).
+ */
+export function aclsToDrop(xattrs: readonly Xattr[] | undefined, directory: boolean): { dropAccessAcl: boolean; dropDefaultAcl: boolean } | undefined {
+  const dropAccessAcl = !xattrs?.some((x) => x.name === ACL_ACCESS);
+  const dropDefaultAcl = directory && !xattrs?.some((x) => x.name === ACL_DEFAULT);
+  return dropAccessAcl || dropDefaultAcl ? { dropAccessAcl, dropDefaultAcl } : undefined;
+}
+
 export function isXattrKey(key: string): boolean {
   return key.startsWith(XATTR_KEY) || key in ACL_TEXT_KEYS || key === SELINUX_KEY;
 }

@@ -15,6 +15,7 @@ import { type SafetyOptions, SafetyRules } from '../archive/safety.js';
 import { HelperPool, errnoName } from '../archive/syscall-helper.js';
 import type { TarVisitor } from '../archive/tar-reader.js';
 import { readNames } from '../archive/walk.js';
+import { aclsToDrop } from '../archive/xattrs.js';
 import type { BackupConfig, BucketRestoreConfig, Compression, RestoreConfig } from '../config.js';
 import type { RunContext } from '../context.js';
 import { IntegrityError, OperationError, RunnerError, UsageError, describeSystemError } from '../errors.js';
@@ -443,6 +444,7 @@ async function restoreReplace(config: RestoreConfig, ctx: RunContext, source: Ar
   let snapshot: string | undefined;
   try {
     try {
+      if (helper && config.xattrs) await dropInheritedAcls(run.stagingPath, helper, log);
       result = await extractPass(config, ctx, source, extractor);
     } finally {
       extractor.close();
@@ -576,14 +578,30 @@ function startHelper(ctx: RunContext): HelperPool | undefined {
   return helper;
 }
 
-/** The target directory's own xattrs (e.g. a default ACL) and exact mtime, from the archive's root entry. */
+/**
+ * The staging directory inherits the target's default ACL, and would pass it on to every entry
+ * created below it (a 0640 file readable by another user): it loses both ACLs before extraction.
+ */
+async function dropInheritedAcls(staging: string, helper: HelperPool, log: Logger): Promise<void> {
+  // Through "/.": the staging path is a descriptor's /proc link, which `apply` would not follow.
+  const failures = await helper.for('').apply(Buffer.from(`${staging}/.`), { dropAccessAcl: true, dropDefaultAcl: true });
+  for (const f of failures) {
+    log.warn('restore.attribute', `the target's default ACL could not be kept from the restored entries (${errnoName(f.errno)}); they may carry ACL entries the archive does not have`, { path: './', problem: f.step });
+  }
+}
+
+/**
+ * The target directory's own xattrs (e.g. a default ACL) and exact mtime, from the archive's root
+ * entry; ACLs the root entry does not have are removed, so the target ends up as the archive's root.
+ */
 async function applyRootAttributes(target: string, root: EntryMeta | undefined, config: RestoreConfig, helper: HelperPool | undefined, log: Logger): Promise<void> {
   if (!root || !helper) return;
   const xattrs = config.xattrs ? root.xattrs : undefined;
-  if (!xattrs && !root.mtimeNsec) return;
-  const failures = await helper.for('').apply(Buffer.from(target), { xattrs, mtime: { sec: root.mtime, nsec: root.mtimeNsec ?? 0 } });
+  const drops = config.xattrs ? aclsToDrop(xattrs, true) : undefined;
+  if (!xattrs && !drops && !root.mtimeNsec) return;
+  const failures = await helper.for('').apply(Buffer.from(target), { ...drops, xattrs, mtime: { sec: root.mtime, nsec: root.mtimeNsec ?? 0 } });
   for (const f of failures) {
-    const what = f.step === 'xattr' ? `its extended attribute ${xattrs?.[f.index]?.name}` : 'its exact mtime';
+    const what = f.step === 'xattr' ? `its extended attribute ${xattrs?.[f.index]?.name}` : f.step === 'dropAcl' ? `the removal of its ${f.index === 0 ? 'access' : 'default'} ACL, which the archive's root does not have,` : 'its exact mtime';
     log.warn('restore.attribute', `./: ${what} was not restored (${errnoName(f.errno)})`, { path: './', problem: f.step });
   }
 }

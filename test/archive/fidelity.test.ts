@@ -214,6 +214,49 @@ describe.skipIf(!isRoot)('extended attributes, POSIX ACLs and file capabilities 
     expect(listed).toMatch(/-rw-rwx---\+ 0\/0 .* \.\/acl-file/);
   });
 
+  // A target whose directory has a default ACL (set by an admin or a provisioner) passed it on to
+  // every restored entry: a 0640 file without an ACL became readable by the default ACL's user.
+  // GNU tar --acls removes what the archive does not give an entry; so does restore.
+  it('gives no entry an ACL the archive does not have, in a target with default ACLs (replace and merge), as tar --acls -x', async () => {
+    const source = await attributeTree();
+    fs.writeFileSync(path.join(source, 'private'), 'owner and group only\n', { mode: 0o640 });
+    fs.mkdirSync(path.join(source, 'plain-dir/nested'), { recursive: true });
+    fs.writeFileSync(path.join(source, 'plain-dir/nested/private'), 'owner and group only\n', { mode: 0o640 });
+    fs.writeFileSync(path.join(source, 'shared/acl-removed'), 'no ACL of its own\n', { mode: 0o640 });
+    tool('setfacl', ['-b', path.join(source, 'shared/acl-removed')]);
+    const dest = await tempDir('dest');
+    const archive = await backup(source, dest);
+    const withDefaultAcl = (dir: string) => tool('setfacl', ['-m', 'u:65534:rx', '-d', '-m', 'u:65534:rwx', dir]);
+
+    const target = await tempDir('target');
+    withDefaultAcl(target);
+    await restore(dest, archive, target);
+    const byTar = await tempDir('tar');
+    withDefaultAcl(byTar);
+    gnuExtract(archive, byTar);
+    expect(xattrDump(target)).toBe(xattrDump(byTar));
+    expect(xattrDump(target)).toBe(xattrDump(source));
+    expect(rawSnapshot(target)).toEqual(rawSnapshot(source));
+    const asNobody = (file: string) => execFileSync('su', ['-s', '/bin/sh', 'nobody', '-c', `cat ${file} 2>&1 || true`]).toString();
+    expect(asNobody(path.join(target, 'plain-dir/nested/private'))).toMatch(/Permission denied/);
+
+    // Merge over a live tree whose directories already carry default ACLs, with a file of its own.
+    const live = await tempDir('live');
+    fs.mkdirSync(path.join(live, 'plain-dir'));
+    fs.writeFileSync(path.join(live, 'plain-dir/not-in-archive'), 'stays, with its ACL\n');
+    for (const dir of [live, path.join(live, 'plain-dir')]) withDefaultAcl(dir);
+    tool('setfacl', ['-m', 'u:65534:r', path.join(live, 'plain-dir/not-in-archive')]);
+    const liveByTar = await tempDir('live-tar');
+    tool('cp', ['-a', `${live}/.`, liveByTar]);
+    await restore(dest, archive, live, ['--mode', 'merge']);
+    gnuExtract(archive, liveByTar);
+    // The target directory's own ACLs are left as they are by a merge (GNU tar also applies the archive's root entry).
+    const belowRoot = (dir: string) => xattrDump(dir).split('\n\n').filter((block) => !block.startsWith('# file: .\n')).join('\n\n');
+    expect(belowRoot(live)).toBe(belowRoot(liveByTar));
+    expect(belowRoot(live)).toContain('# file: plain-dir/not-in-archive');
+    expect(asNobody(path.join(live, 'plain-dir/nested/private'))).toMatch(/Permission denied/);
+  });
+
   it('--no-xattrs leaves them out of the archive, and restore --no-xattrs does not set them', async () => {
     const source = await attributeTree();
     const dest = await tempDir('dest');
