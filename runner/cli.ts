@@ -19,5 +19,6 @@ if (major < REQUIRED_NODE_MAJOR) {
   process.exitCode = 2;
 } else {
   const { main } = await import('./main.js');
-  process.exitCode = await main(process.argv.slice(2));
+  const { losslessArgs } = await import('./args.js');
+  process.exitCode = await main(losslessArgs());
 }

@@ -1,5 +1,6 @@
 import v8 from 'node:v8';
 import vm from 'node:vm';
+import { rawArgsCarrier } from './args.js';
 
 /**
  * Keeps peak memory flat while gigabytes stream through. zlib hands out a fresh buffer for
@@ -117,7 +118,11 @@ export function tuneRuntimeOnce(): void {
   const name = (flag: string) => flag.split('=')[0];
   const flags = V8_FLAGS.filter((flag) => !process.execArgv.some((given) => name(given) === name(flag)));
   try {
-    process.execve(process.execPath, [process.execPath, ...flags, ...process.execArgv, ...process.argv.slice(1)], { ...process.env, MALLOC_MMAP_THRESHOLD_: String(MMAP_THRESHOLD) });
+    process.execve(process.execPath, [process.execPath, ...flags, ...process.execArgv, ...process.argv.slice(1)], {
+      ...process.env,
+      MALLOC_MMAP_THRESHOLD_: String(MMAP_THRESHOLD),
+      ...rawArgsCarrier(),
+    });
   } catch {
     // Not possible here (seccomp, …): run as is.
   }

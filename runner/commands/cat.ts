@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import type { Writable } from 'node:stream';
 import type { ManifestFile } from '../archive/manifest.js';
 import { type PickRequest, pickFile } from '../archive/pick.js';
+import { displayName } from '../archive/names.js';
 import { normalizeEntryPath } from '../archive/safety.js';
 import type { CatConfig, OnBucket } from '../config.js';
 import type { RunContext } from '../context.js';
@@ -30,9 +31,9 @@ export async function runCat(config: CatConfig | OnBucket<CatConfig>, ctx: RunCo
     const file = findFile(source, config.path);
     const request = await readRequest(source, file);
     if (request.seek) {
-      log.info('cat.seek', `${source.name}: ./${config.path} starts in zstd frame ${request.seek.frame + 1} of ${request.seek.frames}; decoding from compressed offset ${request.seek.compressedOffset}`, {
+      log.info('cat.seek', `${source.name}: ./${displayName(config.path)} starts in zstd frame ${request.seek.frame + 1} of ${request.seek.frames}; decoding from compressed offset ${request.seek.compressedOffset}`, {
         archive: source.name,
-        path: `./${config.path}`,
+        path: `./${displayName(config.path)}`,
         frame: request.seek.frame,
         frames: request.seek.frames,
         compressedOffset: request.seek.compressedOffset,
@@ -40,9 +41,9 @@ export async function runCat(config: CatConfig | OnBucket<CatConfig>, ctx: RunCo
     }
     const picked = await pickFile(request);
     try {
-      log.info('cat.checked', `${source.name}: ./${config.path} (${humanBytes(picked.size)}) matches the manifest's SHA-256; read ${humanBytes(picked.archiveBytesRead)} of the archive`, {
+      log.info('cat.checked', `${source.name}: ./${displayName(config.path)} (${humanBytes(picked.size)}) matches the manifest's SHA-256; read ${humanBytes(picked.archiveBytesRead)} of the archive`, {
         archive: source.name,
-        path: `./${config.path}`,
+        path: `./${displayName(config.path)}`,
         bytes: picked.size,
         archiveBytesRead: picked.archiveBytesRead,
         tarBytesRead: picked.tarBytesRead,
@@ -59,7 +60,7 @@ export async function runCat(config: CatConfig | OnBucket<CatConfig>, ctx: RunCo
 
 /** The manifest's entry for PATH, following a hard link to the file it names. */
 function findFile(source: ArchiveSource, rel: string): ManifestFile {
-  if (!source.opened) throw new IntegrityError(`${source.name} has no manifest to check ./${rel} against`, 'UNVERIFIED');
+  if (!source.opened) throw new IntegrityError(`${source.name} has no manifest to check ./${displayName(rel)} against`, 'UNVERIFIED');
   const lookup = (wanted: string): ManifestFile | undefined => {
     const reader = source.opened!.files();
     try {
@@ -70,14 +71,14 @@ function findFile(source: ArchiveSource, rel: string): ManifestFile {
     }
   };
   let entry = lookup(rel);
-  if (!entry) throw new UsageError(`./${rel} is not in ${source.name} (list its contents with tar -t, or check the spelling)`, 'PATH_NOT_IN_ARCHIVE');
+  if (!entry) throw new UsageError(`./${displayName(rel)} is not in ${source.name} (list its contents with tar -t, or check the spelling)`, 'PATH_NOT_IN_ARCHIVE');
   if (entry.type === 'hardlink') {
     const target = normalizeEntryPath(entry.linkTarget ?? '');
     entry = lookup(target);
-    if (!entry || entry.type !== 'file') throw new IntegrityError(`./${rel} in ${source.name} is a hard link to ./${target}, which the manifest does not list as a file`, 'MANIFEST_MISMATCH');
+    if (!entry || entry.type !== 'file') throw new IntegrityError(`./${displayName(rel)} in ${source.name} is a hard link to ./${displayName(target)}, which the manifest does not list as a file`, 'MANIFEST_MISMATCH');
   }
-  if (entry.type !== 'file') throw new UsageError(`./${rel} in ${source.name} is a ${entry.type === 'dir' ? 'directory' : 'symlink'}, not a regular file; cat writes one file (restore --path restores a directory)`, 'NOT_A_FILE');
-  if (entry.sha256 === undefined) throw new IntegrityError(`the manifest of ${source.name} records no SHA-256 for ./${rel}; it cannot be checked`, 'MANIFEST_MISMATCH');
+  if (entry.type !== 'file') throw new UsageError(`./${displayName(rel)} in ${source.name} is a ${entry.type === 'dir' ? 'directory' : 'symlink'}, not a regular file; cat writes one file (restore --path restores a directory)`, 'NOT_A_FILE');
+  if (entry.sha256 === undefined) throw new IntegrityError(`the manifest of ${source.name} records no SHA-256 for ./${displayName(rel)}; it cannot be checked`, 'MANIFEST_MISMATCH');
   return entry;
 }
 

@@ -1,3 +1,4 @@
+import { displayName } from '../archive/names.js';
 import { UsageError } from '../errors.js';
 import type { IndexEntry } from './plan.js';
 
@@ -21,7 +22,7 @@ export class PathSelection {
 
   /** The selected paths as the archive shows them (`./etc/app.conf`). */
   describe(): string {
-    return this.paths.map((p) => `./${p}`).join(', ');
+    return this.paths.map((p) => `./${displayName(p)}`).join(', ');
   }
 }
 
@@ -60,17 +61,17 @@ export function checkSelection(selection: PathSelection, entries: Iterable<Index
       if (entry.rel === p || within(entry.rel, p)) found.add(p);
       if (entry.kind === 'symlink' && within(p, entry.rel)) {
         throw new UsageError(
-          `--path ./${p} leads through ./${entry.rel}, which is a symlink in ${archive} (to ${entry.link}); a restore never follows symlinks, so give a path without symlinks (or ./${entry.rel} itself)`,
+          `--path ./${displayName(p)} leads through ./${displayName(entry.rel)}, which is a symlink in ${archive} (to ${displayName(entry.link ?? '')}); a restore never follows symlinks, so give a path without symlinks (or ./${displayName(entry.rel)} itself)`,
           'PATH_THROUGH_SYMLINK',
         );
       }
     }
     if (entry.kind === 'hardlink' && entry.link !== undefined && selection.includes(entry.rel) && !selection.includes(entry.link)) {
-      throw new UsageError(`./${entry.rel} in ${archive} is a hard link to ./${entry.link}, which is not selected; add --path ./${entry.link} too`, 'PATH_LINK_OUTSIDE');
+      throw new UsageError(`./${displayName(entry.rel)} in ${archive} is a hard link to ./${displayName(entry.link)}, which is not selected; add --path ./${displayName(entry.link)} too`, 'PATH_LINK_OUTSIDE');
     }
   }
   const missing = selection.paths.filter((p) => !found.has(p));
   if (missing.length > 0) {
-    throw new UsageError(`${missing.map((p) => `./${p}`).join(', ')} ${missing.length === 1 ? 'is' : 'are'} not in ${archive}; nothing was restored (list its contents with tar -t, or check the spelling)`, 'PATH_NOT_IN_ARCHIVE');
+    throw new UsageError(`${missing.map((p) => `./${displayName(p)}`).join(', ')} ${missing.length === 1 ? 'is' : 'are'} not in ${archive}; nothing was restored (list its contents with tar -t, or check the spelling)`, 'PATH_NOT_IN_ARCHIVE');
   }
 }

@@ -1,9 +1,9 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { type LogLine, archivesIn, jsonLines, runCli, tool } from '../helpers/cli.js';
+import { type LogLine, archivesIn, cliPath, jsonLines, runCli, shell, shq, tool } from '../helpers/cli.js';
 import { useMounts } from '../helpers/mounts.js';
 import { isRoot, makeDeepTree, rawSnapshot, useTempDirs, xattrDump } from '../helpers/tree.js';
 
@@ -140,6 +140,31 @@ describe('names and link targets are bytes', () => {
       expect.arrayContaining([hex('./a', [0xff]), hex('./dir', [0xe9], '/'), hex('./dir', [0xe9], '/f'), hex('./x', [0xef, 0xbf, 0xbd]), hex('./x', [0xff]), hex('./x', [0xfe]), hex('./h', [0xc3])]),
     );
     await roundTrips(source);
+  });
+});
+
+describe('names that are not UTF-8 on the command line', () => {
+  // Node turns argv bytes that are not UTF-8 into U+FFFD; the runner takes them from
+  // /proc/self/cmdline (across its own re-exec too), so such files can be named as typed.
+  it('cat and restore --path take them as typed in a shell, byte for byte', async () => {
+    const source = await tempDir('names');
+    fs.mkdirSync(bytesPath(source, [0x63, 0x61, 0x66, 0xe9]));
+    fs.writeFileSync(bytesPath(source, [0x63, 0x61, 0x66, 0xe9], 'menu.txt'), 'soup\n');
+    fs.writeFileSync(bytesPath(source, [0x78, 0xff]), 'the one with 0xff\n');
+    fs.writeFileSync(bytesPath(source, [0x78, 0xfe]), 'the one with 0xfe\n');
+    const dest = await tempDir('dest');
+    await backup(source, dest);
+    const runner = `${shq(process.execPath)} ${shq(cliPath)}`;
+    expect(shell(`${runner} cat --dest ${shq(dest)} latest "$(printf './x\\377')"`).toString()).toBe('the one with 0xff\n');
+    expect(shell(`${runner} cat --dest ${shq(dest)} latest "$(printf './x\\376')"`).toString()).toBe('the one with 0xfe\n');
+
+    const target = await tempDir('target');
+    shell(`${runner} restore --dest ${shq(dest)} --archive latest --target ${shq(target)} --path "$(printf './caf\\351')" --no-snapshot`);
+    expect(rawSnapshot(target).map((e) => e.path)).toEqual(rawSnapshot(source).map((e) => e.path).filter((p) => p === '2e' || p.startsWith(Buffer.from('./caf\xe9', 'latin1').toString('hex'))));
+
+    const missing = spawnSync('sh', ['-c', `${runner} cat --dest ${shq(dest)} latest "$(printf './nothere\\377')"`]);
+    expect(missing.status).toBe(2);
+    expect(missing.stderr.toString()).toContain('./nothere\\xff is not in');
   });
 });
 

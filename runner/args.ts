@@ -1,0 +1,60 @@
+import fs from 'node:fs';
+import { decodeName } from './archive/names.js';
+
+/**
+ * The command's arguments as lossless strings (see archive/names.ts). Node decodes argv as UTF-8
+ * and turns every byte that is not into U+FFFD, so a file named `caf\xe9` (Latin-1) could never be
+ * given to `cat` or `restore --path`. Linux keeps the exact bytes in /proc/self/cmdline; they are
+ * used when they decode to what Node gave, else Node's strings are. The runtime's one re-exec
+ * (memory.ts) cannot pass bytes on, since execve takes strings: it hands them over in CARRIER.
+ */
+
+const CARRIER = 'PVC_BACKUP_INTERNAL_RAW_ARGV';
+
+export function losslessArgs(given: readonly string[] = process.argv.slice(2)): string[] {
+  const carried = process.env[CARRIER];
+  delete process.env[CARRIER];
+  const raw = carried !== undefined ? fromCarrier(carried) : lossy(given) ? rawArgs(given) : undefined;
+  return raw && matches(raw, given) ? raw.map(decodeName) : [...given];
+}
+
+/** Environment for a re-exec of this process: the raw arguments, when Node's strings lost bytes. */
+export function rawArgsCarrier(given: readonly string[] = process.argv.slice(2)): Record<string, string> {
+  const raw = lossy(given) ? rawArgs(given) : undefined;
+  return raw && matches(raw, given) ? { [CARRIER]: JSON.stringify(raw.map((arg) => arg.toString('base64'))) } : {};
+}
+
+function lossy(given: readonly string[]): boolean {
+  return given.some((arg) => arg.includes('\ufffd'));
+}
+
+/** The last `given.length` entries of /proc/self/cmdline: node, its flags and the script come first. */
+function rawArgs(given: readonly string[]): Buffer[] | undefined {
+  let cmdline: Buffer;
+  try {
+    cmdline = fs.readFileSync('/proc/self/cmdline');
+  } catch {
+    return undefined;
+  }
+  const parts: Buffer[] = [];
+  for (let start = 0; start < cmdline.length; ) {
+    const end = cmdline.indexOf(0, start);
+    const stop = end === -1 ? cmdline.length : end;
+    parts.push(cmdline.subarray(start, stop));
+    start = stop + 1;
+  }
+  return parts.length >= given.length ? parts.slice(parts.length - given.length) : undefined;
+}
+
+function fromCarrier(text: string): Buffer[] | undefined {
+  try {
+    const list = JSON.parse(text) as unknown;
+    return Array.isArray(list) && list.every((item) => typeof item === 'string') ? list.map((item: string) => Buffer.from(item, 'base64')) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function matches(raw: readonly Buffer[], given: readonly string[]): boolean {
+  return raw.length === given.length && raw.every((arg, i) => arg.toString('utf8') === given[i]);
+}
