@@ -220,7 +220,10 @@ class HashingSink implements EntrySink {
   }
 
   private piece(piece: Buffer): void {
-    if (!this.behind) return this.hash.update(piece);
+    if (!this.behind) {
+      this.hash.update(piece);
+      return;
+    }
     const copy = Buffer.from(piece);
     this.checker.copiedBytes += copy.length;
     this.after(() => this.hash.update(copy));
@@ -228,17 +231,28 @@ class HashingSink implements EntrySink {
 
   private hole(length: number): void {
     const stop = this.checker.hashingStopped;
-    if (this.behind) return this.after(() => this.hash.zeros(length, stop));
-    const turns = this.hash.zeros(length, stop);
-    if (turns) {
-      this.behind = turns;
-      this.checker.hashesBehind(turns);
+    if (this.behind) {
+      this.after(() => this.hash.zeros(length, stop));
+      return;
     }
+    const turns = this.hash.zeros(length, stop);
+    if (turns) this.runBehind(turns);
   }
 
   private after(step: () => Promise<void> | void): void {
-    this.behind = this.behind!.then(step);
-    this.checker.hashesBehind(this.behind);
+    this.runBehind(this.behind!.then(step));
+  }
+
+  /** Once the last work chained on is done, later pieces are hashed at once again. */
+  private runBehind(work: Promise<void>): void {
+    this.behind = work;
+    this.checker.hashesBehind(work);
+    work.then(
+      () => {
+        if (this.behind === work) this.behind = undefined;
+      },
+      () => undefined,
+    );
   }
 
   private compare(): void {
