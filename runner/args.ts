@@ -14,22 +14,25 @@ const CARRIER = 'PVC_BACKUP_INTERNAL_RAW_ARGV';
 export function losslessArgs(given: readonly string[] = process.argv.slice(2)): string[] {
   const carried = process.env[CARRIER];
   delete process.env[CARRIER];
-  const raw = carried !== undefined ? fromCarrier(carried) : lossy(given) ? rawArgs(given) : undefined;
+  const raw = carried !== undefined ? fromCarrier(carried) : lostBytes(given);
   return raw && matches(raw, given) ? raw.map(decodeName) : [...given];
 }
 
 /** Environment for a re-exec of this process: the raw arguments, when Node's strings lost bytes. */
 export function rawArgsCarrier(given: readonly string[] = process.argv.slice(2)): Record<string, string> {
-  const raw = lossy(given) ? rawArgs(given) : undefined;
-  return raw && matches(raw, given) ? { [CARRIER]: JSON.stringify(raw.map((arg) => arg.toString('base64'))) } : {};
+  const raw = lostBytes(given);
+  return raw ? { [CARRIER]: JSON.stringify(raw.map((arg) => arg.toString('base64'))) } : {};
 }
 
-function lossy(given: readonly string[]): boolean {
-  return given.some((arg) => arg.includes('\ufffd'));
+/** The exact bytes of the arguments when Node's strings lost some (and they are found), else undefined. */
+function lostBytes(given: readonly string[]): Buffer[] | undefined {
+  if (!given.some((arg) => arg.includes('\ufffd'))) return undefined;
+  const raw = cmdlineTail(given.length);
+  return raw && matches(raw, given) ? raw : undefined;
 }
 
-/** The last `given.length` entries of /proc/self/cmdline: node, its flags and the script come first. */
-function rawArgs(given: readonly string[]): Buffer[] | undefined {
+/** The last `count` entries of /proc/self/cmdline: node, its flags and the script come first. */
+function cmdlineTail(count: number): Buffer[] | undefined {
   let cmdline: Buffer;
   try {
     cmdline = fs.readFileSync('/proc/self/cmdline');
@@ -43,7 +46,7 @@ function rawArgs(given: readonly string[]): Buffer[] | undefined {
     parts.push(cmdline.subarray(start, stop));
     start = stop + 1;
   }
-  return parts.length >= given.length ? parts.slice(parts.length - given.length) : undefined;
+  return parts.length >= count ? parts.slice(parts.length - count) : undefined;
 }
 
 function fromCarrier(text: string): Buffer[] | undefined {

@@ -28,12 +28,13 @@ export async function runCat(config: CatConfig | OnBucket<CatConfig>, ctx: RunCo
   const { prefix } = local ? await choosePrefix(config.dest!, config.prefix, config.prefixDefaulted) : { prefix: config.prefix };
   const source = await openArchive({ ...config, dest: config.dest ?? '', prefix, allowUnverified: false }, ctx);
   try {
+    const shown = `./${displayName(config.path)}`;
     const file = findFile(source, config.path);
     const request = await readRequest(source, file);
     if (request.seek) {
-      log.info('cat.seek', `${source.name}: ./${displayName(config.path)} starts in zstd frame ${request.seek.frame + 1} of ${request.seek.frames}; decoding from compressed offset ${request.seek.compressedOffset}`, {
+      log.info('cat.seek', `${source.name}: ${shown} starts in zstd frame ${request.seek.frame + 1} of ${request.seek.frames}; decoding from compressed offset ${request.seek.compressedOffset}`, {
         archive: source.name,
-        path: `./${displayName(config.path)}`,
+        path: shown,
         frame: request.seek.frame,
         frames: request.seek.frames,
         compressedOffset: request.seek.compressedOffset,
@@ -41,9 +42,9 @@ export async function runCat(config: CatConfig | OnBucket<CatConfig>, ctx: RunCo
     }
     const picked = await pickFile(request);
     try {
-      log.info('cat.checked', `${source.name}: ./${displayName(config.path)} (${humanBytes(picked.size)}) matches the manifest's SHA-256; read ${humanBytes(picked.archiveBytesRead)} of the archive`, {
+      log.info('cat.checked', `${source.name}: ${shown} (${humanBytes(picked.size)}) matches the manifest's SHA-256; read ${humanBytes(picked.archiveBytesRead)} of the archive`, {
         archive: source.name,
-        path: `./${displayName(config.path)}`,
+        path: shown,
         bytes: picked.size,
         archiveBytesRead: picked.archiveBytesRead,
         tarBytesRead: picked.tarBytesRead,

@@ -6,7 +6,7 @@ import { ContentHash } from '../../runner/archive/hash.js';
 import { scanForHoles } from '../../runner/archive/sparse.js';
 import { BYTES_PER_TURN } from '../../runner/archive/turns.js';
 import { cliPath, jsonLines, runCli, shell, shq } from '../helpers/cli.js';
-import { useTempDirs } from '../helpers/tree.js';
+import { sha256File, useTempDirs, writeSparseFile } from '../helpers/tree.js';
 
 /**
  * Holes longer than one slice of work (BYTES_PER_TURN) are hashed in turns of the event loop, so
@@ -17,23 +17,6 @@ import { useTempDirs } from '../helpers/tree.js';
 
 const tempDir = useTempDirs();
 const MiB = 1024 * 1024;
-
-function sha256File(file: string): string {
-  const hash = createHash('sha256');
-  const fd = fs.openSync(file, 'r');
-  const buffer = Buffer.alloc(MiB);
-  for (let n; (n = fs.readSync(fd, buffer, 0, buffer.length, null)) > 0; ) hash.update(buffer.subarray(0, n));
-  fs.closeSync(fd);
-  return hash.digest('hex');
-}
-
-/** Writes pieces at their offsets into a new file of `size` bytes; the rest stays holes. */
-function sparseFile(file: string, size: number, pieces: [offset: number, data: Buffer][]): void {
-  const fd = fs.openSync(file, 'w');
-  for (const [offset, data] of pieces) fs.writeSync(fd, data, 0, data.length, offset);
-  fs.ftruncateSync(fd, size);
-  fs.closeSync(fd);
-}
 
 describe('ContentHash.zeros', () => {
   it('hashes a run longer than a slice in turns of the event loop, to the same digest', async () => {
@@ -67,7 +50,7 @@ describe('ContentHash.zeros', () => {
 describe('scanForHoles', () => {
   it('lets timers run while it reads a large file, and finds its data', async () => {
     const file = path.join(await tempDir('scan'), 'image');
-    sparseFile(file, 200 * MiB, [[150 * MiB, Buffer.alloc(8192, 7)]]);
+    writeSparseFile(file, 200 * MiB, [[150 * MiB, Buffer.alloc(8192, 7)]]);
     const fd = fs.openSync(file, 'r');
     let ticks = 0;
     const timer = setInterval(() => ticks++, 0);
@@ -84,12 +67,12 @@ describe('sparse files with holes longer than a slice', () => {
     const source = await tempDir('src');
     // Data before, between and after long holes, in the same stored stream: the piece after a
     // hole arrives in the same chunk as the one before it.
-    sparseFile(path.join(source, 'vm.img'), 300 * MiB, [
+    writeSparseFile(path.join(source, 'vm.img'), 300 * MiB, [
       [0, randomBytes(MiB + 11)],
       [100 * MiB, randomBytes(300 * 1024)],
       [180 * MiB, randomBytes(4096)],
     ]);
-    sparseFile(path.join(source, 'z-empty-start.img'), 90 * MiB, [[85 * MiB, randomBytes(5000)]]);
+    writeSparseFile(path.join(source, 'z-empty-start.img'), 90 * MiB, [[85 * MiB, randomBytes(5000)]]);
     fs.writeFileSync(path.join(source, 'zz-after.txt'), 'a plain file after the sparse ones\n');
     const dest = await tempDir('dest');
     const backup = await runCli(['backup', '--source', source, '--dest', dest, '--compression', 'zstd', '--log-format', 'json']);
@@ -120,7 +103,7 @@ describe('sparse files with holes longer than a slice', () => {
 
   it('a read that fails while a 32 GiB hole is being hashed ends the run at once, with exit 3', async () => {
     const source = await tempDir('src');
-    sparseFile(path.join(source, 'disk.img'), 32 * 1024 * MiB, [[0, randomBytes(8192)]]);
+    writeSparseFile(path.join(source, 'disk.img'), 32 * 1024 * MiB, [[0, randomBytes(8192)]]);
     fs.writeFileSync(path.join(source, 'z-after.txt'), 'after the hole\n');
     const dest = await tempDir('dest');
     const backup = await runCli(['backup', '--source', source, '--dest', dest, '--compression', 'none', '--log-format', 'json'], { timeoutMs: 180_000 });

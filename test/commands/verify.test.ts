@@ -4,7 +4,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { ManifestDocument as Manifest } from '../../runner/archive/manifest.js';
 import { type LogLine, archivesIn, jsonLines, runCli } from '../helpers/cli.js';
-import { buildRichTree, useTempDirs, writeTree } from '../helpers/tree.js';
+import { buildRichTree, useTempDirs, writeSparseFile, writeTree } from '../helpers/tree.js';
 
 const tempDir = useTempDirs();
 
@@ -145,11 +145,10 @@ describe('verify on a damaged archive exits 3 and names the problem', () => {
   // waits for it: a changed checksum is still found, and the run still fails.
   it("when the manifest's sha256 of a sparse file with a 100 MiB hole was changed", async () => {
     const source = await tempDir('src');
-    const fd = fs.openSync(path.join(source, 'disk.img'), 'w');
-    fs.writeSync(fd, randomBytes(64 * 1024), 0, 64 * 1024, 0);
-    fs.writeSync(fd, randomBytes(64 * 1024), 0, 64 * 1024, 100 * 1024 * 1024);
-    fs.ftruncateSync(fd, 101 * 1024 * 1024);
-    fs.closeSync(fd);
+    writeSparseFile(path.join(source, 'disk.img'), 101 * 1024 * 1024, [
+      [0, randomBytes(64 * 1024)],
+      [100 * 1024 * 1024, randomBytes(64 * 1024)],
+    ]);
     writeTree(source, { 'z-after.txt': 'after\n' });
     const made = await makeBackup('zstd', { source });
     expect((await verify(made.dest)).code).toBe(0);

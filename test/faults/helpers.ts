@@ -7,7 +7,9 @@ import { pathToFileURL } from 'node:url';
 import { afterAll } from 'vitest';
 import { parseArchiveName } from '../../runner/store/naming.js';
 import { type LogLine, cleanEnv, cliPath, distDir, ensureBuilt } from '../helpers/cli.js';
-import { exactState } from '../helpers/tree.js';
+import { exactState, sha256File } from '../helpers/tree.js';
+
+export { sha256File };
 
 /**
  * Shared machinery of the fault-injection suite (test/faults): the built CLI as real child
@@ -420,18 +422,6 @@ export function archivePartials(dest: string): string[] {
 // ---------------------------------------------------------------------------------------------
 // Backup directory invariants
 
-export function sha256File(file: string): string {
-  const hash = createHash('sha256');
-  const fd = fs.openSync(file, 'r');
-  try {
-    const buf = Buffer.allocUnsafe(4 * 1024 * 1024);
-    let n: number;
-    while ((n = fs.readSync(fd, buf, 0, buf.length, null)) > 0) hash.update(buf.subarray(0, n));
-  } finally {
-    fs.closeSync(fd);
-  }
-  return hash.digest('hex');
-}
 
 export interface PublishedArchive {
   name: string;

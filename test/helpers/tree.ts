@@ -158,8 +158,29 @@ export interface SnapshotOptions {
   ignore?: (rel: string) => boolean;
 }
 
-function sha256File(file: string): string {
-  return createHash('sha256').update(fs.readFileSync(file)).digest('hex');
+/** SHA-256 of a file, read in 4 MiB steps (files of many GiB, sparse ones too). */
+export function sha256File(file: string): string {
+  const hash = createHash('sha256');
+  const fd = fs.openSync(file, 'r');
+  try {
+    const buf = Buffer.allocUnsafe(4 * 1024 * 1024);
+    let n: number;
+    while ((n = fs.readSync(fd, buf, 0, buf.length, null)) > 0) hash.update(buf.subarray(0, n));
+  } finally {
+    fs.closeSync(fd);
+  }
+  return hash.digest('hex');
+}
+
+/** A new file of `size` bytes holding `pieces` at their offsets; the rest stays holes. */
+export function writeSparseFile(file: string, size: number, pieces: [offset: number, data: Buffer][]): void {
+  const fd = fs.openSync(file, 'w');
+  try {
+    for (const [offset, data] of pieces) fs.writeSync(fd, data, 0, data.length, offset);
+    fs.ftruncateSync(fd, size);
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 /**
