@@ -18,12 +18,14 @@ const SEED = 0x5eed2026;
 /** All files and dirs get mtimes from this base (2023-11-14T22:13:20Z) plus a small per-entry offset. */
 const MTIME_BASE = 1_700_000_000;
 
-export type ProfileName = 'small' | 'medium' | 'large' | 'files-30k' | 'files-300k' | 'files-3m';
+export type ProfileName = 'small' | 'medium' | 'large' | 'files-30k' | 'files-300k' | 'files-3m' | 'flat-1m';
 
 export interface Profile {
   name: ProfileName;
   /** Tiny files (0–64 bytes) in directories of 1,000, for memory per file (the files-* profiles). */
   tinyFiles?: number;
+  /** Tiny files all in one directory instead (flat-1m: a spool or cache directory that was never sharded). */
+  flat?: boolean;
   smallFiles: number;
   logFiles: number;
   logBytes: number;
@@ -42,6 +44,7 @@ export const PROFILES: Record<ProfileName, Profile> = {
   'files-30k': { name: 'files-30k', tinyFiles: 30_000, ...NO_BULK },
   'files-300k': { name: 'files-300k', tinyFiles: 300_000, ...NO_BULK },
   'files-3m': { name: 'files-3m', tinyFiles: 3_000_000, ...NO_BULK },
+  'flat-1m': { name: 'flat-1m', tinyFiles: 1_000_000, flat: true, ...NO_BULK },
 };
 
 export interface DatasetInfo {
@@ -278,13 +281,14 @@ function smallFileContent(rng: Rng, size: number, json: boolean): string {
 /**
  * Many tiny files (0–64 bytes, one in four empty) in directories of 1,000 below 100 top-level
  * directories, like mail spools, photo thumbnails or node_modules: what costs per file, not per byte.
+ * With `flat`, all of them in one directory: what costs per name in one listing.
  */
-function writeTinyFiles(root: string, count: number): void {
+function writeTinyFiles(root: string, count: number, flat = false): void {
   const rng = new Rng(seedFor('tiny-files'));
   const text = 'abcdefghijklmnopqrstuvwxyz0123456789 .,-_ABCDEFGHIJKLMNOPQRSTUVWXYZ\n';
   for (let i = 0; i < count; i++) {
-    const dir = path.join(root, 'many', `top-${String((i / 1000) % 100 | 0).padStart(2, '0')}`, `dir-${String((i / 100_000) | 0).padStart(3, '0')}`);
-    if (i % 1000 === 0) mkdirSync(dir, { recursive: true });
+    const dir = flat ? path.join(root, 'many', 'flat') : path.join(root, 'many', `top-${String((i / 1000) % 100 | 0).padStart(2, '0')}`, `dir-${String((i / 100_000) | 0).padStart(3, '0')}`);
+    if (flat ? i === 0 : i % 1000 === 0) mkdirSync(dir, { recursive: true });
     const size = rng.below(4) === 0 ? 0 : 1 + rng.below(64);
     let content = '';
     for (let k = 0; k < size; k++) content += text[rng.below(text.length)];
@@ -365,7 +369,7 @@ export function generate(p: Profile, dir: string): void {
   try {
     mkdirSync(dir, { recursive: true });
     if (p.tinyFiles) {
-      writeTinyFiles(dir, p.tinyFiles);
+      writeTinyFiles(dir, p.tinyFiles, p.flat);
       writeEdgeCases(dir, p);
       return;
     }

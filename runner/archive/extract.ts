@@ -12,7 +12,7 @@ import { type SafeEntry, type SafetyOptions, SafetyRules } from './safety.js';
 import { SparseCursor } from './sparse.js';
 import { type ApplyFailure, ERRNO, type HelperPool, type Xattr, errnoName } from './syscall-helper.js';
 import type { EntrySink, TarEntry, TarVisitor } from './tar-reader.js';
-import { readNames } from './walk.js';
+import { sortedNames } from './listing.js';
 import { WriteBehind } from './write-behind.js';
 import { ACL_ACCESS, CAPABILITY, aclGroupLimit, aclsToDrop } from './xattrs.js';
 
@@ -1024,7 +1024,7 @@ function removeDeep(target: Buffer): void {
   if ((st.mode & 0o700) !== 0o700) fs.chmodSync(target, (st.mode & 0o7777) | 0o700);
   const base = DirectoryBase.open(target);
   try {
-    for (const name of readNames(base.self)) removeDeep(base.child(name));
+    for (const name of sortedNames(base.self)) removeDeep(base.child(name));
   } finally {
     base.close();
   }

@@ -1,7 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { RunnerError } from '../errors.js';
+import { NAMES_IN_MEMORY, NameListing } from './listing.js';
 import { DirectoryBase } from './long-paths.js';
-import { decodeName } from './names.js';
 
 /**
  * Depth-first walk of a source tree in a stable order (names sorted, see compareWalkOrder),
@@ -58,6 +59,7 @@ export class TreeWalker {
     private readonly root: string,
     private readonly exclude: ExcludeMatcher,
     private readonly closeDelay = 0,
+    private readonly namesInMemory = NAMES_IN_MEMORY,
   ) {}
 
   *entries(): Generator<WalkEntry> {
@@ -85,13 +87,22 @@ export class TreeWalker {
   }
 
   private *directory(base: DirectoryBase, rel: string): Generator<WalkEntry> {
-    let names: string[];
+    let names: NameListing;
     try {
-      names = readNames(base.self);
+      names = NameListing.read(base.self, this.namesInMemory);
     } catch (error) {
+      if (error instanceof RunnerError) throw error;
       yield this.count({ rel, path: base.self, error: error as NodeJS.ErrnoException });
       return;
     }
+    try {
+      yield* this.entriesOf(base, rel, names);
+    } finally {
+      names.close();
+    }
+  }
+
+  private *entriesOf(base: DirectoryBase, rel: string, names: Iterable<string>): Generator<WalkEntry> {
     for (const name of names) {
       const childPath = base.child(name);
       const childRel = rel === '' ? name : `${rel}/${name}`;
@@ -130,16 +141,6 @@ export function* walkTree(root: string, exclude: ExcludeMatcher): Generator<Walk
   } finally {
     walker.close();
   }
-}
-
-/** The names in a directory, sorted, as lossless strings; bytes are read only when a name is not UTF-8. */
-export function readNames(dir: Buffer | string): string[] {
-  const names = fs.readdirSync(dir);
-  // Node replaces bytes that are not UTF-8 by U+FFFD; such a listing is read again as bytes.
-  if (names.some((n) => n.includes('\ufffd'))) {
-    return (fs.readdirSync(dir, { encoding: 'buffer' }) as Buffer[]).map(decodeName).sort();
-  }
-  return names.sort();
 }
 
 /** What kind of tar entry a stat describes; undefined for what tar archives cannot restore safely. */

@@ -14,7 +14,7 @@ import type { ReadProgress } from '../archive/read.js';
 import { type SafetyOptions, SafetyRules } from '../archive/safety.js';
 import { HelperPool, errnoName } from '../archive/syscall-helper.js';
 import type { TarVisitor } from '../archive/tar-reader.js';
-import { readNames } from '../archive/walk.js';
+import { sortedNames } from '../archive/listing.js';
 import { aclsToDrop } from '../archive/xattrs.js';
 import type { BackupConfig, BucketRestoreConfig, Compression, RestoreConfig } from '../config.js';
 import type { RunContext } from '../context.js';
@@ -683,7 +683,8 @@ function checkTargetSpace(target: string, bytes: number, mode: RestoreConfig['mo
 
 /** Whether the target holds anything besides lost+found and the run's own entries (`own`). */
 function targetHasData(target: string, own: readonly string[]): boolean {
-  return readNames(target).some((name) => !own.includes(name) && !KEEP_IN_PLACE.includes(name));
+  for (const name of sortedNames(target)) if (!own.includes(name) && !KEEP_IN_PLACE.includes(name)) return true;
+  return false;
 }
 
 /**

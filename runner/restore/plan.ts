@@ -3,11 +3,13 @@ import fs from 'node:fs';
 import type { OpenedManifest } from '../archive/manifest.js';
 import { DirectoryBase, TreePaths } from '../archive/long-paths.js';
 import { compareWalkOrder, decodeName } from '../archive/names.js';
-import { openAnonymousFile, writeAll } from '../archive/fd-io.js';
 import { type EntryKind, type SafetyOptions, SafetyRules, normalizeEntryPath } from '../archive/safety.js';
 import { SparseCursor } from '../archive/sparse.js';
 import type { EntrySink, TarEntry, TarVisitor } from '../archive/tar-reader.js';
-import { readNames } from '../archive/walk.js';
+import { NameListing } from '../archive/listing.js';
+import { type RecordCodec, SortedRunFile } from '../archive/sorted-runs.js';
+import { RunnerError } from '../errors.js';
+import { GarbageGovernor } from '../memory.js';
 import type { RestoreMode } from '../config.js';
 
 /**
@@ -66,8 +68,13 @@ function fromManifestFile(f: { path: string; type: EntryKind; size: number; sha2
 export function indexFromManifest(opened: OpenedManifest): IndexSource {
   const read = function* (): Generator<IndexEntry> {
     const reader = opened.files();
+    // Each entry read leaves its parsed line behind (memory.ts: a collection every few thousand).
+    const governor = new GarbageGovernor();
     try {
-      for (let f = reader.next(); f; f = reader.next()) yield fromManifestFile(f);
+      for (let f = reader.next(); f; f = reader.next()) {
+        governor.processed(0, 1);
+        yield fromManifestFile(f);
+      }
     } finally {
       reader.close();
     }
@@ -135,45 +142,49 @@ const ZEROS = Buffer.alloc(1024 * 1024);
  */
 class ExternalSorter {
   private static readonly RUN = 32_768;
-  private run: { seq: number; entry: IndexEntry }[] = [];
-  private readonly runs: { offset: number; length: number }[] = [];
-  private fd: number | undefined;
-  private bytes = 0;
+  private run: Sequenced[] = [];
+  private spill: SortedRunFile<Sequenced> | undefined;
   private seq = 0;
 
   add(entry: IndexEntry): void {
     this.run.push({ seq: this.seq++, entry });
-    if (this.run.length >= ExternalSorter.RUN) this.spill();
+    if (this.run.length >= ExternalSorter.RUN) this.writeRun();
   }
 
   finish(): IndexSource {
-    const order = (a: { seq: number; entry: IndexEntry }, b: { seq: number; entry: IndexEntry }) => compareWalkOrder(a.entry.rel, b.entry.rel) || a.seq - b.seq;
-    if (this.runs.length === 0) {
-      const sorted = this.run.sort(order);
+    if (!this.spill) {
+      const sorted = this.run.sort(walkOrderThenSeq);
       return { entries: () => lastOfEach(sorted), close: () => undefined };
     }
-    this.spill();
-    const fd = this.fd!;
-    const runs = this.runs;
-    return {
-      entries: () => lastOfEach(mergeRuns(fd, runs, order)),
-      close: () => fs.closeSync(fd),
-    };
+    this.writeRun();
+    const spill = this.spill;
+    return { entries: () => lastOfEach(spill.merged()), close: () => spill.close() };
   }
 
-  private spill(): void {
-    if (this.run.length === 0) return;
-    this.fd ??= openAnonymousFile();
-    this.run.sort((a, b) => compareWalkOrder(a.entry.rel, b.entry.rel) || a.seq - b.seq);
-    const data = Buffer.from(this.run.map((r) => JSON.stringify([r.seq, r.entry])).join('\n') + '\n', 'utf8');
-    writeAll(this.fd, data, this.bytes);
-    this.runs.push({ offset: this.bytes, length: data.length });
-    this.bytes += data.length;
+  private writeRun(): void {
+    this.spill ??= new SortedRunFile(SEQUENCED_CODEC, walkOrderThenSeq);
+    this.spill.writeRun(this.run.sort(walkOrderThenSeq));
     this.run = [];
   }
 }
 
-function* lastOfEach(sorted: Iterable<{ seq: number; entry: IndexEntry }>): Generator<IndexEntry> {
+interface Sequenced {
+  seq: number;
+  entry: IndexEntry;
+}
+
+const walkOrderThenSeq = (a: Sequenced, b: Sequenced) => compareWalkOrder(a.entry.rel, b.entry.rel) || a.seq - b.seq;
+
+/** JSON keeps lossless names exact: a lone surrogate is written as its \u escape. */
+const SEQUENCED_CODEC: RecordCodec<Sequenced> = {
+  encode: ({ seq, entry }) => Buffer.from(JSON.stringify([seq, entry]), 'utf8'),
+  decode: (bytes) => {
+    const [seq, entry] = JSON.parse(bytes.toString('utf8')) as [number, IndexEntry];
+    return { seq, entry };
+  },
+};
+
+function* lastOfEach(sorted: Iterable<Sequenced>): Generator<IndexEntry> {
   let held: IndexEntry | undefined;
   for (const { entry } of sorted) {
     if (held && held.rel !== entry.rel) yield held;
@@ -182,56 +193,8 @@ function* lastOfEach(sorted: Iterable<{ seq: number; entry: IndexEntry }>): Gene
   if (held) yield held;
 }
 
-/** One sorted run read back line by line. */
-class RunReader {
-  private position: number;
-  private readonly end: number;
-  private text = '';
-  private at = 0;
-  private readonly buffer = Buffer.allocUnsafe(64 * 1024);
-  private carry = Buffer.alloc(0);
-
-  constructor(
-    private readonly fd: number,
-    run: { offset: number; length: number },
-  ) {
-    this.position = run.offset;
-    this.end = run.offset + run.length;
-  }
-
-  next(): { seq: number; entry: IndexEntry } | undefined {
-    for (;;) {
-      const newline = this.text.indexOf('\n', this.at);
-      if (newline !== -1) {
-        const [seq, entry] = JSON.parse(this.text.slice(this.at, newline)) as [number, IndexEntry];
-        this.at = newline + 1;
-        return { seq, entry };
-      }
-      if (this.position >= this.end) return undefined;
-      const n = fs.readSync(this.fd, this.buffer, 0, Math.min(this.buffer.length, this.end - this.position), this.position);
-      this.position += n;
-      const data = Buffer.concat([this.carry, this.buffer.subarray(0, n)]);
-      const cut = this.position >= this.end ? data.length : data.lastIndexOf(0x0a) + 1;
-      this.carry = Buffer.from(data.subarray(cut));
-      this.text = this.text.slice(this.at) + data.subarray(0, cut).toString('utf8');
-      this.at = 0;
-    }
-  }
-}
-
-function* mergeRuns(fd: number, runs: readonly { offset: number; length: number }[], order: (a: { seq: number; entry: IndexEntry }, b: { seq: number; entry: IndexEntry }) => number): Generator<{ seq: number; entry: IndexEntry }> {
-  const readers = runs.map((r) => new RunReader(fd, r));
-  const heads = readers.map((r) => r.next());
-  for (;;) {
-    let best = -1;
-    for (let i = 0; i < heads.length; i++) {
-      if (heads[i] && (best === -1 || order(heads[i]!, heads[best]!) < 0)) best = i;
-    }
-    if (best === -1) return;
-    yield heads[best]!;
-    heads[best] = readers[best]!.next();
-  }
-}
+/** Read buffer of hashFile, reused (a fresh 1 MiB per file took a dry run of a million files to 280 MiB). */
+const HASH_BUFFER = Buffer.allocUnsafe(1024 * 1024);
 
 function hashFile(abs: Buffer): string | undefined {
   let fd: number;
@@ -242,11 +205,10 @@ function hashFile(abs: Buffer): string | undefined {
   }
   try {
     const hash = createHash('sha256');
-    const buffer = Buffer.allocUnsafe(1024 * 1024);
     for (;;) {
-      const n = fs.readSync(fd, buffer, 0, buffer.length, null);
+      const n = fs.readSync(fd, HASH_BUFFER, 0, HASH_BUFFER.length, null);
       if (n === 0) break;
-      hash.update(buffer.subarray(0, n));
+      hash.update(HASH_BUFFER.subarray(0, n));
     }
     return hash.digest('hex');
   } catch {
@@ -316,12 +278,15 @@ function inside(rel: string, dir: string): boolean {
 /** Compares the archive index with the target directory. Reads the target only. */
 export function planRestore(target: string, index: IndexSource, mode: RestoreMode, options: PlanOptions): RestorePlan {
   const plan: RestorePlan = { add: 0, replace: 0, remove: 0, unchanged: 0, addBytes: 0, replaceBytes: 0, removeBytes: 0 };
+  // Each entry leaves names, stats and a log line behind (memory.ts: a collection every few thousand).
+  const governor = new GarbageGovernor();
   // Hard links compare like the file they link to: the files they name, with size and hash.
   const linked = new Map<string, IndexEntry | undefined>();
   for (const e of index.entries()) if (e.kind === 'hardlink' && e.link !== undefined) linked.set(e.link, undefined);
   if (linked.size > 0) for (const e of index.entries()) if (e.kind === 'file' && linked.has(e.rel)) linked.set(e.rel, e);
 
   const emit = (action: PlanAction, rel: string, kind: EntryKind | 'other', bytes: number, dir: boolean) => {
+    governor.processed(0, 1);
     plan[action]++;
     plan[`${action}Bytes`] += bytes;
     options.onItem(action, { path: show(rel, dir), kind, bytes });
@@ -371,77 +336,85 @@ export function planRestore(target: string, index: IndexSource, mode: RestoreMod
   /** One directory of the target (a real directory) against the index entries inside it. */
   const walk = (base: DirectoryBase, dir: string) => {
     const names = safeNames(base);
-    let i = 0;
-    for (;;) {
-      const entry = cursor.current && inside(cursor.current.rel, dir) ? cursor.current : undefined;
-      const name = i < names.length ? names[i] : undefined;
-      if (!entry && name === undefined) return;
-      const entryChild = entry ? entry.rel.slice(dir === '' ? 0 : dir.length + 1).split('/', 1)[0]! : undefined;
-      const childRel = (n: string) => (dir === '' ? n : `${dir}/${n}`);
-      if (name !== undefined && (entryChild === undefined || name < entryChild)) {
-        // Only in the target.
-        i++;
-        if (dir === '' && options.ignoreTopLevel(name)) continue;
-        if (mode === 'replace') removeTree(base, name, childRel(name));
-        continue;
-      }
-      const rel = childRel(entryChild!);
-      if (name === undefined || entryChild! < name) {
-        // Only in the archive.
-        if (dir === '' && options.ignoreTopLevel(entryChild!)) {
+    let next = names.next();
+    const nextName = () => {
+      next = names.next();
+    };
+    try {
+      for (;;) {
+        governor.processed(0, 1);
+        const entry = cursor.current && inside(cursor.current.rel, dir) ? cursor.current : undefined;
+        const name = next.done ? undefined : next.value;
+        if (!entry && name === undefined) return;
+        const entryChild = entry ? entry.rel.slice(dir === '' ? 0 : dir.length + 1).split('/', 1)[0]! : undefined;
+        const childRel = (n: string) => (dir === '' ? n : `${dir}/${n}`);
+        if (name !== undefined && (entryChild === undefined || name < entryChild)) {
+          // Only in the target.
+          nextName();
+          if (dir === '' && options.ignoreTopLevel(name)) continue;
+          if (mode === 'replace') removeTree(base, name, childRel(name));
+          continue;
+        }
+        const rel = childRel(entryChild!);
+        if (name === undefined || entryChild! < name) {
+          // Only in the archive.
+          if (dir === '' && options.ignoreTopLevel(entryChild!)) {
+            skipInside(rel);
+            continue;
+          }
+          if (cursor.current?.rel === rel) {
+            add(cursor.current);
+            cursor.advance();
+          }
+          addAllInside(rel);
+          continue;
+        }
+        // In both.
+        nextName();
+        if (dir === '' && options.ignoreTopLevel(name)) {
           skipInside(rel);
           continue;
         }
-        if (cursor.current?.rel === rel) {
-          add(cursor.current);
-          cursor.advance();
+        const at = base.child(name);
+        const st = lstat(at);
+        const own = cursor.current?.rel === rel ? cursor.current : undefined;
+        if (own) cursor.advance();
+        if (!st) {
+          if (own) add(own);
+          addAllInside(rel);
+          continue;
         }
-        addAllInside(rel);
-        continue;
-      }
-      // In both.
-      i++;
-      if (dir === '' && options.ignoreTopLevel(name)) {
-        skipInside(rel);
-        continue;
-      }
-      const at = base.child(name);
-      const st = lstat(at);
-      const own = cursor.current?.rel === rel ? cursor.current : undefined;
-      if (own) cursor.advance();
-      if (!st) {
-        if (own) add(own);
-        addAllInside(rel);
-        continue;
-      }
-      if (own && own.kind !== 'dir') {
-        if (same(own, at, st)) plan.unchanged++;
-        else replace(own);
-        // A target directory that becomes a file: its contents go.
+        if (own && own.kind !== 'dir') {
+          if (same(own, at, st)) plan.unchanged++;
+          else replace(own);
+          // A target directory that becomes a file: its contents go.
+          if (st.isDirectory()) {
+            const child = base.descend(name);
+            try {
+              for (const n of safeNames(child)) removeTree(child, n, `${rel}/${n}`);
+            } finally {
+              child.close();
+            }
+          }
+          continue;
+        }
         if (st.isDirectory()) {
+          if (own) plan.unchanged++;
           const child = base.descend(name);
           try {
-            for (const n of safeNames(child)) removeTree(child, n, `${rel}/${n}`);
+            walk(child, rel);
           } finally {
             child.close();
           }
+          continue;
         }
-        continue;
+        // A file or symlink where the archive has a directory (listed, or implied by its contents).
+        if (own) replace(own);
+        else removeTree(base, name, rel);
+        addAllInside(rel);
       }
-      if (st.isDirectory()) {
-        if (own) plan.unchanged++;
-        const child = base.descend(name);
-        try {
-          walk(child, rel);
-        } finally {
-          child.close();
-        }
-        continue;
-      }
-      // A file or symlink where the archive has a directory (listed, or implied by its contents).
-      if (own) replace(own);
-      else removeTree(base, name, rel);
-      addAllInside(rel);
+    } finally {
+      names.return(undefined);
     }
   };
   const skipInside = (dir: string) => {
@@ -458,11 +431,19 @@ export function planRestore(target: string, index: IndexSource, mode: RestoreMod
   return plan;
 }
 
-function safeNames(base: DirectoryBase): string[] {
+/** A directory's names, sorted; none when it cannot be listed. */
+function* safeNames(base: DirectoryBase): Generator<string, void> {
+  let listing: NameListing;
   try {
-    return readNames(base.self);
-  } catch {
-    return [];
+    listing = NameListing.read(base.self);
+  } catch (error) {
+    if (error instanceof RunnerError) throw error;
+    return;
+  }
+  try {
+    yield* listing;
+  } finally {
+    listing.close();
   }
 }
 

@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import { type EntryMeta, applyMeta, applyTimes, removeTree } from '../archive/extract.js';
 import { fsPath } from '../archive/names.js';
-import { readNames } from '../archive/walk.js';
+import { sortedNames } from '../archive/listing.js';
 import { OperationError, describeSystemError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { walkOwnFileSystem } from './plan.js';
@@ -183,8 +183,13 @@ class OwnDirectory {
     return OwnDirectory.open(target, name, { dev: fs.lstatSync(target).dev, uid: process.geteuid?.() });
   }
 
-  names(): string[] {
-    return readNames(this.path);
+  names(): Generator<string> {
+    return sortedNames(this.path);
+  }
+
+  isEmpty(): boolean {
+    for (const _ of this.names()) return false;
+    return true;
   }
 
   /**
@@ -301,7 +306,7 @@ export function checkSwapPossible(target: string): void {
   }
   if (isRoot()) return;
   const uid = process.getuid?.();
-  for (const name of readNames(fsPath(target))) {
+  for (const name of sortedNames(fsPath(target))) {
     if (KEEP_IN_PLACE.includes(name)) continue;
     const st = fs.lstatSync(fsPath(`${target}/${name}`));
     if (st.isDirectory() && (st.mode & 0o200) === 0 && st.uid !== uid) {
@@ -401,7 +406,7 @@ export class RestoreRun {
     const { target } = this;
     try {
       if (this.journal.phase === 'install') {
-        for (const name of readNames(fsPath(target))) if (!staysInPlace(name, this.id)) moveInto(`${target}/${name}`, this.dir.path, name);
+        for (const name of sortedNames(fsPath(target))) if (!staysInPlace(name, this.id)) moveInto(`${target}/${name}`, this.dir.path, name);
       }
       if (this.old) for (const name of this.old.names()) fs.renameSync(fsPath(`${this.old.path}/${name}`), fsPath(`${target}/${name}`));
       fsyncDirectorySync(target);
@@ -420,7 +425,7 @@ export class RestoreRun {
 }
 
 function evacuate(target: string, id: string, old: OwnDirectory): void {
-  for (const name of readNames(fsPath(target))) {
+  for (const name of sortedNames(fsPath(target))) {
     if (staysInPlace(name, id)) continue;
     moveInto(`${target}/${name}`, old.path, name);
   }
@@ -560,7 +565,7 @@ function recoverRun(dest: string, target: string, dev: number, journal: RunJourn
     // Cannot happen unless someone deleted the staged tree: put the old entries back.
     if (old) for (const entry of old.names()) if (!exists(`${target}/${entry}`)) fs.renameSync(fsPath(`${old.path}/${entry}`), fsPath(`${target}/${entry}`));
     fsyncDirectorySync(target);
-    if (old && old.names().length === 0) old.remove(target);
+    if (old && old.isEmpty()) old.remove(target);
     else old?.close();
     deleteJournal(dest, journal.id);
     recovery.rolledBack.push(journal.id);

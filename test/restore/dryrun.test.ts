@@ -107,4 +107,23 @@ describe('dry run', () => {
     expect(p.summary).toMatchObject({ remove: 6, unchanged: 5 });
     expect(treeState(target)).toBe(before);
   });
+
+  it('sorts an index larger than memory holds on disk, and a path archived twice counts as its last copy', { timeout: 60_000 }, async () => {
+    const { source, dest, target } = await scene();
+    const many = 40_000;
+    fs.mkdirSync(path.join(source, 'many'));
+    for (let i = 0; i < many; i++) fs.writeFileSync(path.join(source, 'many', `f${(i * 7919) % many}`), i % 3 === 0 ? `${i}\n` : '');
+    const archive = path.join(dest, 'plain.tar');
+    tool('tar', ['cf', archive, '-C', source, '.']);
+    const later = await tempDir('later');
+    writeTree(later, { 'dir/same.txt': 'a later, longer copy\n' });
+    tool('tar', ['rf', archive, '-C', later, './dir/same.txt']);
+    const run = await cli(['restore', '--dest', dest, '--archive', 'plain.tar', '--target', target, '--dry-run', '--allow-unverified']);
+    expect(run.code, describeRun(run)).toBe(0);
+    const p = plan(run);
+    const manyPaths = ['./many/', ...Array.from({ length: many }, (_, i) => `./many/f${i}`)];
+    expect(p.add).toEqual(['./dir/new-inside.txt', ...manyPaths, './new-dir/', './new-dir/a.txt', './new.txt'].sort());
+    expect(p.replace).toEqual(['./dir/same.txt', './link', './other-size.txt', './same-size.txt', './was-dir']);
+    expect(p.summary).toMatchObject({ add: 4 + many + 1, remove: 6, unchanged: 4 });
+  });
 });
