@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import { OperationError, describeSystemError } from '../errors.js';
 import { collectAllGarbage } from '../memory.js';
-import { decodeName, displayName } from './names.js';
+import { compareWalkOrder, decodeName, displayName } from './names.js';
 import { type RecordCodec, SortedRunFile } from './sorted-runs.js';
 
 /** Names one listing holds in memory (a few MB); a directory with more is sorted in runs on disk. */
@@ -15,7 +15,6 @@ const NAME_CODEC: RecordCodec<string> = {
   encode: (name) => Buffer.from(name, 'utf16le'),
   decode: (bytes) => bytes.toString('utf16le'),
 };
-const byCodeUnits = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
 /**
  * The names of one directory, sorted by UTF-16 code units (the walk order of names.ts), as
@@ -53,8 +52,7 @@ export class NameListing implements Iterable<string> {
         }
         chunk.push(name);
         if (chunk.length >= namesInMemory) {
-          spill ??= spillFile(dir);
-          writeRun(dir, spill, chunk.sort());
+          spill = spillRun(dir, spill, chunk.sort());
           chunk = [];
           // The run's names lived long enough to reach the old generation, which the runner
           // leaves to its own collections (memory.ts): without this, a million names held
@@ -64,8 +62,7 @@ export class NameListing implements Iterable<string> {
       }
       chunk.sort();
       if (!spill) return new NameListing(chunk, undefined);
-      writeRun(dir, spill, chunk);
-      return new NameListing(undefined, spill);
+      return new NameListing(undefined, spillRun(dir, spill, chunk));
     } catch (error) {
       spill?.close();
       throw error;
@@ -102,19 +99,15 @@ export function* sortedNames(dir: Buffer | string): Generator<string> {
   }
 }
 
-function spillFile(dir: Buffer | string): SortedRunFile<string> {
+/** Writes one sorted run, to a new run file on the first call; any failure is the one spill error. */
+function spillRun(dir: Buffer | string, spill: SortedRunFile<string> | undefined, sorted: readonly string[]): SortedRunFile<string> {
   try {
-    return new SortedRunFile(NAME_CODEC, byCodeUnits);
-  } catch (error) {
-    throw spillError(dir, error);
-  }
-}
-
-function writeRun(dir: Buffer | string, spill: SortedRunFile<string>, sorted: readonly string[]): void {
-  try {
+    // The in-memory sort and this merge agree: for names (no '/') the walk order is code-unit order.
+    spill ??= new SortedRunFile(NAME_CODEC, compareWalkOrder);
     spill.writeRun(sorted);
+    return spill;
   } catch (error) {
-    spill.close();
+    spill?.close();
     throw spillError(dir, error);
   }
 }

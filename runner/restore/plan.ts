@@ -255,18 +255,23 @@ export interface PlanOptions {
 }
 
 /** Peeks one entry ahead in the index. */
-class Cursor {
-  private readonly iterator: Iterator<IndexEntry>;
-  current: IndexEntry | undefined;
+class Cursor<T> {
+  private readonly iterator: Iterator<T>;
+  current: T | undefined;
 
-  constructor(entries: Iterable<IndexEntry>) {
-    this.iterator = entries[Symbol.iterator]();
+  constructor(items: Iterable<T>) {
+    this.iterator = items[Symbol.iterator]();
     this.advance();
   }
 
   advance(): void {
     const next = this.iterator.next();
     this.current = next.done ? undefined : next.value;
+  }
+
+  /** Ends the iteration early (a generator's `finally` runs). */
+  close(): void {
+    this.iterator.return?.();
   }
 }
 
@@ -335,22 +340,18 @@ export function planRestore(target: string, index: IndexSource, mode: RestoreMod
 
   /** One directory of the target (a real directory) against the index entries inside it. */
   const walk = (base: DirectoryBase, dir: string) => {
-    const names = safeNames(base);
-    let next = names.next();
-    const nextName = () => {
-      next = names.next();
-    };
+    const names = new Cursor(safeNames(base));
     try {
       for (;;) {
         governor.processed(0, 1);
         const entry = cursor.current && inside(cursor.current.rel, dir) ? cursor.current : undefined;
-        const name = next.done ? undefined : next.value;
+        const name = names.current;
         if (!entry && name === undefined) return;
         const entryChild = entry ? entry.rel.slice(dir === '' ? 0 : dir.length + 1).split('/', 1)[0]! : undefined;
         const childRel = (n: string) => (dir === '' ? n : `${dir}/${n}`);
         if (name !== undefined && (entryChild === undefined || name < entryChild)) {
           // Only in the target.
-          nextName();
+          names.advance();
           if (dir === '' && options.ignoreTopLevel(name)) continue;
           if (mode === 'replace') removeTree(base, name, childRel(name));
           continue;
@@ -370,7 +371,7 @@ export function planRestore(target: string, index: IndexSource, mode: RestoreMod
           continue;
         }
         // In both.
-        nextName();
+        names.advance();
         if (dir === '' && options.ignoreTopLevel(name)) {
           skipInside(rel);
           continue;
@@ -414,7 +415,7 @@ export function planRestore(target: string, index: IndexSource, mode: RestoreMod
         addAllInside(rel);
       }
     } finally {
-      names.return(undefined);
+      names.close();
     }
   };
   const skipInside = (dir: string) => {
