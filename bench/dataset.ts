@@ -18,7 +18,7 @@ const SEED = 0x5eed2026;
 /** All files and dirs get mtimes from this base (2023-11-14T22:13:20Z) plus a small per-entry offset. */
 const MTIME_BASE = 1_700_000_000;
 
-export type ProfileName = 'small' | 'medium' | 'large' | 'files-30k' | 'files-300k' | 'files-3m' | 'flat-1m';
+export type ProfileName = 'small' | 'medium' | 'large' | 'files-30k' | 'files-300k' | 'files-3m' | 'flat-1m' | 'links-300k';
 
 export interface Profile {
   name: ProfileName;
@@ -26,6 +26,8 @@ export interface Profile {
   tinyFiles?: number;
   /** Tiny files all in one directory instead (flat-1m: a spool or cache directory that was never sharded). */
   flat?: boolean;
+  /** Each tiny file also hard-linked under linked/ (links-300k: hard-linked snapshots, a pnpm store and its projects). */
+  links?: boolean;
   smallFiles: number;
   logFiles: number;
   logBytes: number;
@@ -45,6 +47,7 @@ export const PROFILES: Record<ProfileName, Profile> = {
   'files-300k': { name: 'files-300k', tinyFiles: 300_000, ...NO_BULK },
   'files-3m': { name: 'files-3m', tinyFiles: 3_000_000, ...NO_BULK },
   'flat-1m': { name: 'flat-1m', tinyFiles: 1_000_000, flat: true, ...NO_BULK },
+  'links-300k': { name: 'links-300k', tinyFiles: 300_000, links: true, ...NO_BULK },
 };
 
 export interface DatasetInfo {
@@ -281,18 +284,26 @@ function smallFileContent(rng: Rng, size: number, json: boolean): string {
 /**
  * Many tiny files (0–64 bytes, one in four empty) in directories of 1,000 below 100 top-level
  * directories, like mail spools, photo thumbnails or node_modules: what costs per file, not per byte.
- * With `flat`, all of them in one directory: what costs per name in one listing.
+ * With `flat`, all of them in one directory: what costs per name in one listing. With `links`,
+ * each also has a second name under linked/: what costs per hard-linked inode.
  */
-function writeTinyFiles(root: string, count: number, flat = false): void {
+function writeTinyFiles(root: string, count: number, flat = false, links = false): void {
   const rng = new Rng(seedFor('tiny-files'));
   const text = 'abcdefghijklmnopqrstuvwxyz0123456789 .,-_ABCDEFGHIJKLMNOPQRSTUVWXYZ\n';
   for (let i = 0; i < count; i++) {
     const dir = flat ? path.join(root, 'many', 'flat') : path.join(root, 'many', `top-${String((i / 1000) % 100 | 0).padStart(2, '0')}`, `dir-${String((i / 100_000) | 0).padStart(3, '0')}`);
-    if (flat ? i === 0 : i % 1000 === 0) mkdirSync(dir, { recursive: true });
+    const newDir = flat ? i === 0 : i % 1000 === 0;
+    if (newDir) mkdirSync(dir, { recursive: true });
     const size = rng.below(4) === 0 ? 0 : 1 + rng.below(64);
     let content = '';
     for (let k = 0; k < size; k++) content += text[rng.below(text.length)];
-    writeFileSync(path.join(dir, `f-${String(i).padStart(7, '0')}.txt`), content);
+    const file = path.join(dir, `f-${String(i).padStart(7, '0')}.txt`);
+    writeFileSync(file, content);
+    if (links) {
+      const linked = path.join(root, 'linked', path.relative(path.join(root, 'many'), file));
+      if (newDir) mkdirSync(path.dirname(linked), { recursive: true });
+      linkSync(file, linked);
+    }
   }
 }
 
@@ -369,7 +380,7 @@ export function generate(p: Profile, dir: string): void {
   try {
     mkdirSync(dir, { recursive: true });
     if (p.tinyFiles) {
-      writeTinyFiles(dir, p.tinyFiles, p.flat);
+      writeTinyFiles(dir, p.tinyFiles, p.flat, p.links);
       writeEdgeCases(dir, p);
       return;
     }

@@ -1,13 +1,14 @@
 /**
  * `npm run bench`: pvc-backup side by side with tar/gzip/pigz/zstd, restic and borg on one dataset.
  *
- * Environment: BENCH_PROFILE (small|medium|large|files-30k|files-300k|files-3m|flat-1m, default medium),
+ * Environment: BENCH_PROFILE (small|medium|large|files-30k|files-300k|files-3m|flat-1m|links-300k, default medium),
  * BENCH_RUNS (default 1; median when > 1), BENCH_ONLY / BENCH_SKIP (regexes on row labels),
  * BENCH_WORKDIR (default /tmp/pvc-backup-bench/work), BENCH_DATA_DIR (default
  * /tmp/pvc-backup-bench/data-<profile>; with --memory the parent of one directory per profile),
  * BENCH_KEEP=1 (keep scratch), BENCH_PRETOUCH=0.
  * `--memory` (or BENCH_MEMORY=1): our zstd backup, verify and restore on files-30k, files-300k,
- * files-3m, flat-1m (a million files in one directory) and large (BENCH_PROFILE: a comma-separated
+ * files-3m, flat-1m (a million files in one directory), links-300k (each file under two hard-linked
+ * names) and large (BENCH_PROFILE: a comma-separated
  * list instead), for peak RSS and time per file.
  * `--sqlite`: instead, the SQLite online-copy comparison (bench/sqlite-copy.ts).
  */
@@ -43,7 +44,7 @@ interface Settings {
 function settings(): Settings {
   const env = process.env;
   const memoryMode = process.argv.includes('--memory') || env.BENCH_MEMORY === '1';
-  const names = (env.BENCH_PROFILE || (memoryMode ? 'files-30k,files-300k,files-3m,flat-1m,large' : 'medium')).split(',') as ProfileName[];
+  const names = (env.BENCH_PROFILE || (memoryMode ? 'files-30k,files-300k,files-3m,flat-1m,links-300k,large' : 'medium')).split(',') as ProfileName[];
   for (const n of names) if (!PROFILES[n]) throw new Error(`BENCH_PROFILE must be one of ${Object.keys(PROFILES).join(', ')}, got "${n}"`);
   const profile = names[0]!;
   const runs = Number(env.BENCH_RUNS || 1);

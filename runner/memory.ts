@@ -47,7 +47,7 @@ let growthLimited = false;
  * 273 → 165 MiB, no slower). This V8 flag is read when the space would grow, so setting it at
  * run time works (unlike --max-semi-space-size).
  */
-function limitYoungGeneration(): void {
+export function limitYoungGeneration(): void {
   if (growthLimited) return;
   growthLimited = true;
   v8.setFlagsFromString('--semi-space-growth-factor=1');

@@ -317,7 +317,7 @@ describe('words: files are regular files, entries are everything in an archive; 
     expect(rows[0]).toMatchObject({ files: 3, entries: 5 });
     const target = await tempDir('target');
     const restore = await runCli(['restore', '--dest', other, '--target', target, '--log-format', 'json']);
-    expect(jsonLines(restore.stdout).at(-1)!.msg).toMatch(/: 6 B in 3 files, 5 entries in /);
+    expect(jsonLines(restore.stdout).at(-1)!.msg).toMatch(/: 6 B in 3 files, 5 entries in [\d.]+s \((\d+ B|\d+\.\d [KMG]iB)\/s\)$/);
   });
 });
 

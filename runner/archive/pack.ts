@@ -3,6 +3,7 @@ import { OperationError, describeSystemError } from '../errors.js';
 import type { BufferPool } from './buffer-pool.js';
 import { xattrRecord } from './check.js';
 import { ContentHash } from './hash.js';
+import { type HardLinkPlan, type LinkDecision, inodeKey } from './hard-links.js';
 import { MAX_WARNINGS, type ManifestFile, type ManifestWarning } from './manifest.js';
 import { decodeName, displayName, encodeName } from './names.js';
 import { type PaxValue, type Time, formatPaxTime, paxLength } from './pax.js';
@@ -36,6 +37,11 @@ export interface PackOptions {
   substitutes?: ReadonlyMap<string, string>;
   /** Trees archived after the source, each under `archivePath` (the pre-backup dumps). */
   extraTrees?: readonly { dir: string; archivePath: string; exclude: ExcludeMatcher }[];
+  /**
+   * The source's hard links as its scan found them (hard-links.ts). Without a plan, or for what
+   * changed since the scan, links are found through a map of the inodes met so far.
+   */
+  hardLinks?: HardLinkPlan;
   /** Skip what cannot be archived (with a warning) instead of failing. */
   skipUnreadable: boolean;
   /** Where output chunks come from; its buffer size is the chunk size. */
@@ -88,8 +94,10 @@ export class TarPacker {
   private out: Buffer;
   private pos = 0;
   private readonly ready: Buffer[] = [];
-  /** First path of every inode with more links than seen so far, and how many are still to come. */
+  /** Outside the plan: first path of every inode with more links than seen so far, and how many are still to come. */
   private readonly hardLinks = new Map<string, { path: string; left: number }>();
+  /** The plan of the tree being packed (the source's; the dumps have none). */
+  private linkPlan: HardLinkPlan | undefined;
   private aborted: Error | undefined;
 
   constructor(private readonly options: PackOptions) {
@@ -105,7 +113,11 @@ export class TarPacker {
 
   async *chunks(): AsyncGenerator<Buffer> {
     const trees = [{ dir: this.options.source, archivePath: '', exclude: this.options.exclude }, ...(this.options.extraTrees ?? [])];
-    for (const tree of trees) yield* this.packTree(tree.dir, tree.archivePath, tree.exclude);
+    for (const tree of trees) {
+      this.linkPlan = tree.archivePath === '' ? this.options.hardLinks : undefined;
+      yield* this.packTree(tree.dir, tree.archivePath, tree.exclude);
+    }
+    this.linkPlan = undefined;
     this.zeros(2 * BLOCK);
     this.flush();
     yield* this.takeReady();
@@ -235,18 +247,36 @@ export class TarPacker {
       return;
     }
     // A substituted file is archived on its own (its bytes are not the inode's), never as a hard link.
-    const linkKey = stat.nlink > 1n && !this.options.substitutes?.has(rel) ? `${stat.dev}:${stat.ino}` : undefined;
-    const first = linkKey ? this.hardLinks.get(linkKey) : undefined;
-    if (first !== undefined) {
-      if (--first.left <= 0) this.hardLinks.delete(linkKey!);
-      const offset = this.header({ path, type: 'Link', size: 0, linkpath: first.path, ...base });
-      this.record({ path, type: 'hardlink', size: 0, ...manifestMeta(base), linkTarget: first.path, offset });
+    const inode = stat.nlink > 1n && !this.options.substitutes?.has(rel) ? inodeKey(stat) : undefined;
+    const decision: LinkDecision = inode && this.linkPlan ? this.linkPlan.decide(rel, inode) : { kind: 'unplanned' };
+    if (decision.kind === 'link') {
+      this.link(path, `./${decision.target}`, base);
       return;
     }
-    yield* this.packFile(entry, path, linkKey, Number(stat.nlink), xattrs);
+    if (decision.kind === 'first') {
+      if (!(yield* this.packFile(entry, path, xattrs))) this.linkPlan!.firstMissing(inode!);
+      return;
+    }
+    const first = inode ? this.hardLinks.get(inode) : undefined;
+    if (first !== undefined) {
+      if (--first.left <= 0) this.hardLinks.delete(inode!);
+      this.link(path, first.path, base);
+      return;
+    }
+    if ((yield* this.packFile(entry, path, xattrs)) && inode) this.hardLinks.set(inode, { path, left: Number(stat.nlink) - 1 });
   }
 
-  private async *packFile(entry: WalkEntry, path: string, linkKey: string | undefined, links: number, xattrs: Xattr[] | undefined): AsyncGenerator<Buffer> {
+  private link(path: string, target: string, base: { mode: number; uid: number; gid: number; mtime: Time }): void {
+    const offset = this.header({ path, type: 'Link', size: 0, linkpath: target, ...base });
+    this.record({ path, type: 'hardlink', size: 0, ...manifestMeta(base), linkTarget: target, offset });
+  }
+
+  /**
+   * Archives one regular file's data. True when the data archived is the inode the walk saw, so
+   * that its other names may link to it; false when it was not archived (vanished, replaced,
+   * skipped) or another file had taken its name by the time it was opened.
+   */
+  private async *packFile(entry: WalkEntry, path: string, xattrs: Xattr[] | undefined): AsyncGenerator<Buffer, boolean> {
     let fd: number;
     const substitute = this.options.substitutes?.get(entry.rel);
     try {
@@ -257,22 +287,22 @@ export class TarPacker {
       const code = (error as NodeJS.ErrnoException).code;
       if (code === 'ENOENT') {
         this.warn({ path, problem: 'vanished while the backup ran' });
-        return;
+        return false;
       }
       if (code === 'ELOOP' || code === 'ENXIO' || code === 'ENOTDIR') {
         // Listed as a regular file, replaced (by a symlink, a socket, …) before it was opened.
         this.warn({ path, problem: 'was replaced by something other than a regular file while the backup ran; skipped' });
-        return;
+        return false;
       }
       this.problem(entry.rel, describeSystemError(error), UNREADABLE_HINT);
-      return;
+      return false;
     }
     try {
       const before = fs.fstatSync(fd, { bigint: true });
       if (!before.isFile()) {
         const kind = before.isDirectory() ? 'directory' : specialFileName(before);
         this.warn({ path, problem: `was replaced by a ${kind} while the backup ran; skipped` });
-        return;
+        return false;
       }
       const size = Number(before.size);
       // A substitute's bytes under the live file's own mode, owner and mtime.
@@ -299,9 +329,9 @@ export class TarPacker {
       if (!shrank && (after.size !== before.size || after.mtimeNs !== before.mtimeNs)) {
         this.warn({ path, problem: `changed while being read (size ${size} -> ${after.size}); the archive holds the bytes that were read` });
       }
-      if (linkKey) this.hardLinks.set(linkKey, { path, left: links - 1 });
       const sparseField = extents ? { dataBytes: dataBytes(extents) } : {};
       this.record({ path, type: 'file', size, ...manifestMeta(meta), sha256: hash.digest(), ...xattrField(xattrs), ...sparseField, offset });
+      return before.ino === entry.stat!.ino && before.dev === entry.stat!.dev;
     } finally {
       fs.closeSync(fd);
     }

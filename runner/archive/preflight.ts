@@ -1,16 +1,21 @@
 import fs from 'node:fs';
 import { OperationError, describeSystemError } from '../errors.js';
 import { humanBytes } from '../log.js';
+import { limitYoungGeneration } from '../memory.js';
+import { HardLinkCollector, type HardLinkPlan, inodeKey } from './hard-links.js';
 import { displayName } from './names.js';
 import { type ExcludeMatcher, entryKind, specialFileName, walkTree } from './walk.js';
 
 export interface SourceScan {
   entries: number;
+  /** Regular files, each inode once (its other hard links are archived as links). */
   files: number;
-  /** Apparent size of the regular files. */
+  /** Apparent size of those files. */
   bytes: number;
   /** What the archive has to hold of them: allocated size where smaller (sparse files). */
   dataBytes: number;
+  /** Which path of each hard-linked inode the backup archives and which link to it; close it after the backup. */
+  hardLinks: HardLinkPlan;
   /** Entries that cannot be archived: unreadable, special files. */
   problems: { path: string; problem: string }[];
   /** Nothing but the root (and an empty lost+found, which every fresh ext4 volume has). */
@@ -25,7 +30,24 @@ export interface SourceScan {
  * before it starts instead of at the end.
  */
 export function scanSource(source: string, exclude: ExcludeMatcher, avoid?: { dev: number; ino: number }): SourceScan {
-  const scan: SourceScan = { entries: 0, files: 0, bytes: 0, dataBytes: 0, problems: [], empty: true };
+  const links = new HardLinkCollector(source);
+  try {
+    const scan = walkSource(source, exclude, links, avoid);
+    const hardLinks = links.finish();
+    scan.files -= hardLinks.later.paths;
+    scan.bytes -= hardLinks.later.bytes;
+    scan.dataBytes -= hardLinks.later.dataBytes;
+    return { ...scan, hardLinks };
+  } finally {
+    links.close();
+  }
+}
+
+function walkSource(source: string, exclude: ExcludeMatcher, links: HardLinkCollector, avoid: { dev: number; ino: number } | undefined): Omit<SourceScan, 'hardLinks'> {
+  const scan: Omit<SourceScan, 'hardLinks'> = { entries: 0, files: 0, bytes: 0, dataBytes: 0, problems: [], empty: true };
+  // Holding hard links for sorting while the walk allocates would otherwise let V8 grow its young
+  // generation (measured: 220 MiB for 600,000 hard-linked paths, 100 MiB with the limit).
+  limitYoungGeneration();
   for (const entry of walkTree(source, exclude)) {
     // The backup directory reached inside the source by a path no path check can see (a bind
     // mount, a second mount of the same volume): the backup would archive itself.
@@ -49,8 +71,12 @@ export function scanSource(source: string, exclude: ExcludeMatcher, avoid?: { de
     if (kind === 'file') {
       scan.files++;
       const size = Number(stat.size);
+      const data = Math.min(size, Number(stat.blocks) * 512);
       scan.bytes += size;
-      scan.dataBytes += Math.min(size, Number(stat.blocks) * 512);
+      scan.dataBytes += data;
+      if (stat.nlink > 1n) {
+        links.add(inodeKey(stat), entry.rel, size, data);
+      }
       try {
         fs.accessSync(entry.path, fs.constants.R_OK);
       } catch (error) {

@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import { collectAllGarbage } from '../memory.js';
 import { openAnonymousFile, readExactly, writeAll } from './fd-io.js';
 
 /** How a record becomes bytes in a run and back. */
@@ -149,5 +150,65 @@ class RunReader<T> {
       this.windowEnd = at + size;
     }
     return this.window.subarray(at - this.windowStart, at - this.windowStart + length);
+  }
+}
+
+/** The sorted records of an ExternalSort: read them (more than once if need be), then close. */
+export interface SortedRecords<T> {
+  records(): Iterable<T>;
+  close(): void;
+}
+
+/**
+ * Sorts any number of records in bounded memory: up to `inMemory` of them are sorted in memory,
+ * and beyond that each batch of that size becomes a sorted run in a SortedRunFile. A failure to
+ * write a run is handed to `spillError`, which names what was being sorted and what to do.
+ */
+export class ExternalSort<T> {
+  private batch: T[] = [];
+  private spill: SortedRunFile<T> | undefined;
+
+  constructor(
+    private readonly codec: RecordCodec<T>,
+    private readonly compare: (a: T, b: T) => number,
+    private readonly inMemory: number,
+    private readonly spillError: (error: unknown) => Error = (error) => error as Error,
+  ) {}
+
+  add(record: T): void {
+    this.batch.push(record);
+    if (this.batch.length >= this.inMemory) this.writeRun();
+  }
+
+  /** Ends the adding; the records come back in order. */
+  finish(): SortedRecords<T> {
+    if (!this.spill) {
+      const sorted = this.batch.sort(this.compare);
+      this.batch = [];
+      return { records: () => sorted, close: () => sorted.splice(0) };
+    }
+    this.writeRun();
+    const spill = this.spill;
+    return { records: () => spill.merged(), close: () => spill.close() };
+  }
+
+  /** Drops everything (a run that fails before finish). */
+  close(): void {
+    this.batch = [];
+    this.spill?.close();
+  }
+
+  private writeRun(): void {
+    try {
+      this.spill ??= new SortedRunFile(this.codec, this.compare);
+      this.spill.writeRun(this.batch.sort(this.compare));
+    } catch (error) {
+      this.close();
+      throw this.spillError(error);
+    }
+    this.batch = [];
+    // The batch lived long enough to reach the old generation, which the runner leaves to its
+    // own collections (memory.ts).
+    collectAllGarbage();
   }
 }

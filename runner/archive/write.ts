@@ -25,6 +25,8 @@ export interface WriteOptions {
   /** Files archived with another file's bytes, and trees archived after the source (see PackOptions). */
   substitutes?: PackOptions['substitutes'];
   extraTrees?: PackOptions['extraTrees'];
+  /** The source's hard links as its scan found them (see PackOptions). */
+  hardLinks?: PackOptions['hardLinks'];
   skipUnreadable: boolean;
   compression: Compression;
   level: number | undefined;
@@ -201,6 +203,7 @@ export async function writeArchive(options: WriteOptions): Promise<WrittenArchiv
     exclude: options.exclude,
     substitutes: options.substitutes,
     extraTrees: options.extraTrees,
+    hardLinks: options.hardLinks,
     skipUnreadable: options.skipUnreadable,
     pool,
     helper: options.helper,
@@ -232,7 +235,7 @@ export async function writeArchive(options: WriteOptions): Promise<WrittenArchiv
       entries = packer.entries;
       await out.drain();
       checkOutput();
-      options.onProgress?.({ bytesRead: packer.bytesRead, files: packer.entries, archiveBytes: out.bytes });
+      options.onProgress?.({ bytesRead: packer.bytesRead, files: packer.files, archiveBytes: out.bytes });
     }
     await compressor.end();
     stage?.end();

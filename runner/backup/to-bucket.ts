@@ -84,7 +84,7 @@ async function archiveInto(bucket: Repository, config: BucketBackupConfig, input
     manifest = openManifestWriter(path.join(scratch, 'manifest.json'), head, sourceBytes);
     fs.chmodSync(manifest.file, 0o600);
     // Every compressed piece decoded back, every entry compared with the manifest on the way (write.ts).
-    const written = await write(config, inputs, sink, manifest.writer, helper, sourceBytes, ctx);
+    const written = await write(config, inputs, sink, manifest.writer, helper, scan, ctx);
     // The bucket checks the stored size and SHA-256 on commit; the file key is not kept longer.
     written.selfCheck?.destroy();
     helper?.close();

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { encryptFileInto, proveEncryptedFile } from '../archive/encryption.js';
 import { formatChecksumFile } from '../archive/hash.js';
 import { MANIFEST_FORMAT, type Manifest, type ManifestHead, type ManifestTail, ManifestWriter } from '../archive/manifest.js';
-import { checkFreeSpace, describeProblems, scanSource } from '../archive/preflight.js';
+import { type SourceScan, checkFreeSpace, describeProblems, scanSource } from '../archive/preflight.js';
 import { HelperPool } from '../archive/syscall-helper.js';
 import { excludeMatcher } from '../archive/walk.js';
 import { type WrittenArchive, outputError, writeArchive } from '../archive/write.js';
@@ -106,7 +106,7 @@ async function archiveInputs(config: BackupConfig, inputs: BackupInputs, started
   const forgetManifest = ctx.cleanup.add('close the manifest', () => manifest.close());
   let written: WrittenArchive;
   try {
-    written = await write(config, inputs, partial, manifest.writer, helper, scan.bytes + inputs.extraBytes, ctx);
+    written = await write(config, inputs, partial, manifest.writer, helper, scan, ctx);
     await verifyPartial(partial, written, name, ctx);
   } catch (error) {
     manifest.close();
@@ -189,7 +189,7 @@ async function preflight(config: BackupConfig, inputs: BackupInputs, ctx: RunCon
  * What the source scan found that stops the run (unreadable entries without --skip-unreadable,
  * an empty source without --allow-empty) or is worth a warning. Shared with the bucket-only backup.
  */
-export function checkScan(config: BackupConfig | BucketBackupConfig, scan: ReturnType<typeof scanSource>, ctx: RunContext): void {
+export function checkScan(config: BackupConfig | BucketBackupConfig, scan: SourceScan, ctx: RunContext): void {
   if (scan.problems.length > 0) {
     const list = describeProblems(scan.problems);
     if (!config.skipUnreadable) {
@@ -288,9 +288,10 @@ export async function write(
   partial: string | ArchiveSink,
   manifest: ManifestWriter,
   helper: HelperPool | undefined,
-  sourceBytes: number,
+  scan: SourceScan,
   ctx: RunContext,
 ): Promise<WrittenArchive> {
+  const sourceBytes = scan.bytes + inputs.extraBytes;
   let progress = { bytesRead: 0, files: 0, archiveBytes: 0 };
   const reporter = new ProgressReporter(ctx.log, 'backup.progress', config.progressSeconds, () => ({
     bytes: progress.bytesRead,
@@ -303,6 +304,7 @@ export async function write(
       exclude: inputs.exclude,
       substitutes: inputs.substitutes,
       extraTrees: inputs.extraTrees,
+      hardLinks: scan.hardLinks,
       skipUnreadable: config.skipUnreadable,
       compression: config.compression,
       level: config.level,
@@ -322,6 +324,7 @@ export async function write(
     throw error;
   } finally {
     reporter.stop();
+    scan.hardLinks.close();
   }
 }
 

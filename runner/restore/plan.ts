@@ -7,7 +7,7 @@ import { type EntryKind, type SafetyOptions, SafetyRules, normalizeEntryPath } f
 import { SparseCursor } from '../archive/sparse.js';
 import type { EntrySink, TarEntry, TarVisitor } from '../archive/tar-reader.js';
 import { NameListing } from '../archive/listing.js';
-import { type RecordCodec, SortedRunFile } from '../archive/sorted-runs.js';
+import { ExternalSort, type RecordCodec } from '../archive/sorted-runs.js';
 import { RunnerError } from '../errors.js';
 import { GarbageGovernor } from '../memory.js';
 import type { RestoreMode } from '../config.js';
@@ -136,35 +136,21 @@ export class IndexBuilder implements TarVisitor {
 const ZEROS = Buffer.alloc(1024 * 1024);
 
 /**
- * Sorts index entries into walk order with bounded memory: runs of RUN entries sorted in
+ * Sorts index entries into walk order with bounded memory: runs of 32,768 entries sorted in
  * memory, written to an unlinked temporary file, merged back. A path listed twice keeps its
  * last entry (a later entry of an archive replaces an earlier one).
  */
 class ExternalSorter {
-  private static readonly RUN = 32_768;
-  private run: Sequenced[] = [];
-  private spill: SortedRunFile<Sequenced> | undefined;
+  private readonly sort = new ExternalSort(SEQUENCED_CODEC, walkOrderThenSeq, 32_768);
   private seq = 0;
 
   add(entry: IndexEntry): void {
-    this.run.push({ seq: this.seq++, entry });
-    if (this.run.length >= ExternalSorter.RUN) this.writeRun();
+    this.sort.add({ seq: this.seq++, entry });
   }
 
   finish(): IndexSource {
-    if (!this.spill) {
-      const sorted = this.run.sort(walkOrderThenSeq);
-      return { entries: () => lastOfEach(sorted), close: () => undefined };
-    }
-    this.writeRun();
-    const spill = this.spill;
-    return { entries: () => lastOfEach(spill.merged()), close: () => spill.close() };
-  }
-
-  private writeRun(): void {
-    this.spill ??= new SortedRunFile(SEQUENCED_CODEC, walkOrderThenSeq);
-    this.spill.writeRun(this.run.sort(walkOrderThenSeq));
-    this.run = [];
+    const sorted = this.sort.finish();
+    return { entries: () => lastOfEach(sorted.records()), close: () => sorted.close() };
   }
 }
 

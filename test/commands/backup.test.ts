@@ -363,6 +363,8 @@ describe('progress reporting', () => {
     }
     const done = result.lines.find((l) => l.event === 'backup.done')!;
     expect(progress.at(-1)!.bytes as number).toBeLessThanOrEqual(done.bytesIn as number);
+    // Files are regular files (the directories are not counted), as in the done line.
+    expect(progress.at(-1)!.files as number).toBeLessThanOrEqual(done.files as number);
   });
 });
 
