@@ -22,7 +22,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PROFILES, type ProfileName, defaultDatasetDir, ensureDataset } from './dataset.js';
-import { cleanupMeasure, failureText, measure, shellQuote as q, warmCache } from './measure.js';
+import { cleanupMeasure, failureText, measure, shellQuote as q, turnOrder, warmCache } from './measure.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const NODE = path.join(REPO, 'node_modules/.bin/node');
@@ -211,7 +211,7 @@ async function main(): Promise<void> {
   for (let run = 0; run < runs; run++) {
     for (const group of GROUPS) {
       const members = selected.filter((r) => r.group === group);
-      for (const row of run % 2 ? members.reverse() : members) {
+      for (const row of turnOrder(members, run)) {
         const x = await sample(row);
         samples.get(row)!.push(x);
         log(`[run ${run + 1}/${runs}] ${row.label}: ${typeof x === 'string' ? x : `${x.seconds.toFixed(2)} s, ${(row.bytes() / 1e6 / x.seconds).toFixed(1)} MB/s, ${x.peakRssMiB.toFixed(0)} MiB`}`);

@@ -163,6 +163,14 @@ export async function pretouchRam(bytes: number): Promise<Measurement> {
   return measure(`${shellQuote(process.execPath)} -e ${shellQuote(code)}`);
 }
 
+/**
+ * The order of rows that take turns, in run `run` (from 0): reversed every other run, so that no
+ * row always runs first or last and a drift of the machine over the runs evens out.
+ */
+export function turnOrder<T>(rows: readonly T[], run: number): T[] {
+  return run % 2 ? [...rows].reverse() : [...rows];
+}
+
 export function shellQuote(s: string): string {
   return /^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
 }

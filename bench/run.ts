@@ -2,7 +2,8 @@
  * `npm run bench`: pvc-backup side by side with tar/gzip/pigz/zstd, restic and borg on one dataset.
  *
  * Environment: BENCH_PROFILE (small|medium|large|files-30k|files-300k|files-3m|flat-1m|links-300k, default medium),
- * BENCH_RUNS (default 1; median when > 1), BENCH_ONLY / BENCH_SKIP (regexes on row labels),
+ * BENCH_RUNS (default 1; median when > 1, the rows that read an archive taking turns, see runRows),
+ * BENCH_ONLY / BENCH_SKIP (regexes on row labels),
  * BENCH_WORKDIR (default /tmp/pvc-backup-bench/work), BENCH_DATA_DIR (default
  * /tmp/pvc-backup-bench/data-<profile>; with --memory the parent of one directory per profile),
  * BENCH_KEEP=1 (keep scratch), BENCH_PRETOUCH=0.
@@ -19,7 +20,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { defaultDatasetDir, ensureDataset, PROFILES, type DatasetInfo, type ProfileName } from './dataset.js';
-import { cleanupMeasure, failureText, logPhases, measure, median, pretouchRam, shellQuote as q, warmCache, writeOnlySeconds, type Measurement } from './measure.js';
+import { cleanupMeasure, failureText, logPhases, measure, median, pretouchRam, shellQuote as q, turnOrder, warmCache, writeOnlySeconds, type Measurement } from './measure.js';
 import { evaluateTargets, renderMemoryTable, renderTable, writeResults, type Header, type Kind, type MemoryRun, type RowResult } from './report.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -313,49 +314,91 @@ async function need(sources: string[]): Promise<Product | string> {
   return `failed (needs ${last.replace(/^create: /, '')}: ${failures.get(last)})`;
 }
 
-async function runRow(row: Row, runs: number): Promise<RowResult> {
-  const { data, products, failures } = ctx();
-  const result: RowResult = { label: row.label, kind: row.kind, ours: row.ours, command: '', status: 'ok', runs: [] };
-  const ms: Measurement[] = [];
-  let product: Product | undefined;
-  for (let i = 0; i < runs; i++) {
+/** One row's runs so far: each `runOnce` measures one more, `result` gives the medians. */
+class RowRuns {
+  private readonly partial: RowResult;
+  private readonly ms: Measurement[] = [];
+  private product: Product | undefined;
+  failed = false;
+
+  constructor(readonly row: Row) {
+    this.partial = { label: row.label, kind: row.kind, ours: row.ours, command: '', status: 'ok', runs: [] };
+  }
+
+  async runOnce(): Promise<void> {
+    const { row } = this;
     const prep = await row.prepare(freshDir(row.label));
-    if (typeof prep === 'string') return fail(result, prep);
-    result.command = prep.command;
-    if (prep.input && prep.input.by !== 'pvc-backup') result.input = `the archive made by ${prep.input.by}`;
+    if (typeof prep === 'string') return this.fail(prep);
+    this.partial.command = prep.command;
+    if (prep.input && prep.input.by !== 'pvc-backup') this.partial.input = `the archive made by ${prep.input.by}`;
     const m = await measure(prep.command);
-    if (m.exitCode !== 0) return fail(result, failureText(m));
-    ms.push(m);
+    if (m.exitCode !== 0) return this.fail(failureText(m));
+    this.ms.push(m);
     if (prep.product) {
       const p = prep.product();
-      if (!p) return fail(result, 'failed (exit 0 but no archive found)');
-      if (product && product.dest !== p.dest) rmSync(product.dest, { recursive: true, force: true }); // older run's archive: not needed
-      product = p;
+      if (!p) return this.fail('failed (exit 0 but no archive found)');
+      if (this.product && this.product.dest !== p.dest) rmSync(this.product.dest, { recursive: true, force: true }); // older run's archive: not needed
+      this.product = p;
     }
   }
-  result.runs = ms.map((m) => m.seconds);
-  result.seconds = median(result.runs);
-  result.mbPerSecond = data.bytes / 1e6 / result.seconds;
-  result.cpuSeconds = median(ms.map((m) => m.cpuSeconds));
-  result.peakRssKiB = median(ms.map((m) => m.peakRssKiB));
-  if (row.ours) {
-    result.phases = logPhases(ms[ms.length - 1]!.stdout);
-    const writeOnly = ms.map((m) => writeOnlySeconds(logPhases(m.stdout), m.seconds)).filter((v): v is number => v !== undefined && v > 0);
-    if (row.kind === 'create' && writeOnly.length === ms.length) result.writeOnlySeconds = median(writeOnly);
-  }
-  if (product) {
-    result.archiveBytes = bytesOf(product.file);
-    result.ratio = data.bytes / result.archiveBytes;
-    if (row.keepProduct) products.set(row.label, product);
-    else rmSync(product.dest, { recursive: true, force: true }); // a single archive: cheap to delete now
-  }
-  failures.delete(row.label);
-  return result;
 
-  function fail(r: RowResult, error: string): RowResult {
-    failures.set(row.label, error);
-    return { ...r, status: 'failed', error };
+  result(): RowResult {
+    const { data, products, failures } = ctx();
+    const { row, ms, product } = this;
+    const result = this.partial;
+    if (this.failed) return { ...result, status: 'failed' };
+    result.runs = ms.map((m) => m.seconds);
+    result.seconds = median(result.runs);
+    result.mbPerSecond = data.bytes / 1e6 / result.seconds;
+    result.cpuSeconds = median(ms.map((m) => m.cpuSeconds));
+    result.peakRssKiB = median(ms.map((m) => m.peakRssKiB));
+    if (row.ours) {
+      result.phases = logPhases(ms[ms.length - 1]!.stdout);
+      const writeOnly = ms.map((m) => writeOnlySeconds(logPhases(m.stdout), m.seconds)).filter((v): v is number => v !== undefined && v > 0);
+      if (row.kind === 'create' && writeOnly.length === ms.length) result.writeOnlySeconds = median(writeOnly);
+    }
+    if (product) {
+      result.archiveBytes = bytesOf(product.file);
+      result.ratio = data.bytes / result.archiveBytes;
+      if (row.keepProduct) products.set(row.label, product);
+      else rmSync(product.dest, { recursive: true, force: true }); // a single archive: cheap to delete now
+    }
+    failures.delete(row.label);
+    return result;
   }
+
+  private fail(error: string): void {
+    this.failed = true;
+    this.partial.error = error;
+    ctx().failures.set(this.row.label, error);
+  }
+}
+
+/**
+ * Runs every row `runs` times. With more than one run, the create rows go first, each run after
+ * run, since later rows need their archives; then the rows that read an archive take turns (run 1
+ * of each, then run 2 in reverse order, …). Back to back, the runs of one row drift apart by as
+ * much as rows differ (on this VM most likely through the page-cache memory each extraction
+ * takes, see docs/bench.md), so turns make such a drift hit every row alike. Results come in the
+ * rows' order.
+ */
+async function runRows(rows: Row[], runs: number, report: (r: RowResult) => void): Promise<RowResult[]> {
+  const done = new Map<Row, RowResult>();
+  const finish = (r: RowRuns) => {
+    const result = r.result();
+    done.set(r.row, result);
+    report(result);
+  };
+  const inTurns = runs > 1 ? rows.filter((r) => r.kind !== 'create') : [];
+  for (const row of rows.filter((r) => !inTurns.includes(r))) {
+    const r = new RowRuns(row);
+    for (let i = 0; i < runs && !r.failed; i++) await r.runOnce();
+    finish(r);
+  }
+  const turns = inTurns.map((row) => new RowRuns(row));
+  for (let i = 0; i < runs; i++) for (const r of turnOrder(turns, i)) if (!r.failed) await r.runOnce();
+  turns.forEach(finish);
+  return rows.map((row) => done.get(row)!);
 }
 
 /** Size of an archive file, or of a repository directory (its files' sizes summed). */
@@ -393,14 +436,14 @@ async function runProfile(s: Settings, profile: ProfileName, dir: string, rows: 
   }
   log(`warming the page cache: ${(await warmCache(data.dir)).seconds.toFixed(1)} s`);
   const loadBefore = os.loadavg()[0]!;
-  const results: RowResult[] = [];
-  for (const [i, row] of rows.entries()) {
-    const r = await runRow(row, s.runs);
-    log(`[${i + 1}/${rows.length}] ${r.label}: ${r.status === 'ok' ? `${r.seconds!.toFixed(2)} s, ${r.mbPerSecond!.toFixed(1)} MB/s, ${(r.peakRssKiB! / 1024).toFixed(1)} MiB` : r.error}`);
-    results.push(r);
+  let reported = 0;
+  const rowResults = await runRows(rows, s.runs, (r) =>
+    log(`[${++reported}/${rows.length}] ${r.label}: ${r.status === 'ok' ? `${r.seconds!.toFixed(2)} s, ${r.mbPerSecond!.toFixed(1)} MB/s, ${(r.peakRssKiB! / 1024).toFixed(1)} MiB` : r.error}`),
+  );
+  const results = rowResults.flatMap((r) => {
     const derived = writePhaseRow(r);
-    if (derived) results.push(derived);
-  }
+    return derived ? [r, derived] : [r];
+  });
   if (s.keep) log(`kept scratch in ${ctx().scratch}`);
   else {
     log('removing scratch outputs ...');
