@@ -151,11 +151,9 @@ export async function warmCache(dir: string): Promise<Measurement> {
 }
 
 /**
- * This VM pays ~3 s/GiB when guest RAM is touched that has been free for more than a few
- * seconds: the hypervisor takes such memory back (free page reporting). Touching it just before
- * the dataset is read into the page cache keeps that cost out of the read; the rows after it
- * pay it alike (measured with dd: 1 GiB written 0.25 s of system time right after memory was
- * freed, 2.2–3.0 s twelve seconds later).
+ * This VM pays ~3 s/GiB when it touches guest RAM that has been free for more than a few
+ * seconds (free page reporting, measured in docs/bench.md). Touching it just before the dataset
+ * is read into the page cache keeps that cost out of the read; the rows after it pay it alike.
  */
 export async function pretouchRam(bytes: number): Promise<Measurement> {
   const chunks = Math.ceil(bytes / (64 * 1024 * 1024));

@@ -319,7 +319,6 @@ class RowRuns {
   private readonly partial: RowResult;
   private readonly ms: Measurement[] = [];
   private product: Product | undefined;
-  failed = false;
 
   constructor(readonly row: Row) {
     this.partial = { label: row.label, kind: row.kind, ours: row.ours, command: '', status: 'ok', runs: [] };
@@ -342,11 +341,15 @@ class RowRuns {
     }
   }
 
+  get failed(): boolean {
+    return this.partial.status === 'failed';
+  }
+
   result(): RowResult {
     const { data, products, failures } = ctx();
     const { row, ms, product } = this;
     const result = this.partial;
-    if (this.failed) return { ...result, status: 'failed' };
+    if (this.failed) return result;
     result.runs = ms.map((m) => m.seconds);
     result.seconds = median(result.runs);
     result.mbPerSecond = data.bytes / 1e6 / result.seconds;
@@ -368,7 +371,7 @@ class RowRuns {
   }
 
   private fail(error: string): void {
-    this.failed = true;
+    this.partial.status = 'failed';
     this.partial.error = error;
     ctx().failures.set(this.row.label, error);
   }
@@ -389,15 +392,13 @@ async function runRows(rows: Row[], runs: number, report: (r: RowResult) => void
     done.set(r.row, result);
     report(result);
   };
-  const inTurns = runs > 1 ? rows.filter((r) => r.kind !== 'create') : [];
-  for (const row of rows.filter((r) => !inTurns.includes(r))) {
-    const r = new RowRuns(row);
-    for (let i = 0; i < runs && !r.failed; i++) await r.runOnce();
-    finish(r);
+  const readers = rows.filter((r) => r.kind !== 'create');
+  const groups = runs > 1 ? [...rows.filter((r) => r.kind === 'create').map((r) => [r]), readers] : rows.map((r) => [r]);
+  for (const group of groups) {
+    const turns = group.map((row) => new RowRuns(row));
+    for (let i = 0; i < runs; i++) for (const r of turnOrder(turns, i)) if (!r.failed) await r.runOnce();
+    turns.forEach(finish);
   }
-  const turns = inTurns.map((row) => new RowRuns(row));
-  for (let i = 0; i < runs; i++) for (const r of turnOrder(turns, i)) if (!r.failed) await r.runOnce();
-  turns.forEach(finish);
   return rows.map((row) => done.get(row)!);
 }
 
