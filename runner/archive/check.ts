@@ -287,6 +287,7 @@ export function bothVisitors(first: TarVisitor, second: TarVisitor): TarVisitor 
       return a && b ? Promise.all([a, b]).then(() => undefined) : (a ?? b);
     },
     takeCopiedBytes: () => (first.takeCopiedBytes?.() ?? 0) + (second.takeCopiedBytes?.() ?? 0),
+    keepsChunks: Boolean(first.keepsChunks || second.keepsChunks),
   };
 }
 

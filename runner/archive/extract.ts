@@ -107,6 +107,8 @@ export function metaOf(entry: TarEntry): EntryMeta {
 
 export class Extractor implements TarVisitor {
   readonly rules: SafetyRules;
+  /** Large files' pieces are written on the thread pool while the reader goes on. */
+  readonly keepsChunks = true;
   /** Regular files written, bytes written, all entries created. */
   files = 0;
   bytes = 0;

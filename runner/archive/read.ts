@@ -49,7 +49,7 @@ export async function readArchive(
   const giveBack = reads && ((chunk: Buffer) => reads.give(chunk));
   const decryptor = identities ? decryptStage(identities, giveBack) : undefined;
   const decompressor = createDecompressor(compression, identities ? undefined : giveBack);
-  const governor = new GarbageGovernor();
+  const governor = new GarbageGovernor(1, { fullByBytes: visitor.keepsChunks === true });
   // Hashes the bytes as stored while they stream by.
   const tap = hashingTap(hash, (chunk) => {
     archiveBytes += chunk.length;

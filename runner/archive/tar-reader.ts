@@ -55,6 +55,11 @@ export interface TarVisitor {
   backpressure?(): Promise<void> | undefined;
   /** Bytes the visitor copied into buffers of its own since the last call: garbage the reader's collections must count. */
   takeCopiedBytes?(): number;
+  /**
+   * The visitor keeps chunks after `data` returns (it writes them behind the reader). They
+   * outlive young collections, so the reader then also collects all garbage every few dozen MiB.
+   */
+  readonly keepsChunks?: boolean;
 }
 
 const BLOCK = 512;

@@ -7,7 +7,7 @@ import { humanBytes } from '../log.js';
 import { GarbageGovernor, collectAllGarbage } from '../memory.js';
 import { BufferPool } from './buffer-pool.js';
 import { compareEntry } from './check.js';
-import { CHUNK_BYTES, GARBAGE_PER_BYTE, createCompressor } from './compress.js';
+import { BUFFERS_OUTLIVE_YOUNG, CHUNK_BYTES, GARBAGE_PER_BYTE, createCompressor } from './compress.js';
 import type { AgeIdentity } from './age/index.js';
 import { EncryptStage, type EncryptionOptions } from './encryption.js';
 import { writeAll } from './fd-io.js';
@@ -226,7 +226,7 @@ export async function writeArchive(options: WriteOptions): Promise<WrittenArchiv
     // The file sink writes and hashes each buffer before it returns, so the encryptor may reuse its own.
     stage = options.encryption ? new EncryptStage({ sinkCopies: true, ...options.encryption }, out.append) : undefined;
     const compressor = createCompressor(options.compression, options.level, stage?.append ?? out.append, (chunk) => pool.give(chunk));
-    const governor = new GarbageGovernor(1 + GARBAGE_PER_BYTE[options.compression]);
+    const governor = new GarbageGovernor(1 + GARBAGE_PER_BYTE[options.compression], { fullByBytes: BUFFERS_OUTLIVE_YOUNG[options.compression] });
     let entries = 0;
     for await (const chunk of packer.chunks()) {
       check.reader.write(chunk);
