@@ -1,4 +1,4 @@
-import { PerformanceObserver, constants } from 'node:perf_hooks';
+import { type PerformanceEntry, PerformanceObserver, constants } from 'node:perf_hooks';
 import { expect, test } from 'vitest';
 import { bothVisitors } from '../../runner/archive/check.js';
 import type { TarVisitor } from '../../runner/archive/tar-reader.js';
@@ -10,7 +10,7 @@ const MiB = 1024 * 1024;
 async function fullCollectionsDuring(work: () => void): Promise<number> {
   let full = 0;
   const observer = new PerformanceObserver((list) => {
-    for (const entry of list.getEntries()) if ((entry.detail as { kind?: number } | undefined)?.kind === constants.NODE_PERFORMANCE_GC_MAJOR) full++;
+    for (const entry of list.getEntries() as Array<PerformanceEntry & { detail?: { kind?: number } }>) if (entry.detail?.kind === constants.NODE_PERFORMANCE_GC_MAJOR) full++;
   });
   observer.observe({ entryTypes: ['gc'] });
   work();
