@@ -55,13 +55,14 @@ export function limitYoungGeneration(): void {
 
 /**
  * Call with the bytes (and entries) just processed; collects young garbage every EVERY_BYTES, all
- * of it every EVERY_ENTRIES and, unless `fullByBytes` is false, every FULL_EVERY_BYTES.
+ * of it every EVERY_ENTRIES and every FULL_EVERY_BYTES (of kept bytes only, when `fullByBytes`
+ * is false).
  */
 export class GarbageGovernor {
   private sinceLast = 0;
   private sinceFull = 0;
   private entriesSince = 0;
-  private readonly fullEveryBytes: number;
+  private readonly fullByBytes: boolean;
 
   constructor(
     /** Bytes of fresh buffers the stream leaves behind per byte processed (a codec's own buffers count too). */
@@ -73,16 +74,17 @@ export class GarbageGovernor {
      */
     options: { fullByBytes?: boolean } = {},
   ) {
-    this.fullEveryBytes = options.fullByBytes === false ? Infinity : FULL_EVERY_BYTES;
+    this.fullByBytes = options.fullByBytes !== false;
     limitYoungGeneration();
   }
 
-  processed(bytes: number, entries = 0): void {
-    const garbage = bytes * this.garbagePerByte;
+  /** `keptBytes`: bytes just copied into buffers that live across awaits; they always count toward a full collection. */
+  processed(bytes: number, entries = 0, keptBytes = 0): void {
+    const garbage = bytes * this.garbagePerByte + keptBytes;
     this.sinceLast += garbage;
-    this.sinceFull += garbage;
+    this.sinceFull += this.fullByBytes ? garbage : keptBytes;
     this.entriesSince += entries;
-    if (this.entriesSince >= EVERY_ENTRIES || this.sinceFull >= this.fullEveryBytes) {
+    if (this.entriesSince >= EVERY_ENTRIES || this.sinceFull >= FULL_EVERY_BYTES) {
       this.entriesSince = 0;
       this.sinceLast = 0;
       this.sinceFull = 0;

@@ -60,7 +60,7 @@ export async function readArchive(
     let entries = 0;
     for await (const chunk of source) {
       reader.write(chunk);
-      governor.processed(chunk.length + (visitor.takeCopiedBytes?.() ?? 0), reader.entries - entries);
+      governor.processed(chunk.length, reader.entries - entries, visitor.takeCopiedBytes?.() ?? 0);
       entries = reader.entries;
       onProgress?.({ archiveBytes, tarBytes: reader.bytes, entries: reader.entries });
       const wait = visitor.backpressure?.();

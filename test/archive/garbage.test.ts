@@ -31,12 +31,17 @@ test('the governor collects everything every 32 MiB by default, and only young g
   expect(youngOnly).toBeLessThanOrEqual(1);
 });
 
-test('full collections by entries stay on either way', async () => {
-  const governor = new GarbageGovernor(1, { fullByBytes: false });
-  const full = await fullCollectionsDuring(() => {
-    for (let i = 0; i < 20; i++) governor.processed(0, 1_000);
+test('full collections by entries, and by bytes copied into buffers kept across awaits, stay on either way', async () => {
+  const byEntries = new GarbageGovernor(1, { fullByBytes: false });
+  const afterEntries = await fullCollectionsDuring(() => {
+    for (let i = 0; i < 20; i++) byEntries.processed(0, 1_000);
   });
-  expect(full).toBeGreaterThanOrEqual(4);
+  expect(afterEntries).toBeGreaterThanOrEqual(4);
+  const byKept = new GarbageGovernor(1, { fullByBytes: false });
+  const afterKept = await fullCollectionsDuring(() => {
+    for (let i = 0; i < 320; i++) byKept.processed(MiB, 0, MiB);
+  });
+  expect(afterKept).toBeGreaterThanOrEqual(10);
 });
 
 test('a visitor that keeps chunks keeps the full collections for the pair it rides along with', () => {
