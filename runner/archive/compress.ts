@@ -244,7 +244,7 @@ export const GARBAGE_PER_BYTE: Record<Compression, number> = { gzip: 2, zstd: 0,
  * Whether a codec's buffers live across the writer's awaits, long enough to be promoted past young
  * collections, so that only the writer's full collections by bytes free them: gzip jobs hold
  * their input and output until their turn (measured without them: a gzip backup of the medium
- * bench set peaked at 162 MiB instead of 137). The zstd lanes' pieces die young; without the full
+ * bench set peaked at 158 MiB instead of 134). The zstd lanes' pieces die young; without the full
  * collections a zstd backup took 0.5–0.9 CPU-s less per GiB, with a peak RSS 2–5 MiB lower.
  */
 export const BUFFERS_OUTLIVE_YOUNG: Record<Compression, boolean> = { gzip: true, zstd: false, none: true };
