@@ -56,8 +56,7 @@ function walkSource(source: string, exclude: ExcludeMatcher, links: HardLinkColl
       continue;
     }
     if (entry.error) {
-      // Vanished, or a directory replaced by a file since it was listed: the source is changing, not unreadable.
-      if (entry.error.code !== 'ENOENT' && entry.error.code !== 'ENOTDIR') scan.problems.push({ path: `./${displayName(entry.rel)}`, problem: describeSystemError(entry.error).replace(/ \(.*\)$/, '') });
+      if (!changing(entry.error)) scan.problems.push({ path: `./${displayName(entry.rel)}`, problem: describeSystemError(entry.error).replace(/ \(.*\)$/, '') });
       continue;
     }
     const stat = entry.stat!;
@@ -80,11 +79,17 @@ function walkSource(source: string, exclude: ExcludeMatcher, links: HardLinkColl
       try {
         fs.accessSync(entry.path, fs.constants.R_OK);
       } catch (error) {
-        scan.problems.push({ path: `./${displayName(entry.rel)}`, problem: describeSystemError(error).replace(/ \(.*\)$/, '') });
+        // Gone since the walk saw it: the packer reports it as vanished.
+        if (!changing(error as NodeJS.ErrnoException)) scan.problems.push({ path: `./${displayName(entry.rel)}`, problem: describeSystemError(error).replace(/ \(.*\)$/, '') });
       }
     }
   }
   return scan;
+}
+
+/** Vanished, or a directory replaced by a file since it was listed: the source is changing, not unreadable. */
+function changing(error: NodeJS.ErrnoException): boolean {
+  return error.code === 'ENOENT' || error.code === 'ENOTDIR';
 }
 
 export function describeProblems(problems: { path: string; problem: string }[]): string {

@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -6,7 +6,9 @@ import { describe, expect, it } from 'vitest';
 import {
   buildSource,
   bulkDir,
+  cliPath,
   describeRun,
+  jsonLines,
   pseudoRandomBytes,
   rng,
   runJson,
@@ -356,4 +358,49 @@ describe('a source that changes while it is read', () => {
     }
     tally('4 type swaps between listing and reading (no hang, no failure)', runs, runs);
   }, 200_000);
+});
+
+const hasStrace = spawnSync('strace', ['-V'], { stdio: 'ignore' }).status === 0;
+
+/**
+ * The backup's preflight lists the source, then checks each file for read access. A file deleted
+ * between the two is a source that changes, not an unreadable file. strace makes that window
+ * certain: the access check of one path gets the error a deleted file gives (and, to show the
+ * check still works, the error an unreadable one gives).
+ */
+describe.skipIf(!hasStrace)('a file gone between the preflight listing and its access check (strace)', () => {
+  const backupWithAccessError = (errno: string) => {
+    const scratch = tempDir('preflight');
+    const source = path.join(scratch, 'src');
+    const dest = path.join(scratch, 'dest');
+    fs.mkdirSync(source);
+    fs.mkdirSync(dest);
+    fs.writeFileSync(path.join(source, 'a.txt'), 'first\n');
+    const victim = path.join(source, 'b.txt');
+    fs.writeFileSync(victim, 'second\n');
+    const calls = ['access', 'faccessat', 'faccessat2'].join(',');
+    const args = ['-f', '-qq', '-o', path.join(scratch, 'strace.txt'), '-P', victim, '-e', `trace=${calls}`, '-e', `inject=${calls}:error=${errno}`];
+    const run = spawnSync('strace', [...args, process.execPath, cliPath, 'backup', '--source', source, '--dest', dest, '--log-format', 'json'], { encoding: 'utf8', timeout: 60_000 });
+    const injected = fs.readFileSync(path.join(scratch, 'strace.txt'), 'utf8').includes('(INJECTED)');
+    return { run, injected, dest, context: `exit ${run.status}\n${run.stdout}\n${run.stderr}` };
+  };
+
+  it('backs up when the check meets ENOENT (the file vanished), and archives what is there', () => {
+    const { run, injected, dest, context } = backupWithAccessError('ENOENT');
+    expect(injected, context).toBe(true);
+    expect(run.status, context).toBe(0);
+    expect(jsonLines(run.stdout).some((l) => l.event === 'backup.cannot-archive'), context).toBe(false);
+    const archive = fs.readdirSync(dest).find((n) => n.endsWith('.tar.gz'))!;
+    expect(execFileSync('tar', ['-tzf', path.join(dest, archive)], { encoding: 'utf8' }).split('\n').filter(Boolean)).toEqual(['./', './a.txt', './b.txt']);
+    tally('4 a file gone between the preflight listing and its access check', 1, 1);
+  });
+
+  it('still refuses, naming the file, when the check meets EACCES', () => {
+    const { run, injected, dest, context } = backupWithAccessError('EACCES');
+    expect(injected, context).toBe(true);
+    expect(run.status, context).toBe(1);
+    expect(jsonLines(run.stdout).find((l) => l.event === 'backup.cannot-archive')?.msg, context).toMatch(/\.\/b\.txt: permission denied/);
+    expect(fs.readdirSync(dest).filter((n) => !n.startsWith('.')), context).toEqual([]);
+    tally('4 an unreadable file at the preflight access check', 1, 1);
+  });
 });
