@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { archivesIn, cleanEnv, cliPath, runCli } from './helpers/cli.js';
+import { archivesIn, cleanEnv, cliPath, hasStrace, runCli } from './helpers/cli.js';
 import { buildRichTree, useTempDirs } from './helpers/tree.js';
 
 /**
@@ -17,14 +17,6 @@ import { buildRichTree, useTempDirs } from './helpers/tree.js';
  */
 
 const tempDir = useTempDirs();
-const hasStrace = (() => {
-  try {
-    execFileSync('strace', ['-V'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-})();
 
 interface Call {
   name: string;

@@ -56,7 +56,7 @@ function walkSource(source: string, exclude: ExcludeMatcher, links: HardLinkColl
       continue;
     }
     if (entry.error) {
-      if (!changing(entry.error)) scan.problems.push({ path: `./${displayName(entry.rel)}`, problem: describeSystemError(entry.error).replace(/ \(.*\)$/, '') });
+      if (!changing(entry.error)) scan.problems.push(unreadable(entry.rel, entry.error));
       continue;
     }
     const stat = entry.stat!;
@@ -80,7 +80,7 @@ function walkSource(source: string, exclude: ExcludeMatcher, links: HardLinkColl
         fs.accessSync(entry.path, fs.constants.R_OK);
       } catch (error) {
         // Gone since the walk saw it: the packer reports it as vanished.
-        if (!changing(error as NodeJS.ErrnoException)) scan.problems.push({ path: `./${displayName(entry.rel)}`, problem: describeSystemError(error).replace(/ \(.*\)$/, '') });
+        if (!changing(error as NodeJS.ErrnoException)) scan.problems.push(unreadable(entry.rel, error));
       }
     }
   }
@@ -90,6 +90,11 @@ function walkSource(source: string, exclude: ExcludeMatcher, links: HardLinkColl
 /** Vanished, or a directory replaced by a file since it was listed: the source is changing, not unreadable. */
 function changing(error: NodeJS.ErrnoException): boolean {
   return error.code === 'ENOENT' || error.code === 'ENOTDIR';
+}
+
+/** A problem line for an entry the system refused, without the path the error repeats. */
+function unreadable(rel: string, error: unknown): { path: string; problem: string } {
+  return { path: `./${displayName(rel)}`, problem: describeSystemError(error).replace(/ \(.*\)$/, '') };
 }
 
 export function describeProblems(problems: { path: string; problem: string }[]): string {

@@ -1,4 +1,4 @@
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -6,8 +6,10 @@ import { describe, expect, it } from 'vitest';
 import {
   buildSource,
   bulkDir,
+  archivesIn,
   cliPath,
   describeRun,
+  hasStrace,
   jsonLines,
   pseudoRandomBytes,
   rng,
@@ -16,6 +18,7 @@ import {
   sha256File,
   startCli,
   tally,
+  tarList,
   tempDir,
   tool,
   unmount,
@@ -360,8 +363,6 @@ describe('a source that changes while it is read', () => {
   }, 200_000);
 });
 
-const hasStrace = spawnSync('strace', ['-V'], { stdio: 'ignore' }).status === 0;
-
 /**
  * The backup's preflight lists the source, then checks each file for read access. A file deleted
  * between the two is a source that changes, not an unreadable file. strace makes that window
@@ -390,8 +391,8 @@ describe.skipIf(!hasStrace)('a file gone between the preflight listing and its a
     expect(injected, context).toBe(true);
     expect(run.status, context).toBe(0);
     expect(jsonLines(run.stdout).some((l) => l.event === 'backup.cannot-archive'), context).toBe(false);
-    const archive = fs.readdirSync(dest).find((n) => n.endsWith('.tar.gz'))!;
-    expect(execFileSync('tar', ['-tzf', path.join(dest, archive)], { encoding: 'utf8' }).split('\n').filter(Boolean)).toEqual(['./', './a.txt', './b.txt']);
+    const [archive] = archivesIn(dest);
+    expect(tarList(path.join(dest, archive!))).toEqual(['./', './a.txt', './b.txt']);
     tally('4 a file gone between the preflight listing and its access check', 1, 1);
   });
 

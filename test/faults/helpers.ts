@@ -18,7 +18,7 @@ export { sha256File };
  * backup directory.
  */
 
-export { type LogLine, cliPath, distDir, ensureBuilt, jsonLines, tool, tarList, shell, shq } from '../helpers/cli.js';
+export { type LogLine, archivesIn, cliPath, distDir, ensureBuilt, hasStrace, jsonLines, tool, tarList, shell, shq } from '../helpers/cli.js';
 
 export const isRoot = process.getuid?.() === 0;
 

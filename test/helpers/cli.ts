@@ -1,4 +1,4 @@
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -159,6 +159,9 @@ export function archivesIn(dest: string): string[] {
     .filter((n) => /\.tar(\.gz|\.zst)?$/.test(n))
     .sort();
 }
+
+/** Debian's strace is installed (scripts/setup.sh): the tests that trace or inject system calls run. */
+export const hasStrace = spawnSync('strace', ['-V'], { stdio: 'ignore' }).status === 0;
 
 /** The paths GNU tar lists in an archive (compression detected by tar), in archive order. */
 export function tarList(file: string): string[] {
